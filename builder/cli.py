@@ -1,0 +1,243 @@
+"""The ``pybuild`` command: argument parsing, and the one place errors become exit codes.
+
+Subcommands import their machinery lazily so ``pybuild --help`` stays instant.
+``pybuild [build flags] CONTEXT`` is shorthand for ``pybuild build [build flags] CONTEXT``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+from builder.errors import BuildError, UsageError
+
+COMMANDS = ("build", "load", "save", "images", "tag", "rmi", "inspect", "run")
+EXIT_RUN_FAILURE = 125  # docker's code when the container could not be started
+
+
+def _add_build(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    p = sub.add_parser(
+        "build",
+        help="build an image from a Dockerfile and a context",
+        description="Build an image from a Dockerfile. The image always goes to "
+        "the local store; -t names it there, -o also exports it.",
+    )
+    p.add_argument("context", help="the build context directory")
+    p.add_argument(
+        "-t",
+        "--tag",
+        action="append",
+        default=[],
+        metavar="NAME[:TAG]",
+        help="name the image (repeatable)",
+    )
+    p.add_argument(
+        "-f", "--file", metavar="FILE", help="the Dockerfile (default: CONTEXT/Dockerfile)"
+    )
+    p.add_argument(
+        "--build-arg",
+        action="append",
+        default=[],
+        metavar="K=V",
+        help="set a build-time ARG (repeatable)",
+    )
+    p.add_argument("--target", metavar="STAGE", help="build up to this stage")
+    p.add_argument(
+        "--no-cache", action="store_true", help="execute every step; do not reuse the cache"
+    )
+    p.add_argument(
+        "--network",
+        choices=("host", "none"),
+        default="host",
+        help="network for RUN steps (default: host)",
+    )
+    p.add_argument(
+        "--progress",
+        choices=("auto", "tty", "plain"),
+        default="auto",
+        help="progress output (default: auto)",
+    )
+    p.add_argument(
+        "-q", "--quiet", action="store_true", help="print only the image digest on success"
+    )
+    p.add_argument(
+        "-o",
+        "--output",
+        action="append",
+        default=[],
+        metavar="SPEC",
+        help="also export: type=oci,dest=FILE | type=docker,dest=FILE | "
+        "type=local,dest=DIR (repeatable)",
+    )
+    p.add_argument(
+        "--compression",
+        choices=("zstd", "gzip"),
+        default="zstd",
+        help="layer compression in the store (default: zstd)",
+    )
+    p.add_argument(
+        "--source-date-epoch",
+        type=int,
+        metavar="SECONDS",
+        default=_env_int("SOURCE_DATE_EPOCH"),
+        help="timestamp for image and clamped layer mtimes (default: $SOURCE_DATE_EPOCH)",
+    )
+    p.add_argument(
+        "--jobs",
+        type=int,
+        default=os.cpu_count() or 2,
+        help="stages built at once (default: CPU count)",
+    )
+    p.add_argument(
+        "--metadata-file",
+        type=Path,
+        metavar="FILE",
+        help="write the build's result (digests, per-step cache results) as JSON",
+    )
+
+
+def _add_run(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    p = sub.add_parser(
+        "run",
+        help="run a command in a new container from an image",
+        description="Run an image in a namespace sandbox, as `docker run` does. "
+        "The container's changes are discarded when it exits.",
+    )
+    p.add_argument(
+        "--rm",
+        action="store_true",
+        help="remove the container on exit (always the case in this version)",
+    )
+    p.add_argument(
+        "-e",
+        "--env",
+        action="append",
+        default=[],
+        metavar="K=V",
+        help="set an environment variable (K alone takes our value)",
+    )
+    p.add_argument("-w", "--workdir", metavar="DIR", help="working directory inside the container")
+    p.add_argument("-u", "--user", metavar="USER[:GROUP]", help="user to run as")
+    p.add_argument("--entrypoint", metavar="CMD", help="override the image's ENTRYPOINT")
+    p.add_argument(
+        "--network",
+        choices=("host", "none"),
+        default="host",
+        help="host (default) or none (loopback only)",
+    )
+    p.add_argument(
+        "-v",
+        "--volume",
+        action="append",
+        default=[],
+        metavar="HOST:CTR[:ro]",
+        help="bind-mount a host path (repeatable)",
+    )
+    p.add_argument("-i", "--interactive", action="store_true", help="keep stdin open")
+    p.add_argument("-t", "--tty", action="store_true", help="allocate a pseudo-terminal")
+    p.add_argument("--hostname", help="container hostname (default: the container id)")
+    p.add_argument("image", help="image name[:tag] or digest")
+    p.add_argument("command", nargs=argparse.REMAINDER, help="command and arguments (default: CMD)")
+
+
+def _add_image_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    p = sub.add_parser("load", help="load images from a docker-archive or OCI archive")
+    p.add_argument(
+        "-i",
+        "--input",
+        required=True,
+        type=Path,
+        metavar="FILE",
+        help="archive written by `docker save`, `pybuild save` or skopeo",
+    )
+    p = sub.add_parser("save", help="write images to an archive")
+    p.add_argument("-o", "--output", required=True, type=Path, metavar="FILE")
+    p.add_argument(
+        "--format",
+        choices=("oci", "docker"),
+        default="docker",
+        help="docker-archive (default, `docker load` reads it) or OCI archive",
+    )
+    p.add_argument("images", nargs="+", metavar="IMAGE")
+    sub.add_parser("images", help="list images in the local store")
+    p = sub.add_parser("tag", help="give an image another name")
+    p.add_argument("source", metavar="SRC")
+    p.add_argument("target", metavar="DST")
+    p = sub.add_parser("rmi", help="remove image names from the local store")
+    p.add_argument("images", nargs="+", metavar="IMAGE")
+    p = sub.add_parser("inspect", help="show an image's manifest and config as JSON")
+    p.add_argument("image", metavar="IMAGE")
+
+
+def make_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="pybuild",
+        description="A daemonless container image builder. `pybuild [build flags] CONTEXT` "
+        "is short for `pybuild build [build flags] CONTEXT`.",
+        epilog="The store lives in $PYBUILD_ROOT (default ~/.local/share/pybuild).",
+    )
+    parser.add_argument("--root", type=Path, help="store root (default: $PYBUILD_ROOT)")
+    sub = parser.add_subparsers(dest="subcommand", metavar="COMMAND")
+    _add_build(sub)
+    _add_run(sub)
+    _add_image_commands(sub)
+    return parser
+
+
+def _env_int(name: str) -> int | None:
+    value = os.environ.get(name)
+    return int(value) if value and value.isdigit() else None
+
+
+def _with_shorthand(argv: Sequence[str]) -> list[str]:
+    """Insert ``build`` when the first non-global word is not a command."""
+    args = list(argv)
+    i = 0
+    while i < len(args) and args[i] == "--root":
+        i += 2
+    if i < len(args) and args[i] not in COMMANDS and args[i] not in ("-h", "--help"):
+        args.insert(i, "build")
+    return args
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the console script; returns the process exit code."""
+    parser = make_parser()
+    args = parser.parse_args(_with_shorthand(sys.argv[1:] if argv is None else argv))
+    if not args.subcommand:
+        parser.print_help()
+        return 2
+    from builder import commands
+
+    handler: Callable[[argparse.Namespace], int] = getattr(commands, f"cmd_{args.subcommand}")
+    return _guarded(handler, args)
+
+
+def _guarded(handler: Callable[[argparse.Namespace], int], args: argparse.Namespace) -> int:
+    """The one place errors become messages and exit codes (no tracebacks for user errors)."""
+    from builder.progress import print_error
+    from cache.errors import CacheError
+    from runtime.errors import RuntimeFailure
+
+    failure = EXIT_RUN_FAILURE if args.subcommand == "run" else None
+    try:
+        return handler(args)
+    except UsageError as exc:
+        print_error(str(exc), exc.hint)
+        return failure or exc.exit_code
+    except BuildError as exc:
+        print_error(str(exc), exc.hint)
+        return failure or exc.exit_code
+    except (CacheError, RuntimeFailure) as exc:
+        print_error(exc.message, exc.hint)
+        return failure or 1
+    except KeyboardInterrupt:
+        print_error("interrupted", None)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,54 @@
+"""Typed build errors: what went wrong, where (Dockerfile and line), and what to do.
+
+Only ``builder/cli.py`` turns these into messages and exit codes; library code raises them.
+"""
+
+from __future__ import annotations
+
+
+class BuildError(Exception):
+    """A user-facing build failure.
+
+    ``file`` and ``line`` locate the cause in the Dockerfile when there is one;
+    ``hint`` tells the user what to do about it.
+    """
+
+    exit_code = 1
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        file: str | None = None,
+        line: int | None = None,
+        hint: str | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.message = message
+        self.file = file
+        self.line = line
+        self.hint = hint
+
+    def located(self, file: str | None, line: int | None) -> BuildError:
+        """Fill in a location when the raiser did not know it; returns self."""
+        if self.file is None:
+            self.file = file
+        if self.line is None:
+            self.line = line
+        return self
+
+    def __str__(self) -> str:
+        where = ""
+        if self.file is not None:
+            where = f"{self.file}:{self.line}: " if self.line is not None else f"{self.file}: "
+        return f"{where}{self.message}"
+
+
+class DockerfileError(BuildError):
+    """The Dockerfile itself is malformed or uses something unsupported."""
+
+
+class UsageError(BuildError):
+    """Bad command-line input."""
+
+    exit_code = 2

@@ -1,0 +1,260 @@
+"""From a parsed Dockerfile to the stages and steps a build needs.
+
+Planning is pure apart from reading base images' configs from the store: it expands
+words, threads each stage's config through its instructions (``builder.steps``), prunes
+stages the target does not need, and orders the rest so dependencies come first.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+
+from builder import instructions as ins
+from builder.actions import Action
+from builder.errors import BuildError, DockerfileError
+from builder.expand import expand_word
+from builder.state import DEFAULT_PATH, PROXY_ARGS, StageState, set_env
+from builder.steps import PlanContext, apply
+from cache.images import StoredImage
+from cache.oci import ContainerConfig, ImageConfig
+
+
+@dataclass(frozen=True)
+class PlannedStep:
+    """One instruction of a stage, expanded, with the config it leaves behind."""
+
+    id: str  # "<dockerfile>#<stage>#<position>": the same step across builds
+    stage: int
+    position: int
+    instruction: ins.Instruction
+    action: Action | None
+    created_by: str
+    key_text: str
+    config: ContainerConfig
+
+    @property
+    def title(self) -> str:
+        return self.instruction.original
+
+
+@dataclass(frozen=True)
+class StagePlan:
+    index: int
+    name: str | None
+    base_name: str  # "scratch", an image name, or "stage:<index>"
+    base_stage: int | None
+    base_image: StoredImage | None
+    base_config: ImageConfig
+    steps: tuple[PlannedStep, ...]
+    deps: frozenset[int]
+
+    @property
+    def label(self) -> str:
+        return self.name or f"stage-{self.index}"
+
+
+@dataclass(frozen=True)
+class Plan:
+    stages: tuple[StagePlan, ...]  # only those the target needs, dependencies first
+    target: int
+    warnings: tuple[str, ...]
+
+    def stage(self, index: int) -> StagePlan:
+        return next(s for s in self.stages if s.index == index)
+
+
+ImageResolver = Callable[[str, ins.From], StoredImage]
+
+
+@dataclass(frozen=True)
+class PlanRequest:
+    dockerfile: ins.Dockerfile
+    build_args: Mapping[str, str]
+    target: str | None
+    network: str
+
+
+def make_plan(request: PlanRequest, resolve_image: ImageResolver) -> Plan:
+    """Plan the build; ``resolve_image`` finds a base image by name (or raises BuildError)."""
+    df = request.dockerfile
+    meta_args = _meta_args(df, request.build_args)
+    names = {s.name: s.index for s in df.stages if s.name}
+    target = _target_index(df, request.target, names)
+    needed = _needed_stages(df, target, names, meta_args)
+    planned: dict[int, StagePlan] = {}
+    for stage in df.stages:
+        if stage.index in needed:
+            planned[stage.index] = _plan_stage(
+                stage, request, meta_args, names, planned, resolve_image
+            )
+    declared = {
+        n
+        for s in planned.values()
+        for i in s.steps
+        if isinstance(i.instruction, ins.Arg)
+        for n, _ in i.instruction.args
+    }
+    declared |= set(meta_args)
+    unused = sorted(k for k in request.build_args if k not in declared and k not in PROXY_ARGS)
+    warnings = (f"build-args not consumed by any ARG: {', '.join(unused)}",) if unused else ()
+    order = tuple(planned[i] for i in sorted(planned))
+    return Plan(order, target, warnings)
+
+
+def _meta_args(df: ins.Dockerfile, build_args: Mapping[str, str]) -> dict[str, str | None]:
+    values: dict[str, str | None] = {}
+    for arg in df.global_args:
+        for name, default in arg.args:
+            if name in build_args:
+                values[name] = build_args[name]
+            elif default is not None:
+                env = {k: v for k, v in values.items() if v is not None}
+                try:
+                    values[name] = expand_word(default, env, escape=df.escape)
+                except BuildError as exc:
+                    raise exc.located(arg.location.file, arg.location.line) from None
+            else:
+                values[name] = None
+    return values
+
+
+def _target_index(df: ins.Dockerfile, target: str | None, names: Mapping[str, int]) -> int:
+    if not df.stages:
+        raise DockerfileError(
+            "the Dockerfile has no FROM instruction",
+            file=df.file,
+            hint="start the Dockerfile with FROM <image> or FROM scratch",
+        )
+    if target is None:
+        return df.stages[-1].index
+    if target.lower() in names:
+        return names[target.lower()]
+    raise BuildError(
+        f"target stage {target!r} could not be found in {df.file}",
+        hint="stages: " + (", ".join(sorted(names)) or "(none are named: use FROM ... AS name)"),
+    )
+
+
+def _base_name(stage: ins.Stage, meta_args: Mapping[str, str | None], escape: str) -> str:
+    env = {k: v for k, v in meta_args.items() if v is not None}
+    try:
+        name = expand_word(stage.base.image, env, escape=escape)
+    except BuildError as exc:
+        raise exc.located(stage.base.location.file, stage.base.location.line) from None
+    if not name:
+        raise DockerfileError(
+            "FROM requires an image name",
+            file=stage.base.location.file,
+            line=stage.base.location.line,
+        )
+    return name
+
+
+def _needed_stages(
+    df: ins.Dockerfile, target: int, names: Mapping[str, int], meta_args: Mapping[str, str | None]
+) -> set[int]:
+    """The target and every stage it reaches through FROM or COPY --from."""
+    needed: set[int] = set()
+    todo = [target]
+    while todo:
+        index = todo.pop()
+        if index in needed:
+            continue
+        needed.add(index)
+        stage = df.stages[index]
+        base = _base_name(stage, meta_args, df.escape).lower()
+        if base in names and names[base] < index:
+            todo.append(names[base])
+        for instr in stage.instructions:
+            if isinstance(instr, ins.Copy) and instr.from_:
+                ref = instr.from_.lower()
+                if ref.isdigit() and int(ref) < index:
+                    todo.append(int(ref))
+                elif ref in names and names[ref] < index:
+                    todo.append(names[ref])
+    return needed
+
+
+def _plan_stage(
+    stage: ins.Stage,
+    request: PlanRequest,
+    meta_args: Mapping[str, str | None],
+    names: Mapping[str, int],
+    planned: Mapping[int, StagePlan],
+    resolve_image: ImageResolver,
+) -> StagePlan:
+    df = request.dockerfile
+    base_name = _base_name(stage, meta_args, df.escape)
+    if stage.base.platform:
+        _check_platform(stage.base, meta_args, df.escape)
+    base_stage = names.get(base_name.lower())
+    base_image: StoredImage | None = None
+    if base_stage is not None and base_stage < stage.index:
+        base_config = _stage_result_config(planned[base_stage])
+        base_label = f"stage:{base_stage}"
+    elif base_name == "scratch":
+        base_stage, base_config, base_label = None, ImageConfig(), "scratch"
+    else:
+        base_stage = None
+        base_image = resolve_image(base_name, stage.base)
+        base_config, base_label = base_image.config, base_name
+    config = base_config.config
+    if not any(e.startswith("PATH=") for e in config.env):
+        config = ContainerConfig(
+            **{**config.__dict__, "env": set_env(config.env, "PATH", DEFAULT_PATH)}
+        )
+    state = StageState(config)
+    ctx = PlanContext(
+        df.file, df.escape, request.build_args, meta_args, request.network, names, stage.index
+    )
+    steps = []
+    deps = {base_stage} if base_stage is not None else set()
+    for position, instr in enumerate(stage.instructions, start=1):
+        outcome = apply(state, instr, ctx)
+        state = outcome.state
+        action = outcome.action
+        if action is not None and getattr(action, "from_stage", None) is not None:
+            deps.add(action.from_stage)  # type: ignore[union-attr]
+        steps.append(
+            PlannedStep(
+                id=f"{df.file}#{stage.index}#{position}",
+                stage=stage.index,
+                position=position,
+                instruction=instr,
+                action=action,
+                created_by=outcome.created_by,
+                key_text=outcome.key_text,
+                config=state.config,
+            )
+        )
+    return StagePlan(
+        stage.index,
+        stage.name,
+        base_label,
+        base_stage,
+        base_image,
+        ImageConfig(**{**base_config.__dict__, "config": config}),
+        tuple(steps),
+        frozenset(d for d in deps if d is not None),
+    )
+
+
+def _check_platform(base: ins.From, meta_args: Mapping[str, str | None], escape: str) -> None:
+    env = {k: v for k, v in meta_args.items() if v is not None}
+    env.setdefault("BUILDPLATFORM", "linux/amd64")
+    env.setdefault("TARGETPLATFORM", "linux/amd64")
+    platform = expand_word(base.platform or "", env, escape=escape)
+    if platform not in ("linux/amd64", "linux/x86_64", "linux/amd64/v1"):
+        raise DockerfileError(
+            f"FROM --platform={platform}: only the local platform linux/amd64 can be built",
+            file=base.location.file,
+            line=base.location.line,
+            hint="drop --platform or use linux/amd64",
+        )
+
+
+def _stage_result_config(stage: StagePlan) -> ImageConfig:
+    """The config a later FROM <stage> starts from (history/diff_ids filled by the solver)."""
+    config = stage.steps[-1].config if stage.steps else stage.base_config.config
+    return ImageConfig(**{**stage.base_config.__dict__, "config": config})

@@ -1,0 +1,45 @@
+"""Image names as users type them, normalised the way docker shows local images."""
+
+from __future__ import annotations
+
+import re
+
+from builder.errors import UsageError
+
+# docker's reference grammar, reduced to what a local name needs: path components of
+# lowercase alphanumerics and separators, an optional registry host[:port], a tag.
+_COMPONENT = r"[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*"
+_HOST = r"(?:[a-zA-Z0-9-]+(?:\.[a-zA-Z0-9-]+)*(?::[0-9]+)?/)?"
+_NAME = re.compile(rf"^{_HOST}{_COMPONENT}(?:/{_COMPONENT})*$")
+_TAG = re.compile(r"^[\w][\w.-]{0,127}$")
+_DOCKER_HUB_PREFIXES = ("docker.io/library/", "index.docker.io/library/", "docker.io/")
+
+
+def split_ref(ref: str) -> tuple[str, str]:
+    """Split ``name[:tag]`` into name and tag (``latest`` by default); validates both."""
+    name, tag = ref, "latest"
+    slash = ref.rfind("/")
+    colon = ref.rfind(":")
+    if colon > slash:
+        name, tag = ref[:colon], ref[colon + 1 :]
+    if "@" in name:
+        raise UsageError(
+            f"image reference {ref!r}: digests are not supported for local names yet",
+            hint="refer to the image by name:tag",
+        )
+    if not _NAME.match(name) or not _TAG.match(tag):
+        raise UsageError(
+            f"invalid image name {ref!r}",
+            hint="names are lowercase letters, digits and . _ - separators, optionally with :TAG",
+        )
+    for prefix in _DOCKER_HUB_PREFIXES:
+        if name.startswith(prefix):
+            name = name[len(prefix) :]
+            break
+    return name, tag
+
+
+def normalize(ref: str) -> str:
+    """``busybox`` -> ``busybox:latest``; ``docker.io/library/x:1`` -> ``x:1``."""
+    name, tag = split_ref(ref)
+    return f"{name}:{tag}"

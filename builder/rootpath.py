@@ -1,0 +1,69 @@
+"""Paths inside a container root: resolve symlinks without ever leaving the root.
+
+A rootfs is untrusted: ``/usr/bin -> /bin`` must resolve inside it, and
+``/x -> ../../../etc`` must not reach the host. This is the ``securejoin`` idea.
+"""
+
+from __future__ import annotations
+
+import os
+import posixpath
+import stat
+from pathlib import Path
+
+from builder.errors import BuildError
+
+_MAX_LINKS = 40
+
+
+def clean(path: str) -> str:
+    """An absolute, normalised container path (``a/../b`` -> ``/b``)."""
+    return posixpath.normpath("/" + path) if path else "/"
+
+
+def resolve_in_root(root: Path, path: str, *, follow_last: bool = True) -> Path:
+    """The host path of container ``path`` under ``root``, following symlinks inside it.
+
+    ``..`` never climbs above ``root``; absolute link targets are taken relative to it.
+    With ``follow_last=False`` a final symlink is not followed (the link itself is meant).
+    Missing components are fine: the result names where they would be.
+    """
+    todo = [p for p in clean(path).split("/") if p]
+    todo.reverse()
+    done: list[str] = []
+    links = 0
+    while todo:
+        part = todo.pop()
+        if part == "..":
+            if done:
+                done.pop()
+            continue
+        if part == ".":
+            continue
+        current = root.joinpath(*done, part)
+        is_last = not todo
+        try:
+            st = os.lstat(current)
+        except FileNotFoundError:
+            done.append(part)
+            continue
+        except NotADirectoryError:
+            raise BuildError(f"{path}: a path component is not a directory") from None
+        if stat.S_ISLNK(st.st_mode) and (follow_last or not is_last):
+            links += 1
+            if links > _MAX_LINKS:
+                raise BuildError(f"{path}: too many levels of symbolic links")
+            target = os.readlink(current)
+            if target.startswith("/"):
+                done = []
+            parts = [p for p in target.split("/") if p]
+            todo.extend(reversed(parts))
+            continue
+        done.append(part)
+    return root.joinpath(*done)
+
+
+def to_container_path(root: Path, host_path: Path) -> str:
+    """The inverse of resolve_in_root for a path known to lie under ``root``."""
+    rel = host_path.relative_to(root).as_posix()
+    return "/" if rel == "." else "/" + rel

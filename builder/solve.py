@@ -1,0 +1,307 @@
+"""Walk a plan: key every step, reuse what the cache has, execute the rest.
+
+Independent stages run concurrently (a thread per stage, at most ``jobs`` at once; a
+stage first waits for the stages it reads). Per filesystem step: key (pure), look the
+key up, on a miss run the step on an overlay of the parent's layers and snapshot the
+upper dir into a layer. The result of each step, and why it missed, is reported.
+"""
+
+from __future__ import annotations
+
+import shutil
+import tempfile
+import threading
+import time
+from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, replace
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Protocol
+
+from builder.actions import Action, ExecContext, RunAction
+from builder.errors import BuildError
+from builder.plan import Plan, PlannedStep, StagePlan
+from builder.storage import Storage
+from cache.digest import Digest
+from cache.errors import CacheError
+from cache.index import StepRecord
+from cache.keys import KeyInputs, explain_miss, inputs_from_json, inputs_to_json, step_key
+from cache.layers import Compression, write_layer
+from cache.oci import Descriptor, History, ImageConfig
+from runtime.errors import RuntimeFailure
+from runtime.spec import Rootfs
+
+
+@dataclass(frozen=True)
+class SolveOptions:
+    no_cache: bool = False
+    compression: Compression = Compression.ZSTD
+    source_date_epoch: int | None = None
+    jobs: int = 2
+
+
+@dataclass(frozen=True)
+class StepResult:
+    step_id: str
+    stage: int
+    position: int
+    title: str
+    key: str | None  # None for metadata-only steps
+    cached: bool
+    reason: str  # why it missed ("" on a hit or for metadata)
+    duration: float
+    layer: Descriptor | None
+    started: float
+    finished: float
+
+
+@dataclass(frozen=True)
+class StageResult:
+    index: int
+    key: str
+    layers: tuple[Descriptor, ...]
+    config: ImageConfig  # with diff_ids and history
+    lowers: tuple[Path, ...]  # unpacked layer dirs, top-most first
+
+
+class Events(Protocol):
+    """What the solver tells the user about (``builder.progress`` implements it)."""
+
+    def step_started(self, stage: StagePlan, step: PlannedStep) -> None: ...
+    def step_log(self, step: PlannedStep, line: str) -> None: ...
+    def step_finished(self, stage: StagePlan, step: PlannedStep, result: StepResult) -> None: ...
+
+
+def timestamp(epoch: int | None) -> str:
+    """RFC 3339 UTC time: SOURCE_DATE_EPOCH when given, else now."""
+    moment = datetime.fromtimestamp(epoch, UTC) if epoch is not None else datetime.now(UTC)
+    return moment.strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+class Solver:
+    """Builds the stages of one plan against one store."""
+
+    def __init__(
+        self, storage: Storage, ctx: ExecContext, events: Events, options: SolveOptions
+    ) -> None:
+        self._storage = storage
+        self._ctx = ctx
+        self._events = events
+        self._options = options
+        self._created = timestamp(options.source_date_epoch)
+        self._lock = threading.Lock()
+        self._results: dict[int, StageResult] = {}
+        self.steps: list[StepResult] = []
+
+    def solve(self, plan: Plan) -> StageResult:
+        """Build every stage of the plan; return the target stage's result."""
+        futures: dict[int, Future[StageResult]] = {}
+        with ThreadPoolExecutor(max_workers=max(1, self._options.jobs)) as pool:
+            for stage in plan.stages:  # dependencies first, so FIFO start order cannot deadlock
+                deps = [futures[d] for d in stage.deps]
+                futures[stage.index] = pool.submit(self._stage_after, stage, deps)
+            for future in futures.values():
+                future.exception()  # wait for all, so no stage is left mounting when we raise
+        for stage in plan.stages:
+            futures[stage.index].result()
+        self.steps.sort(key=lambda r: (r.stage, r.position))
+        return self._results[plan.target]
+
+    def _stage_after(self, stage: StagePlan, deps: list[Future[StageResult]]) -> StageResult:
+        for dep in deps:
+            dep.result()
+        result = self._build_stage(stage)
+        with self._lock:
+            self._results[stage.index] = result
+        return result
+
+    def _start(self, stage: StagePlan) -> StageResult:
+        if stage.base_stage is not None:
+            base = self._results[stage.base_stage]
+            return replace(base, index=stage.index)
+        if stage.base_image is None:
+            return StageResult(stage.index, "scratch", (), ImageConfig(), ())
+        image = stage.base_image
+        lowers = self._unpack(image.manifest.layers, image.config.diff_ids)
+        return StageResult(
+            stage.index, f"image:{image.digest}", image.manifest.layers, image.config, lowers
+        )
+
+    def _unpack(
+        self, layers: tuple[Descriptor, ...], diff_ids: tuple[Digest, ...]
+    ) -> tuple[Path, ...]:
+        try:
+            dirs = [
+                self._storage.layers.ensure(layer, diff)
+                for layer, diff in zip(layers, diff_ids, strict=True)
+            ]
+        except CacheError as exc:
+            raise BuildError(f"cannot unpack a base layer: {exc.message}", hint=exc.hint) from None
+        return tuple(reversed(dirs))
+
+    def _build_stage(self, stage: StagePlan) -> StageResult:
+        current = self._start(stage)
+        history = list(current.config.history)
+        diff_ids = list(current.config.diff_ids)
+        layers, lowers = list(current.layers), list(current.lowers)
+        key = current.key
+        for step in stage.steps:
+            if step.action is None:
+                history.append(History(self._created, step.created_by, empty_layer=True))
+                continue
+            self._events.step_started(stage, step)
+            result, diff_id, lower = self._run_step(stage, step, step.action, key, tuple(lowers))
+            key = result.key or key
+            if result.layer is not None and diff_id is not None and lower is not None:
+                layers.append(result.layer)
+                diff_ids.append(diff_id)
+                lowers.insert(0, lower)
+            history.append(
+                History(self._created, step.created_by, empty_layer=result.layer is None)
+            )
+            with self._lock:
+                self.steps.append(result)
+            self._events.step_finished(stage, step, result)
+        final = stage.steps[-1].config if stage.steps else stage.base_config.config
+        config = replace(
+            stage.base_config,
+            created=self._created,
+            config=final,
+            diff_ids=tuple(diff_ids),
+            history=tuple(history),
+        )
+        return StageResult(stage.index, key, tuple(layers), config, tuple(lowers))
+
+    def _run_step(
+        self,
+        stage: StagePlan,
+        step: PlannedStep,
+        action: Action,
+        parent: str,
+        lowers: tuple[Path, ...],
+    ) -> tuple[StepResult, Digest | None, Path | None]:
+        started = time.time()
+        ctx = self._step_context(step)
+        try:
+            inputs = action.key_inputs(parent, step.key_text, ctx)
+        except BuildError as exc:
+            raise exc.located(
+                step.instruction.location.file, step.instruction.location.line
+            ) from None
+        key = step_key(inputs)
+        index = self._storage.index
+        record = None if self._options.no_cache else index.get_step(key)
+        if record is not None and self._usable(record):
+            index.set_last_inputs(step.id, inputs_to_json(inputs))
+            lower = (
+                self._storage.layers.ensure(record.layer, record.diff_id)
+                if record.layer and record.diff_id
+                else None
+            )
+            return self._result(step, key, True, "", record.layer, started), record.diff_id, lower
+        reason = self._reason(step, inputs)
+        layer, diff_id, lower = self._execute(step, action, ctx, lowers)
+        duration = time.time() - started
+        index.put_step(
+            StepRecord(key, layer, diff_id, inputs_to_json(inputs), duration, time.time())
+        )
+        index.set_last_inputs(step.id, inputs_to_json(inputs))
+        return self._result(step, key, False, reason, layer, started), diff_id, lower
+
+    def _usable(self, record: StepRecord) -> bool:
+        return record.layer is None or self._storage.blobs.has(record.layer.digest)
+
+    def _reason(self, step: PlannedStep, inputs: KeyInputs) -> str:
+        if self._options.no_cache:
+            return "--no-cache"
+        previous = self._storage.index.last_inputs(step.id)
+        old = inputs_from_json(previous) if previous else None
+        reasons = explain_miss(old, inputs)
+        return "; ".join(reasons) if reasons else "not in the cache"
+
+    def _step_context(self, step: PlannedStep) -> ExecContext:
+        def log(line: str) -> None:
+            self._events.step_log(step, line)
+
+        with self._lock:
+            keys = {i: r.key for i, r in self._results.items()}
+            roots = {i: r.lowers for i, r in self._results.items()}
+        return replace(self._ctx, log=log, stage_keys=keys, stage_roots=roots)
+
+    def _execute(
+        self, step: PlannedStep, action: Action, ctx: ExecContext, lowers: tuple[Path, ...]
+    ) -> tuple[Descriptor | None, Digest | None, Path | None]:
+        work = Path(tempfile.mkdtemp(prefix="step-", dir=self._storage.blobs.tmp_dir))
+        try:
+            upper, overlay_work, scratch = work / "upper", work / "work", work / "scratch"
+            for d in (upper, overlay_work, scratch):
+                d.mkdir()
+            try:
+                action.execute(Rootfs(lowers, upper, overlay_work), replace(ctx, scratch=scratch))
+            except RuntimeFailure as exc:
+                raise BuildError(f"sandbox failed: {exc.message}", hint=exc.hint) from None
+            except BuildError as exc:
+                raise exc.located(
+                    step.instruction.location.file, step.instruction.location.line
+                ) from None
+            except OSError as exc:
+                raise BuildError(
+                    f"{step.title}: {exc}",
+                    file=step.instruction.location.file,
+                    line=step.instruction.location.line,
+                ) from None
+            blob = write_layer(
+                upper,
+                self._storage.blobs,
+                compression=self._options.compression,
+                source_date_epoch=self._options.source_date_epoch,
+            )
+            if blob.empty:
+                return None, None, None
+            layer = Descriptor(blob.media_type, blob.digest, blob.size)
+            lower = self._storage.layers.adopt(blob.diff_id, upper)
+            return layer, blob.diff_id, lower
+        finally:
+            shutil.rmtree(work, ignore_errors=True)
+
+    def _result(
+        self,
+        step: PlannedStep,
+        key: str,
+        cached: bool,
+        reason: str,
+        layer: Descriptor | None,
+        started: float,
+    ) -> StepResult:
+        now = time.time()
+        return StepResult(
+            step.id,
+            step.stage,
+            step.position,
+            step.title,
+            key,
+            cached,
+            reason,
+            now - started,
+            layer,
+            started,
+            now,
+        )
+
+
+def count_sandbox_runs(
+    results: list[StepResult], plan: Plan, predicate: Callable[[PlannedStep], bool] | None = None
+) -> int:
+    """How many executed (missed) steps were RUN steps, i.e. started a sandbox."""
+    runs = 0
+    by_id = {s.id: s for st in plan.stages for s in st.steps}
+    for result in results:
+        step = by_id[result.step_id]
+        if (
+            not result.cached
+            and isinstance(step.action, RunAction)
+            and (predicate is None or predicate(step))
+        ):
+            runs += 1
+    return runs

@@ -1,0 +1,99 @@
+"""What a stage knows between two instructions: its config, its ARGs, its shell.
+
+Planning threads one ``StageState`` through a stage's instructions; every handler in
+``builder.steps`` returns a new one (frozen, so a step's view can never change later).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, replace
+
+from cache.oci import ContainerConfig
+
+DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+DEFAULT_SHELL = ("/bin/sh", "-c")
+
+# docker's predefined ARGs: usable without ARG, kept out of cache keys and history.
+PROXY_ARGS = frozenset(
+    {
+        "HTTP_PROXY",
+        "http_proxy",
+        "HTTPS_PROXY",
+        "https_proxy",
+        "FTP_PROXY",
+        "ftp_proxy",
+        "NO_PROXY",
+        "no_proxy",
+        "ALL_PROXY",
+        "all_proxy",
+    }
+)
+
+
+def env_to_dict(env: tuple[str, ...]) -> dict[str, str]:
+    """``("K=V", ...)`` to a dict; later entries win, as for a process environment."""
+    out: dict[str, str] = {}
+    for item in env:
+        key, _, value = item.partition("=")
+        out[key] = value
+    return out
+
+
+def set_env(env: tuple[str, ...], key: str, value: str) -> tuple[str, ...]:
+    """Replace ``key`` in place if present, else append it (docker keeps the order)."""
+    entry = f"{key}={value}"
+    out = list(env)
+    for i, item in enumerate(out):
+        if item.partition("=")[0] == key:
+            out[i] = entry
+            return tuple(out)
+    out.append(entry)
+    return tuple(out)
+
+
+@dataclass(frozen=True)
+class StageState:
+    """The state of a stage after some instructions.
+
+    ``args`` holds the stage's declared ARGs with their values (None: declared, unset).
+    ``cmd_set`` records whether this stage set CMD itself (a new ENTRYPOINT clears an
+    inherited CMD but not one set in the same stage).
+    """
+
+    config: ContainerConfig
+    args: tuple[tuple[str, str | None], ...] = ()
+    cmd_set: bool = False
+
+    @property
+    def env(self) -> dict[str, str]:
+        return env_to_dict(self.config.env)
+
+    @property
+    def arg_values(self) -> dict[str, str]:
+        return {k: v for k, v in self.args if v is not None}
+
+    def expansion_env(self) -> dict[str, str]:
+        """What ``$VAR`` sees: ARGs, overridden by ENV of the same name (docker docs)."""
+        return {**self.arg_values, **self.env}
+
+    def shell(self) -> tuple[str, ...]:
+        return self.config.shell or DEFAULT_SHELL
+
+    def with_arg(self, name: str, value: str | None) -> StageState:
+        kept = tuple((k, v) for k, v in self.args if k != name)
+        return replace(self, args=(*kept, (name, value)))
+
+    def with_config(self, **changes: object) -> StageState:
+        return replace(self, config=replace(self.config, **changes))  # type: ignore[arg-type]
+
+
+def run_env(state: StageState, proxies: Mapping[str, str]) -> tuple[str, ...]:
+    """The environment of a RUN: ENV, plus ARGs not shadowed by ENV, plus proxy ARGs."""
+    env = list(state.config.env)
+    names = set(state.env)
+    for key, value in (*state.arg_values.items(), *proxies.items()):
+        if key not in names:
+            env.append(f"{key}={value}")
+            names.add(key)
+    return tuple(env)

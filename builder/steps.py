@@ -1,0 +1,327 @@
+"""What each instruction does to a stage: one handler per instruction.
+
+A handler takes the stage state before the instruction and returns the state after it,
+the filesystem action to run (None for metadata-only instructions) and its history
+text. Words are expanded here (``builder.expand``), with the ARG/ENV in scope, in exactly
+the instructions BuildKit expands.
+"""
+
+from __future__ import annotations
+
+import json
+import posixpath
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from builder import instructions as ins
+from builder.actions import Action, CopyAction, RunAction, WorkdirAction
+from builder.errors import BuildError, DockerfileError
+from builder.expand import expand_word
+from builder.state import PROXY_ARGS, StageState, run_env, set_env
+
+
+@dataclass(frozen=True)
+class PlanContext:
+    """Build-wide facts the handlers need; never mutated."""
+
+    file: str
+    escape: str
+    build_args: Mapping[str, str]
+    meta_args: Mapping[str, str | None]
+    network: str
+    stage_names: Mapping[str, int]  # lower-cased stage name -> index
+    current_stage: int
+
+
+@dataclass(frozen=True)
+class Outcome:
+    state: StageState
+    action: Action | None
+    created_by: str
+    key_text: str  # the instruction after expansion, for the cache key
+
+
+def _fail(instr: ins.Instruction, message: str, hint: str | None = None) -> BuildError:
+    return DockerfileError(message, file=instr.location.file, line=instr.location.line, hint=hint)
+
+
+def _expand(word: str, state: StageState, ctx: PlanContext, instr: ins.Instruction) -> str:
+    try:
+        return expand_word(word, state.expansion_env(), escape=ctx.escape)
+    except BuildError as exc:
+        raise exc.located(instr.location.file, instr.location.line) from None
+
+
+def _meta(state: StageState, created_by: str) -> Outcome:
+    return Outcome(state, None, created_by, created_by)
+
+
+def _go_quote_list(items: tuple[str, ...]) -> str:
+    """How BuildKit prints a []string in history (Go's %q): ["a" "b"]."""
+    return "[" + " ".join(json.dumps(i) for i in items) + "]"
+
+
+def _command(state: StageState, command: tuple[str, ...], shell_form: bool) -> tuple[str, ...]:
+    return (*state.shell(), command[0]) if shell_form else command
+
+
+def handle_run(state: StageState, instr: ins.Run, ctx: PlanContext) -> Outcome:
+    if instr.mounts:
+        raise _fail(instr, "RUN --mount is not supported yet", "remove the --mount flag")
+    if instr.security not in (None, "sandbox"):
+        raise _fail(instr, f"RUN --security={instr.security} is not supported", "remove the flag")
+    network = ctx.network if instr.network in (None, "default") else instr.network
+    if network not in ("host", "none"):
+        raise _fail(instr, f"RUN --network={instr.network}: expected default, none or host")
+    command = instr.command
+    if instr.heredocs and instr.shell_form:
+        # The shell understands heredocs itself: hand it the whole text, bodies included.
+        body = "\n".join(f"{h.content}{h.name}" for h in instr.heredocs)
+        command = (f"{command[0]}\n{body}",)
+    args = _command(state, command, instr.shell_form)
+    proxies = {k: v for k, v in ctx.build_args.items() if k in PROXY_ARGS}
+    key_env = tuple(sorted((k, v) for k, v in state.arg_values.items()))
+    action = RunAction(
+        args=args,
+        env=run_env(state, proxies),
+        key_env=tuple(sorted({**dict(key_env), **state.env}.items())),
+        user=state.config.user,
+        cwd=state.config.working_dir or "/",
+        network=network,
+        text=" ".join(instr.command) if instr.shell_form else json.dumps(list(instr.command)),
+    )
+    shown = " ".join(args) if instr.shell_form else _go_quote_list(args)
+    arg_prefix = (
+        f"|{len(key_env)} " + " ".join(f"{k}={v}" for k, v in key_env) + " " if key_env else ""
+    )
+    created_by = f"RUN {arg_prefix}{shown} # buildkit"
+    return Outcome(state, action, created_by, f"RUN {json.dumps(list(args))} network={network}")
+
+
+def _chmod(instr: ins.Copy, value: str | None) -> int | None:
+    if value is None:
+        return None
+    try:
+        mode = int(value, 8)
+    except ValueError:
+        raise _fail(instr, f"--chmod={value}: expected an octal mode such as 0755") from None
+    if mode > 0o7777:
+        raise _fail(instr, f"--chmod={value}: mode out of range")
+    return mode
+
+
+def _dest(state: StageState, dest: str) -> str:
+    if not dest.startswith("/"):
+        base = state.config.working_dir or "/"
+        trailing = dest.endswith("/") or dest in (".", "./")
+        dest = posixpath.join(base, dest)
+        dest = posixpath.normpath(dest) + ("/" if trailing else "")
+    return dest
+
+
+def handle_copy(state: StageState, instr: ins.Copy, ctx: PlanContext) -> Outcome:
+    name = "ADD" if isinstance(instr, ins.Add) else "COPY"
+    if instr.link or instr.parents:
+        raise _fail(instr, f"{name} --link/--parents is not supported yet", "remove the flag")
+    if instr.heredocs:
+        raise _fail(instr, f"{name} from a heredoc is not supported yet")
+    sources = tuple(_expand(s, state, ctx, instr) for s in instr.sources)
+    if isinstance(instr, ins.Add):
+        for source in sources:
+            if "://" in source or source.startswith("git@"):
+                raise _fail(
+                    instr,
+                    f"ADD of remote sources is not supported yet: {source}",
+                    "download the file and COPY it from the build context",
+                )
+    dest = _dest(state, _expand(instr.dest, state, ctx, instr))
+    from_stage = None
+    if instr.from_ is not None:
+        from_stage = _stage_ref(_expand(instr.from_, state, ctx, instr), ctx, instr)
+    chown = _expand(instr.chown, state, ctx, instr) if instr.chown else None
+    action = CopyAction(
+        sources=sources,
+        dest=dest,
+        from_stage=from_stage,
+        chown=chown,
+        chmod=_chmod(instr, _expand(instr.chmod, state, ctx, instr) if instr.chmod else None),
+        excludes=tuple(_expand(e, state, ctx, instr) for e in instr.excludes),
+    )
+    flags = "".join(
+        f"--{k}={v} "
+        for k, v in (("from", instr.from_), ("chown", chown), ("chmod", instr.chmod))
+        if v
+    )
+    created_by = f"{name} {flags}{' '.join(sources)} {dest} # buildkit"
+    return Outcome(state, action, created_by, f"{name} {json.dumps([flags, *sources, dest])}")
+
+
+def _stage_ref(ref: str, ctx: PlanContext, instr: ins.Instruction) -> int:
+    if ref.isdigit():
+        index = int(ref)
+        if index >= ctx.current_stage:
+            raise _fail(instr, f"--from={ref}: stage {index} is not a previous stage")
+        return index
+    index_by_name = ctx.stage_names.get(ref.lower())
+    if index_by_name is None or index_by_name >= ctx.current_stage:
+        raise _fail(
+            instr,
+            f"--from={ref}: no previous stage named {ref!r}",
+            "COPY --from takes the name (FROM ... AS name) or index of an earlier stage; "
+            "copying from an image by name is not supported yet",
+        )
+    return index_by_name
+
+
+def handle_env(state: StageState, instr: ins.Env, ctx: PlanContext) -> Outcome:
+    env = state.config.env
+    shown = []
+    for key, raw in instr.pairs:
+        value = _expand(raw, state, ctx, instr)
+        env = set_env(env, key, value)
+        state = state.with_config(env=env)
+        shown.append(f"{key}={value}")
+    return _meta(state, "ENV " + " ".join(shown))
+
+
+def handle_arg(state: StageState, instr: ins.Arg, ctx: PlanContext) -> Outcome:
+    shown = []
+    for name, default in instr.args:
+        if name in ctx.build_args:
+            value: str | None = ctx.build_args[name]
+        elif default is not None:
+            value = _expand(default, state, ctx, instr)
+        else:
+            value = ctx.meta_args.get(name)
+        state = state.with_arg(name, value)
+        shown.append(name if default is None else f"{name}={default}")
+    return _meta(state, "ARG " + " ".join(shown))
+
+
+def handle_workdir(state: StageState, instr: ins.Workdir, ctx: PlanContext) -> Outcome:
+    path = _expand(instr.path, state, ctx, instr)
+    if not path:
+        raise _fail(instr, "WORKDIR needs a path")
+    full = posixpath.normpath(posixpath.join(state.config.working_dir or "/", path))
+    state = state.with_config(working_dir=full)
+    action = WorkdirAction(full, state.config.user)
+    return Outcome(state, action, f"WORKDIR {full}", f"WORKDIR {full} user={state.config.user}")
+
+
+def handle_user(state: StageState, instr: ins.User, ctx: PlanContext) -> Outcome:
+    user = _expand(instr.user, state, ctx, instr)
+    return _meta(state.with_config(user=user), f"USER {user}")
+
+
+def handle_cmd(state: StageState, instr: ins.Cmd, ctx: PlanContext) -> Outcome:
+    cmd = _command(state, instr.command, instr.shell_form)
+    state = StageState(state.config, state.args, cmd_set=True).with_config(cmd=cmd)
+    return _meta(state, f"CMD {_go_quote_list(cmd)}")
+
+
+def handle_entrypoint(state: StageState, instr: ins.Entrypoint, ctx: PlanContext) -> Outcome:
+    entrypoint = _command(state, instr.command, instr.shell_form)
+    changes: dict[str, Any] = {"entrypoint": entrypoint}
+    if not state.cmd_set:
+        changes["cmd"] = None  # a new ENTRYPOINT drops an inherited CMD (BuildKit)
+    return _meta(state.with_config(**changes), f"ENTRYPOINT {_go_quote_list(entrypoint)}")
+
+
+def handle_label(state: StageState, instr: ins.Label, ctx: PlanContext) -> Outcome:
+    labels = dict(state.config.labels)
+    shown = []
+    for key, value in instr.pairs:
+        k, v = _expand(key, state, ctx, instr), _expand(value, state, ctx, instr)
+        labels[k] = v
+        shown.append(f"{k}={v}")
+    return _meta(
+        state.with_config(labels=tuple(sorted(labels.items()))), "LABEL " + " ".join(shown)
+    )
+
+
+def _ports(spec: str, instr: ins.Instruction) -> list[str]:
+    port, _, proto = spec.partition("/")
+    proto = (proto or "tcp").lower()
+    if proto not in ("tcp", "udp", "sctp"):
+        raise _fail(instr, f"EXPOSE {spec}: invalid protocol {proto!r}")
+    low, _, high = port.partition("-")
+    try:
+        first, last = int(low), int(high or low)
+    except ValueError:
+        raise _fail(instr, f"EXPOSE {spec}: invalid port") from None
+    if not 0 < first <= last <= 65535:
+        raise _fail(instr, f"EXPOSE {spec}: invalid port range")
+    return [f"{p}/{proto}" for p in range(first, last + 1)]
+
+
+def handle_expose(state: StageState, instr: ins.Expose, ctx: PlanContext) -> Outcome:
+    ports = set(state.config.exposed_ports)
+    shown = []
+    for raw in instr.ports:
+        value = _expand(raw, state, ctx, instr)
+        shown.append(value)
+        ports.update(_ports(value, instr))
+    return _meta(
+        state.with_config(exposed_ports=tuple(sorted(ports))), "EXPOSE map[" + " ".join(shown) + "]"
+    )
+
+
+def handle_volume(state: StageState, instr: ins.Volume, ctx: PlanContext) -> Outcome:
+    volumes = set(state.config.volumes)
+    for raw in instr.paths:
+        value = _expand(raw, state, ctx, instr)
+        if not value:
+            raise _fail(instr, "VOLUME specified can not be an empty string")
+        volumes.add(value)
+    return _meta(state.with_config(volumes=tuple(sorted(volumes))), f"VOLUME {list(instr.paths)}")
+
+
+def handle_stopsignal(state: StageState, instr: ins.StopSignal, ctx: PlanContext) -> Outcome:
+    signal = _expand(instr.signal, state, ctx, instr)
+    return _meta(state.with_config(stop_signal=signal), f"STOPSIGNAL {signal}")
+
+
+def handle_shell(state: StageState, instr: ins.Shell, ctx: PlanContext) -> Outcome:
+    if not instr.shell:
+        raise _fail(instr, "SHELL requires at least one argument")
+    return _meta(state.with_config(shell=instr.shell), f"SHELL {_go_quote_list(instr.shell)}")
+
+
+def handle_maintainer(state: StageState, instr: ins.Maintainer, ctx: PlanContext) -> Outcome:
+    return _meta(state, f"MAINTAINER {instr.name}")
+
+
+def handle_unsupported(state: StageState, instr: ins.Instruction, ctx: PlanContext) -> Outcome:
+    keyword = instr.original.split(None, 1)[0].upper() if instr.original else type(instr).__name__
+    raise _fail(instr, f"{keyword} is not supported yet", "remove it from the Dockerfile for now")
+
+
+Handler = Callable[[StageState, Any, PlanContext], Outcome]
+HANDLERS: Mapping[type[ins.Instruction], Handler] = {
+    ins.Run: handle_run,
+    ins.Copy: handle_copy,
+    ins.Add: handle_copy,
+    ins.Env: handle_env,
+    ins.Arg: handle_arg,
+    ins.Workdir: handle_workdir,
+    ins.User: handle_user,
+    ins.Cmd: handle_cmd,
+    ins.Entrypoint: handle_entrypoint,
+    ins.Label: handle_label,
+    ins.Expose: handle_expose,
+    ins.Volume: handle_volume,
+    ins.StopSignal: handle_stopsignal,
+    ins.Shell: handle_shell,
+    ins.Maintainer: handle_maintainer,
+    ins.Healthcheck: handle_unsupported,
+    ins.Onbuild: handle_unsupported,
+}
+
+
+def apply(state: StageState, instr: ins.Instruction, ctx: PlanContext) -> Outcome:
+    """Run the handler for ``instr``'s type."""
+    handler = HANDLERS.get(type(instr))
+    if handler is None:
+        return handle_unsupported(state, instr, ctx)
+    return handler(state, instr, ctx)

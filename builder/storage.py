@@ -1,0 +1,95 @@
+"""The local store as the builder uses it: blobs, unpacked layers, the index, tags.
+
+The store root is always passed explicitly (STYLE habit 5); ``default_root`` is the one
+place the environment decides it, and only the CLI calls it.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+from cache.unpacked import UnpackedLayers
+
+from builder.errors import BuildError
+from builder.refs import normalize
+from cache.digest import Digest
+from cache.errors import CacheError
+from cache.images import StoredImage, read_image
+from cache.index import Index
+from cache.store import BlobStore
+
+
+def default_root() -> Path:
+    """``$PYBUILD_ROOT``, else ``$XDG_DATA_HOME/pybuild``, else ``~/.local/share/pybuild``."""
+    if explicit := os.environ.get("PYBUILD_ROOT"):
+        return Path(explicit)
+    data_home = os.environ.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
+    return Path(data_home) / "pybuild"
+
+
+@dataclass
+class Storage:
+    """Everything under one store root, opened together."""
+
+    root: Path
+    blobs: BlobStore
+    layers: UnpackedLayers
+    index: Index
+
+    @classmethod
+    def open(cls, root: Path) -> Storage:
+        try:
+            root.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise BuildError(
+                f"cannot create the store at {root}: {exc.strerror}",
+                hint="set PYBUILD_ROOT to a writable directory",
+            ) from None
+        blobs = BlobStore(root)
+        return cls(root, blobs, UnpackedLayers(blobs), Index(root))
+
+    def close(self) -> None:
+        self.index.close()
+
+    def find_image(self, name: str) -> StoredImage | None:
+        """Look an image up by name[:tag] or by (a prefix of) its manifest digest."""
+        digest = self._lookup(name)
+        if digest is None:
+            return None
+        try:
+            return read_image(self.blobs, digest)
+        except CacheError as exc:
+            raise BuildError(
+                f"image {name} is damaged in the store: {exc.message}",
+                hint="run `pybuild rmi` on it and load or build it again",
+            ) from None
+
+    def get_image(self, name: str) -> StoredImage:
+        """Like find_image, but a missing image is a BuildError saying how to get one."""
+        image = self.find_image(name)
+        if image is None:
+            raise BuildError(
+                f"image {name!r} not found in the local store ({self.root})",
+                hint="load it with `pybuild load -i IMAGE.tar` (a docker-archive or OCI "
+                "archive), build it with `pybuild build -t NAME`, or use `FROM scratch`",
+            )
+        return image
+
+    def _lookup(self, name: str) -> Digest | None:
+        if name.startswith("sha256:") and len(name) == 71:
+            digest = Digest.parse(name)
+            return digest if self.blobs.has(digest) else None
+        try:
+            tagged = self.index.get_tag(normalize(name))
+        except BuildError:
+            tagged = None
+        if tagged is not None:
+            return tagged
+        prefix = name.removeprefix("sha256:")
+        if len(prefix) >= 6 and all(c in "0123456789abcdef" for c in prefix):
+            matches = {d for _, d in self.index.tags() if d.hex.startswith(prefix)}
+            if len(matches) == 1:
+                return matches.pop()
+        return None

@@ -1,0 +1,71 @@
+"""Shared test set-up: tests never touch the user's real store."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+
+@pytest.fixture(autouse=True)
+def _isolated_store(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    """Point the default store at a path that fails loudly if anything uses it."""
+    poison = tmp_path_factory.getbasetemp() / "NOT-A-STORE"
+    old = {k: os.environ.get(k) for k in ("PYBUILD_ROOT", "XDG_DATA_HOME", "HOME")}
+    os.environ.pop("PYBUILD_ROOT", None)
+    os.environ["XDG_DATA_HOME"] = str(poison)
+    poison.write_text("tests must pass an explicit store root\n")
+    yield
+    for key, value in old.items():
+        if value is None:
+            os.environ.pop(key, None)
+        else:
+            os.environ[key] = value
+
+
+@pytest.fixture
+def store_root(tmp_path: Path) -> Path:
+    """A fresh, empty pybuild store root for one test."""
+    root = tmp_path / "store"
+    root.mkdir()
+    return root
+
+
+def _overlay_available() -> bool:
+    try:
+        return "overlay" in Path("/proc/filesystems").read_text()
+    except OSError:
+        return False
+
+
+def _docker_available() -> bool:
+    import shutil
+    import subprocess
+
+    if shutil.which("docker") is None:
+        return False
+    try:
+        done = subprocess.run(["docker", "info"], capture_output=True, timeout=10, check=False)
+    except (OSError, subprocess.TimeoutExpired):
+        return False
+    return done.returncode == 0
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Skip marked tests with the reason, never silently."""
+    checks = {
+        "requires_root": (lambda: os.geteuid() == 0, "needs root (namespaces and mounts)"),
+        "requires_overlay": (_overlay_available, "needs overlayfs (not in /proc/filesystems)"),
+        "requires_docker": (_docker_available, "needs a running dockerd (`docker info` failed)"),
+    }
+    results: dict[str, bool] = {}
+    for item in items:
+        for name, (check, reason) in checks.items():
+            if item.get_closest_marker(name) is None:
+                continue
+            if name not in results:
+                results[name] = check()
+            if not results[name]:
+                item.add_marker(pytest.mark.skip(reason=reason))

@@ -1,0 +1,88 @@
+"""Helpers for CLI-level tests: run pybuild in a subprocess, write build contexts."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+@dataclass
+class Result:
+    code: int
+    out: str
+    err: str
+
+
+class Pybuild:
+    """Runs the real CLI in a subprocess against one store."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+
+    def __call__(
+        self,
+        *args: str | Path,
+        ok: bool = True,
+        input: str | None = None,
+        env: dict[str, str] | None = None,
+        timeout: float = 300,
+    ) -> Result:
+        full_env = {**os.environ, "PYBUILD_ROOT": str(self.root), **(env or {})}
+        done = subprocess.run(
+            [sys.executable, "-m", "builder.cli", *map(str, args)],
+            capture_output=True,
+            text=True,
+            env=full_env,
+            cwd=REPO,
+            input=input,
+            timeout=timeout,
+            check=False,
+        )
+        result = Result(done.returncode, done.stdout, done.stderr)
+        if ok and done.returncode != 0:
+            raise AssertionError(
+                f"pybuild {args} failed ({done.returncode}):\n{done.stderr}\n{done.stdout}"
+            )
+        return result
+
+    def build(self, context: Path, *args: str | Path, ok: bool = True) -> Result:
+        return self(*args, "--progress", "plain", context, ok=ok)
+
+    def inspect(self, image: str) -> dict[str, Any]:
+        doc: list[dict[str, Any]] = json.loads(self("inspect", image).out)
+        return doc[0]
+
+    def config(self, image: str) -> dict[str, Any]:
+        cfg: dict[str, Any] = self.inspect(image)["Config"]["config"]
+        return cfg
+
+    def rootfs(self, image_context: Path, dest: Path, *args: str) -> Path:
+        self.build(image_context, "-o", f"type=local,dest={dest}", *args)
+        return dest
+
+
+def write_context(root: Path, files: dict[str, str | bytes], dockerfile: str) -> Path:
+    root.mkdir(parents=True, exist_ok=True)
+    (root / "Dockerfile").write_text(dockerfile)
+    for name, content in files.items():
+        path = root / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        if isinstance(content, bytes):
+            path.write_bytes(content)
+        else:
+            path.write_text(content)
+    return root
+
+
+def steps_of(metadata_file: Path) -> Sequence[dict[str, Any]]:
+    doc = json.loads(metadata_file.read_text())
+    steps: Sequence[dict[str, Any]] = doc["steps"]
+    return steps
