@@ -1,0 +1,164 @@
+"""What to run and on which root: plain, frozen values and their JSON form.
+
+``runtime`` knows nothing of images or Dockerfiles: the caller turns an image config into a
+:class:`ContainerSpec` over unpacked layer directories. The JSON form is how
+``runtime.sandbox`` hands a spec to the ``runtime.init`` process; it is an internal wire
+format (not OCI ``config.json``), versioned so a mismatch fails loudly.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from runtime.errors import SandboxError
+
+SPEC_FORMAT = 1
+NETWORK_MODES = ("host", "none")
+
+
+@dataclass(frozen=True)
+class BindMount:
+    """Bind ``source`` (a host path) at ``target`` (absolute, inside the container)."""
+
+    source: Path
+    target: str
+    readonly: bool = False
+
+
+@dataclass(frozen=True)
+class Rootfs:
+    """An overlay root: ``lowers`` top-most first (may be empty), ``upper`` gets every change.
+
+    ``work`` is overlayfs's scratch dir: empty, on the same filesystem as ``upper``.
+    """
+
+    lowers: tuple[Path, ...]
+    upper: Path
+    work: Path
+
+
+@dataclass(frozen=True)
+class ContainerSpec:
+    """One process to run in a fresh sandbox; field semantics follow ``docker run``."""
+
+    rootfs: Rootfs
+    args: tuple[str, ...]
+    env: tuple[str, ...] = ()
+    cwd: str = "/"
+    user: str = ""
+    hostname: str = "pybuild"
+    network: str = "host"
+    mounts: tuple[BindMount, ...] = ()
+    hosts: str = ""
+    resolv_conf: str = ""
+    tty: bool = False
+    readonly_rootfs: bool = False
+
+
+@dataclass(frozen=True)
+class RunResult:
+    """How the container ended, docker style.
+
+    ``exit_code`` is the process status, 128+N when killed by signal N, 126 when the command
+    cannot be executed and 127 when it is not found; ``error`` then says why.
+    """
+
+    exit_code: int
+    signal: int | None = None
+    error: str | None = None
+
+
+def validate_spec(spec: ContainerSpec) -> None:
+    """Raise :class:`SandboxError` when ``spec`` cannot describe a runnable container."""
+    problems: list[str] = []
+    if not spec.args:
+        problems.append("no command given (args is empty)")
+    if not spec.cwd.startswith("/"):
+        problems.append(f"working directory {spec.cwd!r} is not absolute")
+    if spec.network not in NETWORK_MODES:
+        problems.append(f"network {spec.network!r} is not one of {', '.join(NETWORK_MODES)}")
+    problems += [f"env entry {e!r} has no '='" for e in spec.env if "=" not in e]
+    problems += [f"env entry {e!r} has an empty name" for e in spec.env if e.startswith("=")]
+    problems += [
+        f"mount target {m.target!r} is not absolute"
+        for m in spec.mounts
+        if not m.target.startswith("/")
+    ]
+    if any("\0" in text for text in (*spec.args, *spec.env, spec.cwd, spec.user)):
+        problems.append("an argument, env entry, cwd or user contains a NUL byte")
+    if problems:
+        raise SandboxError("invalid container spec: " + "; ".join(problems))
+
+
+def spec_to_json(spec: ContainerSpec) -> str:
+    """Serialise ``spec`` for :func:`spec_from_json` (paths become strings)."""
+    body: dict[str, Any] = {
+        "format": SPEC_FORMAT,
+        "rootfs": {
+            "lowers": [str(p) for p in spec.rootfs.lowers],
+            "upper": str(spec.rootfs.upper),
+            "work": str(spec.rootfs.work),
+        },
+        "args": list(spec.args),
+        "env": list(spec.env),
+        "cwd": spec.cwd,
+        "user": spec.user,
+        "hostname": spec.hostname,
+        "network": spec.network,
+        "mounts": [
+            {"source": str(m.source), "target": m.target, "readonly": m.readonly}
+            for m in spec.mounts
+        ],
+        "hosts": spec.hosts,
+        "resolv_conf": spec.resolv_conf,
+        "tty": spec.tty,
+        "readonly_rootfs": spec.readonly_rootfs,
+    }
+    return json.dumps(body, sort_keys=True)
+
+
+def spec_from_json(text: str) -> ContainerSpec:
+    """Parse what :func:`spec_to_json` wrote; raise :class:`SandboxError` if malformed."""
+    try:
+        body = json.loads(text)
+        if body.get("format") != SPEC_FORMAT:
+            raise ValueError(f"unsupported spec format {body.get('format')!r}")
+        root = body["rootfs"]
+        return ContainerSpec(
+            rootfs=Rootfs(
+                lowers=tuple(Path(_str(p)) for p in root["lowers"]),
+                upper=Path(_str(root["upper"])),
+                work=Path(_str(root["work"])),
+            ),
+            args=tuple(_str(a) for a in body["args"]),
+            env=tuple(_str(e) for e in body["env"]),
+            cwd=_str(body["cwd"]),
+            user=_str(body["user"]),
+            hostname=_str(body["hostname"]),
+            network=_str(body["network"]),
+            mounts=tuple(
+                BindMount(Path(_str(m["source"])), _str(m["target"]), _bool(m["readonly"]))
+                for m in body["mounts"]
+            ),
+            hosts=_str(body["hosts"]),
+            resolv_conf=_str(body["resolv_conf"]),
+            tty=_bool(body["tty"]),
+            readonly_rootfs=_bool(body["readonly_rootfs"]),
+        )
+    except (ValueError, KeyError, TypeError, AttributeError) as exc:
+        raise SandboxError(f"malformed container spec JSON: {exc}") from exc
+
+
+def _str(value: object) -> str:
+    if not isinstance(value, str):
+        raise TypeError(f"expected a string, got {value!r}")
+    return value
+
+
+def _bool(value: object) -> bool:
+    if not isinstance(value, bool):
+        raise TypeError(f"expected a boolean, got {value!r}")
+    return value
