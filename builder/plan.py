@@ -11,7 +11,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
 from builder import instructions as ins
-from builder.actions import Action
+from builder.actions import Action, CopyAction
 from builder.errors import BuildError, DockerfileError
 from builder.expand import expand_word
 from builder.state import DEFAULT_PATH, PROXY_ARGS, StageState, set_env
@@ -214,8 +214,8 @@ def _plan_stage(
         outcome = apply(state, instr, ctx)
         state = outcome.state
         action = outcome.action
-        if action is not None and getattr(action, "from_stage", None) is not None:
-            deps.add(action.from_stage)  # type: ignore[union-attr]
+        if isinstance(action, CopyAction) and action.from_stage is not None:
+            deps.add(action.from_stage)
         steps.append(
             PlannedStep(
                 id=f"{df.file}#{stage.index}#{position}",
