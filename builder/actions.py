@@ -25,7 +25,7 @@ from builder.rootpath import clean, resolve_in_root
 from cache.keys import KeyInputs
 from runtime.errors import RuntimeFailure
 from runtime.rootfs import mounted_overlay
-from runtime.spec import ContainerSpec, Rootfs, RunResult
+from runtime.spec import BindMount, ContainerSpec, Rootfs, RunResult
 from runtime.users import resolve_user
 
 _TAIL_LINES = 20
@@ -67,6 +67,7 @@ class RunAction:
     cwd: str
     network: str
     text: str  # the command as the user wrote it, for messages
+    scripts: tuple[tuple[str, str], ...] = ()  # heredoc scripts: (container path, content)
 
     def key_inputs(self, parent: str, instruction: str, ctx: ExecContext) -> KeyInputs:
         extra = (("cwd", self.cwd), ("network", self.network), ("user", self.user))
@@ -81,6 +82,7 @@ class RunAction:
             user=self.user,
             network=self.network,
             hostname="pybuild",
+            mounts=self._script_mounts(ctx.scratch),
         )
         result, tail = _run_logged(ctx, spec)
         if result.exit_code != 0:
@@ -92,6 +94,17 @@ class RunAction:
                 hint="fix the command, or run the image up to the previous step with "
                 "`pybuild build --target` and `pybuild run` to debug it",
             )
+
+    def _script_mounts(self, scratch: Path) -> tuple[BindMount, ...]:
+        """Heredoc scripts with a shebang run as files, bind-mounted read-only (BuildKit
+        mounts them under /dev/pipes, so they never land in the layer)."""
+        mounts = []
+        for i, (target, content) in enumerate(self.scripts):
+            host = scratch / f"script-{i}"
+            host.write_text(content)
+            host.chmod(0o755)
+            mounts.append(BindMount(host, target, readonly=True))
+        return tuple(mounts)
 
 
 def _run_logged(ctx: ExecContext, spec: ContainerSpec) -> tuple[RunResult, list[str]]:

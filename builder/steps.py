@@ -63,7 +63,23 @@ def _go_quote_list(items: tuple[str, ...]) -> str:
 
 
 def _command(state: StageState, command: tuple[str, ...], shell_form: bool) -> tuple[str, ...]:
-    return (*state.shell(), command[0]) if shell_form else command
+    if not shell_form:
+        return command
+    return (*state.shell(), command[0] if command else "")
+
+
+def _run_heredocs(instr: ins.Run) -> tuple[tuple[str, ...], tuple[tuple[str, str], ...]]:
+    """BuildKit's heredoc RUN: a lone ``<<EOF`` runs its body (a file if it has a shebang);
+    otherwise the shell gets the command line with every body after it, and handles them."""
+    line = instr.command[0] if instr.command else ""
+    first = instr.heredocs[0]
+    if len(instr.heredocs) == 1 and line.strip().lstrip("<").lstrip("-").strip("'\"") == first.name:
+        if first.content.startswith("#!"):
+            path = f"/dev/pipes/{first.name}"
+            return (path,), ((path, first.content),)
+        return (first.content,), ()
+    bodies = "".join(f"{h.content}{h.name}\n" for h in instr.heredocs)
+    return (f"{line}\n{bodies}",), ()
 
 
 def handle_run(state: StageState, instr: ins.Run, ctx: PlanContext) -> Outcome:
@@ -74,12 +90,11 @@ def handle_run(state: StageState, instr: ins.Run, ctx: PlanContext) -> Outcome:
     network = ctx.network if instr.network in (None, "default") else instr.network
     if network not in ("host", "none"):
         raise _fail(instr, f"RUN --network={instr.network}: expected default, none or host")
-    command = instr.command
+    command: tuple[str, ...] = instr.command
+    scripts: tuple[tuple[str, str], ...] = ()
     if instr.heredocs and instr.shell_form:
-        # The shell understands heredocs itself: hand it the whole text, bodies included.
-        body = "\n".join(f"{h.content}{h.name}" for h in instr.heredocs)
-        command = (f"{command[0]}\n{body}",)
-    args = _command(state, command, instr.shell_form)
+        command, scripts = _run_heredocs(instr)
+    args = command if scripts else _command(state, command, instr.shell_form)
     proxies = {k: v for k, v in ctx.build_args.items() if k in PROXY_ARGS}
     key_env = tuple(sorted((k, v) for k, v in state.arg_values.items()))
     action = RunAction(
@@ -90,13 +105,15 @@ def handle_run(state: StageState, instr: ins.Run, ctx: PlanContext) -> Outcome:
         cwd=state.config.working_dir or "/",
         network=network,
         text=" ".join(instr.command) if instr.shell_form else json.dumps(list(instr.command)),
+        scripts=scripts,
     )
     shown = " ".join(args) if instr.shell_form else _go_quote_list(args)
-    arg_prefix = (
-        f"|{len(key_env)} " + " ".join(f"{k}={v}" for k, v in key_env) + " " if key_env else ""
-    )
+    arg_prefix = ""
+    if key_env:
+        arg_prefix = f"|{len(key_env)} " + " ".join(f"{k}={v}" for k, v in key_env) + " "
     created_by = f"RUN {arg_prefix}{shown} # buildkit"
-    return Outcome(state, action, created_by, f"RUN {json.dumps(list(args))} network={network}")
+    key_text = f"RUN {json.dumps([list(args), list(scripts)])} network={network}"
+    return Outcome(state, action, created_by, key_text)
 
 
 def _chmod(instr: ins.Copy, value: str | None) -> int | None:

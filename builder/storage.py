@@ -10,8 +10,6 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from cache.unpacked import UnpackedLayers
-
 from builder.errors import BuildError
 from builder.refs import normalize
 from cache.digest import Digest
@@ -19,6 +17,7 @@ from cache.errors import CacheError
 from cache.images import StoredImage, read_image
 from cache.index import Index
 from cache.store import BlobStore
+from cache.unpacked import UnpackedLayers
 
 
 def default_root() -> Path:

@@ -265,3 +265,30 @@ def test_unsupported_instruction_names_it_and_line(pybuild: Pybuild, tmp_path: P
     result = pybuild.build(ctx, ok=False)
     assert result.code != 0
     assert "HEALTHCHECK" in result.err and "Dockerfile:3" in result.err
+
+
+HEREDOC_DOCKERFILE = """\
+FROM busybox
+RUN <<EOF
+echo hi > /one
+echo there >> /one
+EOF
+RUN cat <<-A > /x && cat <<'B' > /y
+\thello $HOME
+A
+raw $HOME
+B
+RUN <<EOT
+#!/bin/sh
+echo "script $0" > /script-ran
+EOT
+"""
+
+
+def test_run_heredocs_follow_buildkit_forms(pybuild: Pybuild, tmp_path: Path) -> None:
+    root = build_rootfs(pybuild, tmp_path, HEREDOC_DOCKERFILE)
+    assert (root / "one").read_text() == "hi\nthere\n"
+    assert (root / "x").read_text() == "hello /root\n"
+    assert (root / "y").read_text() == "raw $HOME\n"
+    assert (root / "script-ran").read_text() == "script /dev/pipes/EOT\n"
+    assert not (root / "dev" / "pipes").exists()
