@@ -8,8 +8,6 @@ upper dir into a layer. The result of each step, and why it missed, is reported.
 
 from __future__ import annotations
 
-import shutil
-import tempfile
 import threading
 import time
 from collections.abc import Callable
@@ -232,25 +230,14 @@ class Solver:
     def _execute(
         self, step: PlannedStep, action: Action, ctx: ExecContext, lowers: tuple[Path, ...]
     ) -> tuple[Descriptor | None, Digest | None, Path | None]:
-        work = Path(tempfile.mkdtemp(prefix="step-", dir=self._storage.blobs.tmp_dir))
-        try:
+        # A locked temp dir: a concurrent build's clean_tmp never removes it mid-step.
+        with self._storage.blobs.temp_dir("step-") as work:
             upper, overlay_work, scratch = work / "upper", work / "work", work / "scratch"
             for d in (upper, overlay_work, scratch):
                 d.mkdir()
-            try:
-                action.execute(Rootfs(lowers, upper, overlay_work), replace(ctx, scratch=scratch))
-            except RuntimeFailure as exc:
-                raise BuildError(f"sandbox failed: {exc.message}", hint=exc.hint) from None
-            except BuildError as exc:
-                raise exc.located(
-                    step.instruction.location.file, step.instruction.location.line
-                ) from None
-            except OSError as exc:
-                raise BuildError(
-                    f"{step.title}: {exc}",
-                    file=step.instruction.location.file,
-                    line=step.instruction.location.line,
-                ) from None
+            self._run_action(
+                step, action, Rootfs(lowers, upper, overlay_work), replace(ctx, scratch=scratch)
+            )
             blob = write_layer(
                 upper,
                 self._storage.blobs,
@@ -262,8 +249,21 @@ class Solver:
             layer = Descriptor(blob.media_type, blob.digest, blob.size)
             lower = self._storage.layers.adopt(blob.diff_id, upper)
             return layer, blob.diff_id, lower
-        finally:
-            shutil.rmtree(work, ignore_errors=True)
+
+    def _run_action(
+        self, step: PlannedStep, action: Action, rootfs: Rootfs, ctx: ExecContext
+    ) -> None:
+        location = step.instruction.location
+        try:
+            action.execute(rootfs, ctx)
+        except RuntimeFailure as exc:
+            raise BuildError(f"sandbox failed: {exc.message}", hint=exc.hint) from None
+        except BuildError as exc:
+            raise exc.located(location.file, location.line) from None
+        except OSError as exc:
+            raise BuildError(
+                f"{step.title}: {exc}", file=location.file, line=location.line
+            ) from None
 
     def _result(
         self,
