@@ -5,18 +5,22 @@ multi-threaded and must not fork itself. Two processes come out of it:
 
 Outer init (this process, still in the caller's namespaces):
   1. reads the spec JSON from ``--spec-fd``, writes /etc/hosts and /etc/resolv.conf to a
-     private temp dir;
+     private temp dir; with resource limits, creates the container's cgroup
+     (:mod:`runtime.cgroups`);
   2. ``unshare(CLONE_NEWPID)`` and forks: the child is PID 1 of the new PID namespace;
   3. forwards SIGINT, SIGTERM and SIGHUP to it; a second SIGINT/SIGTERM, or SIGUSR1
      (sent by ``sandbox`` on cancellation), kills it;
   4. reads the child's reports (mount stubs created, set-up or exec failure) from a
      close-on-exec pipe, which reaches EOF once the user's command has been exec'd;
-  5. waits for it, removes the mount stubs from the upper dir, writes a JSON status to
+  5. waits for it, removes the mount stubs from the upper dir and the cgroup (saying so
+     when the OOM killer or the pids limit is why it failed), writes a JSON status to
      ``--status-fd`` and exits with the container's status (125 when set-up failed).
 
-Child: unshares mount, UTS, IPC (and network) namespaces itself, so ``pivot_root`` never
-moves the outer init's root; builds the root (:func:`_setup_root`), pivots into it,
-becomes the user and execs the command, which stays PID 1 as in docker.
+Child: joins the cgroup, unshares mount, UTS, IPC (and network) namespaces itself, so
+``pivot_root`` never moves the outer init's root; builds the root
+(:func:`runtime.rootsetup.setup_root`), pivots into it, and unless the spec is privileged
+locks itself down (:mod:`runtime.security`: capabilities, no_new_privs, seccomp) around
+becoming the user; then execs the command, which stays PID 1 as in docker.
 """
 
 from __future__ import annotations
@@ -27,30 +31,22 @@ import errno
 import fcntl
 import json
 import os
+import secrets
 import signal
 import sys
 import tempfile
 import termios
 import traceback
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, NoReturn
 
-from runtime import linux
+from runtime import cgroups, linux
 from runtime.errors import RuntimeFailure, SandboxError, UserNotFound
-from runtime.rootfs import (
-    MountStub,
-    bind,
-    make_mountpoint,
-    mount_overlay,
-    mount_proc,
-    mount_sys,
-    populate_dev,
-    remount_readonly,
-    remove_stubs,
-    resolve_in_root,
-)
+from runtime.rootfs import MountStub, remove_stubs
+from runtime.rootsetup import Staging, pivot, setup_root, stage
+from runtime.seccomp import build_default_profile
+from runtime.security import finish_lock_down, restrict_capabilities
 from runtime.spec import ContainerSpec, RunResult, spec_from_json
 from runtime.users import resolve_user
 
@@ -59,18 +55,6 @@ KILL_REQUEST = signal.SIGUSR1
 SETUP_FAILED = 125
 DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 _NOT_FOUND = (errno.ENOENT, errno.ENOTDIR)
-
-Report = Callable[[dict[str, Any]], None]
-
-
-@dataclass(frozen=True)
-class _Staging:
-    """Host-side scratch for one run, removed when the run ends."""
-
-    root: Path
-    empty: Path
-    hosts: Path
-    resolv: Path
 
 
 class _ExecFailure(Exception):
@@ -130,8 +114,14 @@ def _run(spec: ContainerSpec, stdio: tuple[int, ...]) -> RunResult:
     """Outer init: fork PID 1 in a new PID namespace, wait, clean up, report."""
     linux.set_pdeathsig(signal.SIGKILL)  # if the builder dies, the whole sandbox goes
     handled = (*FORWARDED_SIGNALS, KILL_REQUEST)
-    with tempfile.TemporaryDirectory(prefix="pybuild-sandbox-") as tmp:
-        staging = _stage(Path(tmp), spec)
+    with contextlib.ExitStack() as stack:
+        tmp = stack.enter_context(tempfile.TemporaryDirectory(prefix="pybuild-sandbox-"))
+        staging = stage(Path(tmp), spec)
+        group = None
+        if cgroups.needed(spec.resources):
+            name = f"pybuild-{os.getpid()}-{secrets.token_hex(4)}"
+            group = cgroups.create(name, spec.resources)
+            stack.callback(cgroups.remove, group)
         linux.unshare(linux.CLONE_NEWPID)
         report_r, report_w = os.pipe()
         # Block until the handlers know the child, so no signal is lost or misdirected.
@@ -139,7 +129,7 @@ def _run(spec: ContainerSpec, stdio: tuple[int, ...]) -> RunResult:
         pid = os.fork()
         if pid == 0:
             os.close(report_r)
-            _child(spec, staging, stdio, report_w, handled)
+            _child(spec, staging, stdio, report_w, handled, group)
         os.close(report_w)
         for fd in {fd for fd in stdio if fd > 2}:  # only the container may hold them now
             os.close(fd)
@@ -153,7 +143,25 @@ def _run(spec: ContainerSpec, stdio: tuple[int, ...]) -> RunResult:
             signal.signal(signum, signal.SIG_IGN)
         os.close(pidfd)
         remove_stubs(spec.rootfs, [_stub(m["stub"]) for m in messages if "stub" in m])
-    return _result(status, messages)
+        result = _result(status, messages)
+        return result if group is None else _explain_limits(result, group, spec)
+
+
+def _explain_limits(result: RunResult, group: cgroups.Cgroup, spec: ContainerSpec) -> RunResult:
+    """Say so when a resource limit is why the container failed."""
+    if result.exit_code == 0 or result.error is not None:
+        return result
+    if cgroups.oom_killed(group):
+        limit = spec.resources.memory or 0
+        why = f"out of memory: killed by the kernel (memory limit {limit / 2**20:.1f} MiB)"
+        return RunResult(result.exit_code, result.signal, why)
+    if cgroups.pids_limit_hit(group):
+        why = (
+            f"exit code {result.exit_code}; the pids limit ({spec.resources.pids}) "
+            "was reached: a fork was refused"
+        )
+        return RunResult(result.exit_code, result.signal, why)
+    return result
 
 
 def _stub(body: dict[str, Any]) -> MountStub:
@@ -193,39 +201,13 @@ def _forward_signals(pidfd: int, handled: tuple[int, ...]) -> None:
         signal.signal(signum, forward)
 
 
-def _stage(tmp: Path, spec: ContainerSpec) -> _Staging:
-    staging = _Staging(tmp / "root", tmp / "empty", tmp / "hosts", tmp / "resolv.conf")
-    staging.root.mkdir()
-    staging.empty.mkdir()
-    hosts = spec.hosts or (
-        f"127.0.0.1\tlocalhost {spec.hostname}\n::1\tlocalhost ip6-localhost ip6-loopback\n"
-    )
-    _write_readable(staging.hosts, hosts)
-    _write_readable(staging.resolv, spec.resolv_conf or _host_resolv_conf())
-    return staging
-
-
-def _write_readable(path: Path, text: str) -> None:
-    """Write ``text``; mode 0644 so every container user can read the bound file."""
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
-    with os.fdopen(fd, "w", encoding="utf-8") as f:
-        os.fchmod(f.fileno(), 0o644)  # regardless of umask
-        f.write(text)
-
-
-def _host_resolv_conf() -> str:
-    try:
-        return Path("/etc/resolv.conf").read_text(encoding="utf-8", errors="replace")
-    except OSError:
-        return ""
-
-
 def _child(
     spec: ContainerSpec,
-    staging: _Staging,
+    staging: Staging,
     stdio: tuple[int, ...],
     report_w: int,
     handled: tuple[int, ...],
+    group: cgroups.Cgroup | None,
 ) -> NoReturn:
     """PID 1: set up, exec; reports what went wrong on ``report_w`` and never returns."""
     code = SETUP_FAILED
@@ -242,11 +224,15 @@ def _child(
         signal.pthread_sigmask(signal.SIG_SETMASK, [])
         linux.set_pdeathsig(signal.SIGKILL)
         os.umask(0o022)
+        if group is not None:
+            cgroups.join(group)  # before anything of the container's can run
         _take_stdio(stdio, keep=report_w)
         _start_session(spec.tty)
-        _setup_root(spec, staging, report)
-        _pivot(staging.root)
-        _exec(spec)
+        # Compiled now: libseccomp is a host library, gone from view after pivot_root.
+        install_filter = None if spec.privileged else build_default_profile()
+        setup_root(spec, staging, report)
+        pivot(staging.root)
+        _exec(spec, install_filter)
     except _ExecFailure as exc:
         code = exc.code
         report({"exec_error": {"code": exc.code, "message": exc.message}})
@@ -290,56 +276,12 @@ def _start_session(tty: bool) -> None:
             ) from exc
 
 
-def _setup_root(spec: ContainerSpec, staging: _Staging, report: Report) -> None:
-    """New namespaces, overlay root with /proc /dev /sys, bind mounts, hosts, resolv.conf."""
-    network = linux.CLONE_NEWNET if spec.network == "none" else 0
-    linux.unshare(linux.CLONE_NEWNS | linux.CLONE_NEWUTS | linux.CLONE_NEWIPC | network)
-    linux.mount(None, "/", None, linux.MS_REC | linux.MS_PRIVATE)  # nothing leaks to the host
-    root = staging.root
-    mount_overlay(spec.rootfs, root, empty_lower=staging.empty)
-
-    def point(target: str, is_dir: bool) -> Path:
-        path, stub = make_mountpoint(root, target, is_dir=is_dir, upper=spec.rootfs.upper)
-        if stub is not None:  # reported at once, so a later failure still gets it cleaned
-            report({"stub": {"paths": list(stub.paths), "is_dir": stub.is_dir}})
-        return path
-
-    mount_proc(point("/proc", True))
-    populate_dev(point("/dev", True), os.ttyname(0) if spec.tty else None)
-    mount_sys(point("/sys", True))
-    user_targets = {m.target.rstrip("/") for m in spec.mounts}
-    for target, source in (("/etc/hosts", staging.hosts), ("/etc/resolv.conf", staging.resolv)):
-        if target not in user_targets:
-            bind(str(source), point(target, False), recursive=False)
-    # Parents before children, so a nested target lands inside its parent mount.
-    for mount in sorted(spec.mounts, key=lambda m: m.target.rstrip("/").count("/")):
-        if not os.path.exists(mount.source):
-            raise SandboxError(f"bind mount source {mount.source} does not exist")
-        bind(str(mount.source), point(mount.target, mount.source.is_dir()), readonly=mount.readonly)
-    try:
-        resolve_in_root(root, spec.cwd).mkdir(mode=0o755, parents=True, exist_ok=True)
-    except OSError as exc:
-        raise SandboxError(f"cannot create working directory {spec.cwd}: {exc.strerror}") from exc
-    linux.sethostname(spec.hostname)
-    if spec.network == "none":
-        linux.set_link_up("lo")
-    if spec.readonly_rootfs:
-        remount_readonly(root)
-
-
-def _pivot(root: Path) -> None:
-    """Make ``root`` the root and detach the old one: the host fs becomes unreachable."""
-    os.chdir(root)
-    linux.pivot_root(".", ".")  # stacks the old root on top of the new one at "/"
-    linux.umount2(".", linux.MNT_DETACH)
-    os.chdir("/")
-
-
-def _exec(spec: ContainerSpec) -> None:
-    """Become the user, enter the working dir and exec; raises :class:`_ExecFailure`."""
+def _exec(spec: ContainerSpec, install_filter: Callable[[], None] | None) -> None:
+    """Become the user, lock down, enter the working dir and exec; raises
+    :class:`_ExecFailure`. ``install_filter`` None: privileged, no lock-down."""
     user = resolve_user(Path("/"), spec.user)
-    # Lock-down goes here, while still root and before exec: drop capabilities to
-    # docker's default set, set no_new_privs, mask /proc paths, load seccomp, join cgroups.
+    if install_filter is not None:
+        restrict_capabilities()  # as root: the bounding set needs CAP_SETPCAP to shrink
     os.setgroups(list(user.groups))
     os.setgid(user.gid)
     os.setuid(user.uid)
@@ -355,6 +297,8 @@ def _exec(spec: ContainerSpec) -> None:
         code = 126 if exc.errno in (errno.EPERM, errno.EACCES) else 127
         raise _ExecFailure(code, f'chdir to cwd ("{spec.cwd}"): {_lower(exc.strerror)}') from exc
     path = _look_up(spec.args[0], env.get("PATH", DEFAULT_PATH))
+    if install_filter is not None:
+        finish_lock_down(install_filter)  # last: from here on only execve is needed
     try:
         os.execve(path, list(spec.args), env)
     except OSError as exc:

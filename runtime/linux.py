@@ -43,6 +43,15 @@ MNT_DETACH = 0x2
 
 # prctl(2) options.
 PR_SET_PDEATHSIG = 1
+PR_CAPBSET_READ = 23
+PR_CAPBSET_DROP = 24
+PR_SET_NO_NEW_PRIVS = 38
+PR_GET_NO_NEW_PRIVS = 39
+PR_CAP_AMBIENT = 47
+PR_CAP_AMBIENT_CLEAR_ALL = 4
+
+# capset(2): version 3 takes two 32-bit words per set (capabilities 0-63).
+_LINUX_CAPABILITY_VERSION_3 = 0x20080522
 
 # Network interface ioctls (linux/sockios.h) and flags (linux/if.h).
 SIOCGIFFLAGS = 0x8913
@@ -132,6 +141,51 @@ def set_pdeathsig(signum: int) -> None:
     """Ask the kernel to send ``signum`` to this process when its parent dies."""
     if _libc().prctl(ctypes.c_int(PR_SET_PDEATHSIG), ctypes.c_ulong(signum), 0, 0, 0) != 0:
         raise _fail("prctl", ctypes.get_errno(), detail="PR_SET_PDEATHSIG")
+
+
+def _prctl(option: int, arg: int, detail: str) -> int:
+    rc = int(_libc().prctl(ctypes.c_int(option), ctypes.c_ulong(arg), 0, 0, 0))
+    if rc < 0:
+        raise _fail("prctl", ctypes.get_errno(), detail=detail)
+    return rc
+
+
+def drop_bounding_capability(cap: int) -> None:
+    """Remove ``cap`` from the bounding set: no exec can ever grant it again."""
+    _prctl(PR_CAPBSET_DROP, cap, f"PR_CAPBSET_DROP {cap}")
+
+
+def in_bounding_set(cap: int) -> bool:
+    """True when ``cap`` is still in this thread's bounding set."""
+    return _prctl(PR_CAPBSET_READ, cap, f"PR_CAPBSET_READ {cap}") == 1
+
+
+def clear_ambient_capabilities() -> None:
+    """Empty the ambient set (kernels before 4.3 have none: nothing to clear)."""
+    libc = _libc()
+    rc = libc.prctl(ctypes.c_int(PR_CAP_AMBIENT), ctypes.c_ulong(PR_CAP_AMBIENT_CLEAR_ALL), 0, 0, 0)
+    if rc != 0 and ctypes.get_errno() != errno_mod.EINVAL:
+        raise _fail("prctl", ctypes.get_errno(), detail="PR_CAP_AMBIENT_CLEAR_ALL")
+
+
+def set_no_new_privs() -> None:
+    """Set no_new_privs: setuid bits and file capabilities no longer grant anything."""
+    _prctl(PR_SET_NO_NEW_PRIVS, 1, "PR_SET_NO_NEW_PRIVS")
+
+
+def capset(effective: int, permitted: int, inheritable: int) -> None:
+    """Set this thread's capability sets (bit N = capability N)."""
+    header = (ctypes.c_uint32 * 2)(_LINUX_CAPABILITY_VERSION_3, 0)
+    data = (ctypes.c_uint32 * 6)(
+        effective & 0xFFFFFFFF,
+        permitted & 0xFFFFFFFF,
+        inheritable & 0xFFFFFFFF,
+        effective >> 32,
+        permitted >> 32,
+        inheritable >> 32,
+    )
+    if _libc().capset(header, data) != 0:
+        raise _fail("capset", ctypes.get_errno())
 
 
 def set_link_up(name: str) -> None:

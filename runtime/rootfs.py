@@ -247,20 +247,35 @@ def _same_as_lower(lowers: Sequence[Path], rel: str, st: os.stat_result) -> bool
     return True
 
 
-def bind(source: str, target: Path, *, readonly: bool = False, recursive: bool = True) -> None:
-    """Bind-mount ``source`` on ``target``; read-only needs a second, remounting call."""
+def bind(
+    source: str,
+    target: Path,
+    *,
+    readonly: bool = False,
+    recursive: bool = True,
+    nodev: bool = False,
+) -> None:
+    """Bind-mount ``source`` on ``target``; read-only or nodev needs a second, remounting
+    call (which affects the top mount only, not submounts of a recursive bind)."""
     flags = linux.MS_BIND | (linux.MS_REC if recursive else 0)
     linux.mount(source, str(target), None, flags)
-    if readonly:
-        remount_readonly(target)
+    extra = (linux.MS_RDONLY if readonly else 0) | (linux.MS_NODEV if nodev else 0)
+    if extra:
+        remount_bind(target, extra)
 
 
 def remount_readonly(target: Path) -> None:
-    """Make the mount at ``target`` read-only, keeping its nosuid/nodev/noexec flags
-    (dropping a locked flag would be refused)."""
+    """Make the mount at ``target`` read-only, keeping its other flags."""
+    remount_bind(target, linux.MS_RDONLY)
+
+
+def remount_bind(target: Path, extra: int) -> None:
+    """Add the ``MS_*`` flags ``extra`` to the mount at ``target``, keeping its nosuid,
+    nodev, noexec, read-only and atime flags (dropping a locked flag would be refused)."""
     kept = os.statvfs(target).f_flag
-    flags = linux.MS_REMOUNT | linux.MS_BIND | linux.MS_RDONLY
+    flags = linux.MS_REMOUNT | linux.MS_BIND | extra
     for st_flag, ms_flag in (
+        (os.ST_RDONLY, linux.MS_RDONLY),
         (os.ST_NOSUID, linux.MS_NOSUID),
         (os.ST_NODEV, linux.MS_NODEV),
         (os.ST_NOEXEC, linux.MS_NOEXEC),
@@ -287,16 +302,17 @@ def mount_sys(target: Path) -> None:
         bind("/sys", target, readonly=True)
 
 
-def populate_dev(dev: Path, console: str | None) -> None:
+def populate_dev(dev: Path, console: str | None, *, nodev: bool = False) -> None:
     """Fill an empty ``dev`` with a minimal /dev, as runc's default config does.
 
     Device nodes are bind mounts of the host's (this also works where mknod would be
     refused, e.g. later in a user namespace); /dev/pts is a private devpts instance so the
-    container's ptys are its own. ``console`` (a pty path) is bound at /dev/console.
+    container's ptys are its own. ``console`` (a pty path) is bound at /dev/console. With
+    ``nodev`` the tmpfs itself is nodev: the bound nodes (mounts of their own) still work,
+    nodes the container makes with mknod cannot be opened.
     """
-    linux.mount(
-        "tmpfs", str(dev), "tmpfs", linux.MS_NOSUID | linux.MS_STRICTATIME, "mode=755,size=65536k"
-    )
+    flags = linux.MS_NOSUID | linux.MS_STRICTATIME | (linux.MS_NODEV if nodev else 0)
+    linux.mount("tmpfs", str(dev), "tmpfs", flags, "mode=755,size=65536k")
     for name in DEV_NODES:
         node, _ = make_mountpoint(dev, name, is_dir=False, upper=None)
         bind(f"/dev/{name}", node, recursive=False)

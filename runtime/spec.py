@@ -15,8 +15,9 @@ from typing import Any
 
 from runtime.errors import SandboxError
 
-SPEC_FORMAT = 1
+SPEC_FORMAT = 2
 NETWORK_MODES = ("host", "none")
+MAX_MODE = 0o7777
 
 
 @dataclass(frozen=True)
@@ -26,6 +27,33 @@ class BindMount:
     source: Path
     target: str
     readonly: bool = False
+
+
+@dataclass(frozen=True)
+class TmpfsMount:
+    """A fresh tmpfs at ``target`` (absolute, inside the container), like ``--tmpfs``.
+
+    ``size`` is in bytes (None: the kernel's default, half of RAM); ``mode`` is the
+    permission bits of its root directory. Mounted nosuid and nodev, as docker does.
+    """
+
+    target: str
+    size: int | None = None
+    mode: int = 0o1777
+
+
+@dataclass(frozen=True)
+class Resources:
+    """Limits for the whole container, docker's ``--memory``, ``--pids-limit``, ``--cpus``.
+
+    ``memory`` in bytes (swap is not granted beyond it), ``pids`` the most tasks at once,
+    ``cpus`` a number of CPUs' worth of time (1.5 = 150 ms per 100 ms period).
+    None means unlimited.
+    """
+
+    memory: int | None = None
+    pids: int | None = None
+    cpus: float | None = None
 
 
 @dataclass(frozen=True)
@@ -56,6 +84,11 @@ class ContainerSpec:
     resolv_conf: str = ""
     tty: bool = False
     readonly_rootfs: bool = False
+    tmpfs: tuple[TmpfsMount, ...] = ()
+    resources: Resources = Resources()
+    # Skip the lock-down (capabilities, no_new_privs, seccomp, masked and read-only /proc
+    # paths), as docker's --privileged and BuildKit's RUN --security=insecure do.
+    privileged: bool = False
 
 
 @dataclass(frozen=True)
@@ -87,10 +120,35 @@ def validate_spec(spec: ContainerSpec) -> None:
         for m in spec.mounts
         if not m.target.startswith("/")
     ]
+    problems += _tmpfs_problems(spec.tmpfs)
+    problems += _resource_problems(spec.resources)
     if any("\0" in text for text in (*spec.args, *spec.env, spec.cwd, spec.user)):
         problems.append("an argument, env entry, cwd or user contains a NUL byte")
     if problems:
         raise SandboxError("invalid container spec: " + "; ".join(problems))
+
+
+def _tmpfs_problems(mounts: tuple[TmpfsMount, ...]) -> list[str]:
+    problems: list[str] = []
+    for m in mounts:
+        if not m.target.startswith("/") or "\0" in m.target:
+            problems.append(f"tmpfs target {m.target!r} is not an absolute path")
+        if m.size is not None and m.size <= 0:
+            problems.append(f"tmpfs size {m.size} for {m.target} is not positive")
+        if not 0 <= m.mode <= MAX_MODE:
+            problems.append(f"tmpfs mode {m.mode:#o} for {m.target} is not a permission mode")
+    return problems
+
+
+def _resource_problems(res: Resources) -> list[str]:
+    problems: list[str] = []
+    if res.memory is not None and res.memory <= 0:
+        problems.append(f"memory limit {res.memory} is not positive")
+    if res.pids is not None and res.pids <= 0:
+        problems.append(f"pids limit {res.pids} is not positive")
+    if res.cpus is not None and not res.cpus > 0:
+        problems.append(f"cpus {res.cpus} is not positive")
+    return problems
 
 
 def spec_to_json(spec: ContainerSpec) -> str:
@@ -116,6 +174,13 @@ def spec_to_json(spec: ContainerSpec) -> str:
         "resolv_conf": spec.resolv_conf,
         "tty": spec.tty,
         "readonly_rootfs": spec.readonly_rootfs,
+        "tmpfs": [{"target": m.target, "size": m.size, "mode": m.mode} for m in spec.tmpfs],
+        "resources": {
+            "memory": spec.resources.memory,
+            "pids": spec.resources.pids,
+            "cpus": spec.resources.cpus,
+        },
+        "privileged": spec.privileged,
     }
     return json.dumps(body, sort_keys=True)
 
@@ -147,9 +212,34 @@ def spec_from_json(text: str) -> ContainerSpec:
             resolv_conf=_str(body["resolv_conf"]),
             tty=_bool(body["tty"]),
             readonly_rootfs=_bool(body["readonly_rootfs"]),
+            tmpfs=tuple(
+                TmpfsMount(_str(m["target"]), _opt_int(m["size"]), _int(m["mode"]))
+                for m in body["tmpfs"]
+            ),
+            resources=_resources(body["resources"]),
+            privileged=_bool(body["privileged"]),
         )
     except (ValueError, KeyError, TypeError, AttributeError) as exc:
         raise SandboxError(f"malformed container spec JSON: {exc}") from exc
+
+
+def _resources(body: dict[str, Any]) -> Resources:
+    cpus = body["cpus"]
+    if cpus is not None and (isinstance(cpus, bool) or not isinstance(cpus, int | float)):
+        raise TypeError(f"expected a number of cpus, got {cpus!r}")
+    return Resources(
+        _opt_int(body["memory"]), _opt_int(body["pids"]), None if cpus is None else float(cpus)
+    )
+
+
+def _int(value: object) -> int:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise TypeError(f"expected an integer, got {value!r}")
+    return value
+
+
+def _opt_int(value: object) -> int | None:
+    return None if value is None else _int(value)
 
 
 def _str(value: object) -> str:

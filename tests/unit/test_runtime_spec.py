@@ -12,7 +12,9 @@ from runtime.errors import SandboxError
 from runtime.spec import (
     BindMount,
     ContainerSpec,
+    Resources,
     Rootfs,
+    TmpfsMount,
     spec_from_json,
     spec_to_json,
     validate_spec,
@@ -37,6 +39,22 @@ specs = st.builds(
     resolv_conf=texts,
     tty=st.booleans(),
     readonly_rootfs=st.booleans(),
+    tmpfs=st.lists(
+        st.builds(
+            TmpfsMount,
+            texts.map(lambda t: "/" + t),
+            st.none() | st.integers(1, 2**40),
+            st.integers(0, 0o7777),
+        ),
+        max_size=3,
+    ).map(tuple),
+    resources=st.builds(
+        Resources,
+        st.none() | st.integers(1, 2**40),
+        st.none() | st.integers(1, 2**20),
+        st.none() | st.floats(0.01, 64),
+    ),
+    privileged=st.booleans(),
 )
 
 
@@ -60,8 +78,11 @@ def test_defaults_survive_json_round_trip() -> None:
         spec_to_json(ContainerSpec(Rootfs((), Path("/u"), Path("/w")), ("x",))).replace(
             '"tty": false', '"tty": "no"'
         ),
+        spec_to_json(
+            ContainerSpec(Rootfs((), Path("/u"), Path("/w")), ("x",), resources=Resources(pids=3))
+        ).replace('"pids": 3', '"pids": true'),
     ],
-    ids=["garbage", "empty", "future-format", "wrong-type"],
+    ids=["garbage", "empty", "future-format", "wrong-type", "bool-for-int"],
 )
 def test_malformed_spec_json_raises_sandbox_error(text: str) -> None:
     with pytest.raises(SandboxError, match="malformed container spec"):
@@ -82,6 +103,12 @@ def _spec(**fields: object) -> ContainerSpec:
         ({"env": ("NOEQUALS",)}, "has no '='"),
         ({"env": ("=value",)}, "empty name"),
         ({"mounts": (BindMount(Path("/x"), "rel"),)}, "mount target 'rel'"),
+        ({"tmpfs": (TmpfsMount("rel"),)}, "tmpfs target 'rel'"),
+        ({"tmpfs": (TmpfsMount("/t", size=0),)}, "tmpfs size 0"),
+        ({"tmpfs": (TmpfsMount("/t", mode=0o10000),)}, "tmpfs mode"),
+        ({"resources": Resources(memory=0)}, "memory limit 0"),
+        ({"resources": Resources(pids=-1)}, "pids limit -1"),
+        ({"resources": Resources(cpus=0.0)}, "cpus 0.0"),
     ],
 )
 def test_invalid_spec_is_refused_with_the_reason(fields: dict[str, object], problem: str) -> None:
