@@ -18,7 +18,6 @@ every image in the archive resolved, so a failed load tags nothing.
 
 from __future__ import annotations
 
-import gzip
 import json
 import lzma
 import platform
@@ -30,7 +29,7 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, cast
+from typing import IO
 
 import zstandard
 
@@ -40,7 +39,7 @@ from cache.digest import Digest, Sha256, verify
 from cache.errors import BlobNotFound, CacheError, DigestMismatch, InvalidImage
 from cache.images import StoredImage, read_image, write_image
 from cache.index import Index as TagIndex
-from cache.layers import Compression, detect_compression
+from cache.layers import Compression, detect_compression, open_decompressed
 from cache.oci import (
     ANNOTATION_IMAGE_NAME,
     ANNOTATION_REF_NAME,
@@ -57,7 +56,6 @@ _SMALL_FILE = 1 << 20  # other members up to this size wait in memory (configs, 
 _SMALL_TOTAL = 64 << 20  # past this total they go to the store instead
 _MAX_LINKS = 16
 _MAX_NESTING = 4
-_ZSTD_MAGIC = b"\x28\xb5\x2f\xfd"
 _BLOB_PATH = re.compile(r"^blobs/sha256/([a-f0-9]{64})$")
 # docker and skopeo name configs "<hex>.json"; go-containerregistry "sha256:<hex>".
 _NAMED_BY_DIGEST = re.compile(r"^(?:sha256:)?([a-f0-9]{64})(?:\.json)?$")
@@ -189,8 +187,8 @@ def _open_tar(path: Path) -> Iterator[tarfile.TarFile]:
         raw.seek(0)
         # tarfile detects gzip, bzip2 and xz itself; zstd it does not know.
         stream: IO[bytes] = raw
-        if head == _ZSTD_MAGIC:
-            stream = zstandard.ZstdDecompressor().stream_reader(raw, read_across_frames=True)
+        if detect_compression(head) is Compression.ZSTD:
+            stream = open_decompressed(raw, Compression.ZSTD)
         try:
             tar = tarfile.open(fileobj=stream, mode="r|*")  # noqa: SIM115 (closed below)
         except (tarfile.TarError, EOFError, OSError, zlib.error, lzma.LZMAError) as exc:
@@ -429,23 +427,9 @@ def _docker_layer(members: _Members, blobs: BlobStore, path: str, diff_id: Diges
 def _uncompressed_digest(blobs: BlobStore, digest: Digest, compression: Compression) -> Digest:
     h = Sha256()
     with blobs.open(digest) as raw:
-        with open_uncompressed(raw, compression) as tar:
+        with open_decompressed(raw, compression) as tar:
             while chunk := tar.read(_CHUNK):
                 h.update(chunk)
         while raw.read(_CHUNK):  # to EOF, where the store's reader verifies the blob
             pass
     return h.digest()
-
-
-def open_uncompressed(raw: IO[bytes], compression: Compression) -> IO[bytes]:
-    """A reader of the tar inside a gzip or zstd layer stream; closing it keeps ``raw`` open.
-
-    Multi-frame zstd and multi-member gzip are read whole, as docker and containerd do.
-    Raises InvalidImage for Compression.NONE (there is nothing to decompress).
-    """
-    if compression is Compression.GZIP:
-        return cast(IO[bytes], gzip.GzipFile(fileobj=raw, mode="rb"))
-    if compression is Compression.ZSTD:
-        dctx = zstandard.ZstdDecompressor()
-        return dctx.stream_reader(raw, read_across_frames=True, closefd=False)
-    raise InvalidImage("open_uncompressed: the stream is not compressed")

@@ -9,8 +9,15 @@ Both archives are OCI image layouts in a tar (image-layout.md): ``oci-layout``,
 ``org.opencontainers.image.ref.name`` = ``name:tag`` (unique in a multi-image archive,
 and what ``skopeo``'s ``oci-archive:FILE:name:tag`` looks up) and
 ``io.containerd.image.name`` = the fully qualified name. The docker-archive adds docker's
-``manifest.json`` (Config, RepoTags, Layers), as docker 25+ ``docker save`` does, and
-holds no zstd layers: docker before 25 cannot read them.
+``manifest.json`` (Config, RepoTags, Layers), as docker 25+ ``docker save`` does.
+
+Layer compression: ``compression=None`` keeps the stored layers as they are (an OCI
+save -> load round trip then keeps every digest), except that a docker-archive never
+holds zstd layers unless asked to (docker before 25 cannot read them): those become
+gzip. A target compression converts every other layer (``cache.convert``: once per
+layer and store) and copies layers already in it as they are. An image with a converted
+layer gets a new manifest in the archive, so a new image digest; its config, and so its
+diff_ids and image ID, stay the same.
 """
 
 from __future__ import annotations
@@ -22,22 +29,26 @@ import tempfile
 import uuid
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from io import BytesIO
 from pathlib import Path
 from typing import IO
 
-from builder.archive import open_uncompressed
 from builder.errors import BuildError
 from builder.refs import normalize
+from cache.convert import convert_layer
 from cache.digest import Digest, sha256_bytes, verify
 from cache.errors import CacheError
+from cache.extract import extract_layer
 from cache.images import StoredImage, read_image
-from cache.layers import Compression, extract_layer
+from cache.layers import Compression
 from cache.oci import (
     ANNOTATION_IMAGE_NAME,
     ANNOTATION_REF_NAME,
+    MEDIA_DOCKER_LAYER,
+    MEDIA_DOCKER_LAYER_GZIP,
     MEDIA_OCI_LAYER,
+    MEDIA_OCI_LAYER_GZIP,
     MEDIA_OCI_LAYER_ZSTD,
     MEDIA_OCI_MANIFEST,
     Descriptor,
@@ -47,7 +58,7 @@ from cache.oci import (
 )
 from cache.store import BlobStore, force_rmtree
 
-_CHUNK = 1 << 20
+_OCI_TYPE = {MEDIA_DOCKER_LAYER: MEDIA_OCI_LAYER, MEDIA_DOCKER_LAYER_GZIP: MEDIA_OCI_LAYER_GZIP}
 _OCI_LAYOUT = canonical_json({"imageLayoutVersion": "1.0.0"})
 _SAVE_HINT = "the image is damaged in the store; run `pybuild rmi` on it and build or load it again"
 
@@ -65,25 +76,37 @@ class _Entry:
         return sha256_bytes(self.manifest_bytes)
 
 
-def write_oci_archive(blobs: BlobStore, images: Sequence[tuple[str, Digest]], dest: Path) -> None:
+def write_oci_archive(
+    blobs: BlobStore,
+    images: Sequence[tuple[str, Digest]],
+    dest: Path,
+    *,
+    compression: Compression | None = None,
+) -> None:
     """Write the images (``(name:tag, manifest digest)``; name "" = untagged) as an OCI archive.
 
-    Manifests are copied byte for byte, so loading the archive gives the same digests.
-    Raises BuildError when an image is missing or damaged or ``dest`` cannot be written.
+    With ``compression=None`` manifests are copied byte for byte, so loading the archive
+    gives the same digests; otherwise layers are converted (module docstring). Raises
+    BuildError when an image is missing or damaged or ``dest`` cannot be written.
     """
-    entries = _entries(blobs, images, for_docker=False)
+    entries = _entries(blobs, images, _Policy(compression, for_docker=False))
     _write_archive(blobs, entries, dest, docker_manifest=None)
 
 
 def write_docker_archive(
-    blobs: BlobStore, images: Sequence[tuple[str, Digest]], dest: Path
+    blobs: BlobStore,
+    images: Sequence[tuple[str, Digest]],
+    dest: Path,
+    *,
+    compression: Compression | None = None,
 ) -> None:
-    """Write the images as a docker-archive that ``docker load`` (any version) accepts.
+    """Write the images as a docker-archive; ``docker load`` of any version takes it
+    unless ``compression`` is ZSTD (docker 25+ only).
 
-    zstd layers are converted to plain tars (kept in the store, so once only); their
-    images then get a new manifest in the archive. Raises BuildError like write_oci_archive.
+    ``compression=None``: zstd layers become gzip, others stay. Raises BuildError like
+    write_oci_archive.
     """
-    entries = _entries(blobs, images, for_docker=True)
+    entries = _entries(blobs, images, _Policy(compression, for_docker=True))
     docker = [
         {
             "Config": _blob_name(e.manifest.config.digest),
@@ -146,8 +169,22 @@ def _read(blobs: BlobStore, digest: Digest) -> StoredImage:
         raise BuildError(f"image {digest}: {exc.message}", hint=_SAVE_HINT) from None
 
 
+@dataclass(frozen=True)
+class _Policy:
+    """Which compression each layer gets in the archive."""
+
+    target: Compression | None
+    for_docker: bool
+
+    def target_for(self, layer: Descriptor) -> Compression | None:
+        """The compression to convert ``layer`` to; None keeps it as it is."""
+        if self.target is None and self.for_docker and layer.media_type == MEDIA_OCI_LAYER_ZSTD:
+            return Compression.GZIP
+        return self.target
+
+
 def _entries(
-    blobs: BlobStore, images: Sequence[tuple[str, Digest]], *, for_docker: bool
+    blobs: BlobStore, images: Sequence[tuple[str, Digest]], policy: _Policy
 ) -> list[_Entry]:
     """One entry per distinct manifest, in first-seen order, with all of its names."""
     if not images:
@@ -161,7 +198,7 @@ def _entries(
     for digest, image_names in names.items():
         image = _read(blobs, digest)
         try:
-            entry = _docker_entry(blobs, image) if for_docker else _as_is(blobs, image)
+            entry = _converted(blobs, image, policy)
         except CacheError as exc:
             raise BuildError(f"image {digest}: {exc.message}", hint=_SAVE_HINT) from None
         entries.append(_Entry(tuple(image_names), entry.manifest, entry.manifest_bytes))
@@ -172,31 +209,22 @@ def _as_is(blobs: BlobStore, image: StoredImage) -> _Entry:
     return _Entry((), image.manifest, blobs.read_bytes(image.digest))
 
 
-def _docker_entry(blobs: BlobStore, image: StoredImage) -> _Entry:
-    layers = tuple(
-        _plain_if_zstd(blobs, layer, diff_id)
-        for layer, diff_id in zip(image.manifest.layers, image.config.diff_ids, strict=True)
-    )
-    if layers == image.manifest.layers:
+def _converted(blobs: BlobStore, image: StoredImage, policy: _Policy) -> _Entry:
+    """The image with its layers as ``policy`` wants them; unchanged if they already are."""
+    layers = []
+    for layer, diff_id in zip(image.manifest.layers, image.config.diff_ids, strict=True):
+        target = policy.target_for(layer)
+        layers.append(layer if target is None else convert_layer(blobs, layer, diff_id, target))
+    if policy.target is not None or tuple(layers) != image.manifest.layers:
+        # An OCI manifest with docker layer types (from a docker-schema2 base) is refused
+        # by umoci; the blobs are the same formats, so only the type changes.
+        layers = [replace(d, media_type=_OCI_TYPE.get(d.media_type, d.media_type)) for d in layers]
+    if tuple(layers) == image.manifest.layers:
         return _as_is(blobs, image)
     manifest = Manifest(
-        image.manifest.config, layers, image.manifest.annotations, MEDIA_OCI_MANIFEST
+        image.manifest.config, tuple(layers), image.manifest.annotations, MEDIA_OCI_MANIFEST
     )
     return _Entry((), manifest, manifest.to_bytes())
-
-
-def _plain_if_zstd(blobs: BlobStore, layer: Descriptor, diff_id: Digest) -> Descriptor:
-    """The layer as docker loads it: zstd becomes a plain tar, stored under its diff_id."""
-    if layer.media_type != MEDIA_OCI_LAYER_ZSTD:
-        return layer  # plain and gzip tars every docker reads
-    if not blobs.has(diff_id):
-        with blobs.open(layer.digest) as raw, blobs.writer(expected=diff_id) as out:
-            with open_uncompressed(raw, Compression.ZSTD) as tar:
-                while chunk := tar.read(_CHUNK):
-                    out.write(chunk)
-            while raw.read(_CHUNK):  # to EOF, where the store's reader verifies the blob
-                pass
-    return Descriptor(MEDIA_OCI_LAYER, diff_id, blobs.size(diff_id), layer.annotations)
 
 
 def _index(entries: Sequence[_Entry]) -> Index:

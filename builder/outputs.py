@@ -3,6 +3,11 @@
 The image is always committed to the local store (its layers are there already, so this
 costs one config and one manifest blob); ``-o`` adds exports: ``type=oci,dest=FILE``,
 ``type=docker,dest=FILE`` and ``type=local,dest=DIR`` (the root filesystem).
+
+Archives take ``compression=gzip|zstd|uncompressed``, default gzip as BuildKit's oci and
+docker exporters: older docker and umoci 0.4.7 (Debian 12) cannot read zstd layers.
+Layers are converted once per store (``cache.convert``) and those already in the
+requested compression are copied as they are.
 """
 
 from __future__ import annotations
@@ -16,19 +21,41 @@ from builder.export import write_docker_archive, write_oci_archive, write_rootfs
 from builder.refs import normalize
 from builder.storage import Storage
 from cache.digest import Digest
+from cache.layers import Compression
 
 OUTPUT_TYPES = ("oci", "docker", "local", "tar")
+# What users type (BuildKit's names) -> how layers are compressed.
+COMPRESSIONS = {
+    "gzip": Compression.GZIP,
+    "zstd": Compression.ZSTD,
+    "uncompressed": Compression.NONE,
+}
+DEFAULT_EXPORT_COMPRESSION = Compression.GZIP
 
 
 @dataclass(frozen=True)
 class Output:
+    """One ``-o``. ``compression`` is for archives only (None for type=local)."""
+
     type: str
     dest: Path
     name: str | None = None
+    compression: Compression | None = None
+
+
+def parse_compression(value: str, where: str) -> Compression:
+    """``gzip``, ``zstd`` or ``uncompressed``; UsageError naming ``where`` otherwise."""
+    if value not in COMPRESSIONS:
+        raise UsageError(
+            f"{where}: unknown compression {value!r}",
+            hint="use " + ", ".join(COMPRESSIONS),
+        )
+    return COMPRESSIONS[value]
 
 
 def parse_output(spec: str) -> Output:
-    """``type=oci,dest=out.tar[,name=app:1]``; a bare path means ``type=local,dest=PATH``."""
+    """``type=oci,dest=out.tar[,name=app:1][,compression=zstd]``; a bare path means
+    ``type=local,dest=PATH``. Raises UsageError naming the spec."""
     if "=" not in spec:
         return Output("local", Path(spec))
     fields: dict[str, str] = {}
@@ -40,6 +67,7 @@ def parse_output(spec: str) -> Output:
     kind = fields.pop("type", "local")
     dest = fields.pop("dest", None)
     name = fields.pop("name", None)
+    compression = fields.pop("compression", None)
     if kind not in OUTPUT_TYPES:
         raise UsageError(
             f"-o {spec}: unknown output type {kind!r}",
@@ -49,15 +77,28 @@ def parse_output(spec: str) -> Output:
         raise UsageError(f"-o {spec}: dest= is required")
     if fields:
         raise UsageError(f"-o {spec}: unknown option(s) {', '.join(sorted(fields))}")
-    return Output("oci" if kind == "tar" else kind, Path(dest), name)
+    kind = "oci" if kind == "tar" else kind
+    if kind == "local":
+        if compression is not None:
+            raise UsageError(
+                f"-o {spec}: compression= applies to archives only",
+                hint="use it with type=oci or type=docker",
+            )
+        return Output(kind, Path(dest), name)
+    chosen = (
+        DEFAULT_EXPORT_COMPRESSION
+        if compression is None
+        else parse_compression(compression, f"-o {spec}")
+    )
+    return Output(kind, Path(dest), name, chosen)
 
 
 def write_output(storage: Storage, output: Output, image: Digest, tags: Sequence[str]) -> None:
     names = [normalize(output.name)] if output.name else [normalize(t) for t in tags]
     refs = [(n, image) for n in names] or [("", image)]
     if output.type == "oci":
-        write_oci_archive(storage.blobs, refs, output.dest)
+        write_oci_archive(storage.blobs, refs, output.dest, compression=output.compression)
     elif output.type == "docker":
-        write_docker_archive(storage.blobs, refs, output.dest)
+        write_docker_archive(storage.blobs, refs, output.dest, compression=output.compression)
     else:
         write_rootfs(storage.blobs, image, output.dest)

@@ -1,4 +1,4 @@
-"""Layer tars: a diff dir (overlay upper-dir form) to a deterministic OCI layer, and back.
+"""Layer tars: a diff dir (overlay upper-dir form) to a deterministic OCI layer blob.
 
 Writing reads only the diff dir and streams in one pass: tar bytes are hashed (the
 diff_id), compressed, and hashed again by the BlobWriter (the blob digest). Entries are
@@ -8,36 +8,37 @@ deterministic"). Overlay whiteouts become OCI whiteouts (image-spec layer.md
 "Whiteouts"): a 0/0 char device ``name`` -> empty file ``.wh.name``; an opaque dir ->
 the dir plus ``dir/.wh..wh..opq``, which is written first among the dir's children.
 
-Extraction is the reverse, into either the overlay lower-dir form or applied onto a
-plain tree. It never follows a symlink inside ``dest``: every path is walked from a
-dirfd with O_NOFOLLOW, so no entry, link or symlink in the tar can write outside it.
+The compression codecs live here too (``make_compressor``, ``open_decompressed``), so
+every writer of gzip uses the same fast, fixed-level, mtime-0 encoder. Extraction is in
+``cache.extract``, conversion between compressions in ``cache.convert``.
 """
 
 from __future__ import annotations
 
 import enum
-import errno
 import gzip
 import io
 import os
-import shutil
 import stat
 import tarfile
 import zlib
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import BinaryIO, Protocol
+from typing import IO, Protocol, cast
 
 import zstandard
+from isal import isal_zlib
 
 from cache.digest import Digest, Sha256
-from cache.errors import CacheError, LayerError
+from cache.errors import LayerError
 from cache.oci import MEDIA_OCI_LAYER, MEDIA_OCI_LAYER_GZIP, MEDIA_OCI_LAYER_ZSTD, Descriptor
 from cache.store import BlobStore, BlobWriter
 
 _CHUNK = 1 << 20
 ZSTD_LEVEL = 3
+# ISA-L's level 1: at ~400 MB/s here it is ~6x stdlib zlib level 1 at about the same
+# ratio (benchmarks/bench_compression.py; figures in the README).
 GZIP_LEVEL = 1
 WHITEOUT_PREFIX = ".wh."
 OPAQUE_MARKER = ".wh..wh..opq"
@@ -91,7 +92,9 @@ def detect_compression(head: bytes) -> Compression:
 # ---------------------------------------------------------------------------- writing
 
 
-class _Compressor(Protocol):
+class Compressor(Protocol):
+    """A streaming compressor: feed ``compress`` chunks, then ``flush`` once at the end."""
+
     def compress(self, data: bytes, /) -> bytes: ...
     def flush(self) -> bytes: ...
 
@@ -104,17 +107,87 @@ class _Identity:
         return b""
 
 
-def _compressor(compression: Compression) -> _Compressor:
+def make_compressor(compression: Compression) -> Compressor:
+    """A fresh compressor; the same input always gives the same bytes (fixed levels).
+
+    gzip is written by ISA-L (python-isal) with wbits=31: a gzip wrapper with mtime 0
+    and no file name, fed whole blocks so that only the content decides the output. It
+    is stable for one isal version, and not byte-identical to zlib's.
+    """
     if compression is Compression.ZSTD:
         return zstandard.ZstdCompressor(level=ZSTD_LEVEL).compressobj()
     if compression is Compression.GZIP:
-        # wbits=31: a gzip wrapper with mtime 0 and no file name, so output is stable.
-        return zlib.compressobj(GZIP_LEVEL, zlib.DEFLATED, 31)
+        inner = cast(Compressor, isal_zlib.compressobj(GZIP_LEVEL, isal_zlib.DEFLATED, 31))
+        return _WholeBlocks(inner)
     return _Identity()
 
 
-class _Pipe:
-    """The file-like end tarfile talks to; subclasses implement only what they need."""
+class _WholeBlocks:
+    """Feeds ``inner`` fixed-size blocks only: ISA-L's output depends on how its input is
+    split, and the sizes tarfile or a decompressor hands us are not part of the content."""
+
+    def __init__(self, inner: Compressor, block: int = _CHUNK) -> None:
+        self._inner = inner
+        self._block = block
+        self._pending = bytearray()
+
+    def compress(self, data: bytes, /) -> bytes:
+        self._pending += data
+        whole = len(self._pending) - len(self._pending) % self._block
+        if not whole:
+            return b""
+        with memoryview(self._pending) as view:
+            out = b"".join(
+                self._inner.compress(view[i : i + self._block])  # type: ignore[arg-type]
+                for i in range(0, whole, self._block)
+            )
+        del self._pending[:whole]
+        return out
+
+    def flush(self) -> bytes:
+        rest = self._inner.compress(bytes(self._pending)) if self._pending else b""
+        self._pending.clear()
+        return rest + self._inner.flush()
+
+
+class _Unclosed(io.RawIOBase):
+    """``raw`` as a reader whose ``close`` leaves ``raw`` open (the NONE case)."""
+
+    def __init__(self, raw: IO[bytes]) -> None:
+        super().__init__()
+        self._raw = raw
+
+    def readable(self) -> bool:
+        return True
+
+    def read(self, size: int = -1, /) -> bytes:
+        return self._raw.read(size)
+
+    def readall(self) -> bytes:
+        return self._raw.read()
+
+
+def open_decompressed(raw: IO[bytes], compression: Compression) -> IO[bytes]:
+    """A reader of the tar inside a layer stream; closing it leaves ``raw`` open.
+
+    Multi-frame zstd and multi-member gzip are read whole, as docker and containerd do.
+    Corrupt input raises zstandard.ZstdError, zlib.error, gzip.BadGzipFile or EOFError
+    from ``read``. The caller drains ``raw`` to EOF when the store must verify it.
+    """
+    if compression is Compression.ZSTD:
+        dctx = zstandard.ZstdDecompressor()
+        return dctx.stream_reader(raw, read_size=_CHUNK, read_across_frames=True, closefd=False)
+    if compression is Compression.GZIP:
+        return cast(IO[bytes], gzip.GzipFile(fileobj=raw, mode="rb"))
+    return cast(IO[bytes], _Unclosed(raw))
+
+
+# Errors a corrupt compressed stream or tar raises while it is read.
+FORMAT_ERRORS = (tarfile.TarError, zstandard.ZstdError, zlib.error, gzip.BadGzipFile, EOFError)
+
+
+class TarPipe:
+    """A file-like end tarfile talks to in stream mode; subclasses implement what they need."""
 
     def read(self, size: int = -1, /) -> bytes:
         raise io.UnsupportedOperation("read")
@@ -132,10 +205,10 @@ class _Pipe:
         pass
 
 
-class _TarSink(_Pipe):
+class _TarSink(TarPipe):
     """tar bytes -> sha256 (diff_id) -> compressor -> BlobWriter (which hashes the blob)."""
 
-    def __init__(self, compressor: _Compressor, out: BlobWriter) -> None:
+    def __init__(self, compressor: Compressor, out: BlobWriter) -> None:
         self._compressor = compressor
         self._out = out
         self._diff = Sha256()
@@ -215,7 +288,7 @@ def write_layer(
     count = 0
     try:
         with blobs.writer() as out:
-            sink = _TarSink(_compressor(compression), out)
+            sink = _TarSink(make_compressor(compression), out)
             with tarfile.TarFile(
                 fileobj=sink,
                 mode="w",
@@ -338,349 +411,3 @@ def _emit(
 def _clamp(mtime: float, epoch: int | None) -> int:
     seconds = int(mtime)
     return epoch if epoch is not None and seconds > epoch else seconds
-
-
-# ---------------------------------------------------------------------------- reading
-
-
-class _Readable(Protocol):
-    def read(self, size: int = -1, /) -> bytes: ...
-
-
-class _TarSource(_Pipe):
-    """Decompressed tar bytes, hashed on the way to tarfile (the diff_id)."""
-
-    def __init__(self, stream: _Readable) -> None:
-        self._stream = stream
-        self.diff = Sha256()
-
-    def read(self, size: int = -1, /) -> bytes:
-        data = self._stream.read(size)
-        self.diff.update(data)
-        return data
-
-
-def extract_layer(
-    blobs: BlobStore, layer: Descriptor, dest: Path, *, mode: str = "overlay"
-) -> Digest:
-    """Extract a layer blob into ``dest``; returns its diff_id.
-
-    mode="overlay": ``dest`` (empty) gets the overlay lower-dir form (whiteouts as 0/0
-    char devices, opaque dirs as ``trusted.overlay.opaque=y``; needs root).
-    mode="apply": the layer is applied onto the tree in ``dest`` (whiteouts delete).
-    The blob's digest is verified (DigestMismatch); a malformed or hostile tar raises
-    LayerError. Partial output is left for the caller, who extracts into a temp dir.
-    """
-    if mode not in ("overlay", "apply"):
-        raise LayerError(f"unknown extraction mode {mode!r}", hint="use 'overlay' or 'apply'")
-    actual_size = blobs.size(layer.digest)
-    if actual_size != layer.size:
-        raise LayerError(
-            f"layer {layer.digest}: descriptor says {layer.size} bytes, blob has {actual_size}"
-        )
-    with open(blobs.path(layer.digest), "rb") as f:
-        compression = detect_compression(f.read(8))
-    with blobs.open(layer.digest) as raw:
-        try:
-            with _Extractor(dest, overlay=mode == "overlay") as ex:
-                diff_id = _extract_stream(raw, compression, ex)
-        except _FORMAT_ERRORS as exc:
-            _drain(raw)  # a corrupt blob explains a broken tar best: DigestMismatch
-            msg = f"layer {layer.digest} is not a valid {compression.value} tar: {exc}"
-            raise LayerError(msg) from None
-        except CacheError:
-            raise
-        except OSError as exc:
-            raise LayerError(f"cannot extract layer {layer.digest} into {dest}: {exc}") from None
-    return diff_id
-
-
-_FORMAT_ERRORS = (tarfile.TarError, zstandard.ZstdError, zlib.error, gzip.BadGzipFile, EOFError)
-
-
-def _extract_stream(raw: BinaryIO, compression: Compression, ex: _Extractor) -> Digest:
-    source = _TarSource(_decompressed(raw, compression))
-    with tarfile.open(fileobj=source, mode="r|", errors="surrogateescape") as tar:
-        while (member := tar.next()) is not None:
-            ex.add(member, tar)
-            # Stream mode keeps every member (an undocumented list); drop them so
-            # memory stays flat however many files the layer has.
-            tar.members.clear()  # type: ignore[attr-defined]
-    _drain(source)
-    _drain(raw)  # to EOF, where the store verifies the digest
-    ex.finish()
-    return source.diff.digest()
-
-
-def _drain(stream: _Readable) -> None:
-    while stream.read(_CHUNK):
-        pass
-
-
-def _decompressed(raw: BinaryIO, compression: Compression) -> _Readable:
-    if compression is Compression.ZSTD:
-        dctx = zstandard.ZstdDecompressor()
-        return dctx.stream_reader(raw, read_size=_CHUNK, read_across_frames=True, closefd=False)
-    if compression is Compression.GZIP:
-        return gzip.GzipFile(fileobj=raw, mode="rb")
-    return raw
-
-
-_DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
-_FILE_FLAGS = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
-
-
-class _Extractor:
-    """Writes tar members under ``dest``, walking every path from a dirfd with O_NOFOLLOW.
-
-    Directory metadata is applied in ``finish``: adding children changes a dir's mtime,
-    and a read-only dir mode would stop an unprivileged caller from adding them.
-    """
-
-    def __init__(self, dest: Path, *, overlay: bool) -> None:
-        self._overlay = overlay
-        self._root = os.open(dest, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
-        self._chown = os.geteuid() == 0
-        self._seen: set[str] = set()  # paths this layer made (kept by an opaque marker)
-        self._dirs: dict[tuple[str, ...], tarfile.TarInfo] = {}
-        # The last parent dir opened. Safe to reuse: anything removed is a child of the
-        # dir just opened, so a cached dir is never itself removed or replaced.
-        self._cache: tuple[tuple[str, ...], int] | None = None
-
-    def __enter__(self) -> _Extractor:
-        return self
-
-    def __exit__(self, *_exc: object) -> None:
-        self._drop_cache()
-        os.close(self._root)
-
-    def add(self, member: tarfile.TarInfo, tar: tarfile.TarFile) -> None:
-        parts = _split(member.name)
-        if not parts:
-            return  # the layer root ("./"): the parent of the layer decides its attributes
-        if parts[-1].startswith(WHITEOUT_PREFIX):
-            self._whiteout(parts)
-            return
-        pfd, base = self._parent(parts[:-1]), parts[-1]
-        self._seen.add("/".join(parts))
-        existing = _lstat(pfd, base)
-        if member.isdir():
-            if existing is None or not stat.S_ISDIR(existing.st_mode):
-                self._remove(pfd, base, existing)
-                os.mkdir(base, 0o700, dir_fd=pfd)
-            self._dirs[parts] = member
-            return
-        self._remove(pfd, base, existing)
-        if member.isreg():
-            self._file(pfd, base, member, tar)
-        elif member.issym():
-            os.symlink(member.linkname, base, dir_fd=pfd)
-            self._meta(pfd, base, member, chmod=False)
-        elif member.islnk():
-            self._hardlink(pfd, base, member)
-        elif member.ischr() or member.isblk():
-            self._device(pfd, base, member)
-        elif member.isfifo():
-            os.mkfifo(base, 0o600, dir_fd=pfd)
-            self._meta(pfd, base, member)
-        else:
-            raise LayerError(f"{member.name}: unsupported tar entry type {member.type!r}")
-
-    def finish(self) -> None:
-        """Apply directory metadata, deepest first."""
-        self._drop_cache()
-        for parts in sorted(self._dirs, key=len, reverse=True):
-            try:
-                fd = self._open_dir(parts, create=False)
-            except (FileNotFoundError, LayerError):
-                continue  # removed or replaced later in the same layer
-            try:
-                self._fd_meta(fd, self._dirs[parts])
-            finally:
-                os.close(fd)
-
-    def _drop_cache(self) -> None:
-        if self._cache is not None:
-            os.close(self._cache[1])
-            self._cache = None
-
-    def _parent(self, parts: tuple[str, ...]) -> int:
-        if self._cache is not None and self._cache[0] == parts:
-            return self._cache[1]
-        fd = self._open_dir(parts, create=True)
-        self._drop_cache()
-        self._cache = (parts, fd)
-        return fd
-
-    def _open_dir(self, parts: tuple[str, ...], *, create: bool) -> int:
-        """A new fd for dest/parts; missing dirs are made (mode 0755) when ``create``."""
-        fd = os.dup(self._root)
-        try:
-            for i, comp in enumerate(parts):
-                try:
-                    nxt = os.open(comp, _DIR_FLAGS, dir_fd=fd)
-                except FileNotFoundError:
-                    if not create:
-                        raise
-                    os.mkdir(comp, 0o755, dir_fd=fd)
-                    self._seen.add("/".join(parts[: i + 1]))
-                    nxt = os.open(comp, _DIR_FLAGS, dir_fd=fd)
-                os.close(fd)
-                fd = nxt
-        except OSError as exc:
-            os.close(fd)
-            if exc.errno in (errno.ELOOP, errno.ENOTDIR):
-                raise LayerError(
-                    f"{'/'.join(parts)}: a parent is a symlink or not a directory; "
-                    "refusing to extract through it",
-                    hint="the layer may be malformed or hostile",
-                ) from None
-            raise
-        return fd
-
-    def _exists(self, parts: tuple[str, ...]) -> bool:
-        try:
-            os.close(self._open_dir(parts, create=False))
-        except FileNotFoundError:
-            return False
-        return True
-
-    def _remove(self, pfd: int, name: str, st: os.stat_result | None) -> None:
-        if st is None:
-            return
-        if stat.S_ISDIR(st.st_mode):
-            shutil.rmtree(name, dir_fd=pfd)
-        else:
-            os.unlink(name, dir_fd=pfd)
-
-    def _whiteout(self, parts: tuple[str, ...]) -> None:
-        parent, base = parts[:-1], parts[-1]
-        if not self._overlay and not self._exists(parent):
-            return  # nothing below a missing dir to delete; do not make it either
-        pfd = self._parent(parent)
-        if base == OPAQUE_MARKER:
-            if self._overlay:
-                _overlay_call(os.setxattr, pfd, "trusted.overlay.opaque", b"y")
-            else:
-                self._prune(pfd, parent)
-            return
-        if base.startswith(WHITEOUT_PREFIX + WHITEOUT_PREFIX):
-            return  # other aufs metadata (.wh..wh.plnk, ...): meaningless here
-        name = base[len(WHITEOUT_PREFIX) :]
-        if name in (".", ".."):
-            raise LayerError(f"refusing whiteout {'/'.join(parts)!r}: it names {name!r}")
-        self._remove(pfd, name, _lstat(pfd, name))
-        if self._overlay:
-            _overlay_call(os.mknod, name, stat.S_IFCHR, os.makedev(0, 0), dir_fd=pfd)
-            self._seen.add("/".join((*parent, name)))
-
-    def _prune(self, fd: int, prefix: tuple[str, ...]) -> None:
-        """Opaque dir in apply mode: delete everything below it this layer did not make."""
-        with os.scandir(fd) as it:
-            names = [e.name for e in it]
-        for name in names:
-            st = os.stat(name, dir_fd=fd, follow_symlinks=False)
-            if "/".join((*prefix, name)) not in self._seen:
-                self._remove(fd, name, st)
-            elif stat.S_ISDIR(st.st_mode):
-                sub = os.open(name, _DIR_FLAGS, dir_fd=fd)
-                try:
-                    self._prune(sub, (*prefix, name))
-                finally:
-                    os.close(sub)
-
-    def _file(self, pfd: int, base: str, member: tarfile.TarInfo, tar: tarfile.TarFile) -> None:
-        fd = os.open(base, _FILE_FLAGS, 0o600, dir_fd=pfd)
-        with open(fd, "wb", buffering=_CHUNK) as out:
-            src = tar.extractfile(member)
-            if src is not None:
-                shutil.copyfileobj(src, out, _CHUNK)
-            out.flush()
-            self._fd_meta(out.fileno(), member)
-
-    def _hardlink(self, pfd: int, base: str, member: tarfile.TarInfo) -> None:
-        target = _split(member.linkname)
-        if not target or (self._overlay and "/".join(target) not in self._seen):
-            raise LayerError(f"{member.name}: hard link to {member.linkname!r} outside the layer")
-        try:
-            tfd = self._open_dir(target[:-1], create=False)
-        except FileNotFoundError:
-            msg = f"{member.name}: hard link target {member.linkname!r} missing"
-            raise LayerError(msg) from None
-        try:
-            os.link(target[-1], base, src_dir_fd=tfd, dst_dir_fd=pfd, follow_symlinks=False)
-        finally:
-            os.close(tfd)
-
-    def _device(self, pfd: int, base: str, member: tarfile.TarInfo) -> None:
-        kind = stat.S_IFCHR if member.ischr() else stat.S_IFBLK
-        try:
-            os.mknod(base, kind | 0o600, os.makedev(member.devmajor, member.devminor), dir_fd=pfd)
-        except PermissionError:
-            return  # unprivileged callers cannot make device nodes; the contract skips them
-        self._meta(pfd, base, member)
-
-    def _fd_meta(self, fd: int, member: tarfile.TarInfo) -> None:
-        # Order matters: chown clears setuid bits and security.capability.
-        if self._chown:
-            os.chown(fd, member.uid, member.gid)
-        os.chmod(fd, member.mode)
-        for name, value in _xattrs(member):
-            try:
-                os.setxattr(fd, name, value)
-            except OSError:
-                continue  # unsupported here or not permitted: skipped, as documented
-        os.utime(fd, ns=(_ns(member), _ns(member)))
-
-    def _meta(self, pfd: int, base: str, member: tarfile.TarInfo, *, chmod: bool = True) -> None:
-        if self._chown:
-            os.chown(base, member.uid, member.gid, dir_fd=pfd, follow_symlinks=False)
-        if chmod:  # never a symlink here, and we just made it: nothing to follow
-            os.chmod(base, member.mode, dir_fd=pfd)
-        via_fd = f"/proc/self/fd/{pfd}/{base}"  # setxattr has no dir_fd form
-        for name, value in _xattrs(member):
-            try:
-                os.setxattr(via_fd, name, value, follow_symlinks=False)
-            except OSError:
-                continue
-        os.utime(base, ns=(_ns(member), _ns(member)), dir_fd=pfd, follow_symlinks=False)
-
-
-def _split(name: str) -> tuple[str, ...]:
-    """Archive name -> path components; refuses absolute paths and ``..``."""
-    if name.startswith("/"):
-        raise LayerError(f"refusing absolute path {name!r} in layer", hint="the layer is unsafe")
-    parts = tuple(p for p in name.split("/") if p not in ("", "."))
-    if ".." in parts:
-        raise LayerError(f"refusing path {name!r} with '..' in layer", hint="the layer is unsafe")
-    return parts
-
-
-def _lstat(dir_fd: int, name: str) -> os.stat_result | None:
-    try:
-        return os.stat(name, dir_fd=dir_fd, follow_symlinks=False)
-    except FileNotFoundError:
-        return None
-
-
-def _xattrs(member: tarfile.TarInfo) -> Iterator[tuple[str, bytes]]:
-    for key, value in member.pax_headers.items():
-        name = key.removeprefix(PAX_XATTR)
-        # A layer never gets to forge overlay metadata (opaque, redirect, metacopy).
-        if name != key and not name.startswith(OVERLAY_XATTR_PREFIXES):
-            yield name, value.encode("utf-8", "surrogateescape")
-
-
-def _ns(member: tarfile.TarInfo) -> int:
-    return int(member.mtime * 1_000_000_000)
-
-
-def _overlay_call(func: Callable[..., object], *args: object, **kwargs: object) -> None:
-    """Make an overlay whiteout or opaque mark; only root (CAP_SYS_ADMIN, CAP_MKNOD) can."""
-    try:
-        func(*args, **kwargs)
-    except PermissionError:
-        raise LayerError(
-            "cannot write overlay whiteouts without privileges",
-            hint="run as root, or extract with mode='apply'",
-        ) from None

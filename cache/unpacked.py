@@ -15,7 +15,7 @@ from pathlib import Path
 
 from cache.digest import Digest, verify
 from cache.errors import CacheError
-from cache.layers import extract_layer
+from cache.extract import extract_layer
 from cache.oci import Descriptor
 from cache.store import BlobStore, force_rmtree
 

@@ -22,6 +22,7 @@ from builder.archive import LoadedImage, load_archive
 from builder.export import write_docker_archive, write_oci_archive, write_rootfs
 from cache.images import read_image
 from cache.index import Index
+from cache.layers import Compression
 from cache.store import BlobStore
 from tests.archive_samples import make_base_module
 
@@ -211,8 +212,34 @@ def test_zstd_image_saved_as_docker_archive_is_readable_by_skopeo(
     out = tmp_path / "docker.tar"
     write_docker_archive(store[0], [("zstd:1", loaded.digest)], out)
     [entry] = json.loads(_member(out, "manifest.json"))
-    assert _member(out, entry["Layers"][0])[257:262] == b"ustar"  # a plain tar now
+    assert _member(out, entry["Layers"][0])[:2] == b"\x1f\x8b"  # gzip now, as docker reads
     skopeo("copy", f"docker-archive:{out}", f"dir:{tmp_path / 'copy'}")
+
+
+@needs_skopeo
+@needs_umoci
+def test_umoci_unpacks_a_zstd_image_exported_as_gzip(
+    base: dict[str, Path], store: Store, tmp_path: Path
+) -> None:
+    zstd = tmp_path / "zstd.tar"
+    skopeo(
+        "copy", "--dest-compress", "--dest-compress-format", "zstd",
+        f"oci-archive:{base['oci']}", f"oci-archive:{zstd}:zstd:1",
+    )  # fmt: skip
+    [loaded] = load_archive(zstd, *store)
+    out = tmp_path / "gzip.tar"
+    write_oci_archive(store[0], [("zstd:1", loaded.digest)], out, compression=Compression.GZIP)
+    layout = tmp_path / "layout"
+    layout.mkdir()
+    with tarfile.open(out) as tar:
+        tar.extractall(layout, filter="data")
+    rootless = [] if os.geteuid() == 0 else ["--rootless"]
+    done = subprocess.run(
+        ["umoci", "unpack", *rootless, "--image", f"{layout}:zstd:1", str(tmp_path / "b")],
+        capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert (tmp_path / "b/rootfs/bin/busybox").is_file()
 
 
 @needs_umoci

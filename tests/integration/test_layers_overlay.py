@@ -12,7 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from cache.layers import Compression, LayerBlob, extract_layer, write_layer
+from cache.extract import extract_layer
+from cache.layers import Compression, LayerBlob, write_layer
 from cache.store import BlobStore
 from cache.unpacked import UnpackedLayers
 

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import gzip
 import io
 import json
 import os
 import tarfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -18,7 +19,9 @@ from builder.export import write_docker_archive, write_oci_archive, write_rootfs
 from cache.digest import Digest, sha256_bytes
 from cache.images import write_image
 from cache.index import Index
+from cache.layers import Compression
 from cache.oci import (
+    MEDIA_DOCKER_LAYER_GZIP,
     MEDIA_OCI_LAYER,
     MEDIA_OCI_LAYER_GZIP,
     MEDIA_OCI_LAYER_ZSTD,
@@ -28,9 +31,11 @@ from cache.oci import (
 )
 from cache.store import BlobStore
 from tests.archive_samples import compress, layer, tar_of
+from tests.oci_schema import check_layout
 
 BASE = layer({"bin/sh": b"#!fake shell\n", "etc/motd": b"base\n"})
 APP = layer({"app/run": b"echo hi\n", "etc/motd": b"app\n"})
+STORED = {"none": Compression.NONE, "gzip": Compression.GZIP, "zstd": Compression.ZSTD}
 
 
 @pytest.fixture
@@ -59,6 +64,17 @@ def store_image(blobs: BlobStore, layers: list[bytes], how: str = "none") -> Dig
         diff_ids=tuple(sha256_bytes(data) for data in layers),
     )
     return write_image(blobs, config, descriptors).digest
+
+
+def zstd_decompress(data: bytes) -> bytes:
+    return zstandard.ZstdDecompressor().stream_reader(io.BytesIO(data)).read()
+
+
+def unpack(archive: Path, dest: Path) -> Path:
+    dest.mkdir()
+    with tarfile.open(archive) as tar:
+        tar.extractall(dest, filter="tar")
+    return dest
 
 
 def members(path: Path) -> dict[str, tarfile.TarInfo]:
@@ -132,18 +148,117 @@ def test_docker_archive_has_manifest_json_with_repo_tags_for_docker_load(
     assert {"index.json", "oci-layout"} <= members(out).keys()
 
 
-def test_docker_archive_converts_zstd_layers_to_plain_tars_once(
+def layer_blobs(archive: Path) -> list[tuple[str, bytes]]:
+    """(mediaType, blob bytes) of each layer of the archive's first image."""
+    index = json.loads(read_member(archive, "index.json"))
+    manifest_name = "blobs/sha256/" + index["manifests"][0]["digest"].split(":")[1]
+    manifest = json.loads(read_member(archive, manifest_name))
+    return [
+        (d["mediaType"], read_member(archive, "blobs/sha256/" + d["digest"].split(":")[1]))
+        for d in manifest["layers"]
+    ]
+
+
+def test_docker_archive_keeps_no_zstd_layers_by_default_they_become_gzip(
     tmp_path: Path, blobs: BlobStore, fresh: tuple[BlobStore, Index]
 ) -> None:
     digest = store_image(blobs, [BASE, APP], "zstd")
     out = tmp_path / "out.tar"
     write_docker_archive(blobs, [("app:1", digest)], out)
     [entry] = json.loads(read_member(out, "manifest.json"))
-    assert [read_member(out, name) for name in entry["Layers"]] == [BASE, APP]
-    assert blobs.has(sha256_bytes(APP))  # kept, so the next save does no work
-    # the archive's OCI side points at the plain layers too, and loads cleanly
+    data = [read_member(out, name) for name in entry["Layers"]]
+    assert all(d.startswith(b"\x1f\x8b") for d in data)
+    assert [gzip.decompress(d) for d in data] == [BASE, APP]
+    assert {media for media, _ in layer_blobs(out)} == {MEDIA_OCI_LAYER_GZIP}
+    # the archive's OCI side points at the gzip layers too, and loads cleanly
     [loaded] = load_archive(out, *fresh)
     assert loaded.name == "app:1" and loaded.digest != digest
+
+
+def test_docker_archive_default_keeps_plain_and_gzip_layers_as_stored(
+    tmp_path: Path, blobs: BlobStore, fresh: tuple[BlobStore, Index]
+) -> None:
+    digest = store_image(blobs, [BASE, APP], "none")
+    out = tmp_path / "out.tar"
+    write_docker_archive(blobs, [("app:1", digest)], out)
+    assert [data for _, data in layer_blobs(out)] == [BASE, APP]
+    [loaded] = load_archive(out, *fresh)
+    assert loaded.digest == digest
+
+
+@pytest.mark.parametrize(
+    ("target", "media", "decode"),
+    [
+        (Compression.GZIP, MEDIA_OCI_LAYER_GZIP, gzip.decompress),
+        (Compression.ZSTD, MEDIA_OCI_LAYER_ZSTD, zstd_decompress),
+        (Compression.NONE, MEDIA_OCI_LAYER, lambda data: data),
+    ],
+)
+@pytest.mark.parametrize("stored", ["none", "gzip", "zstd"])
+def test_oci_archive_compression_gives_every_layer_that_compression(
+    tmp_path: Path,
+    blobs: BlobStore,
+    fresh: tuple[BlobStore, Index],
+    target: Compression,
+    media: str,
+    decode: Callable[[bytes], bytes],
+    stored: str,
+) -> None:
+    digest = store_image(blobs, [BASE, APP], stored)
+    out = tmp_path / "out.tar"
+    write_oci_archive(blobs, [("app:1", digest)], out, compression=target)
+    layers = layer_blobs(out)
+    assert [m for m, _ in layers] == [media, media]
+    assert [decode(data) for _, data in layers] == [BASE, APP]
+    [loaded] = load_archive(out, *fresh)
+    # same compression: the manifest is copied; otherwise the image gets a new one
+    same = STORED[stored] is target
+    assert (loaded.digest == digest) == same
+    check_layout(unpack(out, tmp_path / "layout"))
+
+
+def test_layer_already_in_the_target_compression_is_copied_byte_for_byte(
+    tmp_path: Path, blobs: BlobStore
+) -> None:
+    stored = compress(APP, "gzip")  # stdlib gzip: not what our encoder would write
+    digest = store_image(blobs, [BASE, APP], "gzip")
+    out = tmp_path / "out.tar"
+    write_docker_archive(blobs, [("app:1", digest)], out, compression=Compression.GZIP)
+    assert layer_blobs(out)[1] == (MEDIA_OCI_LAYER_GZIP, stored)
+
+
+def test_docker_layer_media_types_become_oci_ones_when_compression_is_given(
+    tmp_path: Path, blobs: BlobStore
+) -> None:
+    blob = compress(BASE, "gzip")
+    docker_typed = Descriptor(MEDIA_DOCKER_LAYER_GZIP, blobs.put_bytes(blob), len(blob))
+    config = ImageConfig(diff_ids=(sha256_bytes(BASE),))
+    digest = write_image(blobs, config, [docker_typed]).digest
+    kept, gzipped = tmp_path / "kept.tar", tmp_path / "gzip.tar"
+    write_oci_archive(blobs, [("x:1", digest)], kept)
+    write_oci_archive(blobs, [("x:1", digest)], gzipped, compression=Compression.GZIP)
+    assert layer_blobs(kept) == [(MEDIA_DOCKER_LAYER_GZIP, blob)]  # as stored
+    assert layer_blobs(gzipped) == [(MEDIA_OCI_LAYER_GZIP, blob)]  # same bytes, OCI type
+
+
+def test_docker_archive_can_be_asked_for_zstd(tmp_path: Path, blobs: BlobStore) -> None:
+    digest = store_image(blobs, [BASE], "gzip")
+    out = tmp_path / "out.tar"
+    write_docker_archive(blobs, [("app:1", digest)], out, compression=Compression.ZSTD)
+    [(media, data)] = layer_blobs(out)
+    assert media == MEDIA_OCI_LAYER_ZSTD and zstd_decompress(data) == BASE
+
+
+def test_converted_export_is_deterministic(tmp_path: Path) -> None:
+    outs = []
+    for i in range(2):
+        root = tmp_path / f"store{i}"
+        root.mkdir()
+        blobs = BlobStore(root)
+        outs.append(tmp_path / f"out{i}.tar")
+        digest = store_image(blobs, [BASE, APP], "zstd")
+        write_oci_archive(blobs, [("app:1", digest)], outs[-1], compression=Compression.GZIP)
+    assert outs[0].read_bytes() == outs[1].read_bytes()
 
 
 def test_untagged_image_has_no_annotations_and_null_repo_tags(
@@ -231,7 +346,7 @@ def test_rootfs_over_a_file_is_an_error(tmp_path: Path, blobs: BlobStore) -> Non
         write_rootfs(blobs, store_image(blobs, [BASE]), tmp_path / "file")
 
 
-def test_zstd_layer_conversion_checks_the_diff_id(tmp_path: Path, blobs: BlobStore) -> None:
+def test_layer_conversion_checks_the_diff_id(tmp_path: Path, blobs: BlobStore) -> None:
     wrong = zstandard.ZstdCompressor().compress(APP)
     descriptor = Descriptor(MEDIA_OCI_LAYER_ZSTD, blobs.put_bytes(wrong), len(wrong))
     config = ImageConfig(diff_ids=(sha256_bytes(BASE),))  # claims BASE, holds APP

@@ -19,7 +19,8 @@ import pytest
 import zstandard
 
 from cache.errors import DigestMismatch, LayerError
-from cache.layers import Compression, LayerBlob, detect_compression, extract_layer, write_layer
+from cache.extract import extract_layer
+from cache.layers import Compression, LayerBlob, detect_compression, write_layer
 from cache.oci import MEDIA_OCI_LAYER, MEDIA_OCI_LAYER_GZIP, MEDIA_OCI_LAYER_ZSTD, Descriptor
 from cache.store import BlobStore
 
