@@ -24,12 +24,15 @@ def metadata(outcome: BuildOutcome) -> dict[str, Any]:
             "layer_size": s.layer.size if s.layer else 0,
             "started": s.started,
             "finished": s.finished,
+            "saved": round(s.saved, 4),
         }
         for s in outcome.steps
     ]
     total = len(outcome.steps)
     return {
+        "build.id": outcome.build_id,
         "image.digest": str(outcome.image.digest),
+        "containerimage.digest": str(outcome.image.digest),
         "containerimage.config.digest": str(outcome.image.config_digest),
         "steps": steps,
         "totals": {
@@ -37,8 +40,8 @@ def metadata(outcome: BuildOutcome) -> dict[str, Any]:
             "cached": outcome.cached_steps,
             "hit_rate": outcome.cached_steps / total if total else 1.0,
             "sandbox_runs": outcome.sandbox_runs,
-            "bytes_reused": sum(s.layer.size for s in outcome.steps if s.cached and s.layer),
-            "time_saved": 0.0,
+            "bytes_reused": outcome.bytes_reused,
+            "time_saved": round(outcome.time_saved, 4),
             "duration": round(outcome.duration, 4),
         },
     }

@@ -11,10 +11,12 @@ import sys
 import threading
 import time
 from collections import deque
+from collections.abc import Sequence
 from typing import TextIO
 
 from rich.console import Console, Group
 from rich.live import Live
+from rich.table import Table
 from rich.text import Text
 
 from builder.plan import PlannedStep, StagePlan
@@ -134,6 +136,36 @@ def make_progress(mode: str, *, quiet: bool) -> PlainProgress | TtyProgress:
     if mode == "tty" or (mode == "auto" and console.is_terminal):
         return TtyProgress(console)
     return PlainProgress()
+
+
+def print_explain(steps: Sequence[StepResult], mode: str = "auto") -> None:
+    """``build --explain``: per step, cached or not, why, and how long (stderr).
+
+    A rich table on a terminal (``mode`` as for ``--progress``), aligned text otherwise.
+    """
+    console = Console(stderr=True, highlight=False)
+    rows = [
+        (
+            f"{s.stage}.{s.position} {s.title}",
+            "CACHED" if s.cached else "MISS",
+            f"{s.duration:.2f}s" + (f" (saved {s.saved:.2f}s)" if s.cached else ""),
+            s.reason,
+        )
+        for s in steps
+    ]
+    header = ("STEP", "RESULT", "TIME", "REASON")
+    if mode == "tty" or (mode == "auto" and console.is_terminal):
+        table = Table(*header, title="cache explanation", title_justify="left")
+        for step, result, took, reason in rows:
+            table.add_row(
+                step, Text(result, style="green" if result == "CACHED" else "yellow"), took, reason
+            )
+        console.print(table)
+        return
+    widths = [min(50, max(len(r[i]) for r in [header, *rows])) for i in range(3)]
+    for row in [header, *rows]:
+        cells = [c[:50].ljust(w) for c, w in zip(row[:3], widths, strict=True)]
+        print_line(("  ".join(cells) + "  " + row[3]).rstrip())
 
 
 def print_error(message: str, hint: str | None) -> None:

@@ -7,17 +7,22 @@ place the environment decides it, and only the CLI calls it.
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from builder.errors import BuildError
 from builder.refs import normalize
 from cache.digest import Digest
-from cache.errors import CacheError
+from cache.errors import CacheError, InvalidDigest
 from cache.images import StoredImage, read_image
 from cache.index import Index
 from cache.store import BlobStore
 from cache.unpacked import UnpackedLayers
+
+if TYPE_CHECKING:
+    from builder.pull import RemoteOptions
 
 
 def default_root() -> Path:
@@ -36,6 +41,12 @@ class Storage:
     blobs: BlobStore
     layers: UnpackedLayers
     index: Index
+    # Registry fallback for get_image (builds): "never", "missing" (local store first)
+    # or "always" (--pull: re-resolve every base once per build).
+    pull_policy: str = "never"
+    pull_options: RemoteOptions | None = None
+    pull_events: Callable[[str], None] | None = None
+    _pulled: dict[str, StoredImage] = field(default_factory=dict)
 
     @classmethod
     def open(cls, root: Path) -> Storage:
@@ -66,8 +77,16 @@ class Storage:
             ) from None
 
     def get_image(self, name: str) -> StoredImage:
-        """Like find_image, but a missing image is a BuildError saying how to get one."""
+        """Like find_image, but a missing image is a BuildError saying how to get one.
+
+        With a ``pull_policy`` other than "never", a missing image (or, with "always",
+        any name that is not a digest) is pulled from its registry first.
+        """
+        if self.pull_policy == "always" and not name.startswith("sha256:"):
+            return self._pull(name)
         image = self.find_image(name)
+        if image is None and self.pull_policy == "missing" and not name.startswith("sha256:"):
+            return self._pull(name)
         if image is None:
             raise BuildError(
                 f"image {name!r} not found in the local store ({self.root})",
@@ -76,9 +95,39 @@ class Storage:
             )
         return image
 
+    def _pull(self, name: str) -> StoredImage:
+        """Pull once per name per Storage (a build resolves each base once)."""
+        if name not in self._pulled:
+            from builder.pull import RemoteOptions, pull_image
+            from cache.registry_errors import RegistryUnreachable
+
+            options = self.pull_options or RemoteOptions()
+            try:
+                pulled = pull_image(name, self.blobs, self.index, options, self.pull_events)
+            except RegistryUnreachable as exc:
+                # --pull while offline: the image we already have still builds.
+                local = self.find_image(name)
+                if local is None:
+                    raise _pull_failed(name, exc) from None
+                if self.pull_events is not None:
+                    self.pull_events(f"warning: {exc.message}; using the local {name}")
+                pulled_image = local
+            except CacheError as exc:
+                raise _pull_failed(name, exc) from None
+            else:
+                pulled_image = pulled.image
+            self._pulled[name] = pulled_image
+        return self._pulled[name]
+
     def _lookup(self, name: str) -> Digest | None:
         if name.startswith("sha256:") and len(name) == 71:
             digest = Digest.parse(name)
+            return digest if self.blobs.has(digest) else None
+        if "@" in name:  # name@digest: the digest alone decides, as in docker
+            try:
+                digest = Digest.parse(name.rsplit("@", 1)[1])
+            except InvalidDigest:
+                return None
             return digest if self.blobs.has(digest) else None
         try:
             tagged = self.index.get_tag(normalize(name))
@@ -92,3 +141,14 @@ class Storage:
             if len(matches) == 1:
                 return matches.pop()
         return None
+
+
+def _pull_failed(name: str, exc: CacheError) -> BuildError:
+    local = (
+        "if it is a local image, load it with `pybuild load -i IMAGE.tar` or build it "
+        "with `pybuild build -t NAME`"
+    )
+    return BuildError(
+        f"image {name!r} is not in the local store and pulling it failed: {exc.message}",
+        hint=f"{exc.hint}; {local}" if exc.hint else local,
+    )

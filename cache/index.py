@@ -1,4 +1,5 @@
-"""The store's index: cache keys to step records, image tags, and per-step last inputs.
+"""The store's index: cache keys to step records, image tags, per-step last inputs, and a
+record of every build (its steps, hits, and the time the hits saved).
 
 One SQLite file, ``<root>/index.db``, in WAL mode so readers never wait for a writer.
 It is created whole (schema and all) in a temp file and renamed into place behind a
@@ -24,9 +25,9 @@ from cache.errors import CacheError, InvalidDigest, InvalidImage
 from cache.oci import Descriptor, canonical_json
 from cache.store import exclusive_lock
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 _BUSY_TIMEOUT_S = 60.0
-_SCHEMA = """
+_SCHEMA_V1 = """
 CREATE TABLE steps (
     key TEXT PRIMARY KEY,
     layer TEXT,
@@ -40,6 +41,30 @@ CREATE INDEX steps_layer_digest ON steps (layer_digest);
 CREATE TABLE tags (name TEXT PRIMARY KEY, manifest TEXT NOT NULL);
 CREATE TABLE last_inputs (step_id TEXT PRIMARY KEY, inputs TEXT NOT NULL);
 """
+# Version 2: when each step record was last used (prune keeps recently used ones), and
+# build records. A version 1 index is upgraded in place by running this.
+_SCHEMA_V2 = """
+ALTER TABLE steps ADD COLUMN used REAL;
+CREATE TABLE builds (
+    id TEXT PRIMARY KEY,
+    dockerfile TEXT NOT NULL,
+    started REAL NOT NULL,
+    finished REAL NOT NULL
+);
+CREATE INDEX builds_started ON builds (started);
+CREATE TABLE build_steps (
+    build_id TEXT NOT NULL REFERENCES builds (id) ON DELETE CASCADE,
+    position INTEGER NOT NULL,
+    step_id TEXT NOT NULL,
+    key TEXT,
+    cached INTEGER NOT NULL,
+    reason TEXT NOT NULL,
+    duration REAL NOT NULL,
+    layer_size INTEGER NOT NULL,
+    saved REAL NOT NULL,
+    PRIMARY KEY (build_id, position)
+);
+"""
 
 
 @dataclass(frozen=True)
@@ -52,6 +77,43 @@ class StepRecord:
     inputs: str  # canonical JSON of the KeyInputs (cache.keys)
     duration: float  # seconds the step took when it ran
     created: float  # unix time
+    used: float | None = None  # unix time a build last reused it (None: never reused)
+
+
+@dataclass(frozen=True)
+class BuildStep:
+    """One step of a recorded build."""
+
+    step_id: str  # "<dockerfile>#<stage>#<position>"
+    key: str | None
+    cached: bool
+    reason: str  # why it missed; "" on a hit
+    duration: float  # seconds it took in this build
+    layer_size: int  # bytes of its layer blob (0 when it made none)
+    saved: float  # on a hit: the recorded duration of the run that made the record
+
+
+@dataclass(frozen=True)
+class BuildRecord:
+    """One build: which Dockerfile, when, and its filesystem steps."""
+
+    id: str
+    dockerfile: str
+    started: float
+    finished: float
+    steps: tuple[BuildStep, ...]
+
+    @property
+    def cached(self) -> int:
+        return sum(1 for s in self.steps if s.cached)
+
+    @property
+    def time_saved(self) -> float:
+        return sum(s.saved for s in self.steps if s.cached)
+
+    @property
+    def bytes_reused(self) -> int:
+        return sum(s.layer_size for s in self.steps if s.cached)
 
 
 class Index:
@@ -65,6 +127,8 @@ class Index:
                 _create(root, self.path)
             self._db: sqlite3.Connection | None = _connect(self.path)
             version = self._db.execute("PRAGMA user_version").fetchone()[0]
+            if version == 1:
+                version = _upgrade(root, self._db)
         except sqlite3.Error as exc:
             raise _db_error(self.path, exc) from None
         except OSError as exc:
@@ -103,10 +167,7 @@ class Index:
 
     def get_step(self, key: str) -> StepRecord | None:
         with self._conn() as db:
-            row = db.execute(
-                "SELECT key, layer, diff_id, inputs, duration, created FROM steps WHERE key = ?",
-                (key,),
-            ).fetchone()
+            row = db.execute(f"SELECT {_STEP_COLUMNS} FROM steps WHERE key = ?", (key,)).fetchone()
         return None if row is None else _step_from_row(row)
 
     def put_step(self, rec: StepRecord) -> None:
@@ -114,17 +175,24 @@ class Index:
         layer = None if rec.layer is None else canonical_json(rec.layer.to_json()).decode()
         with self._conn() as db:
             db.execute(
-                "INSERT OR REPLACE INTO steps VALUES (?, ?, ?, ?, ?, ?, ?)",
+                f"INSERT OR REPLACE INTO steps ({_STEP_COLUMNS}, layer_digest) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
                 (
                     rec.key,
                     layer,
-                    None if rec.layer is None else str(rec.layer.digest),
                     None if rec.diff_id is None else str(rec.diff_id),
                     rec.inputs,
                     rec.duration,
                     rec.created,
+                    rec.used,
+                    None if rec.layer is None else str(rec.layer.digest),
                 ),
             )
+
+    def touch_step(self, key: str, when: float) -> None:
+        """Mark the record as used at ``when`` (a build reused it)."""
+        with self._conn() as db:
+            db.execute("UPDATE steps SET used = ? WHERE key = ?", (when, key))
 
     def remove_step(self, key: str) -> bool:
         """Forget a step record; True if there was one."""
@@ -134,10 +202,66 @@ class Index:
     def steps(self) -> list[StepRecord]:
         """Every step record, by key (for pruning and listing)."""
         with self._conn() as db:
-            rows = db.execute(
-                "SELECT key, layer, diff_id, inputs, duration, created FROM steps ORDER BY key"
-            ).fetchall()
+            rows = db.execute(f"SELECT {_STEP_COLUMNS} FROM steps ORDER BY key").fetchall()
         return [_step_from_row(r) for r in rows]
+
+    def record_build(self, build: BuildRecord) -> None:
+        """Store a finished build and its steps, in one transaction."""
+        with self._conn() as db:
+            db.execute("BEGIN IMMEDIATE")
+            try:
+                db.execute(
+                    "INSERT OR REPLACE INTO builds VALUES (?, ?, ?, ?)",
+                    (build.id, build.dockerfile, build.started, build.finished),
+                )
+                db.executemany(
+                    "INSERT OR REPLACE INTO build_steps VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    [_build_step_row(build.id, i, s) for i, s in enumerate(build.steps)],
+                )
+                db.execute("COMMIT")
+            except BaseException:
+                db.execute("ROLLBACK")
+                raise
+
+    def builds(self, since: float | None = None) -> list[BuildRecord]:
+        """Recorded builds started at or after ``since`` (all when None), oldest first."""
+        with self._conn() as db:
+            heads = db.execute(
+                "SELECT id, dockerfile, started, finished FROM builds WHERE started >= ? "
+                "ORDER BY started, id",
+                (since if since is not None else float("-inf"),),
+            ).fetchall()
+            rows = db.execute(
+                "SELECT build_id, step_id, key, cached, reason, duration, layer_size, saved "
+                "FROM build_steps ORDER BY build_id, position"
+            ).fetchall()
+        steps: dict[str, list[BuildStep]] = {}
+        for build_id, *rest in rows:
+            step_id, key, cached, reason, duration, size, saved = rest
+            steps.setdefault(build_id, []).append(
+                BuildStep(step_id, key, bool(cached), reason, duration, size, saved)
+            )
+        return [
+            BuildRecord(bid, dockerfile, started, finished, tuple(steps.get(bid, ())))
+            for bid, dockerfile, started, finished in heads
+        ]
+
+    def remove_builds(self, before: float) -> int:
+        """Forget builds started before ``before``; returns how many."""
+        with self._conn() as db:
+            db.execute("BEGIN IMMEDIATE")
+            try:
+                db.execute(
+                    "DELETE FROM build_steps WHERE build_id IN "
+                    "(SELECT id FROM builds WHERE started < ?)",
+                    (before,),
+                )
+                count = db.execute("DELETE FROM builds WHERE started < ?", (before,)).rowcount
+                db.execute("COMMIT")
+            except BaseException:
+                db.execute("ROLLBACK")
+                raise
+        return int(count)
 
     def set_tag(self, name: str, manifest: Digest) -> None:
         with self._conn() as db:
@@ -192,6 +316,23 @@ def _connect(path: Path) -> sqlite3.Connection:
     return db
 
 
+def _upgrade(root: Path, db: sqlite3.Connection) -> int:
+    """Bring a version 1 index to version 2 in place, once, under the index lock."""
+    with exclusive_lock(root / "locks" / "index.db"):
+        db.execute("BEGIN IMMEDIATE")
+        try:
+            if db.execute("PRAGMA user_version").fetchone()[0] == 1:
+                for statement in _SCHEMA_V2.split(";"):
+                    if statement.strip():
+                        db.execute(statement)
+                db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+            db.execute("COMMIT")
+        except BaseException:
+            db.execute("ROLLBACK")
+            raise
+    return int(db.execute("PRAGMA user_version").fetchone()[0])
+
+
 def _create(root: Path, path: Path) -> None:
     """Make the database in a temp file and rename it into place, under a file lock."""
     with exclusive_lock(root / "locks" / "index.db"):
@@ -202,7 +343,7 @@ def _create(root: Path, path: Path) -> None:
             db = sqlite3.connect(tmp, isolation_level=None)
             try:
                 db.execute("PRAGMA journal_mode = WAL")
-                db.executescript(_SCHEMA)
+                db.executescript(_SCHEMA_V1 + _SCHEMA_V2)
                 db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
             finally:
                 db.close()
@@ -212,8 +353,30 @@ def _create(root: Path, path: Path) -> None:
                 leftover.unlink(missing_ok=True)
 
 
-def _step_from_row(row: tuple[str, str | None, str | None, str, float, float]) -> StepRecord:
-    key, layer, diff_id, inputs, duration, created = row
+def _build_step_row(
+    build_id: str, position: int, s: BuildStep
+) -> tuple[str, int, str, str | None, int, str, float, int, float]:
+    cached = int(s.cached)
+    return (
+        build_id,
+        position,
+        s.step_id,
+        s.key,
+        cached,
+        s.reason,
+        s.duration,
+        s.layer_size,
+        s.saved,
+    )
+
+
+_STEP_COLUMNS = "key, layer, diff_id, inputs, duration, created, used"
+
+
+def _step_from_row(
+    row: tuple[str, str | None, str | None, str, float, float, float | None],
+) -> StepRecord:
+    key, layer, diff_id, inputs, duration, created, used = row
     try:
         descriptor = None if layer is None else Descriptor.from_json(json.loads(layer))
     except (ValueError, InvalidImage) as exc:
@@ -225,6 +388,7 @@ def _step_from_row(row: tuple[str, str | None, str | None, str, float, float]) -
         inputs=inputs,
         duration=float(duration),
         created=float(created),
+        used=None if used is None else float(used),
     )
 
 

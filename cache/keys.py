@@ -8,7 +8,7 @@ the old record with the new one field by field. Nothing here touches a file or a
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -22,6 +22,9 @@ KEY_VERSION = 1
 
 Pairs = tuple[tuple[str, str], ...]
 _SHOWN = 40  # longest value quoted in a reason before it is shortened
+_FILES_SHOWN = 3  # files named in a reason; the rest are counted
+# The fields of a per-file record (``file_record``), named as a reason names them.
+_FILE_FIELDS = ("type", "mode", "owner", "link target", "content")
 
 
 @dataclass(frozen=True)
@@ -31,6 +34,11 @@ class KeyInputs:
     ``env`` and ``extra`` are sets of named values, so they are kept sorted: the order a
     caller lists them in never changes the key. ``sources`` keep their order, which
     COPY semantics depend on.
+
+    ``files`` is the per-file breakdown of what a COPY reads from the context (path →
+    ``file_record``), kept so a miss can name the files that changed. It is stored with
+    the inputs but is not hashed into the key: the ``sources`` fingerprint already covers
+    the same facts, so a key means the same whether or not the breakdown was recorded.
     """
 
     parent: str
@@ -39,12 +47,19 @@ class KeyInputs:
     sources: Pairs = ()
     platform: str = "linux/amd64"
     extra: Pairs = ()
+    files: Pairs = ()
 
     def __post_init__(self) -> None:
         # Frozen: normalise through object.__setattr__, once, at construction.
         object.__setattr__(self, "env", _sorted_pairs(self.env))
         object.__setattr__(self, "sources", _pairs(self.sources))
         object.__setattr__(self, "extra", _sorted_pairs(self.extra))
+        object.__setattr__(self, "files", _sorted_pairs(self.files))
+
+
+def file_record(kind: str, mode: int, uid: int, gid: int, link: str, content: str) -> str:
+    """One context entry as ``KeyInputs.files`` records it (never its times)."""
+    return "|".join((kind, f"{mode:o}", f"{uid}:{gid}", link, content))
 
 
 def _pairs(items: Sequence[Sequence[str]]) -> Pairs:
@@ -73,8 +88,11 @@ def _to_obj(inputs: KeyInputs) -> dict[str, Any]:
 
 
 def inputs_to_json(inputs: KeyInputs) -> str:
-    """Canonical JSON of the inputs, with the key format version."""
-    return canonical_json(_to_obj(inputs)).decode()
+    """Canonical JSON of the inputs, with the key format version (and ``files`` if any)."""
+    obj = _to_obj(inputs)
+    if inputs.files:
+        obj["files"] = [list(p) for p in inputs.files]
+    return canonical_json(obj).decode()
 
 
 def inputs_from_json(text: str) -> KeyInputs:
@@ -94,6 +112,7 @@ def inputs_from_json(text: str) -> KeyInputs:
             sources=_pairs(obj["sources"]),
             platform=str(obj["platform"]),
             extra=_pairs(obj["extra"]),
+            files=_pairs(obj.get("files", [])),
         )
     except (ValueError, KeyError, TypeError) as exc:
         raise CacheError(f"malformed cache key inputs: {exc}") from None
@@ -104,11 +123,14 @@ def step_key(inputs: KeyInputs) -> str:
     return sha256_bytes(canonical_json(_to_obj(inputs))).hex
 
 
-def explain_miss(old: KeyInputs | None, new: KeyInputs) -> list[str]:
+def explain_miss(
+    old: KeyInputs | None, new: KeyInputs, env_names: Collection[str] | None = None
+) -> list[str]:
     """Human reasons why ``new`` keys differently from ``old``, field by field.
 
     ``old`` is the previous build's inputs for the same Dockerfile step (None when there
-    was none). Returns [] when the inputs are equal.
+    was none). ``env_names`` are the variables set by ENV (the others are ARGs); without
+    it a variable is called "ARG/ENV". Returns [] when the inputs are equal.
     """
     if old is None:
         return ["first build"]
@@ -117,8 +139,11 @@ def explain_miss(old: KeyInputs | None, new: KeyInputs) -> list[str]:
         reasons.append(_parent_reason(old.parent, new.parent))
     if old.instruction != new.instruction:
         reasons.append("instruction text changed")
-    reasons += _pair_reasons("ARG/ENV", old.env, new.env)
-    reasons += _source_reasons(old.sources, new.sources)
+    reasons += _env_reasons(old.env, new.env, env_names)
+    file_reasons = _file_reasons(old.files, new.files) if old.files or new.files else []
+    source_reasons = _source_reasons(old.sources, new.sources)
+    # Per-file reasons say more than "the context changed"; use them when they exist.
+    reasons += file_reasons if file_reasons and source_reasons else source_reasons
     if old.platform != new.platform:
         reasons.append(f"platform changed ({old.platform} → {new.platform})")
     reasons += _pair_reasons("option", old.extra, new.extra)
@@ -160,6 +185,41 @@ def _pair_reasons(label: str, old: Pairs, new: Pairs) -> list[str]:
     return reasons
 
 
+def _env_reasons(old: Pairs, new: Pairs, env_names: Collection[str] | None) -> list[str]:
+    if env_names is None:
+        return _pair_reasons("ARG/ENV", old, new)
+    reasons = []
+    for reason in _pair_reasons("", old, new):
+        name = reason.split(" ", 2)[1]
+        reasons.append(("ENV" if name in env_names else "ARG") + reason)
+    return reasons
+
+
+def _file_reasons(old: Pairs, new: Pairs) -> list[str]:
+    """ "file a changed (content)", "file b added"...: the first few, then a count."""
+    before, after = dict(old), dict(new)
+    changes: list[str] = []
+    for name in sorted(before.keys() | after.keys()):
+        if name not in before:
+            changes.append(f"{_kind_word(after[name])} {name} added")
+        elif name not in after:
+            changes.append(f"{_kind_word(before[name])} {name} removed")
+        elif before[name] != after[name]:
+            was, now = before[name].split("|"), after[name].split("|")
+            fields = [f for f, a, b in zip(_FILE_FIELDS, was, now, strict=False) if a != b]
+            what = ", ".join(fields) or "metadata"
+            changes.append(f"{_kind_word(after[name])} {name} changed ({what})")
+    if len(changes) > _FILES_SHOWN:
+        rest = len(changes) - _FILES_SHOWN
+        changes = [*changes[:_FILES_SHOWN], f"and {rest} more file{'s' if rest > 1 else ''}"]
+    return changes
+
+
+def _kind_word(record: str) -> str:
+    kind = record.split("|", 1)[0]
+    return {"dir": "directory", "symlink": "symlink"}.get(kind, "file")
+
+
 def _source_reasons(old: Pairs, new: Pairs) -> list[str]:
     before, after = dict(old), dict(new)
     reasons = []
@@ -169,7 +229,15 @@ def _source_reasons(old: Pairs, new: Pairs) -> list[str]:
         elif name not in after:
             reasons.append(f"source {name} removed")
         elif before[name] != after[name]:
-            reasons.append(f"source {name} changed")
+            reasons.append(_source_changed(name))
     if not reasons and old != new:
         reasons.append("sources reordered")
     return reasons
+
+
+def _source_changed(name: str) -> str:
+    if name == "context":
+        return "files in the build context changed"
+    if name.startswith("stage:"):
+        return f"stage {name.removeprefix('stage:')} it copies from changed"
+    return f"source {name} changed"

@@ -185,3 +185,68 @@ def test_explain_lists_every_changed_field_in_order() -> None:
     assert reasons[1] == "instruction text changed"
     assert "source app.py removed" in reasons
     assert reasons[-1] == "option workdir removed"
+
+
+def _files(**records: str) -> tuple[tuple[str, str], ...]:
+    return tuple((name.replace("_", "/"), rec) for name, rec in records.items())
+
+
+def _copy(files: tuple[tuple[str, str], ...], fingerprint: str) -> KeyInputs:
+    return KeyInputs(
+        parent=BASE_A,
+        instruction="COPY app/ /app/",
+        env=(),
+        sources=(("context", fingerprint),),
+        files=files,
+    )
+
+
+def test_files_are_not_part_of_the_key() -> None:
+    with_files = dataclasses.replace(GOLDEN, files=(("a", "file|644|0:0||x"),))
+    assert step_key(with_files) == GOLDEN_KEY
+    assert inputs_from_json(inputs_to_json(with_files)) == with_files
+
+
+def test_explain_names_the_changed_file_and_what_changed() -> None:
+    from cache.keys import file_record
+
+    old = _copy(_files(app_main=file_record("file", 0o644, 0, 0, "", "aa")), "1")
+    new = _copy(_files(app_main=file_record("file", 0o644, 0, 0, "", "bb")), "2")
+    assert explain_miss(old, new) == ["file app/main changed (content)"]
+    moded = _copy(_files(app_main=file_record("file", 0o600, 0, 0, "", "aa")), "3")
+    assert explain_miss(old, moded) == ["file app/main changed (mode)"]
+
+
+def test_explain_file_added_removed_and_symlink_retargeted() -> None:
+    from cache.keys import file_record
+
+    link_a = file_record("symlink", 0o777, 0, 0, "a", "")
+    link_b = file_record("symlink", 0o777, 0, 0, "b", "")
+    old = _copy(_files(gone="file|644|0:0||1", ln=link_a), "1")
+    new = _copy(_files(new="file|644|0:0||1", ln=link_b), "2")
+    assert explain_miss(old, new) == [
+        "file gone removed",
+        "symlink ln changed (link target)",
+        "file new added",
+    ]
+
+
+def test_explain_lists_the_first_three_files_then_a_count() -> None:
+    old = _copy(tuple((f"f{i}", f"file|644|0:0||{i}") for i in range(6)), "1")
+    new = _copy(tuple((f"f{i}", f"file|644|0:0||x{i}") for i in range(6)), "2")
+    reasons = explain_miss(old, new)
+    assert reasons[:3] == [f"file f{i} changed (content)" for i in range(3)]
+    assert reasons[3] == "and 3 more files"
+
+
+def test_explain_without_file_records_says_the_context_changed() -> None:
+    assert explain_miss(_copy((), "1"), _copy((), "2")) == ["files in the build context changed"]
+
+
+def test_explain_labels_env_and_arg_when_env_names_are_given() -> None:
+    old = dataclasses.replace(GOLDEN, env=(("VERSION", "1.0"), ("X", "1")))
+    new = dataclasses.replace(GOLDEN, env=(("VERSION", "1.1"), ("X", "2")))
+    assert explain_miss(old, new, env_names={"X"}) == [
+        "ARG VERSION changed (1.0 → 1.1)",
+        "ENV X changed (1 → 2)",
+    ]

@@ -1,0 +1,349 @@
+"""Store usage and pruning: what the store holds by kind, and removing what is not needed.
+
+What a tagged image needs is never removed: its manifest, config and layer blobs, its
+unpacked layers, and the step records whose layer is one of its layers. Everything else
+is held by step records; pruning removes records, then every blob and unpacked layer no
+remaining record or tag refers to.
+
+Builds hold ``build_guard`` (a shared flock on ``<root>/locks/gc``) from their first
+lookup to their tag, and ``prune`` takes it exclusively, so a prune never deletes a blob
+a running build has written but not yet recorded.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import os
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from cache.digest import Digest
+from cache.errors import CacheError, InvalidDigest, StoreLocked
+from cache.images import read_image
+from cache.index import Index, StepRecord
+from cache.store import BlobStore, force_rmtree
+from cache.unpacked import UnpackedLayers
+
+_POLL = 0.1
+# Temp entries that BlobStore.writer and temp_dir hold under an flock while alive; with
+# the lock free their maker is dead, so they go at once, past a short grace that covers
+# the instant between creating an entry and locking it.
+_LOCKED_PREFIXES = ("blob-", "step-", "unpack-", "dir-")
+_DEAD_GRACE = 2.0
+
+
+@contextmanager
+def build_guard(root: Path) -> Iterator[None]:
+    """Held (shared) by a build for its whole run; many builds hold it at once."""
+    with _gc_lock(root, fcntl.LOCK_SH, timeout=None):
+        yield
+
+
+@contextmanager
+def exclusive_guard(root: Path, *, timeout: float | None = 60.0) -> Iterator[None]:
+    """Held by prune and repair: waits until no build runs (StoreLocked after timeout)."""
+    with _gc_lock(root, fcntl.LOCK_EX, timeout=timeout):
+        yield
+
+
+@contextmanager
+def _gc_lock(root: Path, mode: int, *, timeout: float | None) -> Iterator[None]:
+    path = root / "locks" / "gc"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+    try:
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while True:
+            try:
+                fcntl.flock(fd, mode | (0 if deadline is None else fcntl.LOCK_NB))
+                break
+            except BlockingIOError:
+                if deadline is not None and time.monotonic() >= deadline:
+                    raise StoreLocked(
+                        "a build is running on this store",
+                        hint="wait for it to finish, then retry",
+                    ) from None
+                time.sleep(_POLL)
+        yield
+    finally:
+        os.close(fd)  # releases the flock
+
+
+@dataclass(frozen=True)
+class Needed:
+    """What the tags and the step records refer to."""
+
+    tagged_blobs: frozenset[Digest]  # manifests, configs and layers of tagged images
+    tagged_diff_ids: frozenset[Digest]
+    manifests: frozenset[Digest]  # manifest and config blobs of tagged images
+    record_layers: frozenset[Digest]
+    record_diff_ids: frozenset[Digest]
+    broken_tags: tuple[str, ...] = ()  # tags whose image cannot be read
+
+    @property
+    def blobs(self) -> frozenset[Digest]:
+        return self.tagged_blobs | self.record_layers
+
+    @property
+    def diff_ids(self) -> frozenset[Digest]:
+        return self.tagged_diff_ids | self.record_diff_ids
+
+
+def needed(blobs: BlobStore, index: Index, records: list[StepRecord] | None = None) -> Needed:
+    """Collect what tags and ``records`` (default: every step record) refer to."""
+    tagged: set[Digest] = set()
+    manifests: set[Digest] = set()
+    diff_ids: set[Digest] = set()
+    broken: list[str] = []
+    for name, digest in index.tags():
+        tagged.add(digest)
+        manifests.add(digest)
+        try:
+            image = read_image(blobs, digest)
+        except CacheError:
+            broken.append(name)
+            continue
+        manifests.add(image.config_digest)
+        tagged.add(image.config_digest)
+        tagged.update(layer.digest for layer in image.manifest.layers)
+        diff_ids.update(image.config.diff_ids)
+    records = index.steps() if records is None else records
+    return Needed(
+        tagged_blobs=frozenset(tagged),
+        tagged_diff_ids=frozenset(diff_ids),
+        manifests=frozenset(manifests),
+        record_layers=frozenset(r.layer.digest for r in records if r.layer),
+        record_diff_ids=frozenset(r.diff_id for r in records if r.diff_id),
+        broken_tags=tuple(broken),
+    )
+
+
+@dataclass(frozen=True)
+class Usage:
+    """Bytes the store uses, by kind (``pybuild cache du``)."""
+
+    layer_blobs: int
+    config_blobs: int  # manifests and configs of tagged images
+    other_blobs: int  # blobs nothing refers to (untagged images, leftovers)
+    unpacked: int
+    index: int
+    tmp: int
+    counts: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def total(self) -> int:
+        blobs = self.layer_blobs + self.config_blobs + self.other_blobs
+        return blobs + self.unpacked + self.index + self.tmp
+
+
+def usage(blobs: BlobStore, layers: UnpackedLayers, index: Index) -> Usage:
+    """Measure the store; sizes are apparent file sizes."""
+    need = needed(blobs, index)
+    sizes = {"layer": 0, "config": 0, "other": 0}
+    counts = {"layer": 0, "config": 0, "other": 0, "unpacked": 0}
+    for digest in blobs.digests():
+        kind = _blob_kind(digest, need)
+        try:
+            sizes[kind] += blobs.size(digest)
+        except CacheError:
+            continue  # removed meanwhile
+        counts[kind] += 1
+    unpacked = 0
+    for entry in _dirs(layers.root):
+        unpacked += tree_size(entry)
+        counts["unpacked"] += 1
+    index_size = sum(p.stat().st_size for p in blobs.root.glob("index.db*") if p.is_file())
+    return Usage(
+        layer_blobs=sizes["layer"],
+        config_blobs=sizes["config"],
+        other_blobs=sizes["other"],
+        unpacked=unpacked,
+        index=index_size,
+        tmp=tree_size(blobs.tmp_dir),
+        counts=counts,
+    )
+
+
+def _blob_kind(digest: Digest, need: Needed) -> str:
+    if digest in need.manifests:
+        return "config"
+    if digest in need.blobs:
+        return "layer"
+    return "other"
+
+
+def _dirs(root: Path) -> list[Path]:
+    try:
+        return sorted(p for p in root.iterdir() if p.is_dir() and not p.is_symlink())
+    except FileNotFoundError:
+        return []
+
+
+def tree_size(root: Path) -> int:
+    """Apparent size of the files below ``root``, each hard-linked inode once (0 if gone)."""
+    total = 0
+    seen: set[tuple[int, int]] = set()
+    for top, _, files in os.walk(root):
+        for name in files:
+            try:
+                st = os.lstat(os.path.join(top, name))
+            except FileNotFoundError:
+                continue
+            if st.st_nlink > 1:
+                if (st.st_dev, st.st_ino) in seen:
+                    continue  # busybox-style images link one binary hundreds of times
+                seen.add((st.st_dev, st.st_ino))
+            total += st.st_size
+    return total
+
+
+@dataclass(frozen=True)
+class PruneOptions:
+    """``remove_all``: every record a tag does not need; otherwise only records unused for
+    ``unused_for`` seconds. ``keep_storage``: then drop least recently used records until
+    blobs and unpacked layers fit in that many bytes."""
+
+    remove_all: bool = False
+    unused_for: float | None = 48 * 3600.0
+    keep_storage: int | None = None
+
+
+@dataclass(frozen=True)
+class PruneReport:
+    records: int
+    blobs: int
+    unpacked: int
+    builds: int
+    bytes_freed: int
+
+
+def prune(
+    blobs: BlobStore, layers: UnpackedLayers, index: Index, options: PruneOptions
+) -> PruneReport:
+    """Remove unneeded records, then whatever no record or tag refers to.
+
+    Waits (up to a minute) for running builds to finish; raises StoreLocked after that.
+    """
+    with exclusive_guard(blobs.root):
+        now = time.time()
+        tagged = needed(blobs, index, records=[])
+        records = index.steps()
+        doomed = _doomed(records, tagged, options, now)
+        doomed |= _over_budget(blobs, records, doomed, tagged, options)
+        for key in sorted(doomed):
+            index.remove_step(key)
+        builds = 0
+        if options.remove_all:
+            cutoff = now - options.unused_for if options.unused_for is not None else now + 1
+            builds = index.remove_builds(cutoff)
+        return _sweep(blobs, layers, needed(blobs, index), len(doomed), builds)
+
+
+def _last_used(record: StepRecord) -> float:
+    return record.used if record.used is not None else record.created
+
+
+def _doomed(
+    records: list[StepRecord], tagged: Needed, options: PruneOptions, now: float
+) -> set[str]:
+    doomed: set[str] = set()
+    for record in records:
+        if record.layer is not None and record.layer.digest in tagged.tagged_blobs:
+            continue  # a tagged image's layer: rebuilding that image must still hit
+        old = options.unused_for is None or now - _last_used(record) > options.unused_for
+        if old:
+            doomed.add(record.key)
+    return doomed if (options.remove_all or options.unused_for is not None) else set()
+
+
+def _over_budget(
+    blobs: BlobStore,
+    records: list[StepRecord],
+    doomed: set[str],
+    tagged: Needed,
+    options: PruneOptions,
+) -> set[str]:
+    """Least recently used records to drop so the kept layers fit in ``keep_storage``."""
+    if options.keep_storage is None:
+        return set()
+    kept = [r for r in records if r.key not in doomed]
+    kept_bytes = sum(r.layer.size for r in kept if r.layer) + sum(
+        blobs.size(d) for d in tagged.tagged_blobs if blobs.has(d)
+    )
+    more: set[str] = set()
+    for record in sorted(kept, key=_last_used):
+        if kept_bytes <= options.keep_storage:
+            break
+        if record.layer is None or record.layer.digest in tagged.tagged_blobs:
+            continue
+        more.add(record.key)
+        kept_bytes -= record.layer.size
+    return more
+
+
+def _sweep(
+    blobs: BlobStore, layers: UnpackedLayers, need: Needed, records: int, builds: int
+) -> PruneReport:
+    freed = removed = 0
+    for digest in list(blobs.digests()):
+        if digest in need.blobs:
+            continue
+        try:
+            size = blobs.size(digest)
+        except CacheError:
+            continue
+        blobs.remove(digest)
+        freed += size
+        removed += 1
+    unpacked = 0
+    for path in _dirs(layers.root):
+        try:
+            diff_id = Digest("sha256", path.name)
+        except InvalidDigest:
+            continue  # not ours; verify reports it
+        if diff_id not in need.diff_ids:
+            freed += tree_size(path)
+            layers.remove(diff_id)
+            unpacked += 1
+    return PruneReport(records, removed, unpacked, builds, freed)
+
+
+def clean_dead_tmp(blobs: BlobStore, *, grace: float = _DEAD_GRACE) -> int:
+    """Remove temp entries left by killed processes (unlocked, of a locked kind).
+
+    ``BlobStore.clean_tmp`` waits a day for entries it cannot tell from live ones; the
+    entries here are always locked while alive, so a free lock means a dead owner.
+    Returns how many were removed.
+    """
+    cutoff = time.time() - grace
+    removed = 0
+    for entry in sorted(blobs.tmp_dir.iterdir()):
+        if not entry.name.startswith(_LOCKED_PREFIXES) or entry.is_symlink():
+            continue
+        try:
+            if entry.lstat().st_mtime > cutoff:
+                continue
+            removed += _remove_unlocked(entry)
+        except FileNotFoundError:
+            continue  # its owner finished with it meanwhile
+    return removed
+
+
+def _remove_unlocked(path: Path) -> int:
+    flags = os.O_RDONLY | os.O_CLOEXEC | os.O_NOFOLLOW
+    fd = os.open(path, flags | (os.O_DIRECTORY if path.is_dir() else 0))
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return 0  # alive
+        if path.is_dir():
+            force_rmtree(path)
+        else:
+            path.unlink(missing_ok=True)
+        return 1
+    finally:
+        os.close(fd)

@@ -1,0 +1,170 @@
+"""``pybuild cache verify``: check the store against itself, and optionally repair it.
+
+Problems (the store is not clean): a blob whose content does not match its name, a step
+record or tag whose blobs are missing or unreadable, a record with a malformed row.
+Notes (reported, harmless): blobs and unpacked layers nothing refers to, stray files.
+Repair removes every bad entry, so the next build rebuilds what they held.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+from cache.digest import Digest, Sha256
+from cache.errors import CacheError, InvalidDigest
+from cache.gc import Needed, exclusive_guard, needed
+from cache.images import read_image
+from cache.index import Index
+from cache.store import BlobStore, force_rmtree
+from cache.unpacked import UnpackedLayers
+
+_CHUNK = 1 << 20
+
+
+@dataclass(frozen=True)
+class Finding:
+    kind: str  # "corrupt-blob", "missing-blob", "broken-tag", "bad-record", "unreferenced"...
+    subject: str  # the digest, key, tag or path concerned
+    detail: str
+    problem: bool  # False for notes such as unreferenced files
+
+
+@dataclass(frozen=True)
+class VerifyReport:
+    findings: tuple[Finding, ...]
+    blobs_checked: int
+    records_checked: int
+    repaired: tuple[str, ...] = ()
+
+    @property
+    def problems(self) -> tuple[Finding, ...]:
+        return tuple(f for f in self.findings if f.problem)
+
+    @property
+    def clean(self) -> bool:
+        return not self.problems
+
+
+def verify_store(
+    blobs: BlobStore, layers: UnpackedLayers, index: Index, *, repair: bool = False
+) -> VerifyReport:
+    """Check every blob's digest, every record's and tag's blobs, every unpacked dir.
+
+    With ``repair``, waits for running builds, then removes corrupt blobs, records and
+    tags whose blobs are missing, and unpacked dirs of no known layer.
+    """
+    if not repair:
+        return _check(blobs, layers, index)
+    with exclusive_guard(blobs.root):
+        report = _check(blobs, layers, index)
+        done = tuple(_repair(blobs, layers, index, f) for f in report.findings if _fixable(f))
+        return VerifyReport(report.findings, report.blobs_checked, report.records_checked, done)
+
+
+def _check(blobs: BlobStore, layers: UnpackedLayers, index: Index) -> VerifyReport:
+    findings: list[Finding] = []
+    corrupt: set[Digest] = set()
+    checked = 0
+    for digest in blobs.digests():
+        checked += 1
+        if (actual := _hash_blob(blobs, digest)) is not None and actual != digest:
+            corrupt.add(digest)
+            findings.append(Finding("corrupt-blob", str(digest), f"content is {actual}", True))
+    try:
+        records = index.steps()
+    except CacheError as exc:
+        findings.append(Finding("bad-record", str(index.path), exc.message, True))
+        records = []
+    for record in records:
+        if record.layer is None:
+            continue
+        if not blobs.has(record.layer.digest) or record.layer.digest in corrupt:
+            what = "corrupt" if record.layer.digest in corrupt else "missing"
+            detail = f"its layer {record.layer.digest} is {what}"
+            findings.append(Finding("missing-blob", record.key, detail, True))
+    need = needed(blobs, index, records)
+    for name in need.broken_tags:
+        findings.append(Finding("broken-tag", name, "its manifest or config is unreadable", True))
+    findings += _tag_layers(blobs, index, corrupt)
+    findings += _notes(blobs, layers, need)
+    return VerifyReport(tuple(findings), checked, len(records))
+
+
+def _hash_blob(blobs: BlobStore, digest: Digest) -> Digest | None:
+    """The blob's actual sha256, or None if it vanished while we looked."""
+    h = Sha256()
+    try:
+        with open(blobs.path(digest), "rb") as f:
+            while chunk := f.read(_CHUNK):
+                h.update(chunk)
+    except (CacheError, FileNotFoundError):
+        return None
+    return h.digest()
+
+
+def _tag_layers(blobs: BlobStore, index: Index, corrupt: set[Digest]) -> list[Finding]:
+    findings = []
+    for name, digest in index.tags():
+        try:
+            image = read_image(blobs, digest)
+        except CacheError:
+            continue  # already reported as a broken tag
+        for layer in image.manifest.layers:
+            if not blobs.has(layer.digest) or layer.digest in corrupt:
+                detail = f"layer {layer.digest} is missing or corrupt"
+                findings.append(Finding("broken-tag", name, detail, True))
+    return findings
+
+
+def _notes(blobs: BlobStore, layers: UnpackedLayers, need: Needed) -> list[Finding]:
+    notes = []
+    for digest in sorted(blobs.digests(), key=str):
+        if digest not in need.blobs:
+            notes.append(Finding("unreferenced", str(digest), "blob no tag or record uses", False))
+    blob_dir = blobs.root / "blobs" / "sha256"
+    for name in sorted(os.listdir(blob_dir)):
+        try:
+            Digest("sha256", name)
+        except InvalidDigest:
+            notes.append(Finding("stray-file", str(blob_dir / name), "not a blob name", True))
+    for path in sorted(p for p in layers.root.iterdir()):
+        try:
+            diff_id = Digest("sha256", path.name)
+        except InvalidDigest:
+            notes.append(Finding("stray-file", str(path), "not an unpacked layer", True))
+            continue
+        if diff_id not in need.diff_ids:
+            notes.append(
+                Finding("unreferenced-layer", str(path), "unpacked layer of no record", False)
+            )
+    return notes
+
+
+def _fixable(finding: Finding) -> bool:
+    return finding.problem or finding.kind == "unreferenced-layer"
+
+
+def _repair(blobs: BlobStore, layers: UnpackedLayers, index: Index, finding: Finding) -> str:
+    """Remove the bad entry ``finding`` names; returns what was done."""
+    if finding.kind == "corrupt-blob":
+        blobs.remove(Digest.parse(finding.subject))
+        return f"removed corrupt blob {finding.subject}"
+    if finding.kind == "missing-blob":
+        index.remove_step(finding.subject)
+        return f"removed step record {finding.subject[:12]}"
+    if finding.kind == "broken-tag":
+        index.remove_tag(finding.subject)
+        return f"removed tag {finding.subject}"
+    if finding.kind == "unreferenced-layer":
+        layers.remove(Digest("sha256", os.path.basename(finding.subject)))
+        return f"removed unpacked layer {finding.subject}"
+    if finding.kind == "stray-file":
+        path = Path(finding.subject)
+        if path.is_dir() and not path.is_symlink():
+            force_rmtree(path)
+        else:
+            path.unlink(missing_ok=True)
+        return f"removed stray {finding.subject}"
+    return f"left {finding.kind} {finding.subject}"
