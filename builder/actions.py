@@ -7,21 +7,19 @@ upper dir becomes the step's layer.
 
 from __future__ import annotations
 
-import fnmatch
 import os
-import posixpath
 import threading
 from collections import deque
-from collections.abc import Callable, Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
 
 from builder.context import BuildContext
-from builder.copy import CopyOptions, SourceItem, copy_sources, walk_tree
+from builder.copyaction import CopyAction
 from builder.errors import BuildError
-from builder.rootpath import clean, resolve_in_root
+from builder.mounts import RunMount, mounted
+from builder.rootpath import resolve_in_root
 from cache.keys import KeyInputs
 from runtime.errors import RuntimeFailure
 from runtime.rootfs import mounted_overlay
@@ -68,23 +66,34 @@ class RunAction:
     network: str
     text: str  # the command as the user wrote it, for messages
     scripts: tuple[tuple[str, str], ...] = ()  # heredoc scripts: (container path, content)
+    run_mounts: tuple[RunMount, ...] = ()  # RUN --mount
 
     def key_inputs(self, parent: str, instruction: str, ctx: ExecContext) -> KeyInputs:
-        extra = (("cwd", self.cwd), ("network", self.network), ("user", self.user))
-        return KeyInputs(parent=parent, instruction=instruction, env=self.key_env, extra=extra)
+        extra: tuple[tuple[str, str], ...] = (
+            ("cwd", self.cwd),
+            ("network", self.network),
+            ("user", self.user),
+        )
+        extra += tuple(("mount", m.describe()) for m in self.run_mounts)
+        sources = tuple(_mount_source(m, ctx) for m in self.run_mounts if m.kind == "bind")
+        return KeyInputs(
+            parent=parent, instruction=instruction, env=self.key_env, extra=extra, sources=sources
+        )
 
     def execute(self, rootfs: Rootfs, ctx: ExecContext) -> None:
-        spec = ContainerSpec(
-            rootfs=rootfs,
-            args=self.args,
-            env=self.env,
-            cwd=self.cwd,
-            user=self.user,
-            network=self.network,
-            hostname="pybuild",
-            mounts=self._script_mounts(ctx.scratch),
-        )
-        result, tail = _run_logged(ctx, spec)
+        with mounted(self.run_mounts, ctx) as (binds, tmpfs):
+            spec = ContainerSpec(
+                rootfs=rootfs,
+                args=self.args,
+                env=self.env,
+                cwd=self.cwd,
+                user=self.user,
+                network=self.network,
+                hostname="pybuild",
+                mounts=(*self._script_mounts(ctx.scratch), *binds),
+                tmpfs=tmpfs,
+            )
+            result, tail = _run_logged(ctx, spec)
         if result.exit_code != 0:
             output = "\n".join(tail)
             what = result.error or f"exit code {result.exit_code}"
@@ -105,6 +114,14 @@ class RunAction:
             host.chmod(0o755)
             mounts.append(BindMount(host, target, readonly=True))
         return tuple(mounts)
+
+
+def _mount_source(mount: RunMount, ctx: ExecContext) -> tuple[str, str]:
+    """What a bind mount's content adds to the key: the stage's key or the context's."""
+    if mount.from_stage is not None:
+        return (f"mount:{mount.target}", ctx.stage_keys[mount.from_stage])
+    rels = ctx.context.resolve_sources(mount.source)
+    return (f"mount:{mount.target}", ctx.context.fingerprint(rels))
 
 
 def _run_logged(ctx: ExecContext, spec: ContainerSpec) -> tuple[RunResult, list[str]]:
@@ -131,129 +148,6 @@ def _run_logged(ctx: ExecContext, spec: ContainerSpec) -> tuple[RunResult, list[
         os.close(devnull)
         reader.join()
     return result, list(tail)
-
-
-@dataclass(frozen=True)
-class CopyAction:
-    """COPY/ADD of local sources: from the context, a stage (``from_stage``)."""
-
-    sources: tuple[str, ...]
-    dest: str  # absolute container path; a trailing "/" kept
-    from_stage: int | None
-    chown: str | None
-    chmod: int | None
-    excludes: tuple[str, ...] = ()
-
-    def key_inputs(self, parent: str, instruction: str, ctx: ExecContext) -> KeyInputs:
-        if self.from_stage is not None:
-            sources = ((f"stage:{self.from_stage}", ctx.stage_keys[self.from_stage]),)
-        else:
-            rels = self._context_rels(ctx)
-            sources = (("context", ctx.context.fingerprint(rels, excludes=self.excludes)),)
-        return KeyInputs(parent=parent, instruction=instruction, env=(), sources=sources)
-
-    def _context_rels(self, ctx: ExecContext) -> list[str]:
-        rels: list[str] = []
-        for source in self.sources:
-            rels.extend(ctx.context.resolve_sources(source, excludes=self.excludes))
-        return rels
-
-    def execute(self, rootfs: Rootfs, ctx: ExecContext) -> None:
-        target = ctx.scratch / "merged"
-        target.mkdir(exist_ok=True)
-        with mounted_overlay(rootfs, target) as root:
-            opts = CopyOptions(
-                owner=self._owner(root), chmod=self.chmod, chown_parents=bool(self.chown)
-            )
-            if self.from_stage is None:
-                items = [self._context_item(ctx, rel) for rel in self._context_rels(ctx)]
-                copy_sources(root, items, self.dest, force_dir=self._force_dir(items), opts=opts)
-            else:
-                with _stage_view(ctx, self.from_stage) as stage_root:
-                    items = self._stage_items(stage_root)
-                    copy_sources(
-                        root, items, self.dest, force_dir=self._force_dir(items), opts=opts
-                    )
-
-    def _force_dir(self, items: Sequence[SourceItem]) -> bool:
-        many = len(items) > 1 or any(_has_wildcard(s) for s in self.sources)
-        if many and not self.dest.endswith("/"):
-            raise BuildError(
-                f"when copying more than one source file, the destination must be a "
-                f"directory and end with a /: {self.dest}",
-                hint=f"write the destination as {self.dest}/",
-            )
-        return many
-
-    def _owner(self, root: Path) -> tuple[int, int]:
-        if not self.chown:
-            return (0, 0)
-        try:
-            user = resolve_user(root, self.chown)
-        except RuntimeFailure as exc:
-            raise BuildError(f"--chown={self.chown}: {exc.message}", hint=exc.hint) from None
-        return (user.uid, user.gid)
-
-    def _context_item(self, ctx: ExecContext, rel: str) -> SourceItem:
-        walked = ctx.context.walk(rel, excludes=self.excludes)
-        entries = [(_relative(e.rel, rel), e.path) for e in walked]
-        top = entries[0][1] if rel else ctx.context.root
-        if not rel:
-            entries.insert(0, ("", top))
-        return SourceItem(name=posixpath.basename(rel) or ".", path=top, entries=tuple(entries))
-
-    def _stage_items(self, stage_root: Path) -> list[SourceItem]:
-        items: list[SourceItem] = []
-        for source in self.sources:
-            for path in _glob_in_root(stage_root, source):
-                entries = tuple(walk_tree(path))
-                items.append(SourceItem(name=path.name, path=path, entries=entries))
-        return items
-
-
-def _relative(rel: str, top: str) -> str:
-    top = "" if top in ("", ".") else top.rstrip("/")
-    if not top:
-        return rel
-    if rel == top:
-        return ""
-    return rel[len(top) + 1 :]
-
-
-def _has_wildcard(source: str) -> bool:
-    return any(c in source for c in "*?[")
-
-
-def _glob_in_root(root: Path, source: str) -> list[Path]:
-    """Sources in another stage's rootfs: symlinks resolved inside it, wildcards allowed."""
-
-    path = clean(source)
-    if not _has_wildcard(path):
-        host = resolve_in_root(root, path)
-        if not host.exists():
-            raise BuildError(f"COPY --from source not found: {source}: no such file or directory")
-        return [host]
-    parent = resolve_in_root(root, posixpath.dirname(path))
-    pattern = posixpath.basename(path)
-    found = (
-        sorted(p for p in parent.iterdir() if fnmatch.fnmatchcase(p.name, pattern))
-        if parent.is_dir()
-        else []
-    )
-    if not found:
-        raise BuildError(f"COPY --from source not found: no file matches {source}")
-    return found
-
-
-@contextmanager
-def _stage_view(ctx: ExecContext, stage: int) -> Iterator[Path]:
-    """A merged view of a finished stage's layers; a throwaway upper absorbs nothing."""
-    view = ctx.scratch / f"from-{stage}"
-    for name in ("upper", "work", "merged"):
-        (view / name).mkdir(parents=True, exist_ok=True)
-    rootfs = Rootfs(ctx.stage_roots[stage], view / "upper", view / "work")
-    with mounted_overlay(rootfs, view / "merged") as root:
-        yield root
 
 
 @dataclass(frozen=True)
@@ -294,3 +188,4 @@ class WorkdirAction:
 
 
 Action = RunAction | CopyAction | WorkdirAction
+__all__ = ["Action", "CopyAction", "ExecContext", "RunAction", "Sandbox", "WorkdirAction"]

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import os
 import stat
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -170,6 +170,8 @@ class BuildContext:
         except BuildError as exc:
             raise BuildError(exc.message, file=str(self.ignore_file), hint=exc.hint) from None
         self._no_hits = MatchState(False, (False,) * len(self.matcher.patterns))
+        # The seam for a stat cache (cache.fscache): path -> xxh3-128 of its content.
+        self.hash_file: Callable[[Path], bytes] = _hash_file
 
     def is_ignored(self, rel: str) -> bool:
         """True when ``.dockerignore`` excludes ``rel`` (a directory may still be sent as
@@ -277,7 +279,7 @@ class BuildContext:
 
     def _read(self, entry: ContextEntry) -> bytes:
         try:
-            return _hash_file(entry.path)
+            return self.hash_file(entry.path)
         except OSError as exc:
             raise BuildError(
                 f"cannot read {entry.rel} from the build context: {exc.strerror}",

@@ -18,13 +18,14 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from builder.errors import BuildError
+from builder.modes import Chmod
 from builder.rootpath import clean, resolve_in_root
 
 
 @dataclass(frozen=True)
 class CopyOptions:
     owner: tuple[int, int] = (0, 0)
-    chmod: int | None = None
+    chmod: Chmod | None = None
     # Owner for parent directories of dest that the copy creates (BuildKit chowns them
     # like the copied files when --chown is given).
     chown_parents: bool = False
@@ -124,7 +125,9 @@ def _make_dir(host: Path, st: os.stat_result, opts: CopyOptions) -> None:
         _replace(host)
     if not host.exists():
         os.mkdir(host, 0o700)
-    mode = opts.chmod if opts.chmod is not None else stat.S_IMODE(st.st_mode)
+    mode = stat.S_IMODE(st.st_mode)
+    if opts.chmod is not None:
+        mode = opts.chmod.apply(mode, is_dir=True)
     os.chown(host, *opts.owner)
     os.chmod(host, mode)
 
@@ -158,7 +161,7 @@ def _copy_entry(src: Path, host: Path, st: os.stat_result, opts: CopyOptions) ->
             hint="add it to .dockerignore",
         )
     os.chown(host, *opts.owner)
-    os.chmod(host, opts.chmod if opts.chmod is not None else mode)
+    os.chmod(host, opts.chmod.apply(mode, is_dir=False) if opts.chmod is not None else mode)
     os.utime(host, ns=(st.st_atime_ns, st.st_mtime_ns))
 
 

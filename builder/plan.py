@@ -8,13 +8,14 @@ stages the target does not need, and orders the rest so dependencies come first.
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from builder import instructions as ins
-from builder.actions import Action, CopyAction
+from builder.actions import Action, CopyAction, RunAction
 from builder.errors import BuildError, DockerfileError
 from builder.expand import expand_word
-from builder.state import DEFAULT_PATH, PROXY_ARGS, StageState, set_env
+from builder.onbuild import trigger_instructions
+from builder.state import BUILTIN_ARGS, DEFAULT_PATH, PLATFORM_ARGS, StageState, set_env
 from builder.steps import PlanContext, apply
 from cache.images import StoredImage
 from cache.oci import ContainerConfig, ImageConfig
@@ -82,12 +83,7 @@ def make_plan(request: PlanRequest, resolve_image: ImageResolver) -> Plan:
     names = {s.name: s.index for s in df.stages if s.name}
     target = _target_index(df, request.target, names)
     needed = _needed_stages(df, target, names, meta_args)
-    planned: dict[int, StagePlan] = {}
-    for stage in df.stages:
-        if stage.index in needed:
-            planned[stage.index] = _plan_stage(
-                stage, request, meta_args, names, planned, resolve_image
-            )
+    planned = _plan_needed(request, meta_args, names, needed, resolve_image)
     declared = {
         n
         for s in planned.values()
@@ -96,17 +92,71 @@ def make_plan(request: PlanRequest, resolve_image: ImageResolver) -> Plan:
         for n, _ in i.instruction.args
     }
     declared |= set(meta_args)
-    unused = sorted(k for k in request.build_args if k not in declared and k not in PROXY_ARGS)
+    unused = sorted(k for k in request.build_args if k not in declared | BUILTIN_ARGS)
     warnings = (f"build-args not consumed by any ARG: {', '.join(unused)}",) if unused else ()
-    order = tuple(planned[i] for i in sorted(planned))
+    # Image stages (COPY --from=<image>) first: the solver starts stages in this order.
+    real = len(df.stages)
+    order = tuple(planned[i] for i in sorted(planned, key=lambda i: (i < real, i)))
     return Plan(order, target, warnings)
 
 
+def _plan_needed(
+    request: PlanRequest,
+    meta_args: Mapping[str, str | None],
+    names: Mapping[str, int],
+    needed: set[int],
+    resolve_image: ImageResolver,
+) -> dict[int, StagePlan]:
+    """Plan the needed stages in order; an ONBUILD trigger of a base image may read a
+    stage (``COPY --from``) nothing else needed, so plan again with it until none is new."""
+    while True:
+        planned: dict[int, StagePlan] = {}
+        images = _ImageStages(len(request.dockerfile.stages), resolve_image, planned)
+        for stage in request.dockerfile.stages:
+            if stage.index in needed:
+                planned[stage.index] = _plan_stage(
+                    stage, request, meta_args, names, planned, images
+                )
+        missing = (
+            {d for s in planned.values() for d in s.deps} - needed - set(images.by_name.values())
+        )
+        if not missing:
+            return planned
+        needed |= missing
+
+
+class _ImageStages:
+    """``COPY --from=<image>``: each image named once becomes a stage without steps
+    (index after the Dockerfile's stages), so the solver unpacks it like any base."""
+
+    def __init__(
+        self, first: int, resolve_image: ImageResolver, planned: dict[int, StagePlan]
+    ) -> None:
+        self.first = first
+        self.resolve_image = resolve_image
+        self.planned = planned
+        self.by_name: dict[str, int] = {}
+
+    def __call__(self, name: str, instr: ins.Instruction) -> int:
+        if name in self.by_name:
+            return self.by_name[name]
+        base = ins.From(instr.location, instr.original, name, None, None)
+        image = self.resolve_image(name, base)
+        index = self.first + len(self.by_name)
+        self.by_name[name] = index
+        self.planned[index] = StagePlan(
+            index, None, name, None, image, image.config, (), frozenset()
+        )
+        return index
+
+
 def _meta_args(df: ins.Dockerfile, build_args: Mapping[str, str]) -> dict[str, str | None]:
-    values: dict[str, str | None] = {}
+    """Global ARG values: the automatic platform ARGs, then what the ARGs before the first
+    FROM declare (``--build-arg`` wins over a default)."""
+    values: dict[str, str | None] = dict(PLATFORM_ARGS)
     for arg in df.global_args:
         for name, default in arg.args:
-            if name in build_args:
+            if name in build_args and name not in PLATFORM_ARGS:
                 values[name] = build_args[name]
             elif default is not None:
                 env = {k: v for k, v in values.items() if v is not None}
@@ -114,7 +164,7 @@ def _meta_args(df: ins.Dockerfile, build_args: Mapping[str, str]) -> dict[str, s
                     values[name] = expand_word(default, env, escape=df.escape)
                 except BuildError as exc:
                     raise exc.located(arg.location.file, arg.location.line) from None
-            else:
+            elif name not in PLATFORM_ARGS:
                 values[name] = None
     return values
 
@@ -182,7 +232,7 @@ def _plan_stage(
     meta_args: Mapping[str, str | None],
     names: Mapping[str, int],
     planned: Mapping[int, StagePlan],
-    resolve_image: ImageResolver,
+    images: _ImageStages,
 ) -> StagePlan:
     df = request.dockerfile
     base_name = _base_name(stage, meta_args, df.escape)
@@ -197,25 +247,37 @@ def _plan_stage(
         base_stage, base_config, base_label = None, ImageConfig(), "scratch"
     else:
         base_stage = None
-        base_image = resolve_image(base_name, stage.base)
+        base_image = images.resolve_image(base_name, stage.base)
         base_config, base_label = base_image.config, base_name
     config = base_config.config
     if not any(e.startswith("PATH=") for e in config.env):
-        config = ContainerConfig(
-            **{**config.__dict__, "env": set_env(config.env, "PATH", DEFAULT_PATH)}
-        )
-    state = StageState(config)
+        config = replace(config, env=set_env(config.env, "PATH", DEFAULT_PATH))
+    instructions = stage.instructions
+    if config.on_build:
+        triggers = trigger_instructions(config.on_build, stage.base, base_name)
+        instructions = (*triggers, *instructions)
+        config = replace(config, on_build=())
+    state = StageState(config, author=base_config.author)
     ctx = PlanContext(
-        df.file, df.escape, request.build_args, meta_args, request.network, names, stage.index
+        df.file,
+        df.escape,
+        request.build_args,
+        meta_args,
+        request.network,
+        names,
+        stage.index,
+        images,
     )
     steps = []
     deps = {base_stage} if base_stage is not None else set()
-    for position, instr in enumerate(stage.instructions, start=1):
+    for position, instr in enumerate(instructions, start=1):
         outcome = apply(state, instr, ctx)
         state = outcome.state
         action = outcome.action
         if isinstance(action, CopyAction) and action.from_stage is not None:
             deps.add(action.from_stage)
+        if isinstance(action, RunAction):
+            deps.update(m.from_stage for m in action.run_mounts if m.from_stage is not None)
         steps.append(
             PlannedStep(
                 id=f"{df.file}#{stage.index}#{position}",
@@ -234,7 +296,9 @@ def _plan_stage(
         base_label,
         base_stage,
         base_image,
-        ImageConfig(**{**base_config.__dict__, "config": config}),
+        # The solver starts the stage's image config from here: author as the stage
+        # left it (MAINTAINER), the run config as the base gave it.
+        replace(base_config, config=config, author=state.author),
         tuple(steps),
         frozenset(d for d in deps if d is not None),
     )
@@ -258,3 +322,21 @@ def _stage_result_config(stage: StagePlan) -> ImageConfig:
     """The config a later FROM <stage> starts from (history/diff_ids filled by the solver)."""
     config = stage.steps[-1].config if stage.steps else stage.base_config.config
     return ImageConfig(**{**stage.base_config.__dict__, "config": config})
+
+
+def source_date_epoch(build_args: Mapping[str, str], default: int | None) -> int | None:
+    """The image epoch: ``--build-arg SOURCE_DATE_EPOCH=N`` (as BuildKit reads it), else
+    ``default`` (``--source-date-epoch`` or the environment)."""
+    raw = build_args.get("SOURCE_DATE_EPOCH")
+    if raw is None or raw == "":
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise BuildError(
+            f"--build-arg SOURCE_DATE_EPOCH={raw}: expected whole seconds since 1970",
+            hint="e.g. --build-arg SOURCE_DATE_EPOCH=$(git log -1 --format=%ct)",
+        ) from None
+    if value < 0:
+        raise BuildError(f"--build-arg SOURCE_DATE_EPOCH={raw}: must not be negative")
+    return value

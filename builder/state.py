@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
+from types import MappingProxyType
 
 from cache.oci import ContainerConfig
 
@@ -29,6 +30,25 @@ PROXY_ARGS = frozenset(
         "all_proxy",
     }
 )
+
+
+# BuildKit's automatic platform ARGs (global scope: usable in FROM, and in a stage once
+# declared with ARG NAME). pybuild builds for the local platform only.
+PLATFORM_ARGS: Mapping[str, str] = MappingProxyType(
+    {
+        "TARGETPLATFORM": "linux/amd64",
+        "TARGETOS": "linux",
+        "TARGETARCH": "amd64",
+        "TARGETVARIANT": "",
+        "BUILDPLATFORM": "linux/amd64",
+        "BUILDOS": "linux",
+        "BUILDARCH": "amd64",
+        "BUILDVARIANT": "",
+    }
+)
+
+# Build args BuildKit consumes itself: never reported as "not consumed by any ARG".
+BUILTIN_ARGS = PROXY_ARGS | frozenset(PLATFORM_ARGS) | {"SOURCE_DATE_EPOCH"}
 
 
 def env_to_dict(env: tuple[str, ...]) -> dict[str, str]:
@@ -64,6 +84,7 @@ class StageState:
     config: ContainerConfig
     args: tuple[tuple[str, str | None], ...] = ()
     cmd_set: bool = False
+    author: str = ""  # the image config's ``author`` (MAINTAINER sets it, as BuildKit does)
 
     @property
     def env(self) -> dict[str, str]:

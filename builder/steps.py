@@ -11,46 +11,21 @@ from __future__ import annotations
 import json
 import posixpath
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import replace
 from typing import Any
 
 from builder import instructions as ins
-from builder.actions import Action, CopyAction, RunAction, WorkdirAction
-from builder.errors import BuildError, DockerfileError
-from builder.expand import expand_word
+from builder.actions import RunAction, WorkdirAction
+from builder.copystep import handle_copy, stage_index
+from builder.errors import BuildError
+from builder.healthcheck import health_config, history_text
+from builder.mounts import RunMount, parse_mount
 from builder.state import PROXY_ARGS, StageState, run_env, set_env
+from builder.stepbase import Outcome, PlanContext, expand_in, fail
 
-
-@dataclass(frozen=True)
-class PlanContext:
-    """Build-wide facts the handlers need; never mutated."""
-
-    file: str
-    escape: str
-    build_args: Mapping[str, str]
-    meta_args: Mapping[str, str | None]
-    network: str
-    stage_names: Mapping[str, int]  # lower-cased stage name -> index
-    current_stage: int
-
-
-@dataclass(frozen=True)
-class Outcome:
-    state: StageState
-    action: Action | None
-    created_by: str
-    key_text: str  # the instruction after expansion, for the cache key
-
-
-def _fail(instr: ins.Instruction, message: str, hint: str | None = None) -> BuildError:
-    return DockerfileError(message, file=instr.location.file, line=instr.location.line, hint=hint)
-
-
-def _expand(word: str, state: StageState, ctx: PlanContext, instr: ins.Instruction) -> str:
-    try:
-        return expand_word(word, state.expansion_env(), escape=ctx.escape)
-    except BuildError as exc:
-        raise exc.located(instr.location.file, instr.location.line) from None
+_fail = fail
+_expand = expand_in
+__all__ = ["HANDLERS", "Outcome", "PlanContext", "apply"]
 
 
 def _meta(state: StageState, created_by: str) -> Outcome:
@@ -82,9 +57,21 @@ def _run_heredocs(instr: ins.Run) -> tuple[tuple[str, ...], tuple[tuple[str, str
     return (f"{line}\n{bodies}",), ()
 
 
+def _mounts(state: StageState, instr: ins.Run, ctx: PlanContext) -> tuple[RunMount, ...]:
+    def stage_ref(ref: str) -> int:
+        return stage_index(ref, ctx, instr)
+
+    out = []
+    for raw in instr.mounts:
+        try:
+            out.append(parse_mount(_expand(raw, state, ctx, instr), stage_ref))
+        except BuildError as exc:
+            raise exc.located(instr.location.file, instr.location.line) from None
+    return tuple(out)
+
+
 def handle_run(state: StageState, instr: ins.Run, ctx: PlanContext) -> Outcome:
-    if instr.mounts:
-        raise _fail(instr, "RUN --mount is not supported yet", "remove the --mount flag")
+    mounts = _mounts(state, instr, ctx)
     if instr.security not in (None, "sandbox"):
         raise _fail(instr, f"RUN --security={instr.security} is not supported", "remove the flag")
     network = ctx.network if instr.network in (None, "default") else instr.network
@@ -106,6 +93,7 @@ def handle_run(state: StageState, instr: ins.Run, ctx: PlanContext) -> Outcome:
         network=network,
         text=" ".join(instr.command) if instr.shell_form else json.dumps(list(instr.command)),
         scripts=scripts,
+        run_mounts=mounts,
     )
     shown = " ".join(args) if instr.shell_form else _go_quote_list(args)
     arg_prefix = ""
@@ -113,82 +101,10 @@ def handle_run(state: StageState, instr: ins.Run, ctx: PlanContext) -> Outcome:
         arg_prefix = f"|{len(key_env)} " + " ".join(f"{k}={v}" for k, v in key_env) + " "
     created_by = f"RUN {arg_prefix}{shown} # buildkit"
     key_text = f"RUN {json.dumps([list(args), list(scripts)])} network={network}"
+    if mounts:
+        key_text += " " + " ".join(m.describe() for m in mounts)
+        created_by = f"RUN {' '.join(f'--mount={m}' for m in instr.mounts)} " + created_by[4:]
     return Outcome(state, action, created_by, key_text)
-
-
-def _chmod(instr: ins.Copy, value: str | None) -> int | None:
-    if value is None:
-        return None
-    try:
-        mode = int(value, 8)
-    except ValueError:
-        raise _fail(instr, f"--chmod={value}: expected an octal mode such as 0755") from None
-    if mode > 0o7777:
-        raise _fail(instr, f"--chmod={value}: mode out of range")
-    return mode
-
-
-def _dest(state: StageState, dest: str) -> str:
-    if not dest.startswith("/"):
-        base = state.config.working_dir or "/"
-        trailing = dest.endswith("/") or dest in (".", "./")
-        dest = posixpath.join(base, dest)
-        dest = posixpath.normpath(dest) + ("/" if trailing else "")
-    return dest
-
-
-def handle_copy(state: StageState, instr: ins.Copy, ctx: PlanContext) -> Outcome:
-    name = "ADD" if isinstance(instr, ins.Add) else "COPY"
-    if instr.link or instr.parents:
-        raise _fail(instr, f"{name} --link/--parents is not supported yet", "remove the flag")
-    if instr.heredocs:
-        raise _fail(instr, f"{name} from a heredoc is not supported yet")
-    sources = tuple(_expand(s, state, ctx, instr) for s in instr.sources)
-    if isinstance(instr, ins.Add):
-        for source in sources:
-            if "://" in source or source.startswith("git@"):
-                raise _fail(
-                    instr,
-                    f"ADD of remote sources is not supported yet: {source}",
-                    "download the file and COPY it from the build context",
-                )
-    dest = _dest(state, _expand(instr.dest, state, ctx, instr))
-    from_stage = None
-    if instr.from_ is not None:
-        from_stage = _stage_ref(_expand(instr.from_, state, ctx, instr), ctx, instr)
-    chown = _expand(instr.chown, state, ctx, instr) if instr.chown else None
-    action = CopyAction(
-        sources=sources,
-        dest=dest,
-        from_stage=from_stage,
-        chown=chown,
-        chmod=_chmod(instr, _expand(instr.chmod, state, ctx, instr) if instr.chmod else None),
-        excludes=tuple(_expand(e, state, ctx, instr) for e in instr.excludes),
-    )
-    flags = "".join(
-        f"--{k}={v} "
-        for k, v in (("from", instr.from_), ("chown", chown), ("chmod", instr.chmod))
-        if v
-    )
-    created_by = f"{name} {flags}{' '.join(sources)} {dest} # buildkit"
-    return Outcome(state, action, created_by, f"{name} {json.dumps([flags, *sources, dest])}")
-
-
-def _stage_ref(ref: str, ctx: PlanContext, instr: ins.Instruction) -> int:
-    if ref.isdigit():
-        index = int(ref)
-        if index >= ctx.current_stage:
-            raise _fail(instr, f"--from={ref}: stage {index} is not a previous stage")
-        return index
-    index_by_name = ctx.stage_names.get(ref.lower())
-    if index_by_name is None or index_by_name >= ctx.current_stage:
-        raise _fail(
-            instr,
-            f"--from={ref}: no previous stage named {ref!r}",
-            "COPY --from takes the name (FROM ... AS name) or index of an earlier stage; "
-            "copying from an image by name is not supported yet",
-        )
-    return index_by_name
 
 
 def handle_env(state: StageState, instr: ins.Env, ctx: PlanContext) -> Outcome:
@@ -233,7 +149,7 @@ def handle_user(state: StageState, instr: ins.User, ctx: PlanContext) -> Outcome
 
 def handle_cmd(state: StageState, instr: ins.Cmd, ctx: PlanContext) -> Outcome:
     cmd = _command(state, instr.command, instr.shell_form)
-    state = StageState(state.config, state.args, cmd_set=True).with_config(cmd=cmd)
+    state = replace(state, cmd_set=True).with_config(cmd=cmd)
     return _meta(state, f"CMD {_go_quote_list(cmd)}")
 
 
@@ -306,7 +222,22 @@ def handle_shell(state: StageState, instr: ins.Shell, ctx: PlanContext) -> Outco
 
 
 def handle_maintainer(state: StageState, instr: ins.Maintainer, ctx: PlanContext) -> Outcome:
-    return _meta(state, f"MAINTAINER {instr.name}")
+    # BuildKit sets the image's Author (not a label); MAINTAINER does not expand words.
+    return _meta(replace(state, author=instr.name), f"MAINTAINER {instr.name}")
+
+
+def handle_healthcheck(state: StageState, instr: ins.Healthcheck, ctx: PlanContext) -> Outcome:
+    try:
+        health = health_config(instr)
+    except BuildError as exc:
+        raise exc.located(instr.location.file, instr.location.line) from None
+    return _meta(state.with_config(healthcheck=health), history_text(health))
+
+
+def handle_onbuild(state: StageState, instr: ins.Onbuild, ctx: PlanContext) -> Outcome:
+    # Stored as written (no expansion): the child build parses and expands it.
+    triggers = (*state.config.on_build, instr.trigger)
+    return _meta(state.with_config(on_build=triggers), f"ONBUILD {instr.trigger}")
 
 
 def handle_unsupported(state: StageState, instr: ins.Instruction, ctx: PlanContext) -> Outcome:
@@ -331,8 +262,8 @@ HANDLERS: Mapping[type[ins.Instruction], Handler] = {
     ins.StopSignal: handle_stopsignal,
     ins.Shell: handle_shell,
     ins.Maintainer: handle_maintainer,
-    ins.Healthcheck: handle_unsupported,
-    ins.Onbuild: handle_unsupported,
+    ins.Healthcheck: handle_healthcheck,
+    ins.Onbuild: handle_onbuild,
 }
 
 

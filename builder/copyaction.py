@@ -1,0 +1,205 @@
+"""COPY/ADD as a step: how to key it and how to run it.
+
+Sources come from the build context, from another stage or image (``from_stage``: the
+planner turns ``--from=<image>`` into a stage of its own), or from heredocs. ``--parents``
+keeps each source's path below the context root (or below a ``/./`` pivot); ADD unpacks
+local tar archives (``builder.addsrc``) unless ``--unpack=false``.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import posixpath
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from builder.addsrc import extract_archive, is_archive
+from builder.copy import CopyOptions, SourceItem, copy_sources, walk_tree
+from builder.errors import BuildError
+from builder.modes import Chmod
+from builder.rootpath import clean, resolve_in_root
+from cache.keys import KeyInputs
+from runtime.errors import RuntimeFailure
+from runtime.rootfs import mounted_overlay
+from runtime.spec import Rootfs
+from runtime.users import resolve_user
+
+if TYPE_CHECKING:
+    from builder.actions import ExecContext
+
+HEREDOC_MODE = 0o644  # BuildKit writes heredoc sources 0644 (before --chmod)
+
+
+@dataclass(frozen=True)
+class CopyAction:
+    """COPY/ADD of local sources: from the context, a stage (``from_stage``), heredocs."""
+
+    sources: tuple[str, ...]
+    dest: str  # absolute container path; a trailing "/" kept
+    from_stage: int | None
+    chown: str | None
+    chmod: Chmod | None
+    excludes: tuple[str, ...] = ()
+    heredocs: tuple[tuple[str, str], ...] = ()  # (file name, content after expansion)
+    parents: bool = False
+    unpack: bool = False  # ADD: extract sources that are tar archives
+
+    def key_inputs(self, parent: str, instruction: str, ctx: ExecContext) -> KeyInputs:
+        if self.from_stage is not None:
+            sources = ((f"stage:{self.from_stage}", ctx.stage_keys[self.from_stage]),)
+            files: tuple[tuple[str, str], ...] = ()
+        else:
+            from builder.filekeys import file_records  # per-file records explain misses
+
+            rels = self._context_rels(ctx)
+            sources = (("context", ctx.context.fingerprint(rels, excludes=self.excludes)),)
+            files = file_records(ctx.context, rels, excludes=self.excludes)
+        return KeyInputs(
+            parent=parent, instruction=instruction, env=(), sources=sources, files=files
+        )
+
+    def _context_rels(self, ctx: ExecContext) -> list[str]:
+        rels: list[str] = []
+        for source in self.sources:
+            rels.extend(ctx.context.resolve_sources(source, excludes=self.excludes))
+        return rels
+
+    def execute(self, rootfs: Rootfs, ctx: ExecContext) -> None:
+        target = ctx.scratch / "merged"
+        target.mkdir(exist_ok=True)
+        with mounted_overlay(rootfs, target) as root:
+            owner = self._owner(root)
+            opts = CopyOptions(owner=owner, chmod=self.chmod, chown_parents=bool(self.chown))
+            items = self._heredoc_items(ctx.scratch)
+            if self.from_stage is None:
+                items = [*(self._context_item(ctx, rel) for rel in self._context_rels(ctx)), *items]
+                self._copy(root, items, opts)
+            else:
+                with stage_view(ctx, self.from_stage) as stage_root:
+                    self._copy(root, [*self._stage_items(stage_root), *items], opts)
+
+    def _copy(self, root: Path, items: list[tuple[str, SourceItem]], opts: CopyOptions) -> None:
+        force_dir = self._force_dir([item for _, item in items])
+        for rel, item in items:
+            if self.unpack and not item.is_dir and is_archive(item.path):
+                dest = self.dest if not self.parents else _parents_dest(self.dest, rel, item)
+                owner = opts.owner if self.chown else None
+                extract_archive(root, item.path, dest, owner)
+            elif self.parents and rel:
+                copy_sources(
+                    root, [item], _parents_dest(self.dest, rel, item), force_dir=True, opts=opts
+                )
+            else:
+                copy_sources(root, [item], self.dest, force_dir=force_dir, opts=opts)
+
+    def _force_dir(self, items: Sequence[SourceItem]) -> bool:
+        many = len(items) > 1 or any(_has_wildcard(s) for s in self.sources)
+        if many and not self.dest.endswith("/"):
+            raise BuildError(
+                f"when copying more than one source file, the destination must be a "
+                f"directory and end with a /: {self.dest}",
+                hint=f"write the destination as {self.dest}/",
+            )
+        return many
+
+    def _owner(self, root: Path) -> tuple[int, int]:
+        if not self.chown:
+            return (0, 0)
+        try:
+            user = resolve_user(root, self.chown)
+        except RuntimeFailure as exc:
+            raise BuildError(f"--chown={self.chown}: {exc.message}", hint=exc.hint) from None
+        return (user.uid, user.gid)
+
+    def _heredoc_items(self, scratch: Path) -> list[tuple[str, SourceItem]]:
+        items = []
+        for i, (name, content) in enumerate(self.heredocs):
+            folder = scratch / f"heredoc-{i}"
+            folder.mkdir(exist_ok=True)
+            path = folder / (posixpath.basename(name) or "heredoc")
+            path.write_text(content)
+            path.chmod(HEREDOC_MODE)
+            items.append(("", SourceItem(name=path.name, path=path, entries=(("", path),))))
+        return items
+
+    def _context_item(self, ctx: ExecContext, rel: str) -> tuple[str, SourceItem]:
+        walked = ctx.context.walk(rel, excludes=self.excludes)
+        entries = [(_relative(e.rel, rel), e.path) for e in walked]
+        top = entries[0][1] if rel else ctx.context.root
+        if not rel:
+            entries.insert(0, ("", top))
+        item = SourceItem(name=posixpath.basename(rel) or ".", path=top, entries=tuple(entries))
+        return self._below_pivot(rel), item
+
+    def _below_pivot(self, rel: str) -> str:
+        """``rel`` without the part of its source before a ``/./`` pivot (``--parents``)."""
+        for source in self.sources:
+            pivot, sep, _ = source.partition("/./")
+            prefix = clean(pivot).lstrip("/")
+            if sep and prefix and (rel == prefix or rel.startswith(prefix + "/")):
+                return rel[len(prefix) :].lstrip("/")
+        return rel
+
+    def _stage_items(self, stage_root: Path) -> list[tuple[str, SourceItem]]:
+        items: list[tuple[str, SourceItem]] = []
+        for source in self.sources:
+            for path in _glob_in_root(stage_root, source):
+                entries = tuple(walk_tree(path))
+                rel = path.relative_to(stage_root).as_posix()
+                item = SourceItem(name=path.name, path=path, entries=entries)
+                items.append((self._below_pivot(rel), item))
+        return items
+
+
+def _parents_dest(dest: str, rel: str, item: SourceItem) -> str:
+    """Where a ``--parents`` source lands: its directory path kept below ``dest``."""
+    kept = rel if item.is_dir else posixpath.dirname(rel)
+    return posixpath.join(dest, kept) + "/" if kept else dest.rstrip("/") + "/"
+
+
+def _relative(rel: str, top: str) -> str:
+    top = "" if top in ("", ".") else top.rstrip("/")
+    if not top:
+        return rel
+    if rel == top:
+        return ""
+    return rel[len(top) + 1 :]
+
+
+def _has_wildcard(source: str) -> bool:
+    return any(c in source for c in "*?[")
+
+
+def _glob_in_root(root: Path, source: str) -> list[Path]:
+    """Sources in another stage's rootfs: symlinks resolved inside it, wildcards allowed."""
+
+    path = clean(source)
+    if not _has_wildcard(path):
+        host = resolve_in_root(root, path)
+        if not host.exists():
+            raise BuildError(f"COPY --from source not found: {source}: no such file or directory")
+        return [host]
+    parent = resolve_in_root(root, posixpath.dirname(path))
+    pattern = posixpath.basename(path)
+    found = (
+        sorted(p for p in parent.iterdir() if fnmatch.fnmatchcase(p.name, pattern))
+        if parent.is_dir()
+        else []
+    )
+    if not found:
+        raise BuildError(f"COPY --from source not found: no file matches {source}")
+    return found
+
+
+@contextmanager
+def stage_view(ctx: ExecContext, stage: int, name: str = "") -> Iterator[Path]:
+    """A merged view of a finished stage's layers; a throwaway upper absorbs any write."""
+    view = ctx.scratch / (name or f"from-{stage}")
+    for name in ("upper", "work", "merged"):
+        (view / name).mkdir(parents=True, exist_ok=True)
+    rootfs = Rootfs(ctx.stage_roots[stage], view / "upper", view / "work")
+    with mounted_overlay(rootfs, view / "merged") as root:
+        yield root

@@ -1,0 +1,123 @@
+"""COPY and ADD at plan time: expand words, check flags, make the CopyAction.
+
+Expanded (BuildKit): sources, destination, ``--from``, ``--chown``, ``--chmod``,
+``--exclude``, and heredoc bodies whose delimiter was not quoted (quotes in the body are
+kept, as BuildKit's ExpandRaw does). ``--link`` gives the same filesystem as a plain
+copy here; ``--from`` names a stage, a stage index, or else a local image.
+"""
+
+from __future__ import annotations
+
+import json
+import posixpath
+
+from builder import instructions as ins
+from builder.actions import CopyAction
+from builder.errors import BuildError
+from builder.expand import ShellLexer
+from builder.modes import Chmod, parse_chmod
+from builder.state import StageState
+from builder.stepbase import Outcome, PlanContext, expand_in, fail
+
+
+def _chmod(instr: ins.Copy, value: str | None) -> Chmod | None:
+    if value is None:
+        return None
+    try:
+        return parse_chmod(value)
+    except BuildError as exc:
+        raise exc.located(instr.location.file, instr.location.line) from None
+
+
+def _dest(state: StageState, dest: str) -> str:
+    if not dest.startswith("/"):
+        base = state.config.working_dir or "/"
+        trailing = dest.endswith("/") or dest in (".", "./")
+        dest = posixpath.join(base, dest)
+        dest = posixpath.normpath(dest) + ("/" if trailing else "")
+    return dest
+
+
+def _heredocs(state: StageState, instr: ins.Copy, ctx: PlanContext) -> tuple[tuple[str, str], ...]:
+    lexer = ShellLexer(escape=ctx.escape, raw_quotes=True)
+    out = []
+    for doc in instr.heredocs:
+        content = doc.content
+        if doc.expand:
+            try:
+                content = lexer.process(content, state.expansion_env()).text
+            except BuildError as exc:
+                raise exc.located(instr.location.file, instr.location.line) from None
+        out.append((doc.name, content))
+    return tuple(out)
+
+
+def _check_add_sources(instr: ins.Copy, sources: tuple[str, ...]) -> None:
+    for source in sources:
+        if "://" in source or source.startswith("git@"):
+            raise fail(
+                instr,
+                f"ADD of remote sources is not supported yet: {source}",
+                "download the file and COPY it from the build context",
+            )
+
+
+def handle_copy(state: StageState, instr: ins.Copy, ctx: PlanContext) -> Outcome:
+    """COPY/ADD: the action and its history text (``COPY [flags] src... dest # buildkit``)."""
+    is_add = isinstance(instr, ins.Add)
+    name = "ADD" if is_add else "COPY"
+    sources = tuple(expand_in(s, state, ctx, instr) for s in instr.sources)
+    if is_add:
+        _check_add_sources(instr, sources)
+    dest = _dest(state, expand_in(instr.dest, state, ctx, instr))
+    from_ref = expand_in(instr.from_, state, ctx, instr) if instr.from_ is not None else None
+    from_stage = stage_index(from_ref, ctx, instr) if from_ref is not None else None
+    chown = expand_in(instr.chown, state, ctx, instr) if instr.chown else None
+    chmod_text = expand_in(instr.chmod, state, ctx, instr) if instr.chmod else None
+    unpack = instr.unpack if isinstance(instr, ins.Add) else False
+    heredocs = _heredocs(state, instr, ctx)
+    action = CopyAction(
+        sources=sources,
+        dest=dest,
+        from_stage=from_stage,
+        chown=chown,
+        chmod=_chmod(instr, chmod_text),
+        excludes=tuple(expand_in(e, state, ctx, instr) for e in instr.excludes),
+        heredocs=heredocs,
+        parents=instr.parents,
+        unpack=is_add if unpack is None else unpack,
+    )
+    shown_flags: list[tuple[str, str | None]] = [
+        ("from", from_ref),
+        ("chown", chown),
+        ("chmod", chmod_text),
+    ]
+    flags = "".join(f"--{k}={v} " for k, v in shown_flags if v)
+    flags += "".join(f"--exclude={e} " for e in action.excludes)
+    flags += "--link " * instr.link + "--parents " * instr.parents
+    if isinstance(instr, ins.Add) and instr.unpack is not None:
+        flags += f"--unpack={str(instr.unpack).lower()} "
+    shown_sources = [*sources, *(f"<<{n}" for n, _ in heredocs)]
+    created_by = f"{name} {flags}{' '.join(shown_sources)} {dest} # buildkit"
+    key_text = f"{name} {json.dumps([flags, *sources, [list(h) for h in heredocs], dest])}"
+    return Outcome(state, action, created_by, key_text)
+
+
+def stage_index(ref: str, ctx: PlanContext, instr: ins.Instruction) -> int:
+    """A ``--from`` value as a stage index: a previous stage (name or number) or an image."""
+    if ref.isdigit():
+        index = int(ref)
+        if index >= ctx.current_stage:
+            raise fail(instr, f"--from={ref}: stage {index} is not a previous stage")
+        return index
+    index_by_name = ctx.stage_names.get(ref.lower())
+    if index_by_name is not None and index_by_name < ctx.current_stage:
+        return index_by_name
+    if index_by_name is None and ctx.image_stage is not None:
+        return ctx.image_stage(ref, instr)
+    raise fail(
+        instr,
+        f"--from={ref}: no previous stage named {ref!r}",
+        "COPY --from takes the name (FROM ... AS name) or index of an earlier stage, "
+        "or the name of a local image",
+    )
