@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import subprocess
 import time
-from collections.abc import Mapping
+import uuid
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -17,7 +19,10 @@ from builder.outputs import Output, write_output
 from builder.plan import Plan, PlanRequest, make_plan
 from builder.solve import Events, SolveOptions, Solver, StepResult, count_sandbox_runs
 from builder.storage import Storage
+from cache.fscache import open_stat_cache
+from cache.gc import build_guard
 from cache.images import StoredImage
+from cache.index import BuildRecord, BuildStep
 
 
 @dataclass(frozen=True)
@@ -39,10 +44,21 @@ class BuildOutcome:
     steps: tuple[StepResult, ...]
     sandbox_runs: int
     duration: float
+    build_id: str = ""  # the build's record in the index
 
     @property
     def cached_steps(self) -> int:
         return sum(1 for s in self.steps if s.cached)
+
+    @property
+    def time_saved(self) -> float:
+        """Seconds the hits saved: what those steps took when they ran."""
+        return sum(s.saved for s in self.steps if s.cached)
+
+    @property
+    def bytes_reused(self) -> int:
+        """Bytes of layer blobs the hits reused instead of making again."""
+        return sum(s.layer.size for s in self.steps if s.cached and s.layer)
 
     def summary(self) -> str:
         total = len(self.steps)
@@ -83,16 +99,48 @@ def run_build(
         _warn(events, warning)
     scratch = storage.blobs.tmp_dir
     solver = Solver(storage, ExecContext(context, sandbox, scratch), events, request.solve)
-    result = solver.solve(plan)
-    image = commit_image(storage, result, request.tags)
-    for output in request.outputs:
-        write_output(storage, output, image.digest, request.tags)
+    # Held until the image is tagged and exported: a concurrent prune never takes blobs
+    # we made but have not recorded yet.
+    with build_guard(storage.root), open_stat_cache(storage.root) as stat_cache:
+        context.hash_file = stat_cache.cached(context.hash_file)  # unchanged files: no read
+        result = solver.solve(plan)
+        image = commit_image(storage, result, request.tags)
+        build_id = uuid.uuid4().hex
+        dockerfile_path = (request.dockerfile or request.context / "Dockerfile").resolve()
+        storage.index.record_build(build_record(build_id, dockerfile_path, started, solver.steps))
+        for output in request.outputs:
+            write_output(storage, output, image.digest, request.tags)
     return BuildOutcome(
         image,
         plan,
         tuple(solver.steps),
         count_sandbox_runs(solver.steps, plan),
         time.time() - started,
+        build_id,
+    )
+
+
+def build_record(
+    build_id: str, dockerfile: Path, started: float, steps: Sequence[StepResult]
+) -> BuildRecord:
+    """The index's record of a finished build (what `pybuild cache stats` reads)."""
+    return BuildRecord(
+        id=build_id,
+        dockerfile=str(dockerfile),
+        started=started,
+        finished=time.time(),
+        steps=tuple(
+            BuildStep(
+                step_id=s.step_id,
+                key=s.key,
+                cached=s.cached,
+                reason=s.reason,
+                duration=s.duration,
+                layer_size=s.layer.size if s.layer else 0,
+                saved=s.saved if s.cached else 0.0,
+            )
+            for s in steps
+        ),
     )
 
 
@@ -124,3 +172,23 @@ def parse_build_args(values: Mapping[str, str] | list[str]) -> tuple[tuple[str, 
             value = os.environ[key]
         pairs.append((key, value))
     return tuple(pairs)
+
+
+def git_source_date_epoch(context: Path) -> int | None:
+    """The HEAD commit time when ``context`` is in a git work tree with commits, else None.
+
+    A fresh checkout gives every file a new mtime; the commit time is the same on every
+    machine, so it makes a reproducible default for SOURCE_DATE_EPOCH.
+    """
+    try:
+        done = subprocess.run(
+            ["git", "-C", str(context), "log", "-1", "--format=%ct"],
+            capture_output=True,
+            text=True,
+            timeout=10,
+            check=False,
+        )
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    text = done.stdout.strip()
+    return int(text) if done.returncode == 0 and text.isdigit() else None

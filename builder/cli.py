@@ -11,10 +11,13 @@ import os
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from types import ModuleType
 
 from builder.errors import BuildError, UsageError
 
-COMMANDS = ("build", "load", "save", "images", "tag", "rmi", "inspect", "run")
+COMMANDS: tuple[str, ...] = ("build", "load", "save", "images", "tag", "rmi", "inspect", "run")
+COMMANDS += ("pull", "push", "login", "logout")  # in builder.registry_commands
+COMMANDS += ("cache",)
 EXIT_RUN_FAILURE = 125  # docker's code when the container could not be started
 
 
@@ -97,6 +100,14 @@ def _add_build(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
         metavar="FILE",
         help="write the build's result (digests, per-step cache results) as JSON",
     )
+    from builder.registry_commands import add_build_registry_flags
+
+    add_build_registry_flags(p)
+    p.add_argument(
+        "--explain",
+        action="store_true",
+        help="after the build, show a table: per step, cached or not, why, and its time",
+    )
 
 
 def _add_run(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -161,6 +172,14 @@ def _add_image_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]
         default="docker",
         help="docker-archive (default, `docker load` reads it) or OCI archive",
     )
+    p.add_argument(
+        "--compression",
+        choices=("gzip", "zstd", "uncompressed"),
+        default=None,
+        help="recompress layers (default: keep the stored layers as they are, so an OCI "
+        "save -> load keeps the image digest; docker format turns zstd into gzip). "
+        "A converted image gets a new manifest digest in the archive",
+    )
     p.add_argument("images", nargs="+", metavar="IMAGE")
     sub.add_parser("images", help="list images in the local store")
     p = sub.add_parser("tag", help="give an image another name")
@@ -184,6 +203,12 @@ def make_parser() -> argparse.ArgumentParser:
     _add_build(sub)
     _add_run(sub)
     _add_image_commands(sub)
+    from builder.cache_commands import add_parser as add_cache_parser
+
+    add_cache_parser(sub)
+    from builder.registry_commands import add_registry_commands
+
+    add_registry_commands(sub)
     return parser
 
 
@@ -210,9 +235,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not args.subcommand:
         parser.print_help()
         return 2
-    from builder import commands
+    from builder import commands, registry_commands
 
-    handler: Callable[[argparse.Namespace], int] = getattr(commands, f"cmd_{args.subcommand}")
+    module: ModuleType = commands
+    if args.subcommand in registry_commands.REGISTRY_COMMANDS:
+        module = registry_commands
+    handler: Callable[[argparse.Namespace], int] = getattr(module, f"cmd_{args.subcommand}")
     return _guarded(handler, args)
 
 

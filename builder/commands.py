@@ -39,10 +39,17 @@ def _private_mounts() -> None:
 
 
 def cmd_build(args: argparse.Namespace) -> int:
-    from builder.build import BuildRequest, parse_build_args, run_build
+    from builder.build import (
+        BuildRequest,
+        git_source_date_epoch,
+        parse_build_args,
+        run_build,
+    )
     from builder.metadata import write_metadata
     from builder.outputs import parse_output
+    from builder.plan import source_date_epoch
     from builder.solve import SolveOptions
+    from cache.gc import clean_dead_tmp
     from cache.layers import Compression
     from runtime import sandbox
 
@@ -53,31 +60,52 @@ def cmd_build(args: argparse.Namespace) -> int:
             hint="pass the directory holding your Dockerfile and sources",
         )
     tags = tuple(normalize(t) for t in args.tag)
+    build_args = parse_build_args(args.build_arg)
+    epoch = source_date_epoch(dict(build_args), args.source_date_epoch)
+    if epoch is None:
+        epoch = git_source_date_epoch(context)  # reproducible by default in a git checkout
+        if epoch is None and not args.quiet:
+            print_line(
+                "note: no SOURCE_DATE_EPOCH and the context is not a git work tree: image "
+                "times and file mtimes are kept, so the image digest is not reproducible"
+            )
     request = BuildRequest(
         context=context,
         dockerfile=Path(args.file) if args.file else None,
         tags=tags,
-        build_args=parse_build_args(args.build_arg),
+        build_args=build_args,
         target=args.target,
         network=args.network,
         outputs=tuple(parse_output(o) for o in args.output),
         solve=SolveOptions(
             no_cache=args.no_cache,
             compression=Compression(args.compression),
-            source_date_epoch=args.source_date_epoch,
+            source_date_epoch=epoch,
             jobs=max(1, args.jobs),
         ),
     )
     _private_mounts()
     progress = make_progress(args.progress, quiet=args.quiet)
     with _storage(args) as storage:
+        from builder.registry_commands import enable_pull
+
+        enable_pull(storage, args)
         storage.blobs.clean_tmp()
+        clean_dead_tmp(storage.blobs)  # what builds killed mid-step left
         try:
             outcome = run_build(request, storage, progress, sandbox)
         finally:
             progress.close()
         if args.metadata_file:
             write_metadata(args.metadata_file, outcome)
+        if args.push:
+            from builder.registry_commands import push_tags
+
+            push_tags(storage, args, outcome.image, tags)
+    if args.explain:
+        from builder.progress import print_explain
+
+        print_explain(outcome.steps, args.progress)
     if args.quiet:
         print_line(str(outcome.image.digest), err=False)
         return 0
@@ -129,14 +157,18 @@ def cmd_load(args: argparse.Namespace) -> int:
 
 def cmd_save(args: argparse.Namespace) -> int:
     from builder.export import write_docker_archive, write_oci_archive
+    from builder.outputs import parse_compression
 
+    compression = (
+        None if args.compression is None else parse_compression(args.compression, "--compression")
+    )
     with _storage(args) as storage:
         refs = []
         for name in args.images:
             image = storage.get_image(name)
             refs.append((normalize(name) if not name.startswith("sha256:") else "", image.digest))
         writer = write_oci_archive if args.format == "oci" else write_docker_archive
-        writer(storage.blobs, refs, args.output)
+        writer(storage.blobs, refs, args.output, compression=compression)
     return 0
 
 
@@ -215,3 +247,9 @@ def cmd_inspect(args: argparse.Namespace) -> int:
     json.dump([doc], sys.stdout, indent=4)
     sys.stdout.write("\n")
     return 0
+
+
+def cmd_cache(args: argparse.Namespace) -> int:
+    from builder.cache_commands import cmd_cache as run_cache
+
+    return run_cache(args)

@@ -52,6 +52,7 @@ class StepResult:
     layer: Descriptor | None
     started: float
     finished: float
+    saved: float = 0.0  # on a hit: how long the step took when it ran (the time saved)
 
 
 @dataclass(frozen=True)
@@ -188,24 +189,43 @@ class Solver:
                 step.instruction.location.file, step.instruction.location.line
             ) from None
         key = step_key(inputs)
+        if (hit := self._lookup(step, key, inputs, started)) is not None:
+            return hit
+        # Another process (or stage) may be running the same step: wait for it, then
+        # look again, so a step is never run twice at the same time on one store.
+        with self._storage.blobs.lock(f"step-{key}"):
+            if (hit := self._lookup(step, key, inputs, started)) is not None:
+                return hit
+            reason = self._reason(step, inputs)
+            layer, diff_id, lower = self._execute(step, action, ctx, lowers)
+            result = self._result(step, key, False, reason, layer, started)
+            # The record keeps the duration this build reports, so a later hit's
+            # time_saved equals what this run took.
+            self._storage.index.put_step(
+                StepRecord(
+                    key, layer, diff_id, inputs_to_json(inputs), result.duration, time.time()
+                )
+            )
+        self._storage.index.set_last_inputs(step.id, inputs_to_json(inputs))
+        return result, diff_id, lower
+
+    def _lookup(
+        self, step: PlannedStep, key: str, inputs: KeyInputs, started: float
+    ) -> tuple[StepResult, Digest | None, Path | None] | None:
+        """The cached result of the step, or None when it must run."""
         index = self._storage.index
         record = None if self._options.no_cache else index.get_step(key)
-        if record is not None and self._usable(record):
-            index.set_last_inputs(step.id, inputs_to_json(inputs))
-            lower = (
-                self._storage.layers.ensure(record.layer, record.diff_id)
-                if record.layer and record.diff_id
-                else None
-            )
-            return self._result(step, key, True, "", record.layer, started), record.diff_id, lower
-        reason = self._reason(step, inputs)
-        layer, diff_id, lower = self._execute(step, action, ctx, lowers)
-        duration = time.time() - started
-        index.put_step(
-            StepRecord(key, layer, diff_id, inputs_to_json(inputs), duration, time.time())
-        )
+        if record is None or not self._usable(record):
+            return None
         index.set_last_inputs(step.id, inputs_to_json(inputs))
-        return self._result(step, key, False, reason, layer, started), diff_id, lower
+        index.touch_step(key, time.time())
+        lower = (
+            self._storage.layers.ensure(record.layer, record.diff_id)
+            if record.layer and record.diff_id
+            else None
+        )
+        result = self._result(step, key, True, "", record.layer, started)
+        return replace(result, saved=record.duration), record.diff_id, lower
 
     def _usable(self, record: StepRecord) -> bool:
         return record.layer is None or self._storage.blobs.has(record.layer.digest)
@@ -214,8 +234,12 @@ class Solver:
         if self._options.no_cache:
             return "--no-cache"
         previous = self._storage.index.last_inputs(step.id)
-        old = inputs_from_json(previous) if previous else None
-        reasons = explain_miss(old, inputs)
+        try:
+            old = inputs_from_json(previous) if previous else None
+        except CacheError:
+            return "cached by another pybuild version"
+        env_names = {item.partition("=")[0] for item in step.config.env}
+        reasons = explain_miss(old, inputs, env_names)
         return "; ".join(reasons) if reasons else "not in the cache"
 
     def _step_context(self, step: PlannedStep) -> ExecContext:
