@@ -56,11 +56,27 @@ def timed(cmd: list[str], env: dict[str, str]) -> float:
     return time.perf_counter() - start
 
 
+def docker_cli() -> str | None:
+    """A docker client that answers ``docker info`` and can build with BuildKit, or None.
+
+    Clients from 23.0 on need the buildx plugin for BuildKit; a newer client without it
+    may shadow Debian's 20.10 one (built-in BuildKit) on PATH, so both are tried.
+    """
+    candidates = [c for c in (shutil.which("docker"), "/usr/bin/docker") if c and Path(c).exists()]
+    for cli in dict.fromkeys(candidates):
+        if subprocess.run([cli, "info"], capture_output=True, check=False).returncode != 0:
+            continue
+        version = subprocess.run(
+            [cli, "version", "--format", "{{.Client.Version}}"], capture_output=True, text=True
+        ).stdout.strip()
+        has_buildx = subprocess.run([cli, "buildx", "version"], capture_output=True).returncode == 0
+        if has_buildx or version.split(".")[0] in {"19", "20"}:
+            return cli
+    return None
+
+
 def docker_available() -> bool:
-    if shutil.which("docker") is None:
-        return False
-    done = subprocess.run(["docker", "info"], capture_output=True, check=False)
-    return done.returncode == 0
+    return docker_cli() is not None
 
 
 def scenario(build: Callable[[], float], reset: Callable[[], None], ctx: Path) -> dict[str, float]:
@@ -80,7 +96,7 @@ def run(files: int, repeat: int) -> dict[str, dict[str, float]]:
         ctx = make_app(work / "app", files)
         base = make_base(work / "busybox.tar", "docker", "busybox:latest")
         store = work / "store"
-        env = {**os.environ, "PYBUILD_ROOT": str(store)}
+        env = {**os.environ, "PYBUILD_ROOT": str(store), "PYTHONPATH": str(REPO)}
         pybuild = [sys.executable, "-m", "builder.cli"]
 
         def reset_pybuild() -> None:
@@ -92,19 +108,20 @@ def run(files: int, repeat: int) -> dict[str, dict[str, float]]:
         def build_pybuild() -> float:
             return timed([*pybuild, "--progress", "plain", "-t", "bench:1", str(ctx)], env)
 
-        use_docker = docker_available()
+        docker = docker_cli()
+        use_docker = docker is not None
         if use_docker:
             results["docker"] = []
-            subprocess.run(
-                ["docker", "load", "-i", str(base)], check=True, stdout=subprocess.DEVNULL
-            )
+            subprocess.run([docker, "load", "-i", str(base)], check=True, stdout=subprocess.DEVNULL)
 
         def reset_docker() -> None:
-            subprocess.run(["docker", "builder", "prune", "-af"], check=False, capture_output=True)
+            subprocess.run(
+                [str(docker), "builder", "prune", "-af"], check=False, capture_output=True
+            )
 
         def build_docker() -> float:
             return timed(
-                ["docker", "build", "--network", "none", "-t", "bench:1", str(ctx)],
+                [str(docker), "build", "--network", "none", "-t", "bench:1", str(ctx)],
                 {**os.environ, "DOCKER_BUILDKIT": "1"},
             )
 
