@@ -11,10 +11,10 @@ from __future__ import annotations
 import json
 from collections.abc import Callable
 from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
-from dataclasses import dataclass, field
-from pathlib import Path
+from dataclasses import dataclass
 
 from builder.refs import normalize
+from builder.remote_options import RemoteOptions as RemoteOptions
 from cache.digest import Digest
 from cache.errors import InvalidImage
 from cache.images import StoredImage, read_image
@@ -29,23 +29,13 @@ from cache.oci import (
     Platform,
 )
 from cache.refs import Reference, parse_reference
-from cache.registry import RegistryClient, RegistryOptions, RemoteManifest
+from cache.registry import RegistryClient, RemoteManifest
 from cache.registry_auth import Credentials, load_credentials
 from cache.store import BlobStore
 
 PullEvents = Callable[[str], None]
 _MAX_NESTING = 2
 _INDEX_TYPES = (MEDIA_OCI_INDEX, MEDIA_DOCKER_LIST)
-
-
-@dataclass(frozen=True)
-class RemoteOptions:
-    """``docker_config`` is the directory of docker's config.json (None: anonymous only)."""
-
-    registry: RegistryOptions = field(default_factory=RegistryOptions)
-    docker_config: Path | None = None
-    platform: Platform = field(default_factory=Platform)
-    jobs: int = 4
 
 
 @dataclass(frozen=True)

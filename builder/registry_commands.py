@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING
 from builder.errors import UsageError
 
 if TYPE_CHECKING:
-    from builder.pull import RemoteOptions
+    from builder.remote_options import RemoteOptions
     from builder.storage import Storage
     from cache.images import StoredImage
 
@@ -76,8 +76,8 @@ def default_docker_config() -> Path:
 
 
 def remote_options(args: argparse.Namespace) -> RemoteOptions:
-    from builder.pull import RemoteOptions
-    from cache.registry import RegistryOptions
+    from builder.remote_options import RemoteOptions
+    from cache.registry_options import RegistryOptions
 
     insecure = tuple(getattr(args, "insecure_registry", []) or [])
     return RemoteOptions(

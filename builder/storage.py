@@ -22,7 +22,7 @@ from cache.store import BlobStore
 from cache.unpacked import UnpackedLayers
 
 if TYPE_CHECKING:
-    from builder.pull import RemoteOptions
+    from builder.remote_options import RemoteOptions
 
 
 def default_root() -> Path:

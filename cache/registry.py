@@ -36,6 +36,7 @@ from cache.registry_errors import (
     RegistryError,
     RegistryUnreachable,
 )
+from cache.registry_options import RegistryOptions as RegistryOptions
 from cache.registry_upload import RETRY_STATUS, PushOutcome, RetryUpload, Upload
 from cache.store import BlobStore, BlobWriter
 
@@ -45,18 +46,6 @@ MANIFEST_ACCEPT = ", ".join(
 _RETRY_STATUS = RETRY_STATUS  # the same statuses as uploads retry
 
 Progress = Callable[[int], None]
-
-
-@dataclass(frozen=True)
-class RegistryOptions:
-    """How to talk to registries; the CLI fills it from flags."""
-
-    insecure_registries: tuple[str, ...] = ()
-    retries: int = 4
-    backoff: float = 0.5  # seconds before the first retry; doubled for each next one
-    timeout: float = 60.0
-    chunk_size: int = 32 << 20  # blobs larger than this are uploaded in PATCH chunks
-    max_manifest: int = 4 << 20
 
 
 @dataclass(frozen=True)
