@@ -24,7 +24,7 @@ from cache.digest import Digest
 from cache.errors import CacheError, InvalidDigest, StoreLocked
 from cache.images import read_image
 from cache.index import Index, StepRecord
-from cache.store import BlobStore, force_rmtree
+from cache.store import BlobStore, remove_if_unlocked
 from cache.unpacked import UnpackedLayers
 
 _POLL = 0.1
@@ -326,24 +326,7 @@ def clean_dead_tmp(blobs: BlobStore, *, grace: float = _DEAD_GRACE) -> int:
         try:
             if entry.lstat().st_mtime > cutoff:
                 continue
-            removed += _remove_unlocked(entry)
+            removed += remove_if_unlocked(entry)
         except FileNotFoundError:
             continue  # its owner finished with it meanwhile
     return removed
-
-
-def _remove_unlocked(path: Path) -> int:
-    flags = os.O_RDONLY | os.O_CLOEXEC | os.O_NOFOLLOW
-    fd = os.open(path, flags | (os.O_DIRECTORY if path.is_dir() else 0))
-    try:
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            return 0  # alive
-        if path.is_dir():
-            force_rmtree(path)
-        else:
-            path.unlink(missing_ok=True)
-        return 1
-    finally:
-        os.close(fd)

@@ -299,26 +299,28 @@ class BlobStore:
             try:
                 if entry.stat(follow_symlinks=False).st_mtime > cutoff:
                     continue
-                _remove_if_unlocked(Path(entry.path))
+                remove_if_unlocked(Path(entry.path))
             except FileNotFoundError:
                 continue  # its owner finished and removed or renamed it meanwhile
 
 
-def _remove_if_unlocked(path: Path) -> None:
+def remove_if_unlocked(path: Path) -> bool:
+    """Remove a temp file or tree unless a live process holds its flock; True if removed."""
     if path.is_symlink():
         path.unlink()
-        return
+        return True
     flags = os.O_RDONLY | os.O_CLOEXEC | os.O_NOFOLLOW
     fd = os.open(path, flags | (os.O_DIRECTORY if path.is_dir() else 0))
     try:
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
-            return  # a live process is still using it
+            return False  # a live process is still using it
         if path.is_dir():
             force_rmtree(path)
         else:
             path.unlink(missing_ok=True)
+        return True
     finally:
         os.close(fd)
 
