@@ -9,8 +9,7 @@ import argparse
 import json
 import re
 import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from typing import Any
 
 from builder.errors import UsageError
@@ -65,17 +64,8 @@ def cmd_cache(args: argparse.Namespace) -> int:
         "prune": _prune,
         "verify": _verify,
     }
-    with _storage(args) as storage:
+    with Storage.open(args.root or default_root()) as storage:
         return handlers[args.cache_command](storage, args)
-
-
-@contextmanager
-def _storage(args: argparse.Namespace) -> Iterator[Storage]:
-    storage = Storage.open(args.root or default_root())
-    try:
-        yield storage
-    finally:
-        storage.close()
 
 
 def parse_duration(text: str) -> float:

@@ -63,6 +63,12 @@ class Storage:
     def close(self) -> None:
         self.index.close()
 
+    def __enter__(self) -> Storage:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
     def find_image(self, name: str) -> StoredImage | None:
         """Look an image up by name[:tag] or by (a prefix of) its manifest digest."""
         digest = self._lookup(name)
