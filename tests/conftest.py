@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -69,3 +70,30 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
                 results[name] = check()
             if not results[name]:
                 item.add_marker(pytest.mark.skip(reason=reason))
+
+
+_CONFORMANCE = pytest.StashKey[dict[str, list[int]]]()
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.stash[_CONFORMANCE] = {}
+
+
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> None:
+    """Count each conformance case once, by corpus: passed, and run at all."""
+    marker = item.get_closest_marker("conformance")
+    if marker is None or call.when != "call":
+        return
+    counts = item.config.stash[_CONFORMANCE].setdefault(str(marker.args[0]), [0, 0])
+    counts[0] += call.excinfo is None
+    counts[1] += 1
+
+
+def pytest_terminal_summary(terminalreporter: Any, config: pytest.Config) -> None:
+    """Print the pass count of every conformance corpus the run touched."""
+    counts = config.stash.get(_CONFORMANCE, {})
+    if not counts:
+        return
+    terminalreporter.section("conformance (../shared/conformance)")
+    for corpus, (passed, ran) in sorted(counts.items()):
+        terminalreporter.write_line(f"{corpus}: {passed}/{ran} passed")

@@ -47,6 +47,7 @@ def test_helper_reads_the_same_conformance_folder() -> None:
 
 @needs_conformance
 @pytest.mark.parametrize("case", _fixtures(), ids=lambda case: str(case["file"]))
+@pytest.mark.conformance("oci-image-spec fixtures/")
 def test_conformance_fixture_meets_its_expectation(case: dict[str, Any]) -> None:
     text = (SPEC_DIR / case["file"]).read_text()
     try:

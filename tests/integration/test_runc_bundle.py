@@ -9,31 +9,16 @@ import secrets
 import shutil
 import subprocess
 from pathlib import Path
-from typing import Any
 
 import pytest
-from jsonschema import Draft4Validator
-from referencing import Registry, Resource
-from referencing.jsonschema import DRAFT4
 
 from runtime.ocispec import oci_config, write_bundle
 from runtime.security import DEFAULT_CAPABILITIES, capability_mask
 from runtime.spec import BindMount, ContainerSpec, Resources, Rootfs, TmpfsMount
 from tests.integration.busybox_rootfs import make_busybox_rootfs
+from tests.runtime_schema import SCHEMA_DIR, schema_errors
 
-SCHEMA_DIR = Path(__file__).resolve().parents[2].parent / "shared/conformance/oci-runtime-spec"
 RUNC = shutil.which("runc")
-
-
-def config_validator() -> Draft4Validator:
-    """Draft-04 validator with every schema file registered under its file:// URL."""
-    registry: Registry[Any] = Registry()
-    for path in SCHEMA_DIR.glob("*.json"):
-        body = json.loads(path.read_text())
-        resource = Resource.from_contents(body, default_specification=DRAFT4)
-        registry = registry.with_resource(path.resolve().as_uri(), resource)
-    main = (SCHEMA_DIR / "config-schema.json").resolve().as_uri()
-    return Draft4Validator({"$ref": main}, registry=registry)
 
 
 def spec_for(args: tuple[str, ...], **fields: object) -> ContainerSpec:
@@ -44,19 +29,6 @@ def spec_for(args: tuple[str, ...], **fields: object) -> ContainerSpec:
 @pytest.fixture
 def rootfs(tmp_path: Path) -> Path:
     return make_busybox_rootfs(tmp_path / "bundle" / "rootfs")
-
-
-def schema_errors(config: dict[str, Any]) -> list[str]:
-    return [e.message for e in config_validator().iter_errors(config)]
-
-
-@pytest.mark.skipif(not SCHEMA_DIR.is_dir(), reason="no ../shared/conformance/oci-runtime-spec")
-def test_the_validator_rejects_upstreams_bad_samples() -> None:
-    bad = sorted((SCHEMA_DIR / "test/config/bad").glob("*.json"))
-    bad = [p for p in bad if p.name != "invalid-json.json"]
-    assert bad
-    for path in bad:
-        assert schema_errors(json.loads(path.read_text())), path.name
 
 
 @pytest.mark.skipif(not SCHEMA_DIR.is_dir(), reason="no ../shared/conformance/oci-runtime-spec")

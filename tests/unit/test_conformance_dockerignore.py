@@ -56,6 +56,7 @@ def _match(case: dict[str, Any]) -> bool:
 
 @needs_cases
 @pytest.mark.parametrize("case", _cases("match_cases"))
+@pytest.mark.conformance("moby-patternmatcher dockerignore-cases.json")
 def test_pattern_matches_path_as_patternmatcher_does(case: dict[str, Any]) -> None:
     if case["expect"] == "error":
         with pytest.raises(BuildError):
@@ -65,6 +66,7 @@ def test_pattern_matches_path_as_patternmatcher_does(case: dict[str, Any]) -> No
 
 
 @needs_cases
+@pytest.mark.conformance("moby-patternmatcher dockerignore-cases.json")
 def test_malformed_pattern_builds_but_fails_every_match_the_same_way() -> None:
     (case,) = [c for c in DATA["match_cases"] if c.get("note")]
     matcher = PatternMatcher(case["patterns"])
@@ -78,6 +80,7 @@ def test_malformed_pattern_builds_but_fails_every_match_the_same_way() -> None:
 
 @needs_cases
 @pytest.mark.parametrize("case", _cases("pattern_list_cases"))
+@pytest.mark.conformance("moby-patternmatcher dockerignore-cases.json")
 def test_pattern_list_is_cleaned_as_patternmatcher_does(case: dict[str, Any]) -> None:
     if case.get("expect_error"):
         with pytest.raises(BuildError):
@@ -92,6 +95,7 @@ def test_pattern_list_is_cleaned_as_patternmatcher_does(case: dict[str, Any]) ->
 
 @needs_cases
 @pytest.mark.parametrize("case", _cases("ignorefile_cases"))
+@pytest.mark.conformance("moby-patternmatcher dockerignore-cases.json")
 def test_ignore_file_is_read_as_buildkit_reads_it(case: dict[str, Any]) -> None:
     content = case["content"]
     assert read_ignore_file(content if content is not None else "") == case["expect"]
@@ -133,6 +137,7 @@ def _upstream_hit(regexp: str, path: str) -> bool:
 
 @needs_cases
 @pytest.mark.parametrize("case", _cases("compile_cases"))
+@pytest.mark.conformance("moby-patternmatcher dockerignore-cases.json")
 def test_pattern_agrees_with_upstream_compiled_regexp(case: dict[str, Any]) -> None:
     pattern = case["pattern"]
     matcher = PatternMatcher([pattern])
@@ -159,6 +164,7 @@ def _copied(ctx: BuildContext) -> dict[str, str]:
 
 @needs_cases
 @pytest.mark.parametrize("case", _cases("build_context_cases"))
+@pytest.mark.conformance("moby-patternmatcher dockerignore-cases.json")
 def test_build_context_copy_all_sees_what_buildkit_sends(
     case: dict[str, Any], tmp_path: Path
 ) -> None:

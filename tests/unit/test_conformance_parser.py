@@ -61,11 +61,13 @@ def render(text: str) -> str:
 
 
 @pytest.mark.parametrize("case", _dirs("testfiles"))
+@pytest.mark.conformance("buildkit-dockerfile-parser testfiles/")
 def test_positive_case_dumps_like_buildkit(case: Path) -> None:
     assert render(_read(case / "Dockerfile")) == _read(case / "result")
 
 
 @pytest.mark.parametrize("case", _dirs("testfiles-negative"))
+@pytest.mark.conformance("buildkit-dockerfile-parser testfiles-negative/")
 def test_negative_case_fails_with_a_line_number(case: Path) -> None:
     with pytest.raises(DockerfileError) as caught:
         parse_dockerfile(_read(case / "Dockerfile"), file="Dockerfile")
@@ -74,6 +76,7 @@ def test_negative_case_fails_with_a_line_number(case: Path) -> None:
 
 
 @pytest.mark.parametrize("case", _extracted("line_numbers"))
+@pytest.mark.conformance("buildkit-dockerfile-parser extracted-parser-cases.json")
 def test_instruction_line_spans_match_buildkit(case: dict[str, Any]) -> None:
     tree = parse_nodes(_read(BASE / case["file"]))
     spans = [[node.start_line, node.end_line] for node in tree.children]
@@ -82,6 +85,7 @@ def test_instruction_line_spans_match_buildkit(case: dict[str, Any]) -> None:
 
 
 @pytest.mark.parametrize("case", _extracted("heredoc_extraction"))
+@pytest.mark.conformance("buildkit-dockerfile-parser extracted-parser-cases.json")
 def test_heredocs_attach_to_the_right_instruction(case: dict[str, Any]) -> None:
     tree = parse_nodes(case["dockerfile"])
     expected = case["expect_heredocs_by_child_index_from_1"]
@@ -95,6 +99,7 @@ def test_heredocs_attach_to_the_right_instruction(case: dict[str, Any]) -> None:
 
 
 @pytest.mark.parametrize("case", _extracted("heredoc_json_form_ignored"))
+@pytest.mark.conformance("buildkit-dockerfile-parser extracted-parser-cases.json")
 def test_json_form_never_takes_heredocs(case: dict[str, Any]) -> None:
     tree = parse_nodes(case["dockerfile"])
     for index in case["children_without_heredocs"]:
@@ -102,6 +107,7 @@ def test_json_form_never_takes_heredocs(case: dict[str, Any]) -> None:
 
 
 @pytest.mark.parametrize("case", _extracted("heredoc_word"))
+@pytest.mark.conformance("buildkit-dockerfile-parser extracted-parser-cases.json")
 def test_heredoc_words_parse_refuse_or_ignore_like_buildkit(case: dict[str, Any]) -> None:
     for word in case["valid_name_EOF"]:
         found = parse_heredoc_word(word)
@@ -114,16 +120,19 @@ def test_heredoc_words_parse_refuse_or_ignore_like_buildkit(case: dict[str, Any]
 
 
 @pytest.mark.parametrize("case", _extracted("heredocs_from_line"))
+@pytest.mark.conformance("buildkit-dockerfile-parser extracted-parser-cases.json")
 def test_heredoc_names_found_in_a_line(case: dict[str, Any]) -> None:
     assert [d.name for d in heredocs_in_line(case["line"])] == case["expect_names"]
 
 
 @pytest.mark.parametrize("case", _extracted("parse_words"))
+@pytest.mark.conformance("buildkit-dockerfile-parser extracted-parser-cases.json")
 def test_word_splitter_keeps_quotes(case: dict[str, Any]) -> None:
     assert parse_words(case["input"], "\\") == case["expect"]
 
 
 @pytest.mark.parametrize("case", _extracted("empty_continuation_warnings"))
+@pytest.mark.conformance("buildkit-dockerfile-parser extracted-parser-cases.json")
 def test_empty_continuation_lines_warn(case: dict[str, Any]) -> None:
     warnings = parse_nodes(case["dockerfile"]).warnings
     assert len(warnings) == case["expect_warning_count"]
@@ -135,6 +144,7 @@ def test_empty_continuation_lines_warn(case: dict[str, Any]) -> None:
 
 
 @pytest.mark.parametrize("case", _extracted("line_too_long"))
+@pytest.mark.conformance("buildkit-dockerfile-parser extracted-parser-cases.json")
 def test_overlong_line_is_refused(case: dict[str, Any]) -> None:
     # The generator is a plain string expression from our own data file.
     text = eval(case["generator"], {"__builtins__": {}})
@@ -144,6 +154,7 @@ def test_overlong_line_is_refused(case: dict[str, Any]) -> None:
 
 
 @pytest.mark.parametrize("case", _extracted("json_array_valid"))
+@pytest.mark.conformance("buildkit-dockerfile-parser extracted-parser-cases.json")
 def test_json_array_decodes(case: dict[str, Any]) -> None:
     assert parse_json_array(case["input"]) == case["expect"]
     node = node_from_line("CMD " + case["input"], "\\")
@@ -151,6 +162,7 @@ def test_json_array_decodes(case: dict[str, Any]) -> None:
 
 
 @pytest.mark.parametrize("case", _extracted("json_array_not_all_strings"))
+@pytest.mark.conformance("buildkit-dockerfile-parser extracted-parser-cases.json")
 def test_json_array_of_non_strings_is_refused(case: str) -> None:
     with pytest.raises(NotStringArrayError):
         parse_json_array(case)
@@ -159,18 +171,21 @@ def test_json_array_of_non_strings_is_refused(case: str) -> None:
 
 
 @pytest.mark.parametrize("case", _extracted("directive_parser"))
+@pytest.mark.conformance("buildkit-dockerfile-parser extracted-parser-cases.json")
 def test_directive_scan_keeps_only_known_keys(case: dict[str, Any]) -> None:
     expected = tuple((d["name"], d["value"]) for d in case["expect"])
     assert parse_directives(case["text"]) == expected
 
 
 @pytest.mark.parametrize("case", _extracted("detect_syntax"))
+@pytest.mark.conformance("buildkit-dockerfile-parser extracted-parser-cases.json")
 def test_detect_syntax(case: dict[str, Any]) -> None:
     text = bytes.fromhex(case.get("text_hex_prefix", "")).decode("utf-8") + case["text"]
     _check_directive(detect_syntax(text), case, "ref")
 
 
 @pytest.mark.parametrize("case", _extracted("parse_directive"))
+@pytest.mark.conformance("buildkit-dockerfile-parser extracted-parser-cases.json")
 def test_find_directive(case: dict[str, Any]) -> None:
     _check_directive(find_directive(case["key"], case["text"]), case, "value")
 

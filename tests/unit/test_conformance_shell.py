@@ -66,6 +66,7 @@ def _lex_cases(section: str) -> list[Any]:
 
 
 @pytest.mark.parametrize(("source", "expected"), _env_var_cases())
+@pytest.mark.conformance("buildkit-dockerfile-shell envVarTest")
 def test_env_var_vector(source: str, expected: str) -> None:
     if expected == "error":
         with pytest.raises(DockerfileError):
@@ -75,6 +76,7 @@ def test_env_var_vector(source: str, expected: str) -> None:
 
 
 @pytest.mark.parametrize(("source", "env", "expected"), _words_cases())
+@pytest.mark.conformance("buildkit-dockerfile-shell wordsTest")
 def test_words_vector(source: str, env: dict[str, str], expected: list[str]) -> None:
     if expected == ["error"]:
         with pytest.raises(DockerfileError):
@@ -84,6 +86,7 @@ def test_words_vector(source: str, env: dict[str, str], expected: list[str]) -> 
 
 
 @pytest.mark.parametrize("case", _lex_cases("process_word_with_matches"))
+@pytest.mark.conformance("buildkit-dockerfile-shell extracted-lex-cases.json")
 def test_process_word_with_matches(case: dict[str, Any]) -> None:
     if case.get("expect_error"):
         with pytest.raises(DockerfileError):
@@ -96,6 +99,7 @@ def test_process_word_with_matches(case: dict[str, Any]) -> None:
 
 
 @pytest.mark.parametrize("case", _lex_cases("mandatory_env_vars"))
+@pytest.mark.conformance("buildkit-dockerfile-shell extracted-lex-cases.json")
 def test_mandatory_variables(case: dict[str, Any]) -> None:
     env = env_from_list(case["env_list"])
     if case.get("expect_error"):
@@ -106,10 +110,12 @@ def test_mandatory_variables(case: dict[str, Any]) -> None:
 
 
 @pytest.mark.parametrize("case", _lex_cases("platform_release_name"))
+@pytest.mark.conformance("buildkit-dockerfile-shell extracted-lex-cases.json")
 def test_release_file_name_template(case: dict[str, Any]) -> None:
     assert expand_word(case["input"], case["env"]) == case["expect"]
 
 
 @pytest.mark.parametrize("case", _lex_cases("env_list_lookup"))
+@pytest.mark.conformance("buildkit-dockerfile-shell extracted-lex-cases.json")
 def test_env_list_lookup(case: dict[str, Any]) -> None:
     assert env_from_list(case["env_list"]).get(case["lookup"], "") == case["expect"]
