@@ -8,6 +8,7 @@ O_NOFOLLOW, so no entry, link or symlink in the tar can write outside it. Whiteo
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import os
 import shutil
@@ -23,6 +24,7 @@ from cache.layers import (
     FORMAT_ERRORS,
     OPAQUE_MARKER,
     OVERLAY_XATTR_PREFIXES,
+    OWNER_XATTR,
     PAX_XATTR,
     WHITEOUT_PREFIX,
     Compression,
@@ -241,7 +243,7 @@ class _Extractor:
         pfd = self._parent(parent)
         if base == OPAQUE_MARKER:
             if self._overlay:
-                _overlay_call(os.setxattr, pfd, "trusted.overlay.opaque", b"y")
+                _set_opaque(pfd)
             else:
                 self._prune(pfd, parent)
             return
@@ -304,7 +306,7 @@ class _Extractor:
     def _fd_meta(self, fd: int, member: tarfile.TarInfo) -> None:
         # Order matters: chown clears setuid bits and security.capability.
         if self._chown:
-            os.chown(fd, member.uid, member.gid)
+            _chown(member, fd)
         os.chmod(fd, member.mode)
         for name, value in _xattrs(member):
             try:
@@ -314,17 +316,48 @@ class _Extractor:
         os.utime(fd, ns=(_ns(member), _ns(member)))
 
     def _meta(self, pfd: int, base: str, member: tarfile.TarInfo, *, chmod: bool = True) -> None:
+        via_fd = f"/proc/self/fd/{pfd}/{base}"  # setxattr has no dir_fd form
         if self._chown:
-            os.chown(base, member.uid, member.gid, dir_fd=pfd, follow_symlinks=False)
+            _chown(member, None, via_fd)
         if chmod:  # never a symlink here, and we just made it: nothing to follow
             os.chmod(base, member.mode, dir_fd=pfd)
-        via_fd = f"/proc/self/fd/{pfd}/{base}"  # setxattr has no dir_fd form
         for name, value in _xattrs(member):
             try:
                 os.setxattr(via_fd, name, value, follow_symlinks=False)
             except OSError:
                 continue
         os.utime(base, ns=(_ns(member), _ns(member)), dir_fd=pfd, follow_symlinks=False)
+
+
+def _chown(member: tarfile.TarInfo, fd: int | None, via: str | None = None) -> None:
+    """chown ``fd`` (or the path ``via``, not following symlinks) to the tar's ids.
+
+    In a rootless user namespace with a single-id mapping an id it does not map is
+    refused (EINVAL): the entry stays owned by the user, and the tar's ids are kept in
+    :data:`OWNER_XATTR` for the layer writer (not possible on symlinks: user xattrs)."""
+    try:
+        if fd is not None:
+            os.chown(fd, member.uid, member.gid)
+        else:
+            os.chown(str(via), member.uid, member.gid, follow_symlinks=False)
+    except OSError as exc:
+        if exc.errno != errno.EINVAL:
+            raise
+        ids = f"{member.uid}:{member.gid}".encode()
+        with contextlib.suppress(OSError):
+            if fd is not None:
+                os.setxattr(fd, OWNER_XATTR, ids)
+            else:
+                os.setxattr(str(via), OWNER_XATTR, ids, follow_symlinks=False)
+
+
+def _set_opaque(dir_fd: int) -> None:
+    """Mark a dir opaque: ``trusted.overlay.opaque`` as host root, else (rootless, read
+    by overlayfs mounted with ``userxattr``) ``user.overlay.opaque``."""
+    try:
+        os.setxattr(dir_fd, "trusted.overlay.opaque", b"y")
+    except PermissionError:
+        _overlay_call(os.setxattr, dir_fd, "user.overlay.opaque", b"y")
 
 
 def _split(name: str) -> tuple[str, ...]:
@@ -348,7 +381,7 @@ def _xattrs(member: tarfile.TarInfo) -> Iterator[tuple[str, bytes]]:
     for key, value in member.pax_headers.items():
         name = key.removeprefix(PAX_XATTR)
         # A layer never gets to forge overlay metadata (opaque, redirect, metacopy).
-        if name != key and not name.startswith(OVERLAY_XATTR_PREFIXES):
+        if name != key and not name.startswith(OVERLAY_XATTR_PREFIXES) and name != OWNER_XATTR:
             yield name, value.encode("utf-8", "surrogateescape")
 
 

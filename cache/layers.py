@@ -45,6 +45,9 @@ OPAQUE_MARKER = ".wh..wh..opq"
 OVERLAY_XATTR_PREFIXES = ("trusted.overlay.", "user.overlay.")
 OPAQUE_XATTRS = ("trusted.overlay.opaque", "user.overlay.opaque")
 PAX_XATTR = "SCHILY.xattr."
+# Rootless with a single-id mapping, extraction cannot chown to the tar's ids; it keeps
+# them here ("uid:gid") so a file copied up into a new layer is written with them again.
+OWNER_XATTR = "user.pybuild.owner"
 _ZSTD_MAGIC = b"\x28\xb5\x2f\xfd"
 _GZIP_MAGIC = b"\x1f\x8b"
 
@@ -270,6 +273,7 @@ class _Entry:
     xattrs: tuple[tuple[str, bytes], ...] = ()
     whiteout: bool = False  # a 0/0 char device, written as .wh.<name>
     opaque: bool = False  # a directory whose lower contents are hidden
+    owner: tuple[int, int] | None = None  # from OWNER_XATTR
 
 
 def write_layer(
@@ -342,8 +346,19 @@ def _entry(path: str, prefix: str, name: str) -> _Entry:
         return _Entry(prefix + WHITEOUT_PREFIX + name, path, st, whiteout=True)
     xattrs = _read_xattrs(path)
     opaque = stat.S_ISDIR(st.st_mode) and any(n in OPAQUE_XATTRS and v == b"y" for n, v in xattrs)
-    kept = tuple(x for x in xattrs if not x[0].startswith(OVERLAY_XATTR_PREFIXES))
-    return _Entry(prefix + name, path, st, kept, opaque=opaque)
+    kept = tuple(
+        x for x in xattrs if not x[0].startswith(OVERLAY_XATTR_PREFIXES) and x[0] != OWNER_XATTR
+    )
+    owner = _recorded_owner(dict(xattrs).get(OWNER_XATTR))
+    return _Entry(prefix + name, path, st, kept, opaque=opaque, owner=owner)
+
+
+def _recorded_owner(value: bytes | None) -> tuple[int, int] | None:
+    try:
+        uid, gid = (int(n) for n in (value or b"").split(b":"))
+    except ValueError:
+        return None
+    return (uid, gid) if uid >= 0 and gid >= 0 else None
 
 
 def _read_xattrs(path: str) -> tuple[tuple[str, bytes], ...]:
@@ -377,6 +392,8 @@ def _emit(
     st = entry.st
     info.mode = stat.S_IMODE(st.st_mode)
     info.uid, info.gid = st.st_uid, st.st_gid
+    if entry.owner is not None and (st.st_uid, st.st_gid) == (0, 0):
+        info.uid, info.gid = entry.owner  # ids the single-id user namespace lacks
     info.mtime = _clamp(st.st_mtime, epoch)
     # Binary values round-trip: tarfile marks the header hdrcharset=BINARY for them.
     info.pax_headers = {

@@ -62,7 +62,7 @@ IFF_UP = 0x1
 _SYS_PIVOT_ROOT = {"x86_64": 155, "aarch64": 41, "riscv64": 41, "ppc64le": 203, "s390x": 217}
 
 _PERMISSION_HINT = (
-    "pybuild needs root for namespaces and mounts (rootless mode is not supported yet)"
+    "pybuild needs root, or (rootless) a user namespace where it is root, for namespaces and mounts"
 )
 
 

@@ -18,13 +18,15 @@ from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-from runtime import linux
+from runtime import linux, snapshot
 from runtime.errors import SandboxError, SyscallError
 from runtime.spec import Rootfs
+from runtime.userns import in_initial_namespace
 
 # Docker's choices: no inode index or redirects, so layers stay plain directory diffs that
 # a tar snapshot of the upper dir captures exactly (overlayfs.rst, "Sharing and copying").
 OVERLAY_EXTRA_OPTIONS = "index=off,redirect_dir=off,metacopy=off"
+USERNS_OVERLAY_EXTRA_OPTIONS = "index=off,redirect_dir=nofollow,metacopy=off"
 # mount(2) copies at most one page of option data.
 MOUNT_DATA_LIMIT = 4000
 MAX_SYMLINKS = 40
@@ -66,25 +68,57 @@ def enter_private_mount_namespace() -> None:
     linux.mount(None, "/", None, linux.MS_REC | linux.MS_PRIVATE)
 
 
+def use_copy_snapshotter() -> bool:
+    """True when roots are copies (:mod:`runtime.snapshot`) rather than overlay mounts:
+    ``PYBUILD_SNAPSHOTTER=copy``, or ``auto`` (the default) where overlayfs is missing or,
+    in a user namespace, the kernel predates ``userxattr`` (Linux 5.11)."""
+    usable = overlay_supported() and (in_initial_namespace() or _kernel_at_least(5, 11))
+    choice = snapshot.choose(os.environ.get(snapshot.SNAPSHOTTER_ENV), overlay_usable=usable)
+    return choice == "copy"
+
+
+def _kernel_at_least(major: int, minor: int) -> bool:
+    try:
+        numbers = os.uname().release.split("-")[0].split(".")
+        return (int(numbers[0]), int(numbers[1])) >= (major, minor)
+    except (ValueError, IndexError):
+        return False
+
+
 @contextmanager
 def mounted_overlay(rootfs: Rootfs, target: Path) -> Iterator[Path]:
     """Mount ``rootfs`` at ``target`` (an existing dir), yield it, unmount on exit.
 
     The unmount is lazy when the mount is still busy, so leaving the block never fails
-    because of a stray open file.
+    because of a stray open file. With the copy snapshotter, ``target`` is a bind mount
+    of a merged copy whose changes are written to the upper dir on a normal exit.
     """
     with ExitStack() as stack:
-        empty = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="pybuild-empty-")))
-        mount_overlay(rootfs, target, empty_lower=empty)
+        copy = None
+        if use_copy_snapshotter():
+            copy = snapshot.prepare(rootfs)
+            stack.callback(snapshot.discard, copy)
+            bind(str(copy.merged), target)
+        else:
+            empty = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="pybuild-empty-")))
+            mount_overlay(rootfs, target, empty_lower=empty)
         try:
             yield target
+            if copy is not None:
+                _unmount(target)
+                snapshot.finish(rootfs, copy)
         finally:
-            try:
-                linux.umount2(str(target))
-            except SyscallError as exc:
-                if exc.errno != errno.EBUSY:
-                    raise
-                linux.umount2(str(target), linux.MNT_DETACH)
+            if copy is None or os.path.ismount(target):
+                _unmount(target)
+
+
+def _unmount(target: Path) -> None:
+    try:
+        linux.umount2(str(target))
+    except SyscallError as exc:
+        if exc.errno != errno.EBUSY:
+            raise
+        linux.umount2(str(target), linux.MNT_DETACH)
 
 
 def mount_overlay(rootfs: Rootfs, target: Path, *, empty_lower: Path, flags: int = 0) -> None:
@@ -98,8 +132,14 @@ def mount_overlay(rootfs: Rootfs, target: Path, *, empty_lower: Path, flags: int
         base = "lowerdir={},upperdir={},workdir={}".format(
             ":".join(_escape(p) for p in paths[:-2]), _escape(paths[-2]), _escape(paths[-1])
         )
+        extra = OVERLAY_EXTRA_OPTIONS
+        if not in_initial_namespace():
+            # Rootless: overlayfs keeps its metadata in user.overlay.* xattrs, which
+            # refuses redirect_dir=off ("follow"): nofollow neither makes nor follows them.
+            base += ",userxattr"
+            extra = USERNS_OVERLAY_EXTRA_OPTIONS
         try:
-            linux.mount("overlay", str(target), "overlay", flags, f"{base},{OVERLAY_EXTRA_OPTIONS}")
+            linux.mount("overlay", str(target), "overlay", flags, f"{base},{extra}")
         except SyscallError as exc:
             if exc.errno != errno.EINVAL:
                 raise _overlay_error(exc) from exc
@@ -112,7 +152,8 @@ def mount_overlay(rootfs: Rootfs, target: Path, *, empty_lower: Path, flags: int
 def _overlay_error(exc: SyscallError) -> SyscallError:
     exc.hint = exc.hint or (
         "the lower dirs must exist; upper and work must be on one filesystem that can hold "
-        "an overlay upper (not overlayfs itself), and work must be empty"
+        "an overlay upper (not overlayfs itself), and work must be empty; where overlayfs "
+        "cannot work, PYBUILD_SNAPSHOTTER=copy uses copies instead"
     )
     return exc
 
@@ -317,13 +358,16 @@ def populate_dev(dev: Path, console: str | None, *, nodev: bool = False) -> None
         node, _ = make_mountpoint(dev, name, is_dir=False, upper=None)
         bind(f"/dev/{name}", node, recursive=False)
     pts, _ = make_mountpoint(dev, "pts", is_dir=True, upper=None)
-    linux.mount(
-        "devpts",
-        str(pts),
-        "devpts",
-        linux.MS_NOSUID | linux.MS_NOEXEC,
-        "newinstance,ptmxmode=0666,mode=0620,gid=5",
-    )
+    pts_options = "newinstance,ptmxmode=0666,mode=0620"
+    try:
+        linux.mount(
+            "devpts", str(pts), "devpts", linux.MS_NOSUID | linux.MS_NOEXEC, pts_options + ",gid=5"
+        )
+    except SyscallError as exc:
+        if exc.errno != errno.EINVAL:
+            raise
+        # Rootless with a single-id mapping: gid 5 (tty) does not exist; runc drops it too.
+        linux.mount("devpts", str(pts), "devpts", linux.MS_NOSUID | linux.MS_NOEXEC, pts_options)
     shm, _ = make_mountpoint(dev, "shm", is_dir=True, upper=None)
     linux.mount(
         "shm",

@@ -63,6 +63,8 @@ class Staging:
     empty: Path
     hosts: Path
     resolv: Path
+    # The copy snapshotter's merged tree (runtime.snapshot), bound instead of an overlay.
+    copy_root: Path | None = None
 
 
 def stage(tmp: Path, spec: ContainerSpec) -> Staging:
@@ -108,7 +110,10 @@ def setup_root(spec: ContainerSpec, staging: Staging, report: Report) -> None:
     # for the host's disk. The nodes bound into /dev are mounts of their own and work.
     locked = not spec.privileged
     nodev = linux.MS_NODEV if locked else 0
-    mount_overlay(spec.rootfs, root, empty_lower=staging.empty, flags=nodev)
+    if staging.copy_root is not None:
+        bind(str(staging.copy_root), root, nodev=locked)
+    else:
+        mount_overlay(spec.rootfs, root, empty_lower=staging.empty, flags=nodev)
 
     def point(target: str, is_dir: bool) -> Path:
         path, stub = make_mountpoint(root, target, is_dir=is_dir, upper=spec.rootfs.upper)

@@ -1,0 +1,353 @@
+"""The copy-based snapshotter: an overlay upper dir made without mounting overlayfs.
+
+Where overlayfs cannot be mounted (old kernels, user namespaces before Linux 5.11, or
+``PYBUILD_SNAPSHOTTER=copy``), the lowers are merged by copying into a fresh dir next to
+the upper (``<work>/merged``), the container runs on a bind mount of it, and afterwards
+the tree is compared with the state right after the copy to write the upper dir that
+overlayfs would have left: changed and new entries with their parent dirs, a 0/0 char
+device for each deleted path, and a dir made opaque (``user.overlay.opaque`` or
+``trusted.overlay.opaque``) where a dir replaced something. The layer snapshot therefore
+gives the same tar in both modes.
+
+Change detection uses the inode number and ctime of every entry: any write, chmod,
+chown, rename, link or xattr change moves ctime (inode(7)), which is when overlayfs would
+copy an entry up. Known difference: opening a file for writing without changing it copies
+it up under overlayfs but is invisible here.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import os
+import resource
+import shutil
+import stat
+import time
+from collections.abc import Iterable, Iterator, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+from runtime.errors import SandboxError
+from runtime.spec import Rootfs
+
+SNAPSHOTTER_ENV = "PYBUILD_SNAPSHOTTER"
+SNAPSHOTTERS = ("auto", "overlay", "copy")
+OPAQUE_XATTRS = ("trusted.overlay.opaque", "user.overlay.opaque")
+OVERLAY_XATTR_PREFIXES = ("trusted.overlay.", "user.overlay.")
+MERGED_NAME = "merged"
+CLOCK_TICK = 0.02  # seconds; above a 250 Hz jiffy
+
+
+@dataclass(frozen=True)
+class Baseline:
+    """One entry of the merged tree right after copying: its inode and change time."""
+
+    ino: int
+    ctime_ns: int
+    is_dir: bool
+    # Also compared, in case a change lands in the same clock tick as the copy.
+    detail: tuple[int, int, int, int, int] = (0, 0, 0, 0, 0)
+    nlink: int = 1
+
+
+@dataclass(frozen=True)
+class CopyRoot:
+    """A merged copy of a rootfs at ``merged`` and the state to diff it against."""
+
+    merged: Path
+    baseline: Mapping[str, Baseline]
+    # O_PATH fds of the baseline's dirs: while open, a removed dir's inode number cannot
+    # be given to a new dir at the same path, which would hide that it was replaced.
+    pins: tuple[int, ...] = ()
+
+
+def choose(value: str | None, *, overlay_usable: bool) -> str:
+    """``overlay`` or ``copy`` for the ``PYBUILD_SNAPSHOTTER`` value ``value``.
+
+    ``auto`` (or unset) picks overlay when ``overlay_usable``; raises SandboxError for
+    an unknown value.
+    """
+    choice = (value or "auto").strip().lower()
+    if choice not in SNAPSHOTTERS:
+        raise SandboxError(
+            f"{SNAPSHOTTER_ENV}={value!r} is not one of {', '.join(SNAPSHOTTERS)}",
+            hint=f"unset {SNAPSHOTTER_ENV}, or set it to overlay or copy",
+        )
+    if choice == "auto":
+        return "overlay" if overlay_usable else "copy"
+    return choice
+
+
+def prepare(rootfs: Rootfs) -> CopyRoot:
+    """Merge ``rootfs`` (lowers, then what the upper already holds) into
+    ``<work>/merged`` and record the baseline the final diff is made against."""
+    merged = rootfs.work / MERGED_NAME
+    if os.path.lexists(merged):
+        shutil.rmtree(merged)
+    try:
+        merged.mkdir()
+        for lower in reversed(rootfs.lowers):  # bottom-most first
+            _apply(str(lower), str(merged))
+        baseline = {rel: _baseline(st) for rel, st in _scan(str(merged))}
+        pins = _pin_dirs(merged, baseline)
+        _apply(str(rootfs.upper), str(merged))
+        _copy_meta(str(rootfs.upper), str(merged), os.stat(rootfs.upper))
+    except OSError as exc:
+        shutil.rmtree(merged, ignore_errors=True)
+        raise SandboxError(f"cannot copy the root filesystem into {merged}: {exc}") from exc
+    # ctime comes from a coarse clock: let it tick, so a change right after the copy
+    # cannot carry the same ctime as the copy itself.
+    time.sleep(CLOCK_TICK)
+    return CopyRoot(merged, baseline, pins)
+
+
+def _pin_dirs(merged: Path, baseline: Mapping[str, Baseline]) -> tuple[int, ...]:
+    dirs = [rel for rel, b in baseline.items() if b.is_dir]
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    wanted = len(dirs) + 256
+    if soft != resource.RLIM_INFINITY and soft < wanted:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (min(wanted, hard), hard))
+    pins: list[int] = []
+    try:
+        for rel in dirs:
+            pins.append(os.open(merged / rel, os.O_PATH | os.O_DIRECTORY | os.O_NOFOLLOW))
+    except OSError:
+        _unpin(pins)
+        raise
+    return tuple(pins)
+
+
+def _unpin(pins: Iterable[int]) -> None:
+    for fd in pins:
+        os.close(fd)
+
+
+def _baseline(st: os.stat_result) -> Baseline:
+    return Baseline(st.st_ino, st.st_ctime_ns, stat.S_ISDIR(st.st_mode), _detail(st), st.st_nlink)
+
+
+def _changed(before: Baseline, st: os.stat_result) -> bool:
+    """Whether overlayfs would have copied this entry up. Only the link count moving
+    (another name of the same file made or removed) is not a change of this entry."""
+    if before.detail != _detail(st):
+        return True
+    if before.ctime_ns == st.st_ctime_ns:
+        return False
+    return before.is_dir or before.nlink == st.st_nlink
+
+
+def _detail(st: os.stat_result) -> tuple[int, int, int, int, int]:
+    return (st.st_mtime_ns, st.st_size, st.st_mode, st.st_uid, st.st_gid)
+
+
+def finish(rootfs: Rootfs, copy: CopyRoot) -> None:
+    """Replace the contents of the upper dir with the diff of the merged copy against its
+    baseline, then delete the copy."""
+    try:
+        for entry in os.scandir(rootfs.upper):
+            _remove(entry.path)
+        _write_diff(str(copy.merged), copy.baseline, str(rootfs.upper))
+    except OSError as exc:
+        raise SandboxError(
+            f"cannot write the changes of {copy.merged} to {rootfs.upper}: {exc}"
+        ) from exc
+    finally:
+        discard(copy)
+
+
+def discard(copy: CopyRoot) -> None:
+    """Delete the merged copy without keeping its changes (again: a no-op)."""
+    with contextlib.suppress(OSError):
+        _unpin(copy.pins)
+    shutil.rmtree(copy.merged, ignore_errors=True)
+
+
+def _scan(root: str, prefix: str = "") -> Iterator[tuple[str, os.stat_result]]:
+    """Every entry below ``root`` as (relative path, lstat), parents before children."""
+    with os.scandir(root) as it:
+        entries = sorted(it, key=lambda e: e.name)
+    for entry in entries:
+        rel = prefix + entry.name
+        st = entry.stat(follow_symlinks=False)
+        yield rel, st
+        if stat.S_ISDIR(st.st_mode):
+            yield from _scan(entry.path, rel + "/")
+
+
+def _is_whiteout(st: os.stat_result) -> bool:
+    return stat.S_ISCHR(st.st_mode) and st.st_rdev == 0
+
+
+def _is_opaque(path: str) -> bool:
+    for name in OPAQUE_XATTRS:
+        try:
+            if os.getxattr(path, name, follow_symlinks=False) == b"y":
+                return True
+        except OSError:
+            continue
+    return False
+
+
+def _apply(src: str, dst: str) -> None:
+    """Apply the overlay-form layer dir ``src`` onto the plain tree ``dst``."""
+    links: dict[tuple[int, int], str] = {}
+    for rel, st in _scan(src):
+        source, target = os.path.join(src, rel), os.path.join(dst, rel)
+        if not os.path.isdir(os.path.dirname(target)) or os.path.islink(os.path.dirname(target)):
+            continue  # below a whiteout or a non-dir that replaced the dir: hidden
+        existing = _lstat(target)
+        if _is_whiteout(st):
+            if existing is not None:
+                _remove(target)
+            continue
+        if stat.S_ISDIR(st.st_mode):
+            if existing is not None and (not stat.S_ISDIR(existing.st_mode) or _is_opaque(source)):
+                _remove(target)
+                existing = None
+            if existing is None:
+                os.mkdir(target, 0o700)
+            continue
+        if existing is not None:
+            _remove(target)
+        _copy_entry(source, target, st, links)
+    _dir_meta(src, dst)
+
+
+def _dir_meta(src: str, dst: str) -> None:
+    """Copy dir metadata deepest first (adding children moved the mtimes)."""
+    dirs = [rel for rel, st in _scan(src) if stat.S_ISDIR(st.st_mode)]
+    for rel in reversed(dirs):
+        target = os.path.join(dst, rel)
+        if os.path.isdir(target) and not os.path.islink(target):
+            source = os.path.join(src, rel)
+            _copy_meta(source, target, os.stat(source, follow_symlinks=False))
+
+
+def _write_diff(merged: str, baseline: Mapping[str, Baseline], upper: str) -> None:
+    final = dict(_scan(merged))
+    fresh: list[str] = []  # dirs that are new or replaced: everything below them is new
+    wanted: dict[str, str] = {}  # rel -> "copy" | "opaque" | "dir"
+    for rel, st in final.items():
+        before = baseline.get(rel)
+        is_dir = stat.S_ISDIR(st.st_mode)
+        if any(rel.startswith(d + "/") for d in fresh):
+            wanted[rel] = "dir" if is_dir else "copy"
+        elif before is None or before.ino != st.st_ino:
+            if is_dir:
+                fresh.append(rel)
+                wanted[rel] = "opaque" if before is not None else "dir"
+            else:
+                wanted[rel] = "copy"
+        elif _changed(before, st):
+            wanted[rel] = "dir" if is_dir else "copy"
+    for rel in baseline:
+        if rel in final:
+            continue
+        parent = os.path.dirname(rel)
+        if parent and (parent not in final or baseline[parent].ino != final[parent].st_ino):
+            continue  # the parent went or was replaced: its own whiteout or opaque covers it
+        wanted[rel] = "whiteout"
+    _materialise(merged, final, wanted, upper)
+
+
+def _materialise(
+    merged: str, final: Mapping[str, os.stat_result], wanted: Mapping[str, str], upper: str
+) -> None:
+    links: dict[tuple[int, int], str] = {}
+    dirs: set[str] = set()
+    for rel in sorted(wanted):
+        parts = rel.split("/")
+        for i in range(1, len(parts)):  # parent dirs, as overlayfs copies them up
+            parent = "/".join(parts[:i])
+            if parent not in dirs:
+                os.mkdir(os.path.join(upper, parent), 0o700)
+                dirs.add(parent)
+        target = os.path.join(upper, rel)
+        kind = wanted[rel]
+        if kind == "whiteout":
+            os.mknod(target, stat.S_IFCHR, os.makedev(0, 0))  # mode 0, as overlayfs makes it
+            continue
+        st = final[rel]
+        if stat.S_ISDIR(st.st_mode):
+            os.mkdir(target, 0o700)
+            dirs.add(rel)
+            if kind == "opaque":
+                _set_opaque(target)
+        else:
+            _copy_entry(os.path.join(merged, rel), target, st, links)
+    for rel in sorted(dirs, key=lambda r: r.count("/"), reverse=True):
+        source = os.path.join(merged, rel)
+        _copy_meta(source, os.path.join(upper, rel), final[rel])
+
+
+def _set_opaque(path: str) -> None:
+    """Mark ``path`` opaque as overlayfs would: trusted.* as host root, user.* otherwise."""
+    try:
+        os.setxattr(path, "trusted.overlay.opaque", b"y")
+    except PermissionError:
+        os.setxattr(path, "user.overlay.opaque", b"y")
+
+
+def _copy_entry(src: str, dst: str, st: os.stat_result, links: dict[tuple[int, int], str]) -> None:
+    """Copy one non-dir entry with its metadata; hard links stay links."""
+    key = (st.st_dev, st.st_ino)
+    if st.st_nlink > 1 and key in links:
+        os.link(links[key], dst, follow_symlinks=False)
+        return
+    mode = st.st_mode
+    if stat.S_ISREG(mode):
+        shutil.copyfile(src, dst, follow_symlinks=False)
+    elif stat.S_ISLNK(mode):
+        os.symlink(os.readlink(src), dst)
+    elif stat.S_ISFIFO(mode):
+        os.mkfifo(dst, 0o600)
+    elif stat.S_ISCHR(mode) or stat.S_ISBLK(mode):
+        try:
+            os.mknod(dst, stat.S_IFMT(mode) | 0o600, st.st_rdev)
+        except PermissionError:
+            return  # not permitted here (user namespace): skipped, as extraction does
+    else:
+        return  # sockets are not part of a layer
+    _copy_meta(src, dst, st)
+    if st.st_nlink > 1:
+        links[key] = dst
+
+
+def _copy_meta(src: str, dst: str, st: os.stat_result) -> None:
+    """Owner, mode, xattrs (not overlayfs's own) and times of ``src`` onto ``dst``."""
+    is_link = stat.S_ISLNK(st.st_mode)
+    try:
+        os.lchown(dst, st.st_uid, st.st_gid)
+    except OSError as exc:
+        if exc.errno not in (errno.EINVAL, errno.EPERM):
+            raise  # EINVAL: an id this user namespace does not map; it stays ours
+    if not is_link:
+        os.chmod(dst, stat.S_IMODE(st.st_mode))
+    try:
+        names = os.listxattr(src, follow_symlinks=False)
+    except OSError:
+        names = []
+    for name in names:
+        if name.startswith(OVERLAY_XATTR_PREFIXES):
+            continue
+        try:
+            value = os.getxattr(src, name, follow_symlinks=False)
+            os.setxattr(dst, name, value, follow_symlinks=False)
+        except OSError:
+            continue  # not permitted here (e.g. trusted.* rootless): skipped
+    os.utime(dst, ns=(st.st_atime_ns, st.st_mtime_ns), follow_symlinks=False)
+
+
+def _lstat(path: str) -> os.stat_result | None:
+    try:
+        return os.lstat(path)
+    except FileNotFoundError:
+        return None
+
+
+def _remove(path: str) -> None:
+    if os.path.isdir(path) and not os.path.islink(path):
+        shutil.rmtree(path)
+    else:
+        os.unlink(path)

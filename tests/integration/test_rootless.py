@@ -1,0 +1,343 @@
+"""Rootless mode: pybuild run by real unprivileged users created for the test.
+
+Set-up needs root (useradd, and a private mount namespace, see ``_as_user``); the CLI
+itself then runs with ``setpriv`` as the user, with its store in the user's home
+(``~/.local/share/pybuild``, the default root). One user gets a subordinate id range
+(full mapping through newuidmap), the other none (single-id mapping).
+
+Python lives under /root here (pyenv), and /root is mode 0700. Rather than chmod /root on
+the host, each CLI call runs in a private mount namespace where a small tmpfs covers
+/root and only the Python installation is bound back at its own path: the user can run
+that Python and nothing else of /root, and nothing changes outside the test process.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tarfile
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from tests.integration.clihelp import REPO, Pybuild, Result, write_context
+
+pytestmark = [
+    pytest.mark.requires_root,
+    pytest.mark.requires_overlay,
+    pytest.mark.skipif(
+        any(shutil.which(t) is None for t in ("useradd", "userdel", "setpriv", "unshare")),
+        reason="needs useradd, userdel, setpriv and unshare (util-linux, passwd)",
+    ),
+]
+
+EPOCH = "1700000000"
+PREFIX = os.path.realpath(sys.base_prefix)
+# $1 user, $2 the Python prefix to keep visible, then the command.
+_AS_USER = r"""
+set -e
+user=$1; prefix=$2; shift 2
+case "$prefix" in
+/root/*)
+    keep=$(mktemp -d)
+    mount --rbind "$prefix" "$keep"
+    mount -t tmpfs -o mode=0755,size=1m pybuild-test-root /root
+    mkdir -p "$prefix"
+    mount --move "$keep" "$prefix"
+    rmdir "$keep" 2>/dev/null || true
+    ;;
+esac
+exec setpriv --reuid="$user" --regid="$user" --clear-groups -- "$@"
+"""
+
+
+@dataclass(frozen=True)
+class User:
+    name: str
+    home: Path
+    subuid: int | None  # first id of its subordinate range, None without one
+
+    def pybuild(
+        self, *args: str | Path, ok: bool = True, env: dict[str, str] | None = None
+    ) -> Result:
+        """Run the CLI as this user, default store (~/.local/share/pybuild)."""
+        full_env = {
+            k: v for k, v in os.environ.items() if k not in ("PYBUILD_ROOT", "XDG_DATA_HOME")
+        }
+        full_env.update(
+            HOME=str(self.home),
+            USER=self.name,
+            PYTHONDONTWRITEBYTECODE="1",
+            SOURCE_DATE_EPOCH=EPOCH,
+            **(env or {}),
+        )
+        command = [
+            "unshare", "--mount", "--propagation", "private",
+            "sh", "-c", _AS_USER, "sh", self.name, PREFIX,
+            sys.executable, "-m", "builder.cli", *map(str, args),
+        ]  # fmt: skip
+        done = subprocess.run(
+            command, capture_output=True, text=True, env=full_env, cwd=REPO, timeout=300
+        )
+        result = Result(done.returncode, done.stdout, done.stderr)
+        if ok and done.returncode != 0:
+            raise AssertionError(
+                f"pybuild {args} as {self.name} failed:\n{done.stderr}\n{done.stdout}"
+            )
+        return result
+
+    def give(self, path: Path) -> Path:
+        """Hand ``path`` (a tree) over to the user."""
+        subprocess.run(["chown", "-R", f"{self.name}:{self.name}", str(path)], check=True)
+        return path
+
+
+def _make_user(with_range: bool) -> User:
+    name = f"pbrl{uuid.uuid4().hex[:8]}"
+    # System users (-r) get no subordinate ids; normal ones get useradd's automatic range.
+    flags = ["-m", "-s", "/bin/sh"] if with_range else ["-r", "-m", "-s", "/bin/sh"]
+    subprocess.run(["useradd", *flags, name], check=True, capture_output=True)
+    home = Path(f"~{name}").expanduser()
+    start = None
+    for line in Path("/etc/subuid").read_text().splitlines():
+        fields = line.split(":")
+        if fields[0] == name:
+            start = int(fields[1])
+    if with_range and start is None:
+        _remove_user(name)
+        pytest.skip("useradd gave the test user no /etc/subuid range")
+    if not with_range and start is not None:
+        _remove_user(name)
+        pytest.fail(f"system user {name} unexpectedly got a subordinate range")
+    return User(name, home, start)
+
+
+def _remove_user(name: str) -> None:
+    subprocess.run(["pkill", "-KILL", "-u", name], check=False, capture_output=True)
+    subprocess.run(["userdel", "-r", "-f", name], check=False, capture_output=True)
+    for path in ("/etc/subuid", "/etc/subgid"):  # userdel normally does this already
+        subprocess.run(["sed", "-i", f"/^{name}:/d", path], check=False)
+
+
+@pytest.fixture(scope="module")
+def base_for_users() -> Iterator[Path]:
+    sys.path.insert(0, str(REPO / "fixtures"))
+    from make_base import make_base
+
+    out = Path(f"/tmp/pybuild-rootless-base-{uuid.uuid4().hex[:8]}.tar")
+    make_base(out, "docker", "busybox:latest")
+    out.chmod(0o644)
+    yield out
+    out.unlink()
+
+
+def _user(with_range: bool, base: Path) -> Iterator[User]:
+    user = _make_user(with_range)
+    try:
+        user.pybuild("load", "-i", base)
+        yield user
+    finally:
+        _remove_user(user.name)
+
+
+@pytest.fixture(scope="module")
+def ranged_user(base_for_users: Path) -> Iterator[User]:
+    yield from _user(True, base_for_users)
+
+
+@pytest.fixture(scope="module")
+def single_user(base_for_users: Path) -> Iterator[User]:
+    yield from _user(False, base_for_users)
+
+
+def _context(
+    user: User, name: str, dockerfile: str, files: dict[str, str | bytes] | None = None
+) -> Path:
+    return user.give(write_context(user.home / name, files or {}, dockerfile))
+
+
+def _diff_ids(user: User, image: str) -> list[str]:
+    doc = json.loads(user.pybuild("inspect", image).out)[0]
+    ids: list[str] = doc["Config"]["rootfs"]["diff_ids"]
+    return ids
+
+
+CHOWN_DOCKERFILE = """\
+FROM busybox:latest
+RUN echo hi > /greeting && mkdir /d && chown 1000:1000 /d && rm -rf /tmp
+CMD ["cat", "/greeting"]
+"""
+
+
+def test_rootless_user_with_subuid_range_builds_runs_and_chowns(ranged_user: User) -> None:
+    ctx = _context(ranged_user, "ctx", CHOWN_DOCKERFILE)
+    ranged_user.pybuild("build", "--progress", "plain", "-t", "hi:1", ctx)
+    assert ranged_user.pybuild("run", "--rm", "hi:1").out == "hi\n"
+    owner = ranged_user.pybuild("run", "--rm", "hi:1", "stat", "-c", "%u:%g", "/d").out
+    assert owner == "1000:1000\n"
+    # On the host the store belongs to the user, and id 1000 is subuid start + 999.
+    store = ranged_user.home / ".local/share/pybuild"
+    assert store.stat().st_uid == pwd_uid(ranged_user.name)
+    assert ranged_user.subuid is not None
+    layer_dirs = [p / "d" for p in (store / "layers").iterdir() if (p / "d").is_dir()]
+    assert [p.stat().st_uid for p in layer_dirs] == [ranged_user.subuid + 999]
+    # The container saw itself as root of a user namespace, not host root.
+    ids = ranged_user.pybuild("run", "--rm", "hi:1", "cat", "/proc/self/uid_map").out.split()
+    assert ids[:3] == ["0", str(pwd_uid(ranged_user.name)), "1"]
+
+
+def test_rootless_user_without_range_builds_and_runs_as_single_id(single_user: User) -> None:
+    ctx = _context(single_user, "ctx", "FROM busybox:latest\nRUN echo hi > /greeting\n")
+    single_user.pybuild("build", "--progress", "plain", "-t", "hi:1", ctx)
+    assert single_user.pybuild("run", "--rm", "hi:1", "cat", "/greeting").out == "hi\n"
+    ids = single_user.pybuild("run", "--rm", "hi:1", "cat", "/proc/self/uid_map").out.split()
+    assert ids == ["0", str(pwd_uid(single_user.name)), "1"]
+
+
+def test_rootless_single_id_chown_to_other_id_fails_clearly(single_user: User) -> None:
+    ctx = _context(single_user, "chown", CHOWN_DOCKERFILE)
+    result = single_user.pybuild("build", "--progress", "plain", ctx, ok=False)
+    assert result.code == 1
+    err = " ".join(result.err.split())  # the message is wrapped to the terminal width
+    assert "Invalid argument" in err
+    assert "single-id mapping" in err
+    assert "subordinate id range" in err
+    assert "Traceback" not in result.err
+
+
+def test_rootless_single_id_run_as_other_user_is_refused(single_user: User) -> None:
+    ctx = _context(single_user, "plain", "FROM busybox:latest\nRUN true\n")
+    single_user.pybuild("build", "--progress", "plain", "-t", "plain:1", ctx)
+    result = single_user.pybuild("run", "--rm", "-u", "1000", "plain:1", "id", ok=False)
+    assert result.code == 125
+    assert "has no id in this rootless sandbox" in " ".join(result.err.split())
+    assert "Traceback" not in result.err
+
+
+SNAPSHOT_DOCKERFILE = """\
+FROM busybox:latest
+COPY app.txt /app/app.txt
+RUN echo new > /new && rm /bin/true && chmod 700 /home && ln -s /new /link \\
+    && mkdir -p /etc/sub && echo x > /etc/sub/f && ln /new /hard && rm -rf /var \\
+    && mkdir /var && echo y > /var/z && chown 1:1 /var/z
+WORKDIR /app/work
+RUN echo more >> /app/app.txt && rm -rf /etc/sub
+"""
+
+
+def test_copy_snapshotter_gives_the_same_layers_as_overlay_rootless(ranged_user: User) -> None:
+    ctx = _context(ranged_user, "snap", SNAPSHOT_DOCKERFILE, {"app.txt": "app\n"})
+    ranged_user.pybuild("build", "--progress", "plain", "-t", "ov:1", ctx)
+    ranged_user.pybuild(
+        "build", "--progress", "plain", "--no-cache", "-t", "cp:1", ctx,
+        env={"PYBUILD_SNAPSHOTTER": "copy"},
+    )  # fmt: skip
+    overlay, copied = _diff_ids(ranged_user, "ov:1"), _diff_ids(ranged_user, "cp:1")
+    assert len(overlay) == 5
+    assert overlay == copied
+    out = ranged_user.pybuild(
+        "run", "--rm", "cp:1", "sh", "-c", "cat /new /var/z /app/app.txt; ls /etc/sub",
+        ok=False, env={"PYBUILD_SNAPSHOTTER": "copy"},
+    )  # fmt: skip
+    assert out.out == "new\ny\napp\nmore\n"
+    assert "No such file" in out.err
+
+
+def test_unknown_snapshotter_is_a_clear_error(ranged_user: User) -> None:
+    ctx = _context(ranged_user, "bad", "FROM busybox:latest\nRUN true\n")
+    result = ranged_user.pybuild(
+        "build", "--progress", "plain", "--no-cache", ctx, ok=False,
+        env={"PYBUILD_SNAPSHOTTER": "zfs"},
+    )  # fmt: skip
+    assert result.code != 0
+    assert "PYBUILD_SNAPSHOTTER='zfs'" in " ".join(result.err.split())
+    assert "Traceback" not in result.err
+
+
+def test_copy_snapshotter_gives_the_same_layers_as_overlay_as_root(
+    pybuild: Pybuild, tmp_path: Path
+) -> None:
+    ctx = write_context(tmp_path / "snap", {"app.txt": "app\n"}, SNAPSHOT_DOCKERFILE)
+    env = {"SOURCE_DATE_EPOCH": EPOCH}
+    pybuild("build", "--progress", "plain", "-t", "ov:1", ctx, env=env)
+    env_copy = {**env, "PYBUILD_SNAPSHOTTER": "copy"}
+    pybuild("build", "--progress", "plain", "--no-cache", "-t", "cp:1", ctx, env=env_copy)
+    overlay = pybuild.inspect("ov:1")["Config"]["rootfs"]["diff_ids"]
+    assert len(overlay) == 5
+    assert pybuild.inspect("cp:1")["Config"]["rootfs"]["diff_ids"] == overlay
+
+
+@pytest.fixture(scope="module")
+def base_owned_by_1000(
+    tmp_path_factory: pytest.TempPathFactory, base_for_users: Path
+) -> Iterator[Path]:
+    """An image archive (``owned:1``) whose top layer has /data and /data/f owned by
+    1000:1000, built by root."""
+    tmp = tmp_path_factory.mktemp("owned")
+    cli = Pybuild(tmp / "store")
+    cli("load", "-i", base_for_users)
+    ctx = write_context(
+        tmp / "ctx",
+        {},
+        "FROM busybox:latest\nRUN mkdir /data && echo v > /data/f && chown -R 1000:1000 /data\n",
+    )
+    cli.build(ctx, "-t", "owned:1")
+    out = Path(f"/tmp/pybuild-rootless-owned-{uuid.uuid4().hex[:8]}.tar")
+    cli("save", "-o", out, "owned:1")
+    out.chmod(0o644)
+    yield out
+    out.unlink()
+
+
+def _top_layer_owners(archive: Path) -> dict[str, tuple[int, int]]:
+    """name -> (uid, gid) of the entries of the last layer of an uncompressed OCI archive."""
+    with tarfile.open(archive) as outer:
+
+        def blob(digest: str) -> bytes:
+            member = outer.extractfile("blobs/sha256/" + digest.split(":")[1])
+            assert member is not None
+            return member.read()
+
+        index = json.loads(outer.extractfile("index.json").read())  # type: ignore[union-attr]
+        manifest = json.loads(blob(index["manifests"][0]["digest"]))
+        layer = blob(manifest["layers"][-1]["digest"])
+    with tarfile.open(fileobj=io.BytesIO(layer)) as inner:
+        return {m.name.rstrip("/"): (m.uid, m.gid) for m in inner.getmembers()}
+
+
+@pytest.mark.parametrize("snapshotter", ["overlay", "copy"])
+def test_rootless_single_id_keeps_lower_layer_ids_in_new_layers(
+    single_user: User, base_owned_by_1000: Path, snapshotter: str
+) -> None:
+    single_user.pybuild("load", "-i", base_owned_by_1000)
+    ctx = _context(
+        single_user,
+        f"keep-{snapshotter}",
+        "FROM owned:1\nRUN echo w >> /data/f && touch /data/new\n",
+    )
+    env = {"PYBUILD_SNAPSHOTTER": snapshotter}
+    single_user.pybuild("build", "--progress", "plain", "--no-cache", "-t", "kept:1", ctx, env=env)
+    archive = single_user.home / f"kept-{snapshotter}.tar"
+    single_user.pybuild(
+        "save", "--format", "oci", "--compression", "uncompressed", "-o", archive, "kept:1"
+    )
+    owners = _top_layer_owners(archive)
+    # Copied up from the lower layer: the tar's ids again, though on disk they are ours.
+    assert owners["data"] == (1000, 1000)
+    assert owners["data/f"] == (1000, 1000)
+    assert owners["data/new"] == (0, 0)  # made by root in the container
+    inside = single_user.pybuild("run", "--rm", "kept:1", "cat", "/data/f").out
+    assert inside == "v\nw\n"
+
+
+def pwd_uid(name: str) -> int:
+    import pwd
+
+    return pwd.getpwnam(name).pw_uid
