@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import dataclasses
 import errno
 import fcntl
 import json
@@ -41,13 +42,14 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, NoReturn
 
-from runtime import cgroups, linux
+from runtime import cgroups, linux, snapshot
 from runtime.errors import RuntimeFailure, SandboxError, UserNotFound
-from runtime.rootfs import MountStub, remove_stubs
+from runtime.rootfs import MountStub, remove_stubs, use_copy_snapshotter
 from runtime.rootsetup import Staging, pivot, setup_root, stage
 from runtime.seccomp import build_default_profile
 from runtime.security import finish_lock_down, restrict_capabilities
 from runtime.spec import ContainerSpec, RunResult, spec_from_json
+from runtime.userns import become, explain_single_mapping
 from runtime.users import resolve_user
 
 FORWARDED_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
@@ -117,6 +119,11 @@ def _run(spec: ContainerSpec, stdio: tuple[int, ...]) -> RunResult:
     with contextlib.ExitStack() as stack:
         tmp = stack.enter_context(tempfile.TemporaryDirectory(prefix="pybuild-sandbox-"))
         staging = stage(Path(tmp), spec)
+        copy = None
+        if use_copy_snapshotter():  # before the fork: the diff needs the baseline here
+            copy = snapshot.prepare(spec.rootfs)
+            stack.callback(snapshot.discard, copy)
+            staging = dataclasses.replace(staging, copy_root=copy.merged)
         group = None
         if cgroups.needed(spec.resources):
             name = f"pybuild-{os.getpid()}-{secrets.token_hex(4)}"
@@ -142,8 +149,10 @@ def _run(spec: ContainerSpec, stdio: tuple[int, ...]) -> RunResult:
         for signum in handled:
             signal.signal(signum, signal.SIG_IGN)
         os.close(pidfd)
+        if copy is not None:
+            snapshot.finish(spec.rootfs, copy)
         remove_stubs(spec.rootfs, [_stub(m["stub"]) for m in messages if "stub" in m])
-        result = _result(status, messages)
+        result = explain_single_mapping(_result(status, messages))
         return result if group is None else _explain_limits(result, group, spec)
 
 
@@ -232,6 +241,8 @@ def _child(
         install_filter = None if spec.privileged else build_default_profile()
         setup_root(spec, staging, report)
         pivot(staging.root)
+        if spec.init:
+            _fork_under_init(spec, install_filter, report_w)  # returns in the command's fork
         _exec(spec, install_filter)
     except _ExecFailure as exc:
         code = exc.code
@@ -251,6 +262,62 @@ def _child(
         )
     finally:
         os._exit(code)
+
+
+INIT_FORWARDED = (
+    *FORWARDED_SIGNALS,
+    signal.SIGQUIT,
+    signal.SIGUSR1,
+    signal.SIGUSR2,
+    signal.SIGWINCH,
+    signal.SIGALRM,
+)
+
+
+def _fork_under_init(
+    spec: ContainerSpec, install_filter: Callable[[], None] | None, report_w: int
+) -> None:
+    """``--init`` (tini's job): fork the command and stay PID 1 to forward signals to it
+    and reap every orphaned zombie; exit with its status (128+N if killed by signal N).
+
+    Returns only in the command's process, which gets its own process group (in the
+    foreground of the pty with ``tty``) so terminal signals reach it and not PID 1.
+    """
+    signal.pthread_sigmask(signal.SIG_BLOCK, INIT_FORWARDED)
+    child = os.fork()
+    if child == 0:
+        os.setpgid(0, 0)
+        if spec.tty:
+            signal.signal(signal.SIGTTOU, signal.SIG_IGN)  # tcsetpgrp from the background
+            with contextlib.suppress(OSError):
+                os.tcsetpgrp(0, os.getpgrp())
+            signal.signal(signal.SIGTTOU, signal.SIG_DFL)
+        signal.pthread_sigmask(signal.SIG_SETMASK, [])
+        return
+    try:
+        os.close(report_w)  # the command's copy alone says when it has exec'd
+        code = _reap_until(child, install_filter)
+    except BaseException:  # never return into the set-up code as PID 1
+        code = SETUP_FAILED
+    os._exit(code)
+
+
+def _reap_until(child: int, install_filter: Callable[[], None] | None) -> int:
+    def forward(signum: int, _frame: object) -> None:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(child, signum)
+
+    for signum in INIT_FORWARDED:
+        signal.signal(signum, forward)
+    signal.pthread_sigmask(signal.SIG_SETMASK, [])
+    if install_filter is not None:  # PID 1 holds no more power than it needs
+        restrict_capabilities(("CAP_KILL",))
+        finish_lock_down(install_filter)
+    while True:
+        pid, status = os.wait()  # any orphan's zombie, until the command's own
+        if pid == child:
+            code = os.waitstatus_to_exitcode(status)
+            return 128 - code if code < 0 else code
 
 
 def _take_stdio(stdio: tuple[int, ...], keep: int) -> None:
@@ -282,9 +349,7 @@ def _exec(spec: ContainerSpec, install_filter: Callable[[], None] | None) -> Non
     user = resolve_user(Path("/"), spec.user)
     if install_filter is not None:
         restrict_capabilities()  # as root: the bounding set needs CAP_SETPCAP to shrink
-    os.setgroups(list(user.groups))
-    os.setgid(user.gid)
-    os.setuid(user.uid)
+    become(user.uid, user.gid, user.groups, spec.user)
     linux.set_pdeathsig(signal.SIGKILL)  # the kernel clears it when credentials change
     env: dict[str, str] = {}
     for entry in spec.env:

@@ -38,6 +38,11 @@ class Sandbox:
         self._init_stderr = init_stderr
         self._outcome: RunResult | RuntimeFailure | None = None
 
+    @property
+    def pid(self) -> int:
+        """The host pid of the sandbox's outer init (the container's PID 1 is its child)."""
+        return self._proc.pid
+
     def running(self) -> bool:
         """True until the sandbox (its init included) has exited."""
         return self._proc.poll() is None

@@ -89,6 +89,9 @@ class ContainerSpec:
     # Skip the lock-down (capabilities, no_new_privs, seccomp, masked and read-only /proc
     # paths), as docker's --privileged and BuildKit's RUN --security=insecure do.
     privileged: bool = False
+    # An init of ours as PID 1 (docker's --init): forwards signals to the command and
+    # reaps orphaned zombies; the command then runs as PID 2.
+    init: bool = False
 
 
 @dataclass(frozen=True)
@@ -181,6 +184,7 @@ def spec_to_json(spec: ContainerSpec) -> str:
             "cpus": spec.resources.cpus,
         },
         "privileged": spec.privileged,
+        "init": spec.init,
     }
     return json.dumps(body, sort_keys=True)
 
@@ -218,6 +222,7 @@ def spec_from_json(text: str) -> ContainerSpec:
             ),
             resources=_resources(body["resources"]),
             privileged=_bool(body["privileged"]),
+            init=_bool(body.get("init", False)),
         )
     except (ValueError, KeyError, TypeError, AttributeError) as exc:
         raise SandboxError(f"malformed container spec JSON: {exc}") from exc
