@@ -20,6 +20,7 @@ from builder.copyaction import CopyAction
 from builder.errors import BuildError
 from builder.mounts import RunMount, mounted
 from builder.rootpath import resolve_in_root
+from builder.secrets import BuildSecrets
 from cache.keys import KeyInputs
 from runtime.errors import RuntimeFailure
 from runtime.rootfs import mounted_overlay
@@ -52,6 +53,8 @@ class ExecContext:
     stage_roots: Mapping[int, tuple[Path, ...]] = field(default_factory=dict)
     stage_keys: Mapping[int, str] = field(default_factory=dict)
     log: Callable[[str], None] = lambda line: None
+    store_root: Path | None = None  # where RUN --mount=type=cache dirs live (None: scratch)
+    secrets: BuildSecrets = field(default_factory=BuildSecrets)  # --secret/--ssh sources
 
 
 @dataclass(frozen=True)
@@ -67,6 +70,7 @@ class RunAction:
     text: str  # the command as the user wrote it, for messages
     scripts: tuple[tuple[str, str], ...] = ()  # heredoc scripts: (container path, content)
     run_mounts: tuple[RunMount, ...] = ()  # RUN --mount
+    privileged: bool = False  # RUN --security=insecure (with --allow security.insecure)
 
     def key_inputs(self, parent: str, instruction: str, ctx: ExecContext) -> KeyInputs:
         extra: tuple[tuple[str, str], ...] = (
@@ -81,17 +85,19 @@ class RunAction:
         )
 
     def execute(self, rootfs: Rootfs, ctx: ExecContext) -> None:
-        with mounted(self.run_mounts, ctx) as (binds, tmpfs):
+        with mounted(self.run_mounts, ctx) as extra:
+            overridden = {e.partition("=")[0] for e in extra.env}
             spec = ContainerSpec(
                 rootfs=rootfs,
                 args=self.args,
-                env=self.env,
+                env=(*(e for e in self.env if e.partition("=")[0] not in overridden), *extra.env),
                 cwd=self.cwd,
                 user=self.user,
                 network=self.network,
                 hostname="pybuild",
-                mounts=(*self._script_mounts(ctx.scratch), *binds),
-                tmpfs=tmpfs,
+                mounts=(*self._script_mounts(ctx.scratch), *extra.binds),
+                tmpfs=extra.tmpfs,
+                privileged=self.privileged,
             )
             result, tail = _run_logged(ctx, spec)
         if result.exit_code != 0:

@@ -17,8 +17,11 @@ _MAX_LINKS = 40
 
 
 def clean(path: str) -> str:
-    """An absolute, normalised container path (``a/../b`` -> ``/b``)."""
-    return posixpath.normpath("/" + path) if path else "/"
+    """An absolute, normalised container path (``a/../b`` -> ``/b``, ``//x`` -> ``/x``).
+
+    POSIX ``normpath`` keeps exactly two leading slashes, so they are stripped first.
+    """
+    return posixpath.normpath("/" + path.lstrip("/"))
 
 
 def resolve_in_root(root: Path, path: str, *, follow_last: bool = True) -> Path:

@@ -28,6 +28,7 @@ class PlanContext:
     stage_names: Mapping[str, int]  # lower-cased stage name -> index
     current_stage: int
     image_stage: ImageStage | None = None
+    allow_insecure: bool = False  # --allow security.insecure: RUN --security=insecure runs
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,127 @@
+"""Persistent directories for ``RUN --mount=type=cache``.
+
+Each cache id has a home ``<store>/cachemounts/<sha256 of id and seed>/`` holding the
+id (for people), numbered instances ``0``, ``1``... and one lock file per instance.
+They outlive builds, never enter a layer or a step key, and go with
+``pybuild cache prune --all``.
+
+Sharing, as BuildKit's: ``shared`` users hold a shared lock on instance 0 and use it at
+once; ``locked`` users take it exclusively, one RUN at a time; ``private`` users take
+the first instance nobody holds, so concurrent RUNs each get their own directory.
+The locks are ``flock``s on separate open files, so they also order threads of one build.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import hashlib
+import os
+import shutil
+import subprocess
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+from builder.errors import BuildError
+
+SHARING_MODES = ("shared", "private", "locked")
+CACHE_DIR_NAME = "cachemounts"
+
+
+@dataclass(frozen=True)
+class CacheRequest:
+    """One cache mount to provide: ``seed`` (a directory) fills a new cache once."""
+
+    id: str
+    sharing: str = "shared"
+    mode: int = 0o755
+    uid: int = 0
+    gid: int = 0
+    seed: Path | None = None
+    seed_key: str = ""  # what the seed is (a stage key and path): part of the cache's name
+
+
+def cache_home(store_root: Path, request: CacheRequest) -> Path:
+    """The directory holding every instance of ``request``'s cache."""
+    name = hashlib.sha256(f"{request.id}\0{request.seed_key}".encode()).hexdigest()[:32]
+    return store_root / CACHE_DIR_NAME / name
+
+
+@contextmanager
+def cache_dir(store_root: Path, request: CacheRequest) -> Iterator[Path]:
+    """The cache directory to mount, locked as ``request.sharing`` says until exit."""
+    if request.sharing not in SHARING_MODES:
+        raise BuildError(f"cache sharing {request.sharing!r} is not one of {SHARING_MODES}")
+    home = cache_home(store_root, request)
+    home.mkdir(parents=True, exist_ok=True)
+    id_file = home / "id"
+    if not id_file.exists():
+        id_file.write_text(request.id + "\n")
+    with _instance_lock(home, request.sharing) as number:
+        data = home / str(number)
+        if not data.is_dir():
+            _create(data, request)
+        yield data
+
+
+@contextmanager
+def _instance_lock(home: Path, sharing: str) -> Iterator[int]:
+    number = 0
+    while True:
+        fd = os.open(home / f"{number}.lock", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        try:
+            if sharing == "private":
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            else:
+                fcntl.flock(fd, fcntl.LOCK_SH if sharing == "shared" else fcntl.LOCK_EX)
+        except BlockingIOError:
+            os.close(fd)
+            number += 1  # private: that instance is in use; try the next one
+            continue
+        except BaseException:
+            os.close(fd)
+            raise
+        try:
+            yield number
+        finally:
+            os.close(fd)  # releases the lock
+        return
+
+
+def _create(data: Path, request: CacheRequest) -> None:
+    """Make instance ``data`` atomically: a temp dir, filled, then renamed into place."""
+    tmp = data.with_name(f".{data.name}.tmp-{os.getpid()}-{threading.get_ident()}")
+    shutil.rmtree(tmp, ignore_errors=True)
+    try:
+        if request.seed is not None:
+            _seed(request.seed, tmp)
+        else:
+            tmp.mkdir()
+            os.chown(tmp, request.uid, request.gid)
+            os.chmod(tmp, request.mode)
+        try:
+            os.rename(tmp, data)
+        except OSError:
+            if not data.is_dir():  # else another user of a shared cache made it first
+                raise
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _seed(source: Path, tmp: Path) -> None:
+    if not source.is_dir():
+        raise BuildError(
+            "RUN --mount=type=cache: the from/source path is not a directory",
+            hint="point source= at a directory of the from= stage or image",
+        )
+    # cp -a keeps owners, modes, links and times, which shutil.copytree does not.
+    done = subprocess.run(
+        ["cp", "-a", "--", f"{source}/.", str(tmp)],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    if done.returncode != 0:
+        raise BuildError(f"cannot seed the cache mount from {source}: {done.stderr.strip()}")
