@@ -10,13 +10,13 @@ from __future__ import annotations
 
 import fnmatch
 import posixpath
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Sequence, Set
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from builder.addsrc import extract_archive, is_archive
+from builder.addsrc import RemoteSources, extract_archive, is_archive
 from builder.copy import CopyOptions, SourceItem, copy_sources, walk_tree
 from builder.errors import BuildError
 from builder.modes import Chmod
@@ -46,8 +46,10 @@ class CopyAction:
     heredocs: tuple[tuple[str, str], ...] = ()  # (file name, content after expansion)
     parents: bool = False
     unpack: bool = False  # ADD: extract sources that are tar archives
+    remote: RemoteSources | None = None  # ADD: URL and git sources (never extracted)
 
     def key_inputs(self, parent: str, instruction: str, ctx: ExecContext) -> KeyInputs:
+        sources: tuple[tuple[str, str], ...]
         if self.from_stage is not None:
             sources = ((f"stage:{self.from_stage}", ctx.stage_keys[self.from_stage]),)
             files: tuple[tuple[str, str], ...] = ()
@@ -57,6 +59,8 @@ class CopyAction:
             rels = self._context_rels(ctx)
             sources = (("context", ctx.context.fingerprint(rels, excludes=self.excludes)),)
             files = file_records(ctx.context, rels, excludes=self.excludes)
+        if self.remote is not None:
+            sources += self.remote.key_pairs(ctx.scratch)
         return KeyInputs(
             parent=parent, instruction=instruction, env=(), sources=sources, files=files
         )
@@ -73,18 +77,27 @@ class CopyAction:
         with mounted_overlay(rootfs, target) as root:
             owner = self._owner(root)
             opts = CopyOptions(owner=owner, chmod=self.chmod, chown_parents=bool(self.chown))
-            items = self._heredoc_items(ctx.scratch)
+            fetched = self.remote.items(ctx.scratch) if self.remote is not None else []
+            items = [*(("", item) for item in fetched), *self._heredoc_items(ctx.scratch)]
+            kept = {item.path for item in fetched}  # remote files are never extracted
             if self.from_stage is None:
                 items = [*(self._context_item(ctx, rel) for rel in self._context_rels(ctx)), *items]
-                self._copy(root, items, opts)
+                self._copy(root, items, opts, kept)
             else:
                 with stage_view(ctx, self.from_stage) as stage_root:
-                    self._copy(root, [*self._stage_items(stage_root), *items], opts)
+                    self._copy(root, [*self._stage_items(stage_root), *items], opts, kept)
 
-    def _copy(self, root: Path, items: list[tuple[str, SourceItem]], opts: CopyOptions) -> None:
+    def _copy(
+        self,
+        root: Path,
+        items: list[tuple[str, SourceItem]],
+        opts: CopyOptions,
+        kept: Set[Path] = frozenset(),
+    ) -> None:
         force_dir = self._force_dir([item for _, item in items])
         for rel, item in items:
-            if self.unpack and not item.is_dir and is_archive(item.path):
+            extract = self.unpack and not item.is_dir and item.path not in kept
+            if extract and is_archive(item.path):
                 dest = self.dest if not self.parents else _parents_dest(self.dest, rel, item)
                 owner = opts.owner if self.chown else None
                 extract_archive(root, item.path, dest, owner)

@@ -13,9 +13,11 @@ import posixpath
 
 from builder import instructions as ins
 from builder.actions import CopyAction
+from builder.addsrc import RemoteSources, remote_source
 from builder.errors import BuildError
 from builder.expand import ShellLexer
 from builder.modes import Chmod, parse_chmod
+from builder.remote import check_checksum, redact
 from builder.state import StageState
 from builder.stepbase import Outcome, PlanContext, expand_in, fail
 
@@ -52,14 +54,25 @@ def _heredocs(state: StageState, instr: ins.Copy, ctx: PlanContext) -> tuple[tup
     return tuple(out)
 
 
-def _check_add_sources(instr: ins.Copy, sources: tuple[str, ...]) -> None:
-    for source in sources:
-        if "://" in source or source.startswith("git@"):
+def _add_sources(
+    instr: ins.Add, sources: tuple[str, ...], checksum: str | None
+) -> tuple[tuple[str, ...], RemoteSources | None]:
+    """Split ADD sources into context paths and URL/git sources (``builder.addsrc``)."""
+    remotes = [remote_source(s, checksum, instr.keep_git_dir) for s in sources]
+    found = tuple(r for r in remotes if r is not None)
+    if checksum is not None:
+        if len(sources) != 1 or not found or found[0].git is not None:
             raise fail(
                 instr,
-                f"ADD of remote sources is not supported yet: {source}",
-                "download the file and COPY it from the build context",
+                "--checksum applies to a single http(s) URL source",
+                "ADD --checksum=sha256:<hex> https://host/file /dest",
             )
+        try:
+            check_checksum(checksum)
+        except BuildError as exc:
+            raise exc.located(instr.location.file, instr.location.line) from None
+    local = tuple(s for s, r in zip(sources, remotes, strict=True) if r is None)
+    return local, (RemoteSources(found) if found else None)
 
 
 def handle_copy(state: StageState, instr: ins.Copy, ctx: PlanContext) -> Outcome:
@@ -67,8 +80,11 @@ def handle_copy(state: StageState, instr: ins.Copy, ctx: PlanContext) -> Outcome
     is_add = isinstance(instr, ins.Add)
     name = "ADD" if is_add else "COPY"
     sources = tuple(expand_in(s, state, ctx, instr) for s in instr.sources)
-    if is_add:
-        _check_add_sources(instr, sources)
+    checksum, remote = None, None
+    local = sources
+    if isinstance(instr, ins.Add):
+        checksum = expand_in(instr.checksum, state, ctx, instr) if instr.checksum else None
+        local, remote = _add_sources(instr, sources, checksum)
     dest = _dest(state, expand_in(instr.dest, state, ctx, instr))
     from_ref = expand_in(instr.from_, state, ctx, instr) if instr.from_ is not None else None
     from_stage = stage_index(from_ref, ctx, instr) if from_ref is not None else None
@@ -77,7 +93,7 @@ def handle_copy(state: StageState, instr: ins.Copy, ctx: PlanContext) -> Outcome
     unpack = instr.unpack if isinstance(instr, ins.Add) else False
     heredocs = _heredocs(state, instr, ctx)
     action = CopyAction(
-        sources=sources,
+        sources=local,
         dest=dest,
         from_stage=from_stage,
         chown=chown,
@@ -86,20 +102,25 @@ def handle_copy(state: StageState, instr: ins.Copy, ctx: PlanContext) -> Outcome
         heredocs=heredocs,
         parents=instr.parents,
         unpack=is_add if unpack is None else unpack,
+        remote=remote,
     )
     shown_flags: list[tuple[str, str | None]] = [
         ("from", from_ref),
         ("chown", chown),
         ("chmod", chmod_text),
+        ("checksum", checksum),
     ]
     flags = "".join(f"--{k}={v} " for k, v in shown_flags if v)
     flags += "".join(f"--exclude={e} " for e in action.excludes)
     flags += "--link " * instr.link + "--parents " * instr.parents
     if isinstance(instr, ins.Add) and instr.unpack is not None:
         flags += f"--unpack={str(instr.unpack).lower()} "
-    shown_sources = [*sources, *(f"<<{n}" for n, _ in heredocs)]
+    if isinstance(instr, ins.Add) and instr.keep_git_dir and remote is not None:
+        flags += "--keep-git-dir=true "
+    shown_sources = [*(redact(s) for s in sources), *(f"<<{n}" for n, _ in heredocs)]
     created_by = f"{name} {flags}{' '.join(shown_sources)} {dest} # buildkit"
-    key_text = f"{name} {json.dumps([flags, *sources, [list(h) for h in heredocs], dest])}"
+    shown = [redact(s) for s in sources]  # no password in the history or the index
+    key_text = f"{name} {json.dumps([flags, *shown, [list(h) for h in heredocs], dest])}"
     return Outcome(state, action, created_by, key_text)
 
 
