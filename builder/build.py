@@ -6,23 +6,26 @@ import subprocess
 import time
 import uuid
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from builder import instructions as ins
 from builder.actions import ExecContext, Sandbox
+from builder.cache_transfer import CacheSpec, export_caches, import_caches
 from builder.context import BuildContext
 from builder.dockerfile import parse_dockerfile
 from builder.errors import BuildError
 from builder.image import commit_image
 from builder.outputs import Output, write_output
 from builder.plan import Plan, PlanRequest, make_plan
+from builder.secrets import BuildSecrets
 from builder.solve import Events, SolveOptions, Solver, StepResult, count_sandbox_runs
 from builder.storage import Storage
 from cache.fscache import open_stat_cache
 from cache.gc import build_guard
 from cache.images import StoredImage
 from cache.index import BuildRecord, BuildStep
+from runtime.spec import ContainerSpec, Resources, RunResult
 
 
 @dataclass(frozen=True)
@@ -34,7 +37,13 @@ class BuildRequest:
     target: str | None = None
     network: str = "host"
     outputs: tuple[Output, ...] = ()
+    resources: Resources = field(default_factory=Resources)  # every RUN step's limits
     solve: SolveOptions = field(default_factory=SolveOptions)
+    # --secret/--ssh sources and --allow (never the secrets' bytes: they are read per RUN)
+    secrets: BuildSecrets = field(default_factory=BuildSecrets)
+    # --cache-from (imported before the solve) and --cache-to (exported after it)
+    cache_from: tuple[CacheSpec, ...] = ()
+    cache_to: tuple[CacheSpec, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -66,6 +75,29 @@ class BuildOutcome:
         return f"{self.cached_steps}/{total} steps cached ({rate:.0f}%)"
 
 
+@dataclass(frozen=True)
+class LimitedSandbox:
+    """A sandbox giving every RUN step the build's ``--memory``/``--pids-limit``/``--cpus``.
+
+    Limits are not part of any cache key, as in docker: they bound how a step runs, not
+    what it makes.
+    """
+
+    inner: Sandbox
+    resources: Resources
+
+    def run(
+        self,
+        spec: ContainerSpec,
+        *,
+        stdin: int | None = None,
+        stdout: int | None = None,
+        stderr: int | None = None,
+    ) -> RunResult:
+        limited = replace(spec, resources=self.resources)
+        return self.inner.run(limited, stdin=stdin, stdout=stdout, stderr=stderr)
+
+
 def read_dockerfile(request: BuildRequest) -> ins.Dockerfile:
     path = request.dockerfile or request.context / "Dockerfile"
     try:
@@ -92,17 +124,29 @@ def run_build(
     dockerfile = read_dockerfile(request)
     context = BuildContext(request.context, dockerfile=request.dockerfile)
     plan = make_plan(
-        PlanRequest(dockerfile, dict(request.build_args), request.target, request.network),
+        PlanRequest(
+            dockerfile,
+            dict(request.build_args),
+            request.target,
+            request.network,
+            allow_insecure=request.secrets.allow_insecure,
+        ),
         lambda name, _instr: _resolve_base(storage, name, _instr),
     )
     for warning in plan.warnings:
         _warn(events, warning)
     scratch = storage.blobs.tmp_dir
-    solver = Solver(storage, ExecContext(context, sandbox, scratch), events, request.solve)
+    if request.resources != Resources():
+        sandbox = LimitedSandbox(sandbox, request.resources)
+    exec_ctx = ExecContext(
+        context, sandbox, scratch, store_root=storage.root, secrets=request.secrets
+    )
+    solver = Solver(storage, exec_ctx, events, request.solve)
     # Held until the image is tagged and exported: a concurrent prune never takes blobs
     # we made but have not recorded yet.
     with build_guard(storage.root), open_stat_cache(storage.root) as stat_cache:
         context.hash_file = stat_cache.cached(context.hash_file)  # unchanged files: no read
+        import_caches(storage, request.cache_from, lambda m: _warn(events, m))
         result = solver.solve(plan)
         image = commit_image(storage, result, request.tags)
         build_id = uuid.uuid4().hex
@@ -110,6 +154,8 @@ def run_build(
         storage.index.record_build(build_record(build_id, dockerfile_path, started, solver.steps))
         for output in request.outputs:
             write_output(storage, output, image.digest, request.tags)
+        note = storage.pull_events or (lambda _m: None)
+        export_caches(storage, request.cache_to, plan, solver.steps, note)
     return BuildOutcome(
         image,
         plan,
