@@ -7,13 +7,17 @@ remaining record or tag refers to.
 
 Builds hold ``build_guard`` (a shared flock on ``<root>/locks/gc``) from their first
 lookup to their tag, and ``prune`` takes it exclusively, so a prune never deletes a blob
-a running build has written but not yet recorded.
+a running build has written but not yet recorded. ``pybuild load`` holds it too (its
+blobs are unreferenced until the tag is written last), and so does ``pybuild run`` while
+its container runs (an image run by digest, or untagged meanwhile, has layers no tag
+keeps).
 """
 
 from __future__ import annotations
 
 import fcntl
 import os
+import shutil
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -37,7 +41,7 @@ _DEAD_GRACE = 2.0
 
 @contextmanager
 def build_guard(root: Path) -> Iterator[None]:
-    """Held (shared) by a build for its whole run; many builds hold it at once."""
+    """Held (shared) by a build, load or run for its whole run; many hold it at once."""
     with _gc_lock(root, fcntl.LOCK_SH, timeout=None):
         yield
 
@@ -63,7 +67,7 @@ def _gc_lock(root: Path, mode: int, *, timeout: float | None) -> Iterator[None]:
             except BlockingIOError:
                 if deadline is not None and time.monotonic() >= deadline:
                     raise StoreLocked(
-                        "a build is running on this store",
+                        "a build, load or container (`pybuild run`) is using this store",
                         hint="wait for it to finish, then retry",
                     ) from None
                 time.sleep(_POLL)
@@ -239,7 +243,18 @@ def prune(
         if options.remove_all:
             cutoff = now - options.unused_for if options.unused_for is not None else now + 1
             builds = index.remove_builds(cutoff)
+            _remove_cache_mounts(blobs)
         return _sweep(blobs, layers, needed(blobs, index), len(doomed), builds)
+
+
+def _remove_cache_mounts(blobs: BlobStore) -> None:
+    """``--all`` also empties the RUN --mount=type=cache dirs (``<root>/cachemounts``);
+    no build runs meanwhile (we hold the exclusive guard), so none is in use."""
+    cache_mounts = blobs.root / "cachemounts"
+    if cache_mounts.is_dir():
+        doomed = blobs.tmp_dir / f"cachemounts-pruned-{os.getpid()}"
+        os.rename(cache_mounts, doomed)  # gone at once; the removal may take a while
+        shutil.rmtree(doomed, ignore_errors=True)
 
 
 def _last_used(record: StepRecord) -> float:

@@ -92,3 +92,57 @@ def test_builds_killed_at_random_moments_leave_a_usable_store(
     assert leftovers == [], leftovers
     _verify_clean(pybuild)
     assert pybuild.build(ctx).code == 0
+
+
+def _blocked_on_flock(pid: int) -> bool:
+    """True while ``pid`` waits for an flock (a "->" line in /proc/locks)."""
+    for line in Path("/proc/locks").read_text().splitlines():
+        fields = line.split()
+        if len(fields) > 5 and fields[1] == "->" and fields[2] == "FLOCK" and fields[5] == str(pid):
+            return True
+    return False
+
+
+def _waits_for_prune(pybuild: Pybuild, *args: str | Path) -> None:
+    """Start `pybuild ARGS` while a prune holds the store; it must wait, then succeed."""
+    from cache.gc import exclusive_guard
+
+    env = {**os.environ, "PYBUILD_ROOT": str(pybuild.root)}
+    command = [sys.executable, "-m", "builder.cli", *map(str, args)]
+    with exclusive_guard(pybuild.root):  # what `pybuild cache prune` holds while it sweeps
+        proc = subprocess.Popen(
+            command, cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE
+        )
+        while not _blocked_on_flock(proc.pid):
+            assert proc.poll() is None, f"{args} ran during a prune: {proc.communicate()}"
+            time.sleep(0.05)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 0, err
+
+
+def test_load_waits_for_a_running_prune(pybuild: Pybuild, base_archive: Path) -> None:
+    pybuild("rmi", "busybox")
+    _waits_for_prune(pybuild, "load", "-i", base_archive)
+    assert pybuild("run", "busybox", "true").code == 0
+    _verify_clean(pybuild)
+
+
+def test_run_waits_for_a_running_prune(pybuild: Pybuild) -> None:
+    _waits_for_prune(pybuild, "run", "busybox", "true")
+
+
+def test_prune_waits_for_a_running_container_of_an_untagged_image(
+    pybuild: Pybuild, tmp_path: Path
+) -> None:
+    ctx = write_context(tmp_path / "ctx", {"f": "payload"}, "FROM busybox\nCOPY f /f\n")
+    image_id = pybuild.inspect(pybuild.build(ctx, "-q").out.strip())["Id"]
+    pybuild("tag", image_id, "gone:1")
+    pybuild("rmi", "gone:1")  # nothing tags it now: a prune may take all of its layers
+    env = {**os.environ, "PYBUILD_ROOT": str(pybuild.root)}
+    command = [sys.executable, "-m", "builder.cli", "run", image_id, "sh", "-c", "sleep 2; cat /f"]
+    run = subprocess.Popen(command, cwd=REPO, env=env, stdout=subprocess.PIPE, text=True)
+    time.sleep(1)  # the container is up
+    pybuild("cache", "prune", "--all")
+    out, _ = run.communicate(timeout=60)
+    assert (run.returncode, out) == (0, "payload")
+    _verify_clean(pybuild)

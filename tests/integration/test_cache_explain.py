@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 from typing import Any
 
@@ -106,3 +107,49 @@ def test_metadata_totals_count_time_saved_and_bytes_reused(
     assert second["totals"]["time_saved"] >= 0.3
     assert second["totals"]["bytes_reused"] == ran[0]["layer_size"] > 0
     assert second["containerimage.digest"].startswith("sha256:")
+
+
+def _explain_rows(err: str) -> list[str]:
+    lines = err[err.index("STEP") :].splitlines()
+    return [line for line in lines[1:] if " CACHED " in line or " MISS " in line]
+
+
+def test_explain_table_and_metadata_name_the_same_file_causes(
+    pybuild: Pybuild, tmp_path: Path
+) -> None:
+    files = {f"app/m{i}.py": f"M = {i}\n" for i in range(5)}
+    files |= {"app/util.py": "U = 1\n", "app/old.py": "O = 1\n", "docs/readme": "r\n"}
+    ctx = write_context(tmp_path / "ctx", files, "FROM busybox\nCOPY app/ /app/\nRUN ls -lR /app\n")
+    (ctx / "app" / "link").symlink_to("m0.py")
+    meta = tmp_path / "meta.json"
+
+    def build() -> list[tuple[bool, str]]:
+        err = pybuild.build(ctx, "--explain", "--metadata-file", meta).err
+        reasons = _reasons(meta)
+        rows = _explain_rows(err)
+        assert len(rows) == len(reasons), err
+        for row, (cached, reason) in zip(rows, reasons, strict=True):
+            assert (" CACHED " in row) == cached and row.endswith(reason), (row, reason)
+        return reasons
+
+    assert build() == [(False, "first build")] * 2
+    (ctx / "app" / "link").unlink()
+    (ctx / "app" / "link").symlink_to("util.py")
+    assert build()[0] == (False, "symlink app/link changed (link target)")
+    os.chown(ctx / "app" / "util.py", 1000, 1000)
+    assert build()[0] == (False, "file app/util.py changed (owner)")
+    (ctx / "app" / "old.py").unlink()
+    assert build()[0] == (False, "file app/old.py removed")
+    (ctx / "docs" / "readme").write_text("not copied\n")
+    os.utime(ctx / "app" / "m0.py", (1, 1))  # mtime only
+    assert build() == [(True, "")] * 2
+    for i in range(5):
+        (ctx / "app" / f"m{i}.py").write_text(f"M = {i + 10}\n")
+    assert build() == [
+        (
+            False,
+            "file app/m0.py changed (content); file app/m1.py changed (content); "
+            "file app/m2.py changed (content); and 2 more files",
+        ),
+        (False, "parent step missed"),
+    ]
