@@ -74,6 +74,7 @@ class PlanRequest:
     build_args: Mapping[str, str]
     target: str | None
     network: str
+    allow_insecure: bool = False  # --allow security.insecure
 
 
 def make_plan(request: PlanRequest, resolve_image: ImageResolver) -> Plan:
@@ -244,7 +245,10 @@ def _plan_stage(
         base_config = _stage_result_config(planned[base_stage])
         base_label = f"stage:{base_stage}"
     elif base_name == "scratch":
-        base_stage, base_config, base_label = None, ImageConfig(), "scratch"
+        # BuildKit gives a scratch stage WorkingDir "/" (checked against dockerd's BuildKit).
+        scratch = ImageConfig()
+        scratch = replace(scratch, config=replace(scratch.config, working_dir="/"))
+        base_stage, base_config, base_label = None, scratch, "scratch"
     else:
         base_stage = None
         base_image = images.resolve_image(base_name, stage.base)
@@ -267,6 +271,7 @@ def _plan_stage(
         names,
         stage.index,
         images,
+        allow_insecure=request.allow_insecure,
     )
     steps = []
     deps = {base_stage} if base_stage is not None else set()

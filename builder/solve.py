@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
@@ -29,6 +29,9 @@ from cache.layers import Compression, write_layer
 from cache.oci import Descriptor, History, ImageConfig
 from runtime.errors import RuntimeFailure
 from runtime.spec import Rootfs
+
+# BuildKit marks every history entry its Dockerfile frontend writes with this comment.
+_COMMENT = "buildkit.dockerfile.v0"
 
 
 @dataclass(frozen=True)
@@ -91,6 +94,7 @@ class Solver:
         self._created = timestamp(options.source_date_epoch)
         self._lock = threading.Lock()
         self._results: dict[int, StageResult] = {}
+        self._built: set[str] = set()  # keys executed in this build (see _lookup)
         self.steps: list[StepResult] = []
 
     def solve(self, plan: Plan) -> StageResult:
@@ -137,7 +141,7 @@ class Solver:
             ]
         except CacheError as exc:
             raise BuildError(f"cannot unpack a base layer: {exc.message}", hint=exc.hint) from None
-        return tuple(reversed(dirs))
+        return _top_most_once(reversed(dirs))
 
     def _build_stage(self, stage: StagePlan) -> StageResult:
         current = self._start(stage)
@@ -147,7 +151,10 @@ class Solver:
         key = current.key
         for step in stage.steps:
             if step.action is None:
-                history.append(History(self._created, step.created_by, empty_layer=True))
+                if step.created_by:  # "": no history entry (ONBUILD, as BuildKit)
+                    history.append(
+                        History(self._created, step.created_by, _COMMENT, empty_layer=True)
+                    )
                 continue
             self._events.step_started(stage, step)
             result, diff_id, lower = self._run_step(stage, step, step.action, key, tuple(lowers))
@@ -155,10 +162,8 @@ class Solver:
             if result.layer is not None and diff_id is not None and lower is not None:
                 layers.append(result.layer)
                 diff_ids.append(diff_id)
-                lowers.insert(0, lower)
-            history.append(
-                History(self._created, step.created_by, empty_layer=result.layer is None)
-            )
+                lowers = list(_top_most_once([lower, *lowers]))
+            history.append(History(self._created, step.created_by, _COMMENT, result.layer is None))
             with self._lock:
                 self.steps.append(result)
             self._events.step_finished(stage, step, result)
@@ -199,6 +204,8 @@ class Solver:
             reason = self._reason(step, inputs)
             layer, diff_id, lower = self._execute(step, action, ctx, lowers)
             result = self._result(step, key, False, reason, layer, started)
+            with self._lock:
+                self._built.add(key)
             # The record keeps the duration this build reports, so a later hit's
             # time_saved equals what this run took.
             self._storage.index.put_step(
@@ -214,7 +221,11 @@ class Solver:
     ) -> tuple[StepResult, Digest | None, Path | None] | None:
         """The cached result of the step, or None when it must run."""
         index = self._storage.index
-        record = None if self._options.no_cache else index.get_step(key)
+        # --no-cache ignores earlier builds, but a step this build already ran (the same
+        # key reached from two stages) is reused: identical steps run once per build.
+        with self._lock:
+            fresh_only = self._options.no_cache and key not in self._built
+        record = None if fresh_only else index.get_step(key)
         if record is None or not self._usable(record):
             return None
         index.set_last_inputs(step.id, inputs_to_json(inputs))
@@ -268,6 +279,8 @@ class Solver:
                 compression=self._options.compression,
                 source_date_epoch=self._options.source_date_epoch,
             )
+            # BuildKit keeps an empty layer here (history without empty_layer); we cannot
+            # until `pybuild run` stacks a repeated layer once (tests/parity empty_steps).
             if blob.empty:
                 return None, None, None
             layer = Descriptor(blob.media_type, blob.digest, blob.size)
@@ -312,6 +325,16 @@ class Solver:
             started,
             now,
         )
+
+
+def _top_most_once(lowers: Iterable[Path]) -> tuple[Path, ...]:
+    """Each layer dir once, where it is top-most (lowers are given top-most first).
+
+    Two identical layers (two steps that changed nothing, or a re-added layer) share one
+    unpacked dir, and overlayfs refuses a lower listed twice (ELOOP). Dropping the lower
+    copy changes nothing: the upper copy holds every path it has.
+    """
+    return tuple(dict.fromkeys(lowers))
 
 
 def count_sandbox_runs(

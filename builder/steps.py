@@ -72,8 +72,14 @@ def _mounts(state: StageState, instr: ins.Run, ctx: PlanContext) -> tuple[RunMou
 
 def handle_run(state: StageState, instr: ins.Run, ctx: PlanContext) -> Outcome:
     mounts = _mounts(state, instr, ctx)
-    if instr.security not in (None, "sandbox"):
-        raise _fail(instr, f"RUN --security={instr.security} is not supported", "remove the flag")
+    insecure = instr.security == "insecure"
+    if insecure and not ctx.allow_insecure:
+        raise _fail(
+            instr,
+            "RUN --security=insecure is not allowed: it runs the step without the sandbox's "
+            "lock-down (all capabilities, no seccomp)",
+            "pass --allow security.insecure to pybuild build if you trust this Dockerfile",
+        )
     network = ctx.network if instr.network in (None, "default") else instr.network
     if network not in ("host", "none"):
         raise _fail(instr, f"RUN --network={instr.network}: expected default, none or host")
@@ -94,16 +100,23 @@ def handle_run(state: StageState, instr: ins.Run, ctx: PlanContext) -> Outcome:
         text=" ".join(instr.command) if instr.shell_form else json.dumps(list(instr.command)),
         scripts=scripts,
         run_mounts=mounts,
+        privileged=insecure,
     )
-    shown = " ".join(args) if instr.shell_form else _go_quote_list(args)
+    shown = " ".join(args)  # BuildKit joins the argv with spaces, exec form included
     arg_prefix = ""
-    if key_env:
-        arg_prefix = f"|{len(key_env)} " + " ".join(f"{k}={v}" for k, v in key_env) + " "
+    if state.args:
+        # BuildKit's runCommandString: declared ARGs in declaration order, unset ones as
+        # ``NAME=``, and the ENV value where an ENV of the same name shadows the ARG.
+        env = state.env
+        shown_args = [f"{k}={env.get(k, v or '')}" for k, v in state.args]
+        arg_prefix = f"|{len(shown_args)} " + " ".join(shown_args) + " "
+    # No --mount/--network flags: BuildKit's history shows only ARGs and the command.
     created_by = f"RUN {arg_prefix}{shown} # buildkit"
     key_text = f"RUN {json.dumps([list(args), list(scripts)])} network={network}"
+    if insecure:
+        key_text += " security=insecure"
     if mounts:
         key_text += " " + " ".join(m.describe() for m in mounts)
-        created_by = f"RUN {' '.join(f'--mount={m}' for m in instr.mounts)} " + created_by[4:]
     return Outcome(state, action, created_by, key_text)
 
 
@@ -195,19 +208,26 @@ def handle_expose(state: StageState, instr: ins.Expose, ctx: PlanContext) -> Out
         value = _expand(raw, state, ctx, instr)
         shown.append(value)
         ports.update(_ports(value, instr))
+    # BuildKit writes fmt's %v of the new nat.PortSet: Go sorts map keys as strings.
+    added = sorted({p for value in shown for p in _ports(value, instr)})
     return _meta(
-        state.with_config(exposed_ports=tuple(sorted(ports))), "EXPOSE map[" + " ".join(shown) + "]"
+        state.with_config(exposed_ports=tuple(sorted(ports))),
+        "EXPOSE map[" + " ".join(f"{p}:{{}}" for p in added) + "]",
     )
 
 
 def handle_volume(state: StageState, instr: ins.Volume, ctx: PlanContext) -> Outcome:
     volumes = set(state.config.volumes)
+    expanded = []
     for raw in instr.paths:
         value = _expand(raw, state, ctx, instr)
         if not value:
             raise _fail(instr, "VOLUME specified can not be an empty string")
         volumes.add(value)
-    return _meta(state.with_config(volumes=tuple(sorted(volumes))), f"VOLUME {list(instr.paths)}")
+        expanded.append(value)
+    # BuildKit: fmt's %v of the expanded []string, e.g. VOLUME [/a /b].
+    shown = "VOLUME [" + " ".join(expanded) + "]"
+    return _meta(state.with_config(volumes=tuple(sorted(volumes))), shown)
 
 
 def handle_stopsignal(state: StageState, instr: ins.StopSignal, ctx: PlanContext) -> Outcome:
@@ -218,7 +238,9 @@ def handle_stopsignal(state: StageState, instr: ins.StopSignal, ctx: PlanContext
 def handle_shell(state: StageState, instr: ins.Shell, ctx: PlanContext) -> Outcome:
     if not instr.shell:
         raise _fail(instr, "SHELL requires at least one argument")
-    return _meta(state.with_config(shell=instr.shell), f"SHELL {_go_quote_list(instr.shell)}")
+    # BuildKit: fmt's %v of the []string, SHELL [/bin/sh -ec] (no quotes).
+    shown = "SHELL [" + " ".join(instr.shell) + "]"
+    return _meta(state.with_config(shell=instr.shell), shown)
 
 
 def handle_maintainer(state: StageState, instr: ins.Maintainer, ctx: PlanContext) -> Outcome:
@@ -236,8 +258,9 @@ def handle_healthcheck(state: StageState, instr: ins.Healthcheck, ctx: PlanConte
 
 def handle_onbuild(state: StageState, instr: ins.Onbuild, ctx: PlanContext) -> Outcome:
     # Stored as written (no expansion): the child build parses and expands it.
+    # BuildKit commits no history entry for ONBUILD: "" tells the solver to write none.
     triggers = (*state.config.on_build, instr.trigger)
-    return _meta(state.with_config(on_build=triggers), f"ONBUILD {instr.trigger}")
+    return Outcome(state.with_config(on_build=triggers), None, "", f"ONBUILD {instr.trigger}")
 
 
 def handle_unsupported(state: StageState, instr: ins.Instruction, ctx: PlanContext) -> Outcome:
