@@ -18,6 +18,7 @@ from builder.errors import BuildError, UsageError
 COMMANDS: tuple[str, ...] = ("build", "load", "save", "images", "tag", "rmi", "inspect", "run")
 COMMANDS += ("pull", "push", "login", "logout")  # in builder.registry_commands
 COMMANDS += ("cache",)
+COMMANDS += ("ps", "logs", "stop", "rm", "bundle")  # in builder.containers
 EXIT_RUN_FAILURE = 125  # docker's code when the container could not be started
 
 
@@ -104,10 +105,60 @@ def _add_build(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
 
     add_build_registry_flags(p)
     p.add_argument(
+        "--cache-to",
+        action="append",
+        default=[],
+        metavar="SPEC",
+        help="export the build cache: type=local,dest=DIR[,mode=min|max] | "
+        "type=registry,ref=REF[,mode=min|max] (repeatable)",
+    )
+    p.add_argument(
+        "--cache-from",
+        action="append",
+        default=[],
+        metavar="SPEC",
+        help="import a build cache: type=local,src=DIR | type=registry,ref=REF (repeatable)",
+    )
+    p.add_argument(
         "--explain",
         action="store_true",
         help="after the build, show a table: per step, cached or not, why, and its time",
     )
+    _add_secret_flags(p)
+
+
+def _add_secret_flags(p: argparse.ArgumentParser) -> None:
+    """Build flags for RUN --mount=type=secret|ssh and RUN --security=insecure."""
+    p.add_argument(
+        "--secret",
+        action="append",
+        default=[],
+        metavar="id=ID,src=FILE|env=VAR",
+        help="a secret for RUN --mount=type=secret (repeatable; never stored in the image)",
+    )
+    p.add_argument(
+        "--ssh",
+        action="append",
+        default=[],
+        metavar="ID[=SOCKET]",
+        help="an ssh-agent socket for RUN --mount=type=ssh (default: $SSH_AUTH_SOCK)",
+    )
+    p.add_argument(
+        "--allow",
+        action="append",
+        default=[],
+        metavar="ENTITLEMENT",
+        help="security.insecure: let RUN --security=insecure run privileged",
+    )
+    _add_resource_flags(p, "each RUN step")
+
+
+def _add_resource_flags(p: argparse.ArgumentParser, what: str) -> None:
+    p.add_argument(
+        "-m", "--memory", metavar="BYTES", help=f"memory limit for {what} (e.g. 512m, 2g)"
+    )
+    p.add_argument("--pids-limit", type=int, metavar="N", help=f"most processes at once in {what}")
+    p.add_argument("--cpus", type=float, metavar="N", help=f"CPU time for {what} (e.g. 1.5)")
 
 
 def _add_run(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -120,7 +171,7 @@ def _add_run(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p.add_argument(
         "--rm",
         action="store_true",
-        help="remove the container on exit (always the case in this version)",
+        help="remove the container on exit (a foreground one always is)",
     )
     p.add_argument(
         "-e",
@@ -144,14 +195,64 @@ def _add_run(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         "--volume",
         action="append",
         default=[],
-        metavar="HOST:CTR[:ro]",
-        help="bind-mount a host path (repeatable)",
+        metavar="HOST|NAME:CTR[:ro]",
+        help="bind-mount a host path, or a named volume kept in the store (repeatable)",
     )
     p.add_argument("-i", "--interactive", action="store_true", help="keep stdin open")
     p.add_argument("-t", "--tty", action="store_true", help="allocate a pseudo-terminal")
     p.add_argument("--hostname", help="container hostname (default: the container id)")
+    _add_resource_flags(p, "the container")
+    _add_run_completeness_flags(p)
     p.add_argument("image", help="image name[:tag] or digest")
     p.add_argument("command", nargs=argparse.REMAINDER, help="command and arguments (default: CMD)")
+
+
+def _add_run_completeness_flags(p: argparse.ArgumentParser) -> None:
+    """`pybuild run` flags of issue 5: mounts, files, detach and the runtime to use."""
+    p.add_argument("-d", "--detach", action="store_true", help="run in the background")
+    p.add_argument("--name", help="name the container (for ps, logs, stop, rm)")
+    p.add_argument(
+        "--tmpfs",
+        action="append",
+        default=[],
+        metavar="PATH[:size=N,mode=M]",
+        help="mount a fresh tmpfs (repeatable)",
+    )
+    p.add_argument("--read-only", action="store_true", help="mount the root read-only")
+    p.add_argument("--env-file", action="append", default=[], metavar="FILE", help="read K=V lines")
+    p.add_argument(
+        "--add-host", action="append", default=[], metavar="HOST:IP", help="add to /etc/hosts"
+    )
+    p.add_argument(
+        "--init",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="an init as PID 1 that forwards signals and reaps zombies (default: on)",
+    )
+    p.add_argument(
+        "--runtime",
+        choices=("pybuild", "runc"),
+        default="pybuild",
+        help="our own sandbox (default) or runc on an OCI bundle",
+    )
+
+
+def _add_container_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    p = sub.add_parser("ps", help="list containers (running; -a: all)")
+    p.add_argument("-a", "--all", action="store_true", help="also stopped containers")
+    p = sub.add_parser("logs", help="show a container's output")
+    p.add_argument("-f", "--follow", action="store_true", help="keep following the output")
+    p.add_argument("container", metavar="ID|NAME")
+    p = sub.add_parser("stop", help="stop containers: STOPSIGNAL, then SIGKILL")
+    p.add_argument("-t", "--time", type=float, default=10, help="seconds before SIGKILL")
+    p.add_argument("containers", nargs="+", metavar="ID|NAME")
+    p = sub.add_parser("rm", help="remove stopped containers")
+    p.add_argument("-f", "--force", action="store_true", help="kill a running one first")
+    p.add_argument("containers", nargs="+", metavar="ID|NAME")
+    p = sub.add_parser("bundle", help="write an OCI runtime bundle (config.json, rootfs/)")
+    p.add_argument("image", metavar="IMAGE")
+    p.add_argument("dir", metavar="DIR")
+    p.add_argument("command", nargs=argparse.REMAINDER, help="command (default: CMD)")
 
 
 def _add_image_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -203,6 +304,7 @@ def make_parser() -> argparse.ArgumentParser:
     _add_build(sub)
     _add_run(sub)
     _add_image_commands(sub)
+    _add_container_commands(sub)
     from builder.cache_commands import add_parser as add_cache_parser
 
     add_cache_parser(sub)
@@ -240,6 +342,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     module: ModuleType = commands
     if args.subcommand in registry_commands.REGISTRY_COMMANDS:
         module = registry_commands
+    if args.subcommand in ("ps", "logs", "stop", "rm", "bundle"):
+        from builder import containers as module
     handler: Callable[[argparse.Namespace], int] = getattr(module, f"cmd_{args.subcommand}")
     return _guarded(handler, args)
 

@@ -4,14 +4,13 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 
-from builder.errors import BuildError, UsageError
+from builder.errors import UsageError
 from builder.progress import make_progress, print_error, print_line
 from builder.refs import normalize
 from builder.storage import Storage, default_root
@@ -27,14 +26,13 @@ def _storage(args: argparse.Namespace) -> Iterator[Storage]:
 
 
 def _private_mounts() -> None:
-    """Builds and runs mount overlays; keep every mount private to this process."""
-    if os.geteuid() != 0:
-        raise BuildError(
-            "pybuild needs root for builds and containers in this version",
-            hint="run it as root (rootless mode is planned)",
-        )
-    from runtime.rootfs import enter_private_mount_namespace
+    """Builds and runs mount overlays; keep every mount private to this process.
 
+    As a non-root user, first enter a user namespace as its root (rootless mode)."""
+    from runtime.rootfs import enter_private_mount_namespace
+    from runtime.userns import enter_rootless
+
+    enter_rootless()
     enter_private_mount_namespace()
 
 
@@ -45,9 +43,12 @@ def cmd_build(args: argparse.Namespace) -> int:
         parse_build_args,
         run_build,
     )
+    from builder.cache_transfer import parse_cache_specs
     from builder.metadata import write_metadata
     from builder.outputs import parse_output
     from builder.plan import source_date_epoch
+    from builder.runimage import parse_resources
+    from builder.secrets import build_secrets
     from builder.solve import SolveOptions
     from cache.gc import clean_dead_tmp
     from cache.layers import Compression
@@ -77,6 +78,10 @@ def cmd_build(args: argparse.Namespace) -> int:
         target=args.target,
         network=args.network,
         outputs=tuple(parse_output(o) for o in args.output),
+        cache_from=parse_cache_specs(args.cache_from, "--cache-from"),
+        cache_to=parse_cache_specs(args.cache_to, "--cache-to"),
+        secrets=build_secrets(args.secret, args.ssh, args.allow),
+        resources=parse_resources(args.memory, args.pids_limit, args.cpus),
         solve=SolveOptions(
             no_cache=args.no_cache,
             compression=Compression(args.compression),
@@ -115,7 +120,7 @@ def cmd_build(args: argparse.Namespace) -> int:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from builder.runimage import RunRequest, run_image
+    from builder.runimage import RunRequest, parse_resources, run_image
 
     request = RunRequest(
         image=args.image,
@@ -129,9 +134,21 @@ def cmd_run(args: argparse.Namespace) -> int:
         interactive=args.interactive,
         tty=args.tty,
         hostname=args.hostname,
+        resources=parse_resources(args.memory, args.pids_limit, args.cpus),
+        tmpfs=tuple(args.tmpfs),
+        read_only=args.read_only,
+        env_files=tuple(Path(f) for f in args.env_file),
+        add_hosts=tuple(args.add_host),
+        init=args.init,
     )
     _private_mounts()
-    with _storage(args) as storage:
+    if args.detach or args.runtime == "runc":
+        from builder.containers import run_other_ways
+
+        return run_other_ways(args, request)
+    from cache.gc import build_guard
+
+    with _storage(args) as storage, build_guard(storage.root):  # prune must not take its layers
         result = run_image(storage, request)
     if result.error:
         print_error(result.error, None)
@@ -145,7 +162,9 @@ def cmd_load(args: argparse.Namespace) -> int:
         raise UsageError(
             f"{args.input}: no such file", hint="pass an archive written by docker save"
         )
-    with _storage(args) as storage:
+    from cache.gc import build_guard
+
+    with _storage(args) as storage, build_guard(storage.root):  # blobs are untagged until the end
         loaded = load_archive(args.input, storage.blobs, storage.index)
     for image in loaded:
         print_line(

@@ -1,8 +1,10 @@
-"""What the user sees while building: a rich live view on a terminal, a plain log elsewhere.
+"""What the user sees while building: a live view on a terminal, a plain log elsewhere.
 
 Both views print a line per step with its cache result (CACHED, or the miss reason and
 time), the RUN output (plain: every line; tty: the last lines under the running step),
 and a closing summary with the hit rate. All output goes to stderr, as docker's does.
+The live view (``builder.progress_tty``) needs rich; it is imported only on a terminal,
+which keeps rich's ~50 ms import out of CI builds and scripted rebuilds.
 """
 
 from __future__ import annotations
@@ -10,19 +12,14 @@ from __future__ import annotations
 import sys
 import threading
 import time
-from collections import deque
 from collections.abc import Sequence
-from typing import TextIO
-
-from rich.console import Console, Group
-from rich.live import Live
-from rich.table import Table
-from rich.text import Text
+from typing import TYPE_CHECKING, TextIO
 
 from builder.plan import PlannedStep, StagePlan
 from builder.solve import StepResult
 
-_TTY_TAIL = 6
+if TYPE_CHECKING:
+    from builder.progress_tty import TtyProgress
 
 
 def step_label(stage: StagePlan, step: PlannedStep) -> str:
@@ -75,67 +72,19 @@ class PlainProgress:
         return None
 
 
-class TtyProgress:
-    """A live view: one line per step, a spinner and the last output lines while running."""
-
-    def __init__(self, console: Console) -> None:
-        self._console = console
-        self._lock = threading.Lock()
-        self._running: dict[str, tuple[str, float, deque[str]]] = {}
-        self._live = Live(
-            console=console, refresh_per_second=8, transient=True, get_renderable=self._render
-        )
-        self._live.start()
-
-    def _render(self) -> Group:
-        with self._lock:
-            rows: list[Text] = []
-            for label, started, tail in self._running.values():
-                rows.append(
-                    Text(f" => {label}  {time.monotonic() - started:.1f}s", style="bold blue")
-                )
-                rows.extend(Text(f"    {line}", style="dim") for line in tail)
-        return Group(*rows)
-
-    def step_started(self, stage: StagePlan, step: PlannedStep) -> None:
-        with self._lock:
-            self._running[step.id] = (
-                step_label(stage, step),
-                time.monotonic(),
-                deque(maxlen=_TTY_TAIL),
-            )
-
-    def step_log(self, step: PlannedStep, line: str) -> None:
-        with self._lock:
-            if step.id in self._running:
-                self._running[step.id][2].append(line[:200])
-
-    def step_finished(self, stage: StagePlan, step: PlannedStep, result: StepResult) -> None:
-        with self._lock:
-            self._running.pop(step.id, None)
-        label = Text(f" => {step_label(stage, step)}")
-        if result.cached:
-            label.append("  CACHED", style="green")
-        else:
-            label.append(f"  {result.duration:.1f}s", style="yellow")
-            label.append(f"  (miss: {result.reason})", style="dim")
-        self._console.print(label)
-
-    def warning(self, message: str) -> None:
-        self._console.print(Text(f"WARNING: {message}", style="yellow"))
-
-    def close(self) -> None:
-        self._live.stop()
-
-
 def make_progress(mode: str, *, quiet: bool) -> PlainProgress | TtyProgress:
     """``auto`` picks the live view when stderr is a terminal."""
-    console = Console(stderr=True)
     if quiet:
         return PlainProgress(quiet=True)
-    if mode == "tty" or (mode == "auto" and console.is_terminal):
-        return TtyProgress(console)
+    if _use_tty(mode):
+        from builder.progress_tty import TtyProgress
+
+        return TtyProgress()
     return PlainProgress()
+
+
+def _use_tty(mode: str) -> bool:
+    return mode == "tty" or (mode == "auto" and sys.stderr.isatty())
 
 
 def print_explain(steps: Sequence[StepResult], mode: str = "auto") -> None:
@@ -143,7 +92,6 @@ def print_explain(steps: Sequence[StepResult], mode: str = "auto") -> None:
 
     A rich table on a terminal (``mode`` as for ``--progress``), aligned text otherwise.
     """
-    console = Console(stderr=True, highlight=False)
     rows = [
         (
             f"{s.stage}.{s.position} {s.title}",
@@ -154,13 +102,10 @@ def print_explain(steps: Sequence[StepResult], mode: str = "auto") -> None:
         for s in steps
     ]
     header = ("STEP", "RESULT", "TIME", "REASON")
-    if mode == "tty" or (mode == "auto" and console.is_terminal):
-        table = Table(*header, title="cache explanation", title_justify="left")
-        for step, result, took, reason in rows:
-            table.add_row(
-                step, Text(result, style="green" if result == "CACHED" else "yellow"), took, reason
-            )
-        console.print(table)
+    if _use_tty(mode):
+        from builder.progress_tty import print_table
+
+        print_table("cache explanation", header, rows)
         return
     widths = [min(50, max(len(r[i]) for r in [header, *rows])) for i in range(3)]
     for row in [header, *rows]:
@@ -169,10 +114,15 @@ def print_explain(steps: Sequence[StepResult], mode: str = "auto") -> None:
 
 
 def print_error(message: str, hint: str | None) -> None:
-    console = Console(stderr=True, highlight=False)
-    console.print(Text("error: ", style="bold red") + Text(message))
+    """``error: …`` and ``hint: …`` on stderr, styled when it is a terminal."""
+    if sys.stderr.isatty():
+        from builder.progress_tty import print_styled_error
+
+        print_styled_error(message, hint)
+        return
+    print_line(f"error: {message}")
     if hint:
-        console.print(Text("hint: ", style="bold") + Text(hint))
+        print_line(f"hint: {hint}")
 
 
 def print_line(message: str, *, err: bool = True) -> None:
