@@ -40,20 +40,39 @@ pytestmark = [
 
 EPOCH = "1700000000"
 PREFIX = os.path.realpath(sys.base_prefix)
-# $1 user, $2 the Python prefix to keep visible, then the command.
+# $1 user, then the paths the user must reach (Python, the checkout), "--", the command.
+# For each path whose ancestors others cannot search (/root is 0700; so may be a CI
+# checkout's parent), that ancestor is covered by a small tmpfs and only the path is
+# bound back: the user reaches it and nothing else, and the host does not change.
 _AS_USER = r"""
 set -e
-user=$1; prefix=$2; shift 2
-case "$prefix" in
-/root/*)
-    keep=$(mktemp -d)
-    mount --rbind "$prefix" "$keep"
-    mount -t tmpfs -o mode=0755,size=1m pybuild-test-root /root
-    mkdir -p "$prefix"
-    mount --move "$keep" "$prefix"
+user=$1; shift
+binds=""; covers=""
+while [ "$1" != "--" ]; do
+    path=$1; shift
+    sofar=""; blocked=""
+    for part in $(echo "${path#/}" | tr '/' ' '); do
+        sofar="$sofar/$part"
+        [ "$sofar" = "$path" ] && break
+        case "$(stat -c %A "$sofar")" in
+            *x|*t) ;;
+            *) blocked=$sofar; break ;;
+        esac
+    done
+    [ -n "$blocked" ] || continue
+    keep=$(mktemp -d /tmp/pybuild-keep.XXXXXX)
+    mount --rbind "$path" "$keep"
+    binds="$binds $keep=$path"
+    case " $covers " in *" $blocked "*) ;; *) covers="$covers $blocked" ;; esac
+done
+shift
+for dir in $covers; do mount -t tmpfs -o mode=0755,size=1m pybuild-test "$dir"; done
+for pair in $binds; do
+    keep=${pair%%=*}; path=${pair#*=}
+    mkdir -p "$path"
+    mount --move "$keep" "$path"
     rmdir "$keep" 2>/dev/null || true
-    ;;
-esac
+done
 exec setpriv --reuid="$user" --regid="$user" --clear-groups -- "$@"
 """
 
@@ -80,7 +99,7 @@ class User:
         )
         command = [
             "unshare", "--mount", "--propagation", "private",
-            "sh", "-c", _AS_USER, "sh", self.name, PREFIX,
+            "sh", "-c", _AS_USER, "sh", self.name, PREFIX, str(REPO), "--",
             sys.executable, "-m", "builder.cli", *map(str, args),
         ]  # fmt: skip
         done = subprocess.run(
