@@ -31,6 +31,7 @@ from runtime.errors import SandboxError
 from runtime.spec import Resources
 
 CGROUP_ROOT = Path("/sys/fs/cgroup")
+SELF_CGROUP = Path("/proc/self/cgroup")
 CPU_PERIOD_US = 100_000
 REMOVE_TIMEOUT = 5.0
 _HINT = (
@@ -52,17 +53,21 @@ def needed(res: Resources) -> bool:
     return res.memory is not None or res.pids is not None or res.cpus is not None
 
 
-def create(name: str, res: Resources, root: Path = CGROUP_ROOT) -> Cgroup:
+def create(
+    name: str, res: Resources, root: Path = CGROUP_ROOT, self_cgroup: Path = SELF_CGROUP
+) -> Cgroup:
     """Make the cgroup ``name`` with the limits of ``res``; raise :class:`SandboxError`.
 
+    ``root`` is the cgroupfs mount and ``self_cgroup`` the /proc/<pid>/cgroup file naming
+    our own cgroup; both can point at a fake tree (tests of the v2 path on a v1 host).
     On failure nothing is left behind.
     """
     unified = (root / "cgroup.controllers").exists()
     wanted = _controllers(res)
     if unified:
-        parents = {_v2_parent(root, wanted): wanted}
+        parents = {_v2_parent(root, wanted, self_cgroup): wanted}
     else:
-        parents = {_v1_parent(root, c): [c] for c in wanted}
+        parents = {_v1_parent(root, c, self_cgroup): [c] for c in wanted}
     made: list[Path] = []
     try:
         for parent in parents:
@@ -175,10 +180,10 @@ def _write_limits(group: Cgroup, res: Resources) -> None:
             put("cpu.cfs_quota_us", str(quota))
 
 
-def _own_cgroups() -> dict[str, str]:
+def _own_cgroups(self_cgroup: Path) -> dict[str, str]:
     """Controller (``""`` for v2) → our cgroup path, from /proc/self/cgroup."""
     found: dict[str, str] = {}
-    for line in Path("/proc/self/cgroup").read_text().splitlines():
+    for line in self_cgroup.read_text().splitlines():
         _, controllers, path = line.split(":", 2)
         for controller in controllers.split(",") if controllers else [""]:
             found[controller] = path
@@ -205,21 +210,21 @@ def _relative(own: str, mount_root: str) -> str:
     return own.lstrip("/")
 
 
-def _v1_parent(root: Path, controller: str) -> Path:
-    own = _own_cgroups().get(controller, "/")
+def _v1_parent(root: Path, controller: str, self_cgroup: Path) -> Path:
+    own = _own_cgroups(self_cgroup).get(controller, "/")
     for mount_root, point, fstype, options in _mounts():
         if fstype == "cgroup" and controller in options and point.is_relative_to(root):
             return point / _relative(own, mount_root) / "pybuild"
     raise OSError(errno.ENOENT, f"the cgroup v1 {controller} controller is not mounted")
 
 
-def _v2_parent(root: Path, wanted: list[str]) -> Path:
+def _v2_parent(root: Path, wanted: list[str], self_cgroup: Path) -> Path:
     """Our v2 cgroup's ``pybuild`` child, with ``wanted`` enabled down to it.
 
     A cgroup holding processes cannot enable controllers for its children (the "no
     internal processes" rule), so the parent is a dedicated ``pybuild`` cgroup.
     """
-    own = _own_cgroups().get("", "/").lstrip("/")
+    own = _own_cgroups(self_cgroup).get("", "/").lstrip("/")
     base = root / own
     parent = base / "pybuild"
     parent.mkdir(exist_ok=True)  # so subtree_control can be written
