@@ -12,6 +12,7 @@ from dataclasses import dataclass, replace
 
 from builder import instructions as ins
 from builder.actions import Action, CopyAction, RunAction
+from builder.dockerfile_checks import check_warnings
 from builder.errors import BuildError, DockerfileError
 from builder.expand import expand_word
 from builder.onbuild import trigger_instructions
@@ -80,6 +81,7 @@ class PlanRequest:
 def make_plan(request: PlanRequest, resolve_image: ImageResolver) -> Plan:
     """Plan the build; ``resolve_image`` finds a base image by name (or raises BuildError)."""
     df = request.dockerfile
+    lint = check_warnings(df)  # raises for # check=error=true before anything runs
     meta_args = _meta_args(df, request.build_args)
     names = {s.name: s.index for s in df.stages if s.name}
     target = _target_index(df, request.target, names)
@@ -94,11 +96,12 @@ def make_plan(request: PlanRequest, resolve_image: ImageResolver) -> Plan:
     }
     declared |= set(meta_args)
     unused = sorted(k for k in request.build_args if k not in declared | BUILTIN_ARGS)
-    warnings = (f"build-args not consumed by any ARG: {', '.join(unused)}",) if unused else ()
+    if unused:
+        lint += (f"build-args not consumed by any ARG: {', '.join(unused)}",)
     # Image stages (COPY --from=<image>) first: the solver starts stages in this order.
     real = len(df.stages)
     order = tuple(planned[i] for i in sorted(planned, key=lambda i: (i < real, i)))
-    return Plan(order, target, warnings)
+    return Plan(order, target, lint)
 
 
 def _plan_needed(
