@@ -74,7 +74,7 @@ def _add_build(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
         default=[],
         metavar="SPEC",
         help="also export: type=oci,dest=FILE | type=docker,dest=FILE | "
-        "type=local,dest=DIR (repeatable)",
+        "type=local,dest=DIR | type=registry[,name=REF] (repeatable)",
     )
     p.add_argument(
         "--compression",

@@ -89,6 +89,9 @@ def cmd_build(args: argparse.Namespace) -> int:
             jobs=max(1, args.jobs),
         ),
     )
+    from builder.registry_commands import push_targets
+
+    pushes = push_targets(args.push, request.outputs, tags)
     _private_mounts()
     progress = make_progress(args.progress, quiet=args.quiet)
     with _storage(args) as storage:
@@ -103,10 +106,10 @@ def cmd_build(args: argparse.Namespace) -> int:
             progress.close()
         if args.metadata_file:
             write_metadata(args.metadata_file, outcome)
-        if args.push:
+        if pushes:  # --push and -o type=registry
             from builder.registry_commands import push_tags
 
-            push_tags(storage, args, outcome.image, tags)
+            push_tags(storage, args, outcome.image, pushes)
     if args.explain:
         from builder.progress import print_explain
 

@@ -3,16 +3,38 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import replace
 
 from builder.refs import normalize
 from builder.solve import StageResult
 from builder.storage import Storage
 from cache.images import StoredImage, write_image
+from cache.oci import (
+    MEDIA_DOCKER_LAYER,
+    MEDIA_DOCKER_LAYER_GZIP,
+    MEDIA_OCI_LAYER,
+    MEDIA_OCI_LAYER_GZIP,
+    Descriptor,
+)
+
+# A base pulled as docker schema2 brings docker layer types; the manifest we write is
+# OCI, so its layers take the OCI names for the same bytes, as BuildKit's exporter does
+# (umoci and other strict readers refuse docker layer types inside an OCI manifest).
+_OCI_LAYER_TYPE = {
+    MEDIA_DOCKER_LAYER: MEDIA_OCI_LAYER,
+    MEDIA_DOCKER_LAYER_GZIP: MEDIA_OCI_LAYER_GZIP,
+}
 
 
 def commit_image(storage: Storage, result: StageResult, tags: Sequence[str]) -> StoredImage:
     """Write the target stage's config and manifest, then point every tag at it."""
-    image = write_image(storage.blobs, result.config, result.layers)
+    layers = [_oci_layer(d) for d in result.layers]
+    image = write_image(storage.blobs, result.config, layers)
     for tag in tags:
         storage.index.set_tag(normalize(tag), image.digest)
     return image
+
+
+def _oci_layer(desc: Descriptor) -> Descriptor:
+    media_type = _OCI_LAYER_TYPE.get(desc.media_type)
+    return desc if media_type is None else replace(desc, media_type=media_type)

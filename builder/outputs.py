@@ -3,6 +3,8 @@
 The image is always committed to the local store (its layers are there already, so this
 costs one config and one manifest blob); ``-o`` adds exports: ``type=oci,dest=FILE``,
 ``type=docker,dest=FILE`` and ``type=local,dest=DIR`` (the root filesystem).
+``type=registry[,name=REF]`` pushes the image (to ``name``, else to every ``-t``); the
+push itself is the CLI's (``builder.registry_commands``), which holds the credentials.
 
 Archives take ``compression=gzip|zstd|uncompressed``, default gzip as BuildKit's oci and
 docker exporters: older docker and umoci 0.4.7 (Debian 12) cannot read zstd layers.
@@ -17,13 +19,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from builder.errors import UsageError
-from builder.export import write_docker_archive, write_oci_archive, write_rootfs
 from builder.refs import normalize
 from builder.storage import Storage
 from cache.digest import Digest
 from cache.layers import Compression
 
-OUTPUT_TYPES = ("oci", "docker", "local", "tar")
+OUTPUT_TYPES = ("oci", "docker", "local", "tar", "registry")
 # What users type (BuildKit's names) -> how layers are compressed.
 COMPRESSIONS = {
     "gzip": Compression.GZIP,
@@ -71,8 +72,10 @@ def parse_output(spec: str) -> Output:
     if kind not in OUTPUT_TYPES:
         raise UsageError(
             f"-o {spec}: unknown output type {kind!r}",
-            hint="use type=oci, type=docker or type=local",
+            hint="use type=oci, type=docker, type=local or type=registry",
         )
+    if kind == "registry":
+        return _registry_output(spec, dest, name, compression, fields)
     if not dest:
         raise UsageError(f"-o {spec}: dest= is required")
     if fields:
@@ -93,7 +96,28 @@ def parse_output(spec: str) -> Output:
     return Output(kind, Path(dest), name, chosen)
 
 
+def _registry_output(
+    spec: str, dest: str | None, name: str | None, compression: str | None, rest: dict[str, str]
+) -> Output:
+    """``type=registry[,name=REF][,push=true]``: BuildKit's image exporter, pushing."""
+    if rest.pop("push", "true").lower() not in ("true", "1"):
+        raise UsageError(f"-o {spec}: type=registry always pushes", hint="drop push=")
+    if dest is not None or compression is not None or rest:
+        extra = sorted([*rest, *(["dest"] if dest is not None else [])])
+        extra += ["compression"] if compression is not None else []
+        raise UsageError(
+            f"-o {spec}: type=registry takes no {', '.join(extra)}",
+            hint="name the target with name=REF (or -t); choose compression with --compression",
+        )
+    return Output("registry", Path(), name)
+
+
 def write_output(storage: Storage, output: Output, image: Digest, tags: Sequence[str]) -> None:
+    """Write one archive or directory output; type=registry is left to the CLI's push."""
+    from builder.export import write_docker_archive, write_oci_archive, write_rootfs
+
+    if output.type == "registry":
+        return
     names = [normalize(output.name)] if output.name else [normalize(t) for t in tags]
     refs = [(n, image) for n in names] or [("", image)]
     if output.type == "oci":

@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING
 from builder.errors import UsageError
 
 if TYPE_CHECKING:
+    from builder.outputs import Output
     from builder.remote_options import RemoteOptions
     from builder.storage import Storage
     from cache.images import StoredImage
@@ -144,6 +145,31 @@ def cmd_push(args: argparse.Namespace) -> int:
             f"{result.reference.tag}: digest: {result.digest} size: {result.size}", err=False
         )
     return 0
+
+
+def push_targets(push: bool, outputs: Sequence[Output], tags: Sequence[str]) -> tuple[str, ...]:
+    """Where ``build --push`` and ``-o type=registry[,name=REF]`` send the image, in order.
+
+    A push with no name of its own goes to every ``-t``; UsageError when there is none.
+    """
+    from builder.refs import normalize
+
+    wanted: list[str] = []
+    if push:
+        if not tags:
+            raise UsageError("--push needs a name to push to", hint="add -t REGISTRY/NAME:TAG")
+        wanted += tags
+    for output in outputs:
+        if output.type != "registry":
+            continue
+        if not output.name and not tags:
+            raise UsageError(
+                "-o type=registry needs a name to push to",
+                hint="add name=REGISTRY/NAME:TAG to the -o, or -t REGISTRY/NAME:TAG",
+            )
+        names = [n for n in (output.name or "").split(",") if n]
+        wanted += [normalize(n) for n in names] or tags
+    return tuple(dict.fromkeys(wanted))
 
 
 def push_tags(

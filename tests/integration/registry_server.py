@@ -244,7 +244,8 @@ class FakeRegistry:
 
     ``corrupt``: digests served with one byte changed. ``drops``: digest -> how many
     GETs of it stop half-way (the connection is closed); later GETs succeed. Range
-    requests are honoured, so a client may resume.
+    requests are honoured, so a client may resume. ``delay``: seconds each blob GET
+    waits before answering; ``most_at_once`` is the most blob GETs seen in flight.
     """
 
     repo: str
@@ -255,10 +256,15 @@ class FakeRegistry:
     drops: dict[str, int] = field(default_factory=dict)
     ranged: list[str] = field(default_factory=list)
     port: int = 0
+    delay: float = 0.0
+    most_at_once: int = 0
+    address: str = "127.0.0.1"  # where it listens
+    _in_flight: int = 0
+    _lock: threading.Lock = field(default_factory=threading.Lock)
 
     @property
     def host(self) -> str:
-        return f"127.0.0.1:{self.port}"
+        return f"{self.address}:{self.port}"
 
     def handle(self, h: BaseHTTPRequestHandler, head: bool) -> None:
         path = urlparse(h.path).path
@@ -269,8 +275,19 @@ class FakeRegistry:
             ctype = json.loads(self.manifest)["mediaType"]
             return _send(h, 200, self.manifest, ctype, head=head)
         if path.startswith(f"{prefix}blobs/") and path.rsplit("/", 1)[1] in self.blobs:
-            return self._blob(h, path.rsplit("/", 1)[1], head)
+            return self._counted(h, path.rsplit("/", 1)[1], head)
         _send(h, 404, b'{"errors":[{"code":"NAME_UNKNOWN","message":"not here"}]}', head=head)
+
+    def _counted(self, h: BaseHTTPRequestHandler, digest: str, head: bool) -> None:
+        with self._lock:
+            self._in_flight += 1
+            self.most_at_once = max(self.most_at_once, self._in_flight)
+        try:
+            time.sleep(self.delay)
+            self._blob(h, digest, head)
+        finally:
+            with self._lock:
+                self._in_flight -= 1
 
     def _blob(self, h: BaseHTTPRequestHandler, digest: str, head: bool) -> None:
         data = self.blobs[digest]
@@ -312,7 +329,7 @@ class FakeRegistry:
             def log_message(self, format: str, *args: Any) -> None:
                 pass
 
-        httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        httpd = ThreadingHTTPServer((self.address, 0), Handler)
         self.port = int(httpd.server_address[1])
         with _serving(httpd):
             yield self
@@ -340,15 +357,15 @@ def _send(
         h.wfile.write(body)
 
 
-def fake_image(layer: bytes) -> tuple[bytes, dict[str, bytes]]:
-    """A one-layer OCI image (manifest bytes, blobs by digest) around an uncompressed tar."""
-    diff_id = _digest(layer)
+def fake_image(*layers: bytes) -> tuple[bytes, dict[str, bytes]]:
+    """An OCI image (manifest bytes, blobs by digest) of uncompressed tar layers."""
+    diff_ids = [_digest(layer) for layer in layers]
     config = json.dumps(
         {
             "architecture": "amd64",
             "os": "linux",
             "config": {},
-            "rootfs": {"type": "layers", "diff_ids": [diff_id]},
+            "rootfs": {"type": "layers", "diff_ids": diff_ids},
         }
     ).encode()
     manifest = json.dumps(
@@ -366,7 +383,19 @@ def fake_image(layer: bytes) -> tuple[bytes, dict[str, bytes]]:
                     "digest": diff_id,
                     "size": len(layer),
                 }
+                for diff_id, layer in zip(diff_ids, layers, strict=True)
             ],
         }
     ).encode()
-    return manifest, {_digest(config): config, diff_id: layer}
+    return manifest, {_digest(config): config, **dict(zip(diff_ids, layers, strict=True))}
+
+
+def non_loopback_address() -> str | None:
+    """An address of this machine that is not loopback (None if it has none)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        try:
+            s.connect(("192.0.2.123", 9))  # no packet is sent: this only picks a route
+        except OSError:
+            return None
+        address = str(s.getsockname()[0])
+    return None if address.startswith("127.") else address

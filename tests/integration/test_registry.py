@@ -279,8 +279,7 @@ def test_library_pull_records_fetched_blobs(store_root: Path, open_registry: Reg
 def test_build_from_a_registry_base_then_push_read_back_by_skopeo_and_umoci(
     cli: Cli, open_registry: Registry, tmp_path: Path
 ) -> None:
-    # An OCI base: a docker-schema2 base keeps docker layer media types, which umoci
-    # refuses inside the OCI manifest a build writes.
+    # An OCI base here; test_registry_audit.py builds FROM a docker-schema2 one.
     base = f"{open_registry.host}/oci/busybox:1"
     context = write_context(
         tmp_path / "ctx",

@@ -14,7 +14,7 @@ from cache.registry import RegistryOptions
 from cache.registry_errors import RegistryUnreachable
 from cache.store import BlobStore
 from tests.integration.clihelp import Pybuild
-from tests.integration.registry_server import FakeRegistry, fake_image
+from tests.integration.registry_server import FakeRegistry, fake_image, non_loopback_address
 
 LAYER = os.urandom(300_000)
 
@@ -31,6 +31,8 @@ def _layer_digest(fake: FakeRegistry) -> str:
 
 
 def _assert_store_clean(root: Path) -> BlobStore:
+    """Our own check, then the user's: ``pybuild cache verify`` exits 0 and says clean."""
+    assert ": clean," in Pybuild(root)("cache", "verify").out
     blobs = BlobStore(root)
     for digest in blobs.digests():
         blobs.read_bytes(digest)  # raises DigestMismatch on a corrupt blob
@@ -82,3 +84,41 @@ def test_connection_that_keeps_dropping_gives_up_cleanly(
     assert len(fake.ranged) == 2
     blobs = _assert_store_clean(store_root)
     assert layer.removeprefix("sha256:") not in {d.hex for d in blobs.digests()}
+
+
+def test_layers_are_fetched_concurrently_with_a_line_per_layer(store_root: Path) -> None:
+    layers = [os.urandom(50_000) for _ in range(4)]
+    manifest, blobs = fake_image(*layers)
+    with FakeRegistry("many/app", "1", manifest, blobs, delay=0.3).running() as server:
+        seen: list[str] = []
+        tags = TagIndex(store_root)
+        try:
+            pull_image(
+                f"{server.host}/many/app:1",
+                BlobStore(store_root),
+                tags,
+                RemoteOptions(jobs=4),
+                seen.append,
+            )
+        finally:
+            tags.close()
+    assert server.most_at_once >= 3  # four layer GETs overlapped (one worker each)
+    assert len([line for line in seen if "Pull complete" in line]) == 4
+    _assert_store_clean(store_root)
+
+
+@pytest.mark.skipif(non_loopback_address() is None, reason="needs a non-loopback address")
+def test_plain_http_only_with_insecure_registry_for_a_non_loopback_host(
+    store_root: Path,
+) -> None:
+    manifest, blobs = fake_image(LAYER)
+    fake = FakeRegistry("plain/app", "1", manifest, blobs, address=str(non_loopback_address()))
+    with fake.running() as server:
+        image = f"{server.host}/plain/app:1"
+        refused = Pybuild(store_root)("pull", image, ok=False)
+        err = " ".join(refused.err.split())
+        assert refused.code == 1
+        assert f"--insecure-registry {server.host}" in err
+        assert "Traceback" not in err
+        Pybuild(store_root)("pull", "--insecure-registry", server.host, image)
+    _assert_store_clean(store_root)
