@@ -219,13 +219,24 @@ def _v1_parent(root: Path, controller: str, self_cgroup: Path) -> Path:
 
 
 def _v2_parent(root: Path, wanted: list[str], self_cgroup: Path) -> Path:
-    """Our v2 cgroup's ``pybuild`` child, with ``wanted`` enabled down to it.
+    """A v2 ``pybuild`` cgroup with ``wanted`` enabled down to it.
 
-    A cgroup holding processes cannot enable controllers for its children (the "no
-    internal processes" rule), so the parent is a dedicated ``pybuild`` cgroup.
+    First choice: a ``pybuild`` child of our own cgroup, so limits on pybuild bound its
+    containers. A cgroup holding processes cannot enable controllers for its children
+    (the "no internal processes" rule: EBUSY), which is the usual case for a login
+    session or a service on a systemd host; as root the top-level ``pybuild`` cgroup
+    serves then (the root cgroup is exempt from that rule).
     """
-    own = _own_cgroups(self_cgroup).get("", "/").lstrip("/")
-    base = root / own
+    own = _own_cgroups(self_cgroup).get("", "/").strip("/")
+    try:
+        return _enable_below(root / own if own else root, wanted)
+    except OSError as exc:
+        if not own or exc.errno != errno.EBUSY:
+            raise
+    return _enable_below(root, wanted)
+
+
+def _enable_below(base: Path, wanted: list[str]) -> Path:
     parent = base / "pybuild"
     parent.mkdir(exist_ok=True)  # so subtree_control can be written
     enable = " ".join(f"+{c}" for c in wanted)

@@ -8,6 +8,7 @@ controllers the fake offers), and removing one drops them first, as rmdir on cgr
 
 from __future__ import annotations
 
+import errno
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -146,3 +147,21 @@ def test_v2_at_the_hierarchy_root_uses_the_top_level(
     fake.self_cgroup.write_text("0::/\n")  # e.g. inside a container's cgroup namespace
     group = cgroups.create("c1", Resources(pids=5), fake.root, fake.self_cgroup)
     assert group.dirs == (fake.root / "pybuild" / "c1",)
+
+
+def test_v2_busy_own_cgroup_falls_back_to_a_top_level_pybuild_cgroup(
+    v2: FakeV2, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A session cgroup with processes refuses subtree_control (EBUSY) on a real host."""
+    busy = v2.root / OWN / "cgroup.subtree_control"
+    real_write = Path.write_text
+
+    def write_text(self: Path, data: str, *args: object, **kwargs: object) -> int:
+        if self == busy:
+            raise OSError(errno.EBUSY, "Device or resource busy", str(self))
+        return real_write(self, data, *args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(Path, "write_text", write_text)
+    group = cgroups.create("c1", Resources(memory=MIB), v2.root, v2.self_cgroup)
+    assert group.dirs == (v2.root / "pybuild" / "c1",)
+    assert (v2.root / "pybuild" / "c1" / "memory.max").read_text() == str(MIB)
