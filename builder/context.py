@@ -17,8 +17,9 @@ from __future__ import annotations
 
 import os
 import stat
-from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass
+import threading
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from builder.errors import BuildError
@@ -31,10 +32,12 @@ from builder.ignore import (
     read_ignore_file,
 )
 from cache.digest import Fingerprint
+from cache.fscache import FileHasher
 
 _MAX_LINKS = 255  # continuity's RootPath gives up after as many
 _CHUNK = 1 << 20
 _FINGERPRINT_VERSION = b"pybuild-context-fingerprint-v1"
+_KEPT_SCANS = 8  # scans kept for ``take_scan``; more only when many keys interleave
 
 
 @dataclass(frozen=True)
@@ -49,6 +52,23 @@ class ContextEntry:
     link_target: str | None
     uid: int = 0
     gid: int = 0
+    # The lstat the entry was made from, handed to the stat cache so it need not stat again.
+    st: os.stat_result | None = field(default=None, compare=False, repr=False)
+
+
+@dataclass(frozen=True)
+class ContextScan:
+    """One walk of COPY sources: the fingerprint and every entry it covered.
+
+    ``entries`` holds, per walked entry in walk order (repeats included when sources
+    overlap), the entry and the xxh3-128 of its content (``b""`` unless a file).
+    """
+
+    fingerprint: str
+    entries: tuple[tuple[ContextEntry, bytes], ...]
+
+
+ScanKey = tuple[tuple[str, ...], tuple[str, ...]]
 
 
 @dataclass(frozen=True)
@@ -82,7 +102,8 @@ def _entry(rel: str, path: Path, st: os.stat_result) -> ContextEntry:
     kind = _kind(st.st_mode)
     link = os.readlink(path) if kind == "symlink" else None
     size = st.st_size if kind in ("file", "symlink") else 0
-    return ContextEntry(rel, path, kind, stat.S_IMODE(st.st_mode), size, link, st.st_uid, st.st_gid)
+    mode = stat.S_IMODE(st.st_mode)
+    return ContextEntry(rel, path, kind, mode, size, link, st.st_uid, st.st_gid, st)
 
 
 def _join(parent: str, name: str) -> str:
@@ -106,6 +127,11 @@ def _list(path: Path) -> list[str]:
             hint="check its permissions, or exclude it in .dockerignore",
         ) from None
     return sorted(names, key=os.fsencode)
+
+
+def _read_file(path: Path, st: os.stat_result | None = None) -> bytes:
+    """``_hash_file`` as a ``FileHasher``; a plain read has no use for ``st``."""
+    return _hash_file(path)
 
 
 def _hash_file(path: Path) -> bytes:
@@ -171,7 +197,11 @@ class BuildContext:
             raise BuildError(exc.message, file=str(self.ignore_file), hint=exc.hint) from None
         self._no_hits = MatchState(False, (False,) * len(self.matcher.patterns))
         # The seam for a stat cache (cache.fscache): path -> xxh3-128 of its content.
-        self.hash_file: Callable[[Path], bytes] = _hash_file
+        self.hash_file: FileHasher = _read_file
+        # Scans made by ``fingerprint``, so the per-file records of the same COPY key
+        # (builder.filekeys) reuse that walk instead of walking the context again.
+        self._scans: dict[ScanKey, ContextScan] = {}
+        self._scans_lock = threading.Lock()
 
     def is_ignored(self, rel: str) -> bool:
         """True when ``.dockerignore`` excludes ``rel`` (a directory may still be sent as
@@ -256,30 +286,55 @@ class BuildContext:
 
         For each entry of ``walk(rel, excludes=excludes)``: its path, kind, mode, uid, gid,
         symlink target, and a file's size and content; never times. Deterministic. Each
-        file is read once per call.
+        file is read once per call. The walk is kept for one ``take_scan`` of the same
+        arguments.
+        """
+        done = self.scan(rels, excludes=excludes)
+        with self._scans_lock:
+            self._scans.pop((tuple(rels), tuple(excludes)), None)
+            while len(self._scans) >= _KEPT_SCANS:
+                del self._scans[next(iter(self._scans))]  # the oldest
+            self._scans[(tuple(rels), tuple(excludes))] = done
+        return done.fingerprint
+
+    def take_scan(self, rels: Sequence[str], *, excludes: Sequence[str] = ()) -> ContextScan:
+        """The scan the last ``fingerprint`` of these arguments made (handed out once),
+        else a new one: per-file records then describe exactly what the key hashed."""
+        with self._scans_lock:
+            kept = self._scans.pop((tuple(rels), tuple(excludes)), None)
+        return kept if kept is not None else self.scan(rels, excludes=excludes)
+
+    def scan(self, rels: Sequence[str], *, excludes: Sequence[str] = ()) -> ContextScan:
+        """Walk ``rels`` once: the ``fingerprint`` and every entry with its content hash.
+
+        Raises BuildError when a source is missing or a file cannot be read.
         """
         fp = Fingerprint()
         fp.update(_FINGERPRINT_VERSION)
         digests: dict[str, bytes] = {}
+        entries: list[tuple[ContextEntry, bytes]] = []
         for rel in rels:
             fp.update(_record(b"source", os.fsencode(rel)))
             for e in self.walk(rel, excludes=excludes):
                 fields = [b"entry", os.fsencode(e.rel), e.kind.encode(), _num(e.mode)]
                 fields += [_num(e.uid), _num(e.gid), os.fsencode(e.link_target or "")]
+                content = b""
                 if e.kind == "file":
                     key = os.fspath(e.path)
                     if key not in digests:
                         digests[key] = self._read(e)
-                    fields += [_num(e.size), digests[key]]
+                    content = digests[key]
+                    fields += [_num(e.size), content]
                 elif e.kind == "other":  # fifo, socket or device: which, and which device
                     st = os.lstat(e.path)
                     fields += [_num(stat.S_IFMT(st.st_mode)), _num(st.st_rdev)]
                 fp.update(_record(*fields))
-        return fp.hexdigest()
+                entries.append((e, content))
+        return ContextScan(fp.hexdigest(), tuple(entries))
 
     def _read(self, entry: ContextEntry) -> bytes:
         try:
-            return self.hash_file(entry.path)
+            return self.hash_file(entry.path, entry.st)
         except OSError as exc:
             raise BuildError(
                 f"cannot read {entry.rel} from the build context: {exc.strerror}",

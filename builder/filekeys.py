@@ -9,7 +9,6 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from builder.context import BuildContext
-from builder.errors import BuildError
 from cache.keys import Pairs, file_record
 
 
@@ -18,23 +17,14 @@ def file_records(
 ) -> Pairs:
     """(path, ``file_record``) for every entry that copying ``rels`` reads, sorted by path.
 
-    Reads file content through ``context.hash_file`` (the stat cache, when one is
-    plugged in); raises BuildError when a file cannot be read.
+    Reuses the walk of the ``context.fingerprint`` call just made for the same key
+    (``BuildContext.take_scan``), else walks anew; file content goes through
+    ``context.hash_file`` (the stat cache, when one is plugged in). Raises BuildError
+    when a file cannot be read.
     """
     records: dict[str, str] = {}
-    for rel in rels:
-        for e in context.walk(rel, excludes=excludes):
-            if e.rel in records:
-                continue
-            content = ""
-            if e.kind == "file":
-                try:
-                    content = context.hash_file(e.path).hex()
-                except OSError as exc:
-                    raise BuildError(
-                        f"cannot read {e.rel} from the build context: {exc.strerror}",
-                        hint="check its permissions, or exclude it in .dockerignore",
-                    ) from None
+    for e, content in context.take_scan(rels, excludes=excludes).entries:
+        if e.rel not in records:
             link = e.link_target or ""
-            records[e.rel] = file_record(e.kind, e.mode, e.uid, e.gid, link, content)
+            records[e.rel] = file_record(e.kind, e.mode, e.uid, e.gid, link, content.hex())
     return tuple(sorted(records.items()))

@@ -15,11 +15,10 @@ import time
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, TextIO
 
-from builder.plan import PlannedStep, StagePlan
-from builder.solve import StepResult
-
-if TYPE_CHECKING:
+if TYPE_CHECKING:  # annotations only: `pybuild --help` need not import the solver
+    from builder.plan import PlannedStep, StagePlan
     from builder.progress_tty import TtyProgress
+    from builder.solve import StepResult
 
 
 def step_label(stage: StagePlan, step: PlannedStep) -> str:

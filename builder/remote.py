@@ -9,7 +9,6 @@ the content: a download with another digest fails.
 
 from __future__ import annotations
 
-import email.utils
 import hashlib
 import os
 import posixpath
@@ -131,6 +130,8 @@ def _last_modified(header: str | None) -> int:
     """The header's time in epoch seconds; 0 when missing or unparsable (BuildKit)."""
     if not header:
         return 0
+    import email.utils  # 10 ms of imports (socket...), needed only after a download
+
     try:
         return int(email.utils.parsedate_to_datetime(header).timestamp())
     except (TypeError, ValueError, IndexError, OverflowError):

@@ -292,8 +292,13 @@ class Index:
         return None if row is None else str(row[0])
 
     def set_last_inputs(self, step_id: str, inputs: str) -> None:
+        # An unchanged row is left alone: a no-change rebuild then writes no WAL pages.
         with self._conn() as db:
-            db.execute("INSERT OR REPLACE INTO last_inputs VALUES (?, ?)", (step_id, inputs))
+            db.execute(
+                "INSERT INTO last_inputs VALUES (?, ?) ON CONFLICT (step_id) DO UPDATE"
+                " SET inputs = excluded.inputs WHERE inputs != excluded.inputs",
+                (step_id, inputs),
+            )
 
     def close(self) -> None:
         """Close the connection; later calls raise CacheError. Idempotent."""

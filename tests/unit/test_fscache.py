@@ -5,8 +5,10 @@ from __future__ import annotations
 import os
 import time
 from pathlib import Path
+from types import SimpleNamespace
+from typing import cast
 
-from cache.fscache import StatCache
+from cache.fscache import StatCache, _settled
 
 
 class Reader:
@@ -81,3 +83,93 @@ def test_unusable_cache_file_is_a_pass_through(tmp_path: Path) -> None:
     with StatCache(bad, clock=_later) as cache:
         assert cache.hash_file(f, read) == b"abcd"
         assert cache.hash_file(f, read) == b"abcd"
+
+
+def _times(mtime_ns: int, ctime_ns: int) -> os.stat_result:
+    return cast(os.stat_result, SimpleNamespace(st_mtime_ns=mtime_ns, st_ctime_ns=ctime_ns))
+
+
+def test_subsecond_timestamps_settle_after_a_tenth_of_a_second() -> None:
+    t = 1_700_000_000_123_456_789
+    assert not _settled(_times(t, t), t / 1e9 + 0.05)
+    assert _settled(_times(t, t), t / 1e9 + 0.2)
+
+
+def test_whole_second_timestamps_keep_the_two_second_window() -> None:
+    # A filesystem that stores whole seconds (or 2 s, FAT) cannot tell writes apart
+    # within that tick, so a hash taken 0.5 s after such a time is not trusted.
+    t = 1_700_000_000_000_000_000
+    assert not _settled(_times(t, t), t / 1e9 + 0.5)
+    assert not _settled(_times(t, t + 123), t / 1e9 + 0.5)
+    assert _settled(_times(t, t), t / 1e9 + 2.5)
+
+
+def test_settling_is_judged_by_the_time_before_the_read(tmp_path: Path) -> None:
+    f = tmp_path / "a.txt"
+    f.write_bytes(b"abcd")
+    st = f.stat()
+    newest = max(st.st_mtime_ns, st.st_ctime_ns) / 1e9
+    read = Reader()
+
+    def clock() -> float:
+        # Before the read the file is 10 ms old (racy); once read, 10 s old.
+        return newest + (10 if read.calls else 0.01)
+
+    with StatCache(tmp_path / "db", clock=clock) as cache:
+        cache.hash_file(f, read)
+        cache.hash_file(f, read)
+    assert read.calls == 2
+
+
+def test_a_file_changed_after_the_callers_stat_is_read_and_not_cached(tmp_path: Path) -> None:
+    f = tmp_path / "a.txt"
+    f.write_bytes(b"abcd")
+    old = os.lstat(f)
+    f.write_bytes(b"wxyz!")
+    read = Reader()
+    with StatCache(tmp_path / "db", clock=_later) as cache:
+        assert cache.hash_file(f, read, old) == b"wxyz"
+        assert cache.hash_file(f, read, old) == b"wxyz"
+    assert read.calls == 2  # the stat after reading differs from the one given
+
+
+def test_callers_stat_of_an_unchanged_file_gives_a_hit(tmp_path: Path) -> None:
+    f = tmp_path / "a.txt"
+    f.write_bytes(b"abcd")
+    read = Reader()
+    with StatCache(tmp_path / "db", clock=_later) as cache:
+        cache.hash_file(f, read, os.lstat(f))
+    with StatCache(tmp_path / "db", clock=_later) as again:
+        assert again.hash_file(f, read, os.lstat(f)) == b"abcd"
+    assert read.calls == 1
+
+
+def test_hits_in_nested_and_sibling_directories_after_reading_ahead(tmp_path: Path) -> None:
+    files = [tmp_path / "a" / "x.txt", tmp_path / "a" / "b" / "y.txt", tmp_path / "ab" / "z.txt"]
+    for i, f in enumerate(files):
+        f.parent.mkdir(parents=True, exist_ok=True)
+        f.write_bytes(f"{i}{i}{i}{i}".encode())
+    read = Reader()
+    with StatCache(tmp_path / "db", clock=_later) as cache:
+        for f in files:
+            cache.hash_file(f, read)
+    with StatCache(tmp_path / "db", clock=_later) as again:
+        # "a" first: its read-ahead covers a/b but must not be taken to cover "ab".
+        assert [again.hash_file(f, read) for f in files] == [b"0000", b"1111", b"2222"]
+        assert again.hits == 3
+    assert read.calls == 3
+
+
+def test_rows_written_after_the_read_ahead_cost_a_read_never_a_wrong_hash(
+    tmp_path: Path,
+) -> None:
+    f, g = tmp_path / "a.txt", tmp_path / "b.txt"
+    f.write_bytes(b"aaaa")
+    g.write_bytes(b"bbbb")
+    read = Reader()
+    with StatCache(tmp_path / "db", clock=_later) as first:
+        first.hash_file(f, read)  # reads ahead: no rows yet
+        with StatCache(tmp_path / "db", clock=_later) as other:
+            other.hash_file(g, read)  # another process caches b.txt
+        assert first.hash_file(g, read) == b"bbbb"
+    assert read.calls == 3

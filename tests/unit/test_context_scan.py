@@ -1,0 +1,79 @@
+"""One walk per COPY key: fingerprint and per-file records share it, and stay exact."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+from builder.context import BuildContext
+from builder.filekeys import file_records
+
+
+@pytest.fixture
+def root(tmp_path: Path) -> Path:
+    root = tmp_path / "ctx"
+    (root / "src" / "sub").mkdir(parents=True)
+    (root / "src" / "a.py").write_text("print('a')\n")
+    (root / "src" / "sub" / "b.py").write_text("print('b')\n")
+    os.symlink("a.py", root / "src" / "link")
+    return root
+
+
+class Counting:
+    def __init__(self, ctx: BuildContext) -> None:
+        self.real = ctx.hash_file
+        self.calls: list[tuple[Path, os.stat_result | None]] = []
+
+    def __call__(self, path: Path, st: os.stat_result | None = None) -> bytes:
+        self.calls.append((path, st))
+        return self.real(path, st)
+
+
+def test_records_after_the_fingerprint_reuse_its_walk(root: Path) -> None:
+    ctx = BuildContext(root)
+    counting = Counting(ctx)
+    ctx.hash_file = counting
+    ctx.fingerprint(["src"])
+    records = file_records(ctx, ["src"])
+    assert len(counting.calls) == 2  # a.py and b.py, once each across both
+    assert records == file_records(BuildContext(root), ["src"])
+
+
+def test_records_without_a_fingerprint_walk_on_their_own(root: Path) -> None:
+    records = dict(file_records(BuildContext(root), ["src"]))
+    assert set(records) == {"src", "src/a.py", "src/link", "src/sub", "src/sub/b.py"}
+
+
+def test_a_kept_walk_is_used_once_so_later_records_see_later_edits(root: Path) -> None:
+    ctx = BuildContext(root)
+    ctx.fingerprint(["src"])
+    before = dict(file_records(ctx, ["src"]))
+    (root / "src" / "a.py").write_text("print('changed')\n")
+    after = dict(file_records(ctx, ["src"]))
+    assert before["src/a.py"] != after["src/a.py"]
+
+
+def test_a_walk_of_other_sources_or_excludes_is_not_reused(root: Path) -> None:
+    ctx = BuildContext(root)
+    ctx.fingerprint(["src"], excludes=["*.py"])
+    assert "src/a.py" in dict(file_records(ctx, ["src"]))
+    ctx.fingerprint(["src/sub"])
+    assert "src/a.py" not in dict(file_records(ctx, ["src"], excludes=["a.py"]))
+
+
+def test_scan_fingerprint_equals_fingerprint(root: Path) -> None:
+    ctx = BuildContext(root)
+    scan = ctx.scan(["src", "src/a.py"])
+    assert scan.fingerprint == ctx.fingerprint(["src", "src/a.py"])
+    assert [e.rel for e, _ in scan.entries].count("src/a.py") == 2  # both sources walked
+
+
+def test_files_are_hashed_with_the_walks_lstat(root: Path) -> None:
+    ctx = BuildContext(root)
+    counting = Counting(ctx)
+    ctx.hash_file = counting
+    ctx.fingerprint(["src"])
+    for path, st in counting.calls:
+        assert st is not None and st.st_ino == os.lstat(path).st_ino
