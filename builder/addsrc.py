@@ -61,30 +61,35 @@ def is_archive(path: Path) -> bool:
 
 
 def extract_archive(
-    root: Path, archive: Path, dest: str, owner: tuple[int, int] | None, umask_dirs: int = 0o755
+    root: Path, archive: Path, dest: str, owner: tuple[int, int] = (0, 0), dir_mode: int = 0o755
 ) -> None:
     """Extract ``archive`` into container directory ``dest`` of the rootfs at ``root``.
 
-    ``owner`` overrides the archive's uid/gid (``--chown``); None keeps them.
+    As BuildKit: the entries keep the archive's uid/gid and modes (``--chown`` and
+    ``--chmod`` do not apply to them); ``dest`` and its missing parents are created
+    ``dir_mode`` and owned by ``owner`` (the ``--chown`` owner), an existing ``dest``
+    is left as it is; directories the archive implies without an entry are 0:0.
     """
     dest_dir = clean(dest)
+    _parent(root, dest_dir, dir_mode, owner)
     try:
         with _open_tar(archive) as tar:
             for member in tar:
-                _extract_member(root, tar, member, dest_dir, owner, umask_dirs)
+                _extract_member(root, tar, member, dest_dir, dir_mode)
     except (tarfile.TarError, zstandard.ZstdError, EOFError) as exc:
         raise BuildError(f"cannot extract {archive.name}: {exc}") from None
 
 
-def _parent(root: Path, container_dir: str, mode: int) -> Path:
+def _parent(root: Path, container_dir: str, mode: int, owner: tuple[int, int] = (0, 0)) -> Path:
     host = resolve_in_root(root, container_dir)
     if not host.is_dir():
         if container_dir != "/":
-            _parent(root, posixpath.dirname(container_dir), mode)
+            _parent(root, posixpath.dirname(container_dir), mode, owner)
         if host.exists() or host.is_symlink():
             raise BuildError(f"cannot extract into {container_dir}: not a directory")
         os.mkdir(host, mode)
         os.chmod(host, mode)
+        os.chown(host, *owner)
     return host
 
 
@@ -93,14 +98,13 @@ def _extract_member(
     tar: tarfile.TarFile,
     member: tarfile.TarInfo,
     dest: str,
-    owner: tuple[int, int] | None,
     dir_mode: int,
 ) -> None:
     container = clean(posixpath.join(dest, member.name.lstrip("/")))
     if container == dest and member.isdir():
         return
     host = _parent(root, posixpath.dirname(container), dir_mode) / posixpath.basename(container)
-    uid, gid = owner if owner is not None else (member.uid, member.gid)
+    uid, gid = member.uid, member.gid
     if member.isdir():
         if not host.is_dir() or host.is_symlink():
             _remove(host)

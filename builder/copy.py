@@ -4,7 +4,8 @@ The rules (Dockerfile reference, COPY): a directory source copies its *contents*
 source lands at ``dest`` unless ``dest`` ends in ``/`` or is an existing directory, in
 which case it lands inside it; several sources need a ``dest`` ending in ``/``. New files
 are owned by 0:0 unless ``--chown``; modes and mtimes come from the source; missing
-parents of ``dest`` are created 0755.
+parents of ``dest`` are created 0755 (owned by the ``--chown`` owner), and so is ``dest``
+itself for a directory source; an existing destination directory keeps its mode and owner.
 """
 
 from __future__ import annotations
@@ -87,7 +88,12 @@ def _copy_one(root: Path, source: SourceItem, target: str, opts: CopyOptions) ->
         parent = _ensure_dir(root, posixpath.dirname(container), dirs, opts)
         host = parent / posixpath.basename(container) if container != "/" else root
         st = os.lstat(src) if rel else os.stat(src)
-        if stat.S_ISDIR(st.st_mode):
+        if not rel and stat.S_ISDIR(st.st_mode):
+            # A directory source copies its contents: BuildKit makes the destination
+            # like a missing parent (0755, --chown owner) and leaves an existing one as
+            # it is; neither the source dir's mode nor --chmod applies to it.
+            dirs[container] = _ensure_dir(root, container, dirs, opts)
+        elif stat.S_ISDIR(st.st_mode):
             _make_dir(host, st, opts)
             dirs[container] = host
             dir_times.append((host, st))

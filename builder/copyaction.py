@@ -16,7 +16,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from builder.addsrc import RemoteSources, extract_archive, is_archive
 from builder.copy import CopyOptions, SourceItem, copy_sources, walk_tree
 from builder.errors import BuildError
 from builder.modes import Chmod
@@ -29,6 +28,7 @@ from runtime.users import resolve_user
 
 if TYPE_CHECKING:
     from builder.actions import ExecContext
+    from builder.addsrc import RemoteSources
 
 HEREDOC_MODE = 0o644  # BuildKit writes heredoc sources 0644 (before --chmod)
 
@@ -94,13 +94,14 @@ class CopyAction:
         opts: CopyOptions,
         kept: Set[Path] = frozenset(),
     ) -> None:
+        from builder.addsrc import extract_archive, is_archive  # only when a step runs
+
         force_dir = self._force_dir([item for _, item in items])
         for rel, item in items:
             extract = self.unpack and not item.is_dir and item.path not in kept
             if extract and is_archive(item.path):
                 dest = self.dest if not self.parents else _parents_dest(self.dest, rel, item)
-                owner = opts.owner if self.chown else None
-                extract_archive(root, item.path, dest, owner)
+                extract_archive(root, item.path, dest, opts.owner)
             elif self.parents and rel:
                 copy_sources(
                     root, [item], _parents_dest(self.dest, rel, item), force_dir=True, opts=opts
@@ -119,12 +120,18 @@ class CopyAction:
         return many
 
     def _owner(self, root: Path) -> tuple[int, int]:
+        """``--chown`` as BuildKit reads it: a name takes its uid and primary gid from
+        /etc/passwd, a numeric uid without a group gets the same number as gid (never
+        looked up), and a group, when given, replaces the gid."""
         if not self.chown:
             return (0, 0)
+        user_part, has_group, _ = self.chown.partition(":")
         try:
             user = resolve_user(root, self.chown)
         except RuntimeFailure as exc:
             raise BuildError(f"--chown={self.chown}: {exc.message}", hint=exc.hint) from None
+        if user_part.isascii() and user_part.isdigit() and not has_group:
+            return (user.uid, user.uid)
         return (user.uid, user.gid)
 
     def _heredoc_items(self, scratch: Path) -> list[tuple[str, SourceItem]]:

@@ -10,16 +10,19 @@ from __future__ import annotations
 
 import json
 import posixpath
+from typing import TYPE_CHECKING
 
 from builder import instructions as ins
 from builder.actions import CopyAction
-from builder.addsrc import RemoteSources, remote_source
 from builder.errors import BuildError
 from builder.expand import ShellLexer
 from builder.modes import Chmod, parse_chmod
 from builder.remote import check_checksum, redact
 from builder.state import StageState
 from builder.stepbase import Outcome, PlanContext, expand_in, fail
+
+if TYPE_CHECKING:
+    from builder.addsrc import RemoteSources
 
 
 def _chmod(instr: ins.Copy, value: str | None) -> Chmod | None:
@@ -58,6 +61,8 @@ def _add_sources(
     instr: ins.Add, sources: tuple[str, ...], checksum: str | None
 ) -> tuple[tuple[str, ...], RemoteSources | None]:
     """Split ADD sources into context paths and URL/git sources (``builder.addsrc``)."""
+    from builder.addsrc import RemoteSources, remote_source  # ADD only: tar, git, http
+
     remotes = [remote_source(s, checksum, instr.keep_git_dir) for s in sources]
     found = tuple(r for r in remotes if r is not None)
     if checksum is not None:
@@ -85,7 +90,8 @@ def handle_copy(state: StageState, instr: ins.Copy, ctx: PlanContext) -> Outcome
     if isinstance(instr, ins.Add):
         checksum = expand_in(instr.checksum, state, ctx, instr) if instr.checksum else None
         local, remote = _add_sources(instr, sources, checksum)
-    dest = _dest(state, expand_in(instr.dest, state, ctx, instr))
+    written_dest = expand_in(instr.dest, state, ctx, instr)
+    dest = _dest(state, written_dest)
     from_ref = expand_in(instr.from_, state, ctx, instr) if instr.from_ is not None else None
     from_stage = stage_index(from_ref, ctx, instr) if from_ref is not None else None
     chown = expand_in(instr.chown, state, ctx, instr) if instr.chown else None
@@ -117,11 +123,27 @@ def handle_copy(state: StageState, instr: ins.Copy, ctx: PlanContext) -> Outcome
         flags += f"--unpack={str(instr.unpack).lower()} "
     if isinstance(instr, ins.Add) and instr.keep_git_dir and remote is not None:
         flags += "--keep-git-dir=true "
-    shown_sources = [*(redact(s) for s in sources), *(f"<<{n}" for n, _ in heredocs)]
-    created_by = f"{name} {flags}{' '.join(shown_sources)} {dest} # buildkit"
     shown = [redact(s) for s in sources]  # no password in the history or the index
+    history_flags = ["--parents"] * instr.parents
+    history_flags += [f"--{k}={v}" for k, v in (("chown", chown), ("chmod", chmod_text)) if v]
+    created_by = _history_text(name, history_flags, shown, heredocs, written_dest)
     key_text = f"{name} {json.dumps([flags, *shown, [list(h) for h in heredocs], dest])}"
     return Outcome(state, action, created_by, key_text)
+
+
+def _history_text(
+    name: str,
+    flags: list[str],
+    sources: list[str],
+    heredocs: tuple[tuple[str, str], ...],
+    dest: str,
+) -> str:
+    """The history ``created_by`` BuildKit writes for COPY/ADD (dockerfile2llb
+    dispatchCopy, v0.13+): only ``--parents``, ``--chown`` and ``--chmod`` among the
+    flags, then the sources, heredocs as ``<<name``, and the destination as written
+    (not resolved against WORKDIR)."""
+    words = [name, *flags, *sources, *(f"<<{n}" for n, _ in heredocs), dest]
+    return " ".join(words) + " # buildkit"
 
 
 def stage_index(ref: str, ctx: PlanContext, instr: ins.Instruction) -> int:
