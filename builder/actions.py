@@ -98,6 +98,7 @@ class RunAction:
                 mounts=(*self._script_mounts(ctx.scratch), *extra.binds),
                 tmpfs=extra.tmpfs,
                 privileged=self.privileged,
+                primary_gid_in_groups=False,  # BuildKit's RUN: only /etc/group's groups
             )
             result, tail = _run_logged(ctx, spec)
         if result.exit_code != 0:

@@ -22,7 +22,6 @@ from builder.state import env_to_dict, set_env
 from builder.storage import Storage
 from cache.errors import CacheError
 from cache.images import StoredImage
-from runtime.run import run_container
 from runtime.spec import BindMount, ContainerSpec, Resources, Rootfs, RunResult, TmpfsMount
 
 DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
@@ -208,14 +207,22 @@ def hosts_file(hostname: str, add_hosts: tuple[str, ...]) -> str:
 
 
 def image_layers(storage: Storage, image: StoredImage, name: str) -> list[Path]:
-    """The image's unpacked layer dirs, bottom first."""
+    """The image's unpacked layer dirs, bottom first, each dir once.
+
+    A layer digest can occur twice (BuildKit commits an empty layer for every RUN,
+    COPY or WORKDIR that changed nothing); both share one unpacked dir, and overlayfs
+    refuses a lower listed twice (ELOOP). Only the top-most occurrence is kept: the
+    lower copy adds nothing the upper one does not already show.
+    """
     try:
-        return [
+        dirs = [
             storage.layers.ensure(layer, diff)
             for layer, diff in zip(image.manifest.layers, image.config.diff_ids, strict=True)
         ]
     except CacheError as exc:
         raise UsageError(f"cannot unpack image {name}: {exc.message}", hint=exc.hint) from None
+    top_first = dict.fromkeys(reversed(dirs))
+    return list(reversed(top_first))
 
 
 def prepare(storage: Storage, request: RunRequest) -> Prepared:
@@ -256,6 +263,8 @@ def prepare(storage: Storage, request: RunRequest) -> Prepared:
 def run_image(storage: Storage, request: RunRequest) -> RunResult:
     """Run the image in the foreground; the result carries docker's exit code
     (125/126/127 on failures). The container's writable layer is removed after."""
+    from runtime.run import run_container  # the sandbox, not needed by builds
+
     prepared = prepare(storage, request)
     try:
         return run_container(prepared.spec, interactive=request.interactive, tty=request.tty)

@@ -239,7 +239,9 @@ class Solver:
         return replace(result, saved=record.duration), record.diff_id, lower
 
     def _usable(self, record: StepRecord) -> bool:
-        return record.layer is None or self._storage.blobs.has(record.layer.digest)
+        # A record without a layer was written by a pybuild that skipped empty layers:
+        # run the step again, so the image gets the empty layer BuildKit would commit.
+        return record.layer is not None and self._storage.blobs.has(record.layer.digest)
 
     def _reason(self, step: PlannedStep, inputs: KeyInputs) -> str:
         if self._options.no_cache:
@@ -264,7 +266,7 @@ class Solver:
 
     def _execute(
         self, step: PlannedStep, action: Action, ctx: ExecContext, lowers: tuple[Path, ...]
-    ) -> tuple[Descriptor | None, Digest | None, Path | None]:
+    ) -> tuple[Descriptor, Digest, Path]:
         # A locked temp dir: a concurrent build's clean_tmp never removes it mid-step.
         with self._storage.blobs.temp_dir("step-") as work:
             upper, overlay_work, scratch = work / "upper", work / "work", work / "scratch"
@@ -279,10 +281,8 @@ class Solver:
                 compression=self._options.compression,
                 source_date_epoch=self._options.source_date_epoch,
             )
-            # BuildKit keeps an empty layer here (history without empty_layer); we cannot
-            # until `pybuild run` stacks a repeated layer once (tests/parity empty_steps).
-            if blob.empty:
-                return None, None, None
+            # A step that changed nothing still commits a layer (the 1024-byte empty
+            # tar), as BuildKit does: layer count and history match its images.
             layer = Descriptor(blob.media_type, blob.digest, blob.size)
             lower = self._storage.layers.adopt(blob.diff_id, upper)
             return layer, blob.diff_id, lower

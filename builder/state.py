@@ -76,7 +76,9 @@ def set_env(env: tuple[str, ...], key: str, value: str) -> tuple[str, ...]:
 class StageState:
     """The state of a stage after some instructions.
 
-    ``args`` holds the stage's declared ARGs with their values (None: declared, unset).
+    ``args`` holds the stage's declared ARGs with their values (None: declared, unset),
+    a re-declared one moved last (the order BuildKit gives the RUN environment);
+    ``arg_order`` their names in first-declaration order (the RUN history prefix's).
     ``cmd_set`` records whether this stage set CMD itself (a new ENTRYPOINT clears an
     inherited CMD but not one set in the same stage).
     """
@@ -85,6 +87,7 @@ class StageState:
     args: tuple[tuple[str, str | None], ...] = ()
     cmd_set: bool = False
     author: str = ""  # the image config's ``author`` (MAINTAINER sets it, as BuildKit does)
+    arg_order: tuple[str, ...] = ()
 
     @property
     def env(self) -> dict[str, str]:
@@ -103,7 +106,15 @@ class StageState:
 
     def with_arg(self, name: str, value: str | None) -> StageState:
         kept = tuple((k, v) for k, v in self.args if k != name)
-        return replace(self, args=(*kept, (name, value)))
+        order = self.arg_order if name in self.arg_order else (*self.arg_order, name)
+        return replace(self, args=(*kept, (name, value)), arg_order=order)
+
+    def history_args(self) -> tuple[str, ...]:
+        """``NAME=value`` for BuildKit's RUN history prefix: each declared ARG once, at
+        its first declaration, with its latest value (an ENV of the same name wins; an
+        unset ARG shows as ``NAME=``)."""
+        env, values = self.env, dict(self.args)
+        return tuple(f"{k}={env.get(k, values.get(k) or '')}" for k in self.arg_order)
 
     def with_config(self, **changes: object) -> StageState:
         return replace(self, config=replace(self.config, **changes))  # type: ignore[arg-type]

@@ -104,11 +104,7 @@ def handle_run(state: StageState, instr: ins.Run, ctx: PlanContext) -> Outcome:
     )
     shown = " ".join(args)  # BuildKit joins the argv with spaces, exec form included
     arg_prefix = ""
-    if state.args:
-        # BuildKit's runCommandString: declared ARGs in declaration order, unset ones as
-        # ``NAME=``, and the ENV value where an ENV of the same name shadows the ARG.
-        env = state.env
-        shown_args = [f"{k}={env.get(k, v or '')}" for k, v in state.args]
+    if shown_args := state.history_args():
         arg_prefix = f"|{len(shown_args)} " + " ".join(shown_args) + " "
     # No --mount/--network flags: BuildKit's history shows only ARGs and the command.
     created_by = f"RUN {arg_prefix}{shown} # buildkit"
@@ -151,6 +147,8 @@ def handle_workdir(state: StageState, instr: ins.Workdir, ctx: PlanContext) -> O
         raise _fail(instr, "WORKDIR needs a path")
     full = posixpath.normpath(posixpath.join(state.config.working_dir or "/", path))
     state = state.with_config(working_dir=full)
+    if full == "/":  # BuildKit makes no mkdir, so no layer, for the root
+        return _meta(state, f"WORKDIR {full}")
     action = WorkdirAction(full, state.config.user)
     return Outcome(state, action, f"WORKDIR {full}", f"WORKDIR {full} user={state.config.user}")
 

@@ -18,6 +18,7 @@ from __future__ import annotations
 import enum
 import gzip
 import io
+import itertools
 import os
 import stat
 import tarfile
@@ -50,6 +51,8 @@ PAX_XATTR = "SCHILY.xattr."
 OWNER_XATTR = "user.pybuild.owner"
 _ZSTD_MAGIC = b"\x28\xb5\x2f\xfd"
 _GZIP_MAGIC = b"\x1f\x8b"
+# The empty layer: two zero blocks; its diff_id is sha256:5f70bf18a086007016e9...
+EMPTY_TAR = bytes(1024)
 
 
 class Compression(enum.Enum):
@@ -293,18 +296,26 @@ def write_layer(
     try:
         with blobs.writer() as out:
             sink = _TarSink(make_compressor(compression), out)
-            with tarfile.TarFile(
-                fileobj=sink,
-                mode="w",
-                format=tarfile.PAX_FORMAT,
-                encoding="utf-8",
-                errors="surrogateescape",
-                copybufsize=_CHUNK,
-            ) as tar:
-                links: dict[tuple[int, int], str] = {}
-                for entry in _walk(diff_dir):
-                    _emit(tar, entry, links, source_date_epoch)
-                    count += 1
+            entries = _walk(diff_dir)
+            first = next(entries, None)
+            if first is None:
+                # An empty layer is the bare end-of-archive marker, as Go's archive/tar
+                # (BuildKit) writes it; tarfile would pad it to a 10 KiB record, giving
+                # a diff_id no other builder produces.
+                sink.write(EMPTY_TAR)
+            else:
+                with tarfile.TarFile(
+                    fileobj=sink,
+                    mode="w",
+                    format=tarfile.PAX_FORMAT,
+                    encoding="utf-8",
+                    errors="surrogateescape",
+                    copybufsize=_CHUNK,
+                ) as tar:
+                    links: dict[tuple[int, int], str] = {}
+                    for entry in itertools.chain((first,), entries):
+                        _emit(tar, entry, links, source_date_epoch)
+                        count += 1
             diff_id = sink.finish()
     except OSError as exc:
         raise LayerError(

@@ -346,7 +346,7 @@ def _start_session(tty: bool) -> None:
 def _exec(spec: ContainerSpec, install_filter: Callable[[], None] | None) -> None:
     """Become the user, lock down, enter the working dir and exec; raises
     :class:`_ExecFailure`. ``install_filter`` None: privileged, no lock-down."""
-    user = resolve_user(Path("/"), spec.user)
+    user = resolve_user(Path("/"), spec.user, primary_in_groups=spec.primary_gid_in_groups)
     if install_filter is not None:
         restrict_capabilities()  # as root: the bounding set needs CAP_SETPCAP to shrink
     become(user.uid, user.gid, user.groups, spec.user)

@@ -92,6 +92,9 @@ class ContainerSpec:
     # An init of ours as PID 1 (docker's --init): forwards signals to the command and
     # reaps orphaned zombies; the command then runs as PID 2.
     init: bool = False
+    # docker run lists the primary gid among the supplementary groups; BuildKit's RUN
+    # does not (runtime.users.resolve_user).
+    primary_gid_in_groups: bool = True
 
 
 @dataclass(frozen=True)
@@ -185,6 +188,7 @@ def spec_to_json(spec: ContainerSpec) -> str:
         },
         "privileged": spec.privileged,
         "init": spec.init,
+        "primary_gid_in_groups": spec.primary_gid_in_groups,
     }
     return json.dumps(body, sort_keys=True)
 
@@ -223,6 +227,7 @@ def spec_from_json(text: str) -> ContainerSpec:
             resources=_resources(body["resources"]),
             privileged=_bool(body["privileged"]),
             init=_bool(body.get("init", False)),
+            primary_gid_in_groups=_bool(body.get("primary_gid_in_groups", True)),
         )
     except (ValueError, KeyError, TypeError, AttributeError) as exc:
         raise SandboxError(f"malformed container spec JSON: {exc}") from exc

@@ -6,9 +6,11 @@ Semantics follow runc's ``GetExecUser`` (which docker and BuildKit use):
 - a numeric user is always a uid; it needs no passwd entry (then gid 0 and home ``/``).
 - a name must have a passwd entry, else :class:`UserNotFound`.
 - an explicit group (``user:group``) replaces the primary gid; a numeric group needs no
-  entry, a named one must exist. Supplementary groups: the primary gid first (as docker
-  does), then, only when no group is given, every group of /etc/group that lists the
-  matched user name as a member.
+  entry, a named one must exist. Supplementary groups: only when no group is given,
+  every group of /etc/group that lists the matched user name as a member (BuildKit's
+  RUN: ``USER app:grp`` runs with none); ``docker run`` also puts the primary gid first
+  (``primary_in_groups``, checked against dockerd 20.10: ``-u app:grp`` gives
+  ``groups=<grp>``, ``-u app`` gives ``groups=<gid>,<member groups>``).
 """
 
 from __future__ import annotations
@@ -47,7 +49,7 @@ class _GroupEntry:
     members: tuple[str, ...]
 
 
-def resolve_user(rootfs_root: Path, user: str) -> ResolvedUser:
+def resolve_user(rootfs_root: Path, user: str, *, primary_in_groups: bool = True) -> ResolvedUser:
     """Resolve ``user`` (``name``, ``uid``, ``name:group``, ``uid:gid``, or ``""``).
 
     Reads ``<rootfs_root>/etc/passwd`` and ``/etc/group``, resolving symlinks as if
@@ -79,8 +81,9 @@ def resolve_user(rootfs_root: Path, user: str) -> ResolvedUser:
         gid = _resolve_group(rootfs_root, group_part)
     elif matched_name:
         member_of = [g.gid for g in _read_group(rootfs_root) if matched_name in g.members]
-    # Docker puts the primary gid first in the supplementary list (moby daemon getUser).
-    groups = tuple(dict.fromkeys((gid, *member_of)))
+    # Docker puts the primary gid first in the supplementary list (moby daemon getUser);
+    # BuildKit's executor passes runc's Sgids alone.
+    groups = tuple(dict.fromkeys((gid, *member_of) if primary_in_groups else member_of))
     return ResolvedUser(uid=uid, gid=gid, groups=groups, home=home or "/")
 
 

@@ -278,6 +278,25 @@ def test_empty_dir_gives_empty_layer(blobs: BlobStore, tmp_path: Path) -> None:
     assert _tar_members(blobs, layer) == []
 
 
+@pytest.mark.parametrize("compression", list(Compression))
+def test_empty_layer_is_buildkits_1024_zero_bytes(
+    blobs: BlobStore, tmp_path: Path, compression: Compression
+) -> None:
+    (tmp_path / "e").mkdir()
+    layer = write_layer(tmp_path / "e", blobs, compression=compression)
+    # The diff_id every BuildKit/docker image has for its empty layers.
+    assert str(layer.diff_id) == (
+        "sha256:5f70bf18a086007016e948b04aed3b82103a36bea41755b6cddfaf10ace3c6ef"
+    )
+    if compression is Compression.NONE:
+        assert blobs.read_bytes(layer.digest) == bytes(1024)
+    out = tmp_path / "out"
+    out.mkdir()
+    descriptor = Descriptor(layer.media_type, layer.digest, layer.size)
+    assert extract_layer(blobs, descriptor, out) == layer.diff_id
+    assert list(out.iterdir()) == []
+
+
 def test_missing_diff_dir_raises_layer_error(blobs: BlobStore, tmp_path: Path) -> None:
     with pytest.raises(LayerError):
         write_layer(tmp_path / "absent", blobs)

@@ -55,6 +55,23 @@ def test_user_spec_resolves_like_docker(root: Path, user: str, expected: Resolve
     assert resolve_user(root, user) == expected
 
 
+@pytest.mark.parametrize(
+    ("user", "groups"),
+    [
+        ("app", (50, 60)),  # only the groups listing the user, no primary gid
+        ("1000", (50, 60)),
+        ("app:staff", ()),  # an explicit group: no supplementary groups at all
+        ("app:777", ()),
+        ("4242", ()),
+        ("", (10,)),
+    ],
+)
+def test_buildkit_run_groups_omit_primary_gid_and_explicit_group(
+    root: Path, user: str, groups: tuple[int, ...]
+) -> None:
+    assert resolve_user(root, user, primary_in_groups=False).groups == groups
+
+
 def test_unknown_user_name_raises_with_hint(root: Path) -> None:
     with pytest.raises(UserNotFound, match="unable to find user ghost") as info:
         resolve_user(root, "ghost")
