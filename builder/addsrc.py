@@ -30,7 +30,7 @@ from typing import IO
 import zstandard
 
 from builder import remote
-from builder.copy import SourceItem, walk_tree
+from builder.copy import SourceItem, replace_entry, walk_tree
 from builder.errors import BuildError
 from builder.gitsource import GitRef, checkout, parse_git_ref, resolve_commit
 from builder.rootpath import clean, resolve_in_root
@@ -107,10 +107,10 @@ def _extract_member(
     uid, gid = member.uid, member.gid
     if member.isdir():
         if not host.is_dir() or host.is_symlink():
-            _remove(host)
+            replace_entry(host)
             os.mkdir(host, 0o700)
     else:
-        _remove(host)
+        replace_entry(host)
         if member.issym():
             os.symlink(member.linkname, host)
         elif member.islnk():
@@ -138,17 +138,6 @@ def _write(tar: tarfile.TarFile, member: tarfile.TarInfo, host: Path) -> None:
     with open(fd, "wb") as out:
         if source is not None:
             shutil.copyfileobj(source, out, 1 << 20)
-
-
-def _remove(host: Path) -> None:
-    try:
-        st = os.lstat(host)
-    except FileNotFoundError:
-        return
-    if stat.S_ISDIR(st.st_mode):
-        shutil.rmtree(host)
-    else:
-        os.unlink(host)
 
 
 @dataclass(frozen=True)

@@ -13,7 +13,7 @@ from collections.abc import Callable
 from typing import Any
 
 from builder.errors import UsageError
-from builder.progress import print_line
+from builder.progress import human_size, print_line
 from builder.storage import Storage, default_root
 from cache.index import BuildRecord
 
@@ -86,15 +86,6 @@ def parse_size(text: str) -> int:
     unit = match.group(2) or ""
     factor = _BINARY[unit] if unit.endswith("i") else _SIZES[unit]
     return int(float(match.group(1)) * factor)
-
-
-def human_size(n: int) -> str:
-    value = float(n)
-    for unit in ("B", "kB", "MB", "GB"):
-        if value < 1000:
-            return f"{value:.3g}{unit}"
-        value /= 1000
-    return f"{value:.3g}TB"
 
 
 def _stats(storage: Storage, args: argparse.Namespace) -> int:

@@ -11,7 +11,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from builder.errors import UsageError
-from builder.progress import make_progress, print_error, print_line
+from builder.progress import human_size, make_progress, print_error, print_line
 from builder.refs import normalize
 from builder.storage import Storage, default_root
 
@@ -202,7 +202,7 @@ def cmd_images(args: argparse.Namespace) -> int:
             size = sum(layer.size for layer in image.manifest.layers) if image else 0
             created = image.config.created if image else ""
             repo, _, tag = name.rpartition(":")
-            rows.append((repo, tag, digest.short, _age(created), _size(size)))
+            rows.append((repo, tag, digest.short, _age(created), human_size(size)))
     header = ("REPOSITORY", "TAG", "IMAGE ID", "CREATED", "SIZE")
     widths = [max(len(str(r[i])) for r in [header, *rows]) for i in range(5)]
     for row in [header, *rows]:
@@ -225,15 +225,6 @@ def _age(created: str) -> str:
         if seconds >= size:
             return f"{seconds // size} {unit} ago"
     return f"{max(seconds, 0)} seconds ago"
-
-
-def _size(n: int) -> str:
-    value = float(n)
-    for unit in ("B", "kB", "MB", "GB"):
-        if value < 1000:
-            return f"{value:.3g}{unit}"
-        value /= 1000
-    return f"{value:.3g}TB"
 
 
 def cmd_tag(args: argparse.Namespace) -> int:

@@ -98,7 +98,7 @@ def _copy_one(root: Path, source: SourceItem, target: str, opts: CopyOptions) ->
             dirs[container] = host
             dir_times.append((host, st))
         else:
-            _replace(host)
+            replace_entry(host)
             _copy_entry(src, host, st, opts)
     # Directory mtimes last: writing their contents changed them.
     for host, st in reversed(dir_times):
@@ -128,7 +128,7 @@ def _ensure_dir(root: Path, container_dir: str, cache: dict[str, Path], opts: Co
 
 def _make_dir(host: Path, st: os.stat_result, opts: CopyOptions) -> None:
     if host.is_symlink() or (host.exists() and not host.is_dir()):
-        _replace(host)
+        replace_entry(host)
     if not host.exists():
         os.mkdir(host, 0o700)
     mode = stat.S_IMODE(st.st_mode)
@@ -138,7 +138,7 @@ def _make_dir(host: Path, st: os.stat_result, opts: CopyOptions) -> None:
     os.chmod(host, mode)
 
 
-def _replace(host: Path) -> None:
+def replace_entry(host: Path) -> None:
     """Remove what stands at host so a copied entry can take its place."""
     try:
         st = os.lstat(host)

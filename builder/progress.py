@@ -128,3 +128,13 @@ def print_line(message: str, *, err: bool = True) -> None:
     stream = sys.stderr if err else sys.stdout
     stream.write(message + "\n")
     stream.flush()
+
+
+def human_size(n: int) -> str:
+    """Bytes as docker prints sizes: three significant digits, decimal units (``1.23MB``)."""
+    value = float(n)
+    for unit in ("B", "kB", "MB", "GB"):
+        if value < 1000:
+            return f"{value:.3g}{unit}"
+        value /= 1000
+    return f"{value:.3g}TB"

@@ -82,6 +82,20 @@ def write_context(root: Path, files: dict[str, str | bytes], dockerfile: str) ->
     return root
 
 
+def build_rootfs(
+    pybuild: Pybuild,
+    tmp_path: Path,
+    dockerfile: str,
+    files: dict[str, str | bytes] | None = None,
+    *args: str,
+) -> Path:
+    """Build ``dockerfile`` over ``files`` and export the image's root filesystem."""
+    ctx = write_context(tmp_path / "ctx", files or {}, dockerfile)
+    out = tmp_path / "rootfs"
+    pybuild.build(ctx, "-t", "t:1", "-o", f"type=local,dest={out}", *args)
+    return out
+
+
 def steps_of(metadata_file: Path) -> Sequence[dict[str, Any]]:
     doc = json.loads(metadata_file.read_text())
     steps: Sequence[dict[str, Any]] = doc["steps"]

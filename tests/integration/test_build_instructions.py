@@ -8,22 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from tests.integration.clihelp import Pybuild, write_context
+from tests.integration.clihelp import Pybuild, build_rootfs, write_context
 
 pytestmark = [pytest.mark.requires_root, pytest.mark.requires_overlay]
-
-
-def build_rootfs(
-    pybuild: Pybuild,
-    tmp_path: Path,
-    dockerfile: str,
-    files: dict[str, str | bytes] | None = None,
-    *args: str,
-) -> Path:
-    ctx = write_context(tmp_path / "ctx", files or {}, dockerfile)
-    out = tmp_path / "rootfs"
-    pybuild.build(ctx, "-t", "t:1", "-o", f"type=local,dest={out}", *args)
-    return out
 
 
 def test_run_shell_form_writes_file_into_image(pybuild: Pybuild, tmp_path: Path) -> None:

@@ -12,22 +12,9 @@ from pathlib import Path
 
 import pytest
 
-from tests.integration.clihelp import Pybuild, write_context
+from tests.integration.clihelp import Pybuild, build_rootfs, write_context
 
 pytestmark = [pytest.mark.requires_root, pytest.mark.requires_overlay]
-
-
-def _rootfs(
-    pybuild: Pybuild,
-    tmp_path: Path,
-    dockerfile: str,
-    files: dict[str, str | bytes] | None = None,
-    *args: str,
-) -> Path:
-    ctx = write_context(tmp_path / "ctx", files or {}, dockerfile)
-    out = tmp_path / "rootfs"
-    pybuild.build(ctx, "-t", "audit:1", "-o", f"type=local,dest={out}", *args)
-    return out
 
 
 def _fail(pybuild: Pybuild, tmp_path: Path, dockerfile: str, *args: str) -> str:
@@ -49,7 +36,7 @@ def test_undeclared_build_arg_warns_and_names_only_the_unused(
 def test_from_platform_local_builds_and_another_platform_fails_with_line(
     pybuild: Pybuild, tmp_path: Path
 ) -> None:
-    out = _rootfs(
+    out = build_rootfs(
         pybuild, tmp_path / "ok", "FROM --platform=linux/amd64 busybox\nRUN echo ok > /ok\n"
     )
     assert (out / "ok").read_text() == "ok\n"
@@ -95,7 +82,7 @@ def test_add_local_chown_chmod_link_exclude(pybuild: Pybuild, tmp_path: Path) ->
         "ADD --exclude=*.log --exclude=skip d /excl/\n"
     )
     files: dict[str, str | bytes] = {"f.txt": "f", "d/keep.txt": "k", "d/x.log": "l", "d/skip": "s"}
-    out = _rootfs(pybuild, tmp_path, dockerfile, files)
+    out = build_rootfs(pybuild, tmp_path, dockerfile, files)
     st = os.lstat(out / "a" / "f.txt")
     assert (st.st_uid, st.st_gid, stat.S_IMODE(st.st_mode)) == (7, 8, 0o640)
     assert sorted(p.name for p in (out / "linked").iterdir()) == ["keep.txt", "skip", "x.log"]
@@ -135,8 +122,8 @@ USER ${USR:-1000}:${USRGRP:-1001}
 def test_expansion_modifiers_in_every_expanding_instruction_and_flags(
     pybuild: Pybuild, tmp_path: Path
 ) -> None:
-    out = _rootfs(pybuild, tmp_path, MODIFIERS_PARENT, {"f.txt": "file"})
-    config = pybuild.config("audit:1")
+    out = build_rootfs(pybuild, tmp_path, MODIFIERS_PARENT, {"f.txt": "file"})
+    config = pybuild.config("t:1")
     env = dict(e.split("=", 1) for e in config["Env"])
     assert {k: env[k] for k in "ABCDEFGHIJKLMN"} == {
         "A": "1.2.3",
@@ -168,7 +155,7 @@ def test_expansion_modifiers_in_every_expanding_instruction_and_flags(
     assert (out / "from-stage").read_text() == "staged\n"
     assert (out / "mounted").read_text() == "file"
     # ONBUILD expands in the child, with the parent's ENV.
-    child = write_context(tmp_path / "child", {}, "FROM audit:1\n")
+    child = write_context(tmp_path / "child", {}, "FROM t:1\n")
     pybuild.build(child, "-t", "audit-child:1")
     assert pybuild.config("audit-child:1")["WorkingDir"] == "/ob/parent"
 
@@ -215,13 +202,15 @@ def test_parser_directives_syntax_check_and_backslash_escape(
         "\n"
         "  b > /x\n"
     )
-    out = _rootfs(pybuild, tmp_path, dockerfile)
+    out = build_rootfs(pybuild, tmp_path, dockerfile)
     assert (out / "x").read_text() == "a b\n"
 
 
 def test_directive_after_a_comment_is_only_a_comment(pybuild: Pybuild, tmp_path: Path) -> None:
     # `# escape=`` after another comment does nothing, so the backslash still continues.
-    out = _rootfs(pybuild, tmp_path, "# hello\n# escape=`\nFROM busybox\nRUN echo a \\\n b > /x\n")
+    out = build_rootfs(
+        pybuild, tmp_path, "# hello\n# escape=`\nFROM busybox\nRUN echo a \\\n b > /x\n"
+    )
     assert (out / "x").read_text() == "a b\n"
 
 
@@ -237,7 +226,7 @@ def test_heredoc_interpreter_and_several_copy_heredocs(pybuild: Pybuild, tmp_pat
         "second $HOSTNAME\n"
         "two\n"
     )
-    out = _rootfs(pybuild, tmp_path, dockerfile)
+    out = build_rootfs(pybuild, tmp_path, dockerfile)
     assert (out / "upper").read_text() == "SHOUT\n"
     assert (out / "multi" / "one").read_text() == "first -x\n"
     assert (out / "multi" / "two").read_text() == "second $HOSTNAME\n"
@@ -268,7 +257,7 @@ def test_bind_mount_from_image_and_secret_mount_options(pybuild: Pybuild, tmp_pa
         "RUN --mount=type=secret,id=s,target=/sec,mode=0440,uid=5,gid=6 "
         "stat -c '%a %u %g' /sec > /perm\n"
     )
-    out = _rootfs(pybuild, tmp_path, dockerfile, None, "--secret", f"id=s,src={secret}")
+    out = build_rootfs(pybuild, tmp_path, dockerfile, None, "--secret", f"id=s,src={secret}")
     assert (out / "bound").exists() and not (out / "imgbin").exists()
     assert (out / "perm").read_text() == "440 5 6\n"
     assert not (out / "sec").exists()
