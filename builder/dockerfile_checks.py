@@ -2,15 +2,18 @@
 
 BuildKit's build checks report rule violations as warnings; ``# check=skip=Rule1,Rule2``
 (or ``skip=all``) silences rules and ``error=true`` turns any remaining warning into a
-failed build ("lint violation found for rules: ..."). The only rule the parser reports
-here is ``NoEmptyContinuation``; the directive's syntax is checked in full so a typo is
-an error, as in BuildKit, rather than silently ignored.
+failed build ("lint violation found for rules: ..."). The parser reports
+``NoEmptyContinuation``; the other rules live in :mod:`builder.dockerfile_checks_rules`
+and :mod:`builder.dockerfile_checks_vars`. The directive's syntax is checked in full so
+a typo is an error, as in BuildKit, rather than silently ignored.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
+from builder.dockerfile_checks_rules import TEXT_RULES, Finding
+from builder.dockerfile_checks_vars import VAR_RULES
 from builder.errors import DockerfileError
 from builder.instructions import Dockerfile
 
@@ -55,23 +58,32 @@ def parse_check(value: str, file: str) -> CheckOptions:
     return options
 
 
+def findings(df: Dockerfile) -> list[Finding]:
+    """Every rule violation in ``df`` (the parser's and each build check's), by line;
+    the ``# check=`` directive is not applied."""
+    found = [
+        Finding(EMPTY_CONTINUATION_RULE, w.line, f"{w.message} ({w.detail})") for w in df.warnings
+    ]
+    for rule in (*TEXT_RULES, *VAR_RULES):
+        found.extend(rule(df))
+    return sorted(found, key=lambda f: f.line)
+
+
 def check_warnings(df: Dockerfile) -> tuple[str, ...]:
-    """The parser's warnings as build warnings (``file:line: Rule: message``), minus the
-    skipped rules; raises DockerfileError when ``error=true`` and any remain."""
+    """Build-check warnings (``file:line: Rule: message``), minus the skipped rules;
+    raises DockerfileError at the first one's line when ``error=true`` and any remain."""
     value = next((v for k, v in df.directives if k == "check"), "")
     options = parse_check(value, df.file)
-    if options.skip_all or EMPTY_CONTINUATION_RULE in options.skip or not df.warnings:
+    if options.skip_all:
         return ()
-    if options.error:
-        first = df.warnings[0]
+    kept = [f for f in findings(df) if f.rule not in options.skip]
+    if kept and options.error:
+        rules = ", ".join(dict.fromkeys(f.rule for f in kept))
+        first = kept[0]
         raise DockerfileError(
-            f"lint violation found for rules: {EMPTY_CONTINUATION_RULE} ({first.message})",
+            f"lint violation found for rules: {rules} ({first.rule}: {first.message})",
             file=df.file,
             line=first.line,
-            hint="remove the empty line inside the continued instruction, or "
-            f"# check=skip={EMPTY_CONTINUATION_RULE}",
+            hint=f"fix the Dockerfile, or silence the rule with # check=skip={first.rule}",
         )
-    return tuple(
-        f"{df.file}:{w.line}: {EMPTY_CONTINUATION_RULE}: {w.message} ({w.detail})"
-        for w in df.warnings
-    )
+    return tuple(f"{df.file}:{f.line}: {f.rule}: {f.message}" for f in kept)
