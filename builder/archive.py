@@ -20,12 +20,11 @@ from __future__ import annotations
 
 import json
 import lzma
-import platform
 import posixpath
 import re
 import tarfile
 import zlib
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -46,8 +45,10 @@ from cache.oci import (
     Descriptor,
     ImageConfig,
     Index,
-    Platform,
+    host_platform,
+    is_attestation,
     load_json,
+    select_platform,
 )
 from cache.store import BlobStore
 
@@ -60,8 +61,6 @@ _BLOB_PATH = re.compile(r"^blobs/sha256/([a-f0-9]{64})$")
 # docker and skopeo name configs "<hex>.json"; go-containerregistry "sha256:<hex>".
 _NAMED_BY_DIGEST = re.compile(r"^(?:sha256:)?([a-f0-9]{64})(?:\.json)?$")
 _FORMAT_HINT = "expected a docker-archive (docker save) or OCI archive"
-# platform.machine() -> OCI architecture and variant (image-index.md platform values).
-_ARCHES = {"x86_64": ("amd64", ""), "aarch64": ("arm64", "v8"), "armv7l": ("arm", "v7")}
 
 
 @dataclass(frozen=True)
@@ -271,41 +270,15 @@ def _pick_manifest(blobs: BlobStore, desc: Descriptor, depth: int) -> Descriptor
         raise InvalidImage(f"image indexes nested more than {_MAX_NESTING} deep")
     # docker's containerd store lists every platform but saves only the ones it has.
     candidates = [
-        d
-        for d in Index.from_bytes(data).manifests
-        if blobs.has(d.digest) and not _is_attestation(d)
+        d for d in Index.from_bytes(data).manifests if blobs.has(d.digest) and not is_attestation(d)
     ]
-    chosen = _for_platform(candidates, _host_platform())
+    chosen = select_platform(candidates, host_platform())
     if chosen is None:
         have = ", ".join(sorted({str(d.platform) for d in candidates if d.platform})) or "none"
         raise InvalidImage(
-            f"index {desc.digest} has no image for {_host_platform()} (it has: {have})"
+            f"index {desc.digest} has no image for {host_platform()} (it has: {have})"
         )
     return _pick_manifest(blobs, chosen, depth + 1)
-
-
-def _is_attestation(desc: Descriptor) -> bool:
-    # BuildKit attaches provenance/SBOM manifests with this annotation and unknown/unknown.
-    unknown = desc.platform is not None and desc.platform.os == "unknown"
-    return unknown or "vnd.docker.reference.type" in dict(desc.annotations)
-
-
-def _for_platform(candidates: Sequence[Descriptor], host: Platform) -> Descriptor | None:
-    """The host's os/architecture, preferring its variant; a lone unlabelled entry will do."""
-    same = [d for d in candidates if d.platform and d.platform.os == host.os]
-    same = [d for d in same if d.platform and d.platform.architecture == host.architecture]
-    exact = [d for d in same if d.platform and d.platform.variant in ("", host.variant)]
-    if exact or same:
-        return (exact or same)[0]
-    if len(candidates) == 1 and candidates[0].platform is None:
-        return candidates[0]
-    return None
-
-
-def _host_platform() -> Platform:
-    machine = platform.machine()
-    arch, variant = _ARCHES.get(machine, (machine, ""))
-    return Platform("linux", arch, variant)
 
 
 def _require(blobs: BlobStore, desc: Descriptor, what: str) -> None:

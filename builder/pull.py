@@ -27,6 +27,8 @@ from cache.oci import (
     Index,
     Manifest,
     Platform,
+    is_attestation,
+    select_platform,
 )
 from cache.refs import Reference, parse_reference
 from cache.registry import RegistryClient, RemoteManifest
@@ -91,8 +93,8 @@ def _select(
         return found
     if depth >= _MAX_NESTING:
         raise InvalidImage(f"{client.ref}: image indexes nested more than {_MAX_NESTING} deep")
-    candidates = [d for d in Index.from_bytes(found.data).manifests if not _is_attestation(d)]
-    chosen = _for_platform(candidates, platform)
+    candidates = [d for d in Index.from_bytes(found.data).manifests if not is_attestation(d)]
+    chosen = select_platform(candidates, platform)
     if chosen is None:
         have = ", ".join(sorted({str(d.platform) for d in candidates if d.platform})) or "none"
         raise InvalidImage(
@@ -110,26 +112,6 @@ def _is_index(found: RemoteManifest) -> bool:
     except ValueError:
         return False
     return isinstance(doc, dict) and (doc.get("mediaType") in _INDEX_TYPES or "manifests" in doc)
-
-
-def _is_attestation(desc: Descriptor) -> bool:
-    # BuildKit's provenance/SBOM manifests say unknown/unknown and carry this annotation.
-    unknown = desc.platform is not None and desc.platform.os == "unknown"
-    return unknown or "vnd.docker.reference.type" in dict(desc.annotations)
-
-
-def _for_platform(candidates: list[Descriptor], want: Platform) -> Descriptor | None:
-    same = [
-        d
-        for d in candidates
-        if d.platform and (d.platform.os, d.platform.architecture) == (want.os, want.architecture)
-    ]
-    exact = [d for d in same if d.platform and d.platform.variant in ("", want.variant)]
-    if exact or same:
-        return (exact or same)[0]
-    if len(candidates) == 1 and candidates[0].platform is None:
-        return candidates[0]
-    return None
 
 
 def _fetch_image(

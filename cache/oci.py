@@ -9,7 +9,8 @@ one place, ``canonical_json``, so the same value always gives the same bytes and
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+import platform as _platform
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -410,3 +411,36 @@ class ImageConfig:
             diff_ids=diff_ids,
             history=tuple(History.from_json(h) for h in history if isinstance(h, dict)),
         )
+
+
+# platform.machine() -> OCI architecture and variant (image-index.md platform values).
+_ARCHES = {"x86_64": ("amd64", ""), "aarch64": ("arm64", "v8"), "armv7l": ("arm", "v7")}
+
+
+def host_platform() -> Platform:
+    """This machine's platform in OCI terms (``linux/amd64`` on x86-64)."""
+    machine = _platform.machine()
+    arch, variant = _ARCHES.get(machine, (machine, ""))
+    return Platform("linux", arch, variant)
+
+
+def is_attestation(desc: Descriptor) -> bool:
+    """BuildKit's provenance/SBOM manifests in an index: unknown/unknown, this annotation."""
+    unknown = desc.platform is not None and desc.platform.os == "unknown"
+    return unknown or "vnd.docker.reference.type" in dict(desc.annotations)
+
+
+def select_platform(candidates: Sequence[Descriptor], want: Platform) -> Descriptor | None:
+    """The index entry for ``want``'s os/architecture, preferring its variant; a lone
+    unlabelled entry will do. None when nothing fits."""
+    same = [
+        d
+        for d in candidates
+        if d.platform and (d.platform.os, d.platform.architecture) == (want.os, want.architecture)
+    ]
+    exact = [d for d in same if d.platform and d.platform.variant in ("", want.variant)]
+    if exact or same:
+        return (exact or same)[0]
+    if len(candidates) == 1 and candidates[0].platform is None:
+        return candidates[0]
+    return None
