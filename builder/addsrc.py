@@ -34,17 +34,18 @@ from builder.copy import SourceItem, replace_entry, walk_tree
 from builder.errors import BuildError
 from builder.gitsource import GitRef, checkout, parse_git_ref, resolve_commit
 from builder.rootpath import clean, resolve_in_root
-
-_ZSTD_MAGIC = b"\x28\xb5\x2f\xfd"
+from cache.layers import Compression, detect_compression, open_decompressed
 
 
 @contextmanager
 def _open_tar(path: Path) -> Iterator[tarfile.TarFile]:
     with open(path, "rb") as raw:
         stream: IO[bytes] = raw
-        if raw.read(4) == _ZSTD_MAGIC:
-            stream = zstandard.ZstdDecompressor().stream_reader(raw, closefd=False)
+        head = raw.read(4)
         raw.seek(0)
+        # tarfile detects gzip, bzip2 and xz itself; zstd it does not know.
+        if detect_compression(head) is Compression.ZSTD:
+            stream = open_decompressed(raw, Compression.ZSTD)
         with tarfile.open(fileobj=stream, mode="r|*") as tar:
             yield tar
 
