@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
@@ -337,18 +337,7 @@ def _top_most_once(lowers: Iterable[Path]) -> tuple[Path, ...]:
     return tuple(dict.fromkeys(lowers))
 
 
-def count_sandbox_runs(
-    results: list[StepResult], plan: Plan, predicate: Callable[[PlannedStep], bool] | None = None
-) -> int:
+def count_sandbox_runs(results: list[StepResult], plan: Plan) -> int:
     """How many executed (missed) steps were RUN steps, i.e. started a sandbox."""
-    runs = 0
-    by_id = {s.id: s for st in plan.stages for s in st.steps}
-    for result in results:
-        step = by_id[result.step_id]
-        if (
-            not result.cached
-            and isinstance(step.action, RunAction)
-            and (predicate is None or predicate(step))
-        ):
-            runs += 1
-    return runs
+    runs = {s.id for st in plan.stages for s in st.steps if isinstance(s.action, RunAction)}
+    return sum(1 for r in results if not r.cached and r.step_id in runs)
