@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import shutil
+import tempfile
 from pathlib import Path
 
-from runtime.spec import Rootfs
+from runtime.sandbox import run
+from runtime.spec import ContainerSpec, Rootfs, RunResult
 
 BUSYBOX = Path("/bin/busybox")
 APPLETS = (
@@ -41,3 +43,18 @@ def fresh_rootfs(base: Path, lowers: tuple[Path, ...]) -> Rootfs:
     upper.mkdir(mode=0o755)
     work.mkdir()
     return Rootfs(lowers=lowers, upper=upper, work=work)
+
+
+def run_sh(lower: Path, tmp: Path, script: str, **fields: object) -> tuple[RunResult, str, str]:
+    """Run ``sh -c script`` on a fresh overlay of ``lower``; return result, stdout, stderr."""
+    spec = ContainerSpec(
+        rootfs=fresh_rootfs(tmp, (lower,)),
+        args=("sh", "-c", script),
+        env=("PATH=/bin",),
+        **fields,  # type: ignore[arg-type]
+    )
+    with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
+        result = run(spec, stdout=out.fileno(), stderr=err.fileno())
+        out.seek(0)
+        err.seek(0)
+        return result, out.read().decode(), err.read().decode()

@@ -11,15 +11,14 @@ import platform
 import shutil
 import socket
 import struct
-import tempfile
 from pathlib import Path
 
 import pytest
 
 from runtime.rootfs import overlay_supported
-from runtime.sandbox import run
-from runtime.spec import BindMount, ContainerSpec, RunResult, TmpfsMount
-from tests.integration.busybox_rootfs import fresh_rootfs, make_busybox_rootfs
+from runtime.spec import BindMount, TmpfsMount
+from tests.integration.busybox_rootfs import make_busybox_rootfs
+from tests.integration.busybox_rootfs import run_sh as sh
 
 pytestmark = [
     pytest.mark.requires_root,
@@ -63,21 +62,6 @@ def lower(tmp_path_factory: pytest.TempPathFactory) -> Path:
         os.chmod(euid, 0o4755)  # setuid root
         shutil.copy2(root / "bin" / "busybox", root / "opt" / "busybox")
     return root
-
-
-def sh(lower: Path, tmp: Path, script: str, **fields: object) -> tuple[RunResult, str, str]:
-    """Run ``sh -c script`` on a fresh overlay of ``lower``; return result, stdout, stderr."""
-    spec = ContainerSpec(
-        rootfs=fresh_rootfs(tmp, (lower,)),
-        args=("sh", "-c", script),
-        env=("PATH=/bin",),
-        **fields,  # type: ignore[arg-type]
-    )
-    with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
-        result = run(spec, stdout=out.fileno(), stderr=err.fileno())
-        out.seek(0)
-        err.seek(0)
-        return result, out.read().decode(), err.read().decode()
 
 
 def test_host_file_outside_the_rootfs_cannot_be_read(lower: Path, tmp_path: Path) -> None:

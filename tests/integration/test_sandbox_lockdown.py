@@ -4,17 +4,16 @@ read-only /proc/sys and /sys; ``privileged`` turns it off. Also tmpfs mounts."""
 from __future__ import annotations
 
 import os
-import tempfile
 from pathlib import Path
 
 import pytest
 
 from runtime.rootfs import overlay_supported
 from runtime.rootsetup import MASKED_PATHS
-from runtime.sandbox import run
 from runtime.security import DEFAULT_CAPABILITIES, capability_mask
-from runtime.spec import BindMount, ContainerSpec, RunResult, TmpfsMount
-from tests.integration.busybox_rootfs import fresh_rootfs, make_busybox_rootfs
+from runtime.spec import BindMount, TmpfsMount
+from tests.integration.busybox_rootfs import make_busybox_rootfs
+from tests.integration.busybox_rootfs import run_sh as sh
 
 pytestmark = [
     pytest.mark.requires_root,
@@ -32,21 +31,6 @@ def lower(tmp_path_factory: pytest.TempPathFactory) -> Path:
     for applet in EXTRA_APPLETS:
         (root / "bin" / applet).symlink_to("busybox")
     return root
-
-
-def sh(lower: Path, tmp: Path, script: str, **fields: object) -> tuple[RunResult, str, str]:
-    """Run ``sh -c script`` on a fresh overlay of ``lower``; return result, stdout, stderr."""
-    spec = ContainerSpec(
-        rootfs=fresh_rootfs(tmp, (lower,)),
-        args=("sh", "-c", script),
-        env=("PATH=/bin",),
-        **fields,  # type: ignore[arg-type]
-    )
-    with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
-        result = run(spec, stdout=out.fileno(), stderr=err.fileno())
-        out.seek(0)
-        err.seek(0)
-        return result, out.read().decode(), err.read().decode()
 
 
 def status_fields(text: str) -> dict[str, str]:
