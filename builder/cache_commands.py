@@ -64,7 +64,7 @@ def cmd_cache(args: argparse.Namespace) -> int:
         "prune": _prune,
         "verify": _verify,
     }
-    with Storage.open(args.root or default_root()) as storage:
+    with Storage.open(args.root or default_root(), warn=print_line) as storage:
         return handlers[args.cache_command](storage, args)
 
 

@@ -18,7 +18,7 @@ from builder.storage import Storage, default_root
 
 @contextmanager
 def _storage(args: argparse.Namespace) -> Iterator[Storage]:
-    storage = Storage.open(args.root or default_root())
+    storage = Storage.open(args.root or default_root(), warn=print_line)
     try:
         yield storage
     finally:

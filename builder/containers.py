@@ -116,11 +116,12 @@ def _now() -> str:
 
 def run_other_ways(args: argparse.Namespace, request: RunRequest) -> int:
     """``run -d`` and ``run --runtime runc``; returns the exit code for the CLI."""
+    from builder.progress import print_line
     from builder.runimage import prepare, run_runc
     from builder.storage import Storage, default_root
     from cache.gc import build_guard
 
-    storage = Storage.open(args.root or default_root())
+    storage = Storage.open(args.root or default_root(), warn=print_line)
     # Held until the container runs (the monitor then holds its own): prune must not
     # remove the layers it is about to mount.
     with contextlib.closing(storage), build_guard(storage.root):
@@ -357,13 +358,14 @@ def cmd_rm(args: argparse.Namespace) -> int:
 
 def cmd_bundle(args: argparse.Namespace) -> int:
     """``pybuild bundle IMAGE DIR``: an OCI runtime bundle, ``runc run`` ready."""
+    from builder.progress import print_line
     from builder.runimage import RunRequest, prepare, write_bundle_dir
     from builder.storage import Storage
 
     dest = Path(args.dir)
     if dest.exists() and any(dest.iterdir()):
         raise UsageError(f"bundle directory {dest} is not empty", hint="give a new directory")
-    storage = Storage.open(_root(args))
+    storage = Storage.open(_root(args), warn=print_line)
     with contextlib.closing(storage):
         prepared = prepare(storage, RunRequest(args.image, tuple(args.command)))
         try:

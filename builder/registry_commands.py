@@ -100,9 +100,10 @@ def enable_pull(storage: Storage, args: argparse.Namespace) -> None:
 
 
 def _open(args: argparse.Namespace) -> Storage:
+    from builder.progress import print_line
     from builder.storage import Storage, default_root
 
-    return Storage.open(args.root or default_root())
+    return Storage.open(args.root or default_root(), warn=print_line)
 
 
 def cmd_pull(args: argparse.Namespace) -> int:

@@ -19,6 +19,7 @@ from cache.errors import CacheError, InvalidDigest
 from cache.images import StoredImage, read_image
 from cache.index import Index
 from cache.store import BlobStore
+from cache.storeroot import PRIVATE_MODE, prepare_root
 from cache.unpacked import UnpackedLayers
 
 if TYPE_CHECKING:
@@ -49,14 +50,19 @@ class Storage:
     _pulled: dict[str, StoredImage] = field(default_factory=dict)
 
     @classmethod
-    def open(cls, root: Path) -> Storage:
-        try:
-            root.mkdir(parents=True, exist_ok=True)
-        except OSError as exc:
-            raise BuildError(
-                f"cannot create the store at {root}: {exc.strerror}",
-                hint="set PYBUILD_ROOT to a writable directory",
-            ) from None
+    def open(cls, root: Path, *, warn: Callable[[str], None] | None = None) -> Storage:
+        """Open (creating if missing) the store at ``root``, private to its owner.
+
+        Raises StoreRootError when the root belongs to another user, or is a wide
+        directory holding other files (see cache.storeroot). A store found readable by
+        others is made private and ``warn`` is told so.
+        """
+        state = prepare_root(root)
+        if state.widened_mode is not None and warn is not None:
+            warn(
+                f"warning: the store {root} was mode {state.widened_mode:04o}, open to other "
+                f"users; it is now {PRIVATE_MODE:04o} (only its owner can reach it)"
+            )
         blobs = BlobStore(root)
         return cls(root, blobs, UnpackedLayers(blobs), Index(root))
 

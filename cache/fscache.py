@@ -25,6 +25,7 @@ from types import TracebackType
 from typing import Protocol
 
 from cache.errors import CacheError
+from cache.storeroot import touch_private
 
 _RACY_S = 2.0
 _RACY_FINE_S = 0.1
@@ -74,13 +75,14 @@ class StatCache:
         self.reads = 0  # files actually read (for tests and benchmarks)
         self.hits = 0
         try:
+            touch_private(path)
             self._db: sqlite3.Connection | None = sqlite3.connect(
                 path, timeout=_BUSY_TIMEOUT_S, isolation_level=None, check_same_thread=False
             )
             self._db.execute("PRAGMA journal_mode = WAL")
             self._db.execute("PRAGMA synchronous = NORMAL")
             self._db.execute(_SCHEMA)
-        except sqlite3.Error:
+        except (sqlite3.Error, OSError):
             self._db = None
 
     def __enter__(self) -> StatCache:

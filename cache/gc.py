@@ -57,7 +57,7 @@ def exclusive_guard(root: Path, *, timeout: float | None = 60.0) -> Iterator[Non
 def _gc_lock(root: Path, mode: int, *, timeout: float | None) -> Iterator[None]:
     path = root / "locks" / "gc"
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+    fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
     try:
         deadline = None if timeout is None else time.monotonic() + timeout
         while True:

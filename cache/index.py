@@ -24,6 +24,7 @@ from cache.digest import Digest
 from cache.errors import CacheError, InvalidDigest, InvalidImage
 from cache.oci import Descriptor, canonical_json
 from cache.store import exclusive_lock
+from cache.storeroot import touch_private
 
 SCHEMA_VERSION = 2
 _BUSY_TIMEOUT_S = 60.0
@@ -345,6 +346,7 @@ def _create(root: Path, path: Path) -> None:
             return  # another process made it while we waited
         tmp = root / f".index-{uuid.uuid4().hex}.db"
         try:
+            touch_private(tmp)  # it holds build args and step inputs: owner only
             db = sqlite3.connect(tmp, isolation_level=None)
             try:
                 db.execute("PRAGMA journal_mode = WAL")

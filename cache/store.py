@@ -41,7 +41,7 @@ def exclusive_lock(path: Path, *, timeout: float | None = None) -> Iterator[None
     Lock files are never deleted: unlinking a lock file lets two holders race.
     """
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+    fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
     try:
         _acquire(fd, path, timeout)
         yield
