@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import time
 import uuid
@@ -18,6 +19,7 @@ from builder.errors import BuildError
 from builder.image import commit_image
 from builder.outputs import Output, write_output
 from builder.plan import Plan, PlanRequest, make_plan
+from builder.rootpath import leads_out, resolve_beside
 from builder.secrets import BuildSecrets
 from builder.solve import Events, SolveOptions, Solver, StepResult, count_sandbox_runs
 from builder.storage import Storage
@@ -99,10 +101,26 @@ class LimitedSandbox:
 
 
 def read_dockerfile(request: BuildRequest) -> ins.Dockerfile:
+    """Parse the Dockerfile, its symlinks followed only inside its own directory.
+
+    A link out of it (``Dockerfile -> /etc/shadow``) is refused before anything is
+    read, so no line of the target can reach an error message or a CI log.
+    """
     path = request.dockerfile or request.context / "Dockerfile"
+    found = resolve_beside(path)
     try:
-        text = path.read_text(encoding="utf-8")
+        fd = os.open(found, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+        with open(fd, encoding="utf-8") as file:
+            text = file.read()
     except FileNotFoundError:
+        if leads_out(path):
+            raise BuildError(
+                f"the Dockerfile {path} is a symlink to {os.readlink(path)}, outside "
+                f"{path.parent}; like BuildKit, pybuild follows it only inside that "
+                "directory and reads nothing outside it",
+                hint="move or copy the Dockerfile into the build context, or name a "
+                "regular file with -f PATH",
+            ) from None
         raise BuildError(
             f"no Dockerfile at {path}",
             hint="pass the build context directory, or name the file with -f",

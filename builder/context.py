@@ -31,6 +31,7 @@ from builder.ignore import (
     has_wildcards,
     read_ignore_file,
 )
+from builder.rootpath import resolve_beside
 from cache.digest import Fingerprint
 from cache.fscache import FileHasher
 
@@ -158,12 +159,14 @@ def _num(n: int) -> bytes:
 
 def _find_ignore_file(root: Path, dockerfile: Path) -> Path | None:
     # BuildKit: "<Dockerfile name>.dockerignore" beside the Dockerfile replaces .dockerignore.
+    # Each is read as BuildKit reads it, links followed only inside its own directory.
     for candidate in (
         dockerfile.parent / f"{dockerfile.name}.dockerignore",
         root / ".dockerignore",
     ):
-        if candidate.is_file():
-            return candidate
+        found = resolve_beside(candidate)
+        if found.is_file():
+            return found
     return None
 
 

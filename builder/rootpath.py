@@ -70,3 +70,23 @@ def to_container_path(root: Path, host_path: Path) -> str:
     """The inverse of resolve_in_root for a path known to lie under ``root``."""
     rel = host_path.relative_to(root).as_posix()
     return "/" if rel == "." else "/" + rel
+
+
+def resolve_beside(path: Path) -> Path:
+    """``path`` with its symlinks followed only inside the directory that holds it.
+
+    BuildKit reads the Dockerfile and its ignore files from a source rooted at their
+    directory (the context, or ``-f``'s directory), so a link there never leads out of
+    it: ``Dockerfile -> /etc/shadow`` means ``<dir>/etc/shadow``. The result may not
+    exist; see ``leads_out`` to tell the user why.
+    """
+    scope = Path(os.path.realpath(path.parent))
+    return resolve_in_root(scope, path.name)
+
+
+def leads_out(path: Path) -> bool:
+    """True when ``path`` is a symlink whose host target exists outside its directory."""
+    if not path.is_symlink() or not path.exists():
+        return False
+    scope = os.path.realpath(path.parent)
+    return os.path.commonpath([scope, os.path.realpath(path)]) != scope
