@@ -360,3 +360,35 @@ def pwd_uid(name: str) -> int:
     import pwd
 
     return pwd.getpwnam(name).pw_uid
+
+
+def test_rootless_store_is_private_to_its_user_and_keeps_working(
+    ranged_user: User, single_user: User, base_for_users: Path
+) -> None:
+    # A store of the user's own under a directory every user can search, so only the
+    # store's mode keeps the other user out.
+    open_dir = Path(f"/tmp/pybuild-rootless-open-{uuid.uuid4().hex[:8]}")
+    open_dir.mkdir(mode=0o755)
+    try:
+        ranged_user.give(open_dir)
+        root = open_dir / "store"
+        env = {"PYBUILD_ROOT": str(root)}
+        ranged_user.pybuild("load", "-i", base_for_users, env=env)
+        ctx = _context(ranged_user, "private", CHOWN_DOCKERFILE)
+        ranged_user.pybuild("build", "--progress", "plain", "-t", "p:1", ctx, env=env)
+        assert ranged_user.pybuild("run", "--rm", "p:1", env=env).out == "hi\n"
+        assert root.stat().st_uid == pwd_uid(ranged_user.name)
+        assert root.stat().st_mode & 0o777 == 0o700
+        assert (root / "index.db").stat().st_mode & 0o777 == 0o600
+        other = single_user.name
+        setpriv = ["setpriv", f"--reuid={other}", f"--regid={other}", "--clear-groups", "--"]
+        probe = subprocess.run(
+            [*setpriv, "/bin/sh", "-c", 'ls "$1"/layers', "sh", str(root)],
+            capture_output=True,
+            text=True,
+            check=False,
+            cwd="/",
+        )
+        assert probe.returncode != 0 and "Permission denied" in probe.stderr
+    finally:
+        shutil.rmtree(open_dir, ignore_errors=True)
