@@ -9,6 +9,7 @@ upper dir again (:func:`remove_stubs`): a ``RUN true`` must not change the layer
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import os
 import stat
@@ -30,7 +31,16 @@ USERNS_OVERLAY_EXTRA_OPTIONS = "index=off,redirect_dir=nofollow,metacopy=off"
 # mount(2) copies at most one page of option data.
 MOUNT_DATA_LIMIT = 4000
 MAX_SYMLINKS = 40
-DEV_NODES = ("null", "zero", "full", "random", "urandom", "tty")
+# runc's default devices (libcontainer/specconv AllowedDevices): name -> (major, minor).
+DEV_NODES = {
+    "null": (1, 3),
+    "zero": (1, 5),
+    "full": (1, 7),
+    "random": (1, 8),
+    "urandom": (1, 9),
+    "tty": (5, 0),
+}
+DEV_NODE_MODE = 0o666
 DEV_LINKS = {
     "fd": "/proc/self/fd",
     "stdin": "/proc/self/fd/0",
@@ -329,6 +339,34 @@ def remount_bind(target: Path, extra: int) -> None:
     linux.mount(None, str(target), None, flags)
 
 
+def make_device_nodes(dev: Path) -> None:
+    """Create :data:`DEV_NODES` in ``dev`` (a fresh tmpfs), each a mount of its own.
+
+    As root on the host they are new nodes (mknod, as runc does): a ``chmod``, ``chown``
+    or ``touch`` inside changes the container's node, never the host's. Where mknod is
+    refused (in a user namespace, or without CAP_MKNOD) the host's node is bound
+    read-only instead; the container's root does not own it there either, so neither
+    its mode, owner nor times can change, while reads and writes still reach the device.
+    """
+    fresh = in_initial_namespace()
+    for name, (major, minor) in DEV_NODES.items():
+        node = dev / name
+        if fresh:
+            try:
+                os.mknod(node, stat.S_IFCHR | DEV_NODE_MODE, os.makedev(major, minor))
+                os.chmod(node, DEV_NODE_MODE)  # regardless of umask
+                # Bound on itself: a mount of its own, so a nodev remount of the tmpfs
+                # later leaves the node usable.
+                bind(str(node), node, recursive=False)
+                continue
+            except PermissionError:
+                fresh = False
+                with contextlib.suppress(FileNotFoundError):
+                    node.unlink()
+        node, _ = make_mountpoint(dev, name, is_dir=False, upper=None)
+        bind(f"/dev/{name}", node, readonly=True, recursive=False)
+
+
 def mount_proc(target: Path) -> None:
     """A new procfs: it shows the PID namespace of the calling process."""
     linux.mount("proc", str(target), "proc", linux.MS_NOSUID | linux.MS_NODEV | linux.MS_NOEXEC)
@@ -346,17 +384,17 @@ def mount_sys(target: Path) -> None:
 def populate_dev(dev: Path, console: str | None, *, nodev: bool = False) -> None:
     """Fill an empty ``dev`` with a minimal /dev, as runc's default config does.
 
-    Device nodes are bind mounts of the host's (this also works where mknod would be
-    refused, e.g. later in a user namespace); /dev/pts is a private devpts instance so the
-    container's ptys are its own. ``console`` (a pty path) is bound at /dev/console. With
-    ``nodev`` the tmpfs itself is nodev: the bound nodes (mounts of their own) still work,
-    nodes the container makes with mknod cannot be opened.
+    Device nodes are the container's own (:func:`make_device_nodes`): nothing it does to
+    them reaches the host's /dev. /dev/pts is a private devpts instance so the
+    container's ptys are its own. ``console`` (a pty path) is bound at /dev/console.
+    With ``nodev`` the tmpfs itself is nodev: the nodes made here (mounts of their own)
+    still work, nodes the container makes with mknod cannot be opened.
     """
-    flags = linux.MS_NOSUID | linux.MS_STRICTATIME | (linux.MS_NODEV if nodev else 0)
+    flags = linux.MS_NOSUID | linux.MS_STRICTATIME
     linux.mount("tmpfs", str(dev), "tmpfs", flags, "mode=755,size=65536k")
-    for name in DEV_NODES:
-        node, _ = make_mountpoint(dev, name, is_dir=False, upper=None)
-        bind(f"/dev/{name}", node, recursive=False)
+    make_device_nodes(dev)
+    if nodev:
+        remount_bind(dev, linux.MS_NODEV)  # the nodes are mounts of their own: unaffected
     pts, _ = make_mountpoint(dev, "pts", is_dir=True, upper=None)
     pts_options = "newinstance,ptmxmode=0666,mode=0620"
     try:

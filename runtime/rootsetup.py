@@ -167,8 +167,10 @@ def mask_paths(root: Path) -> None:
     """Hide :data:`MASKED_PATHS` and make :data:`READONLY_PATHS` read-only under ``root``.
 
     Paths the kernel does not have are skipped, as runc does. Without CAP_SYS_ADMIN the
-    container cannot unmount these covers again.
+    container cannot unmount these covers again. Files are covered with the container's
+    own /dev/null (made by ``populate_dev``), read-only, never with the host's.
     """
+    null = root / "dev" / "null"
     for target in MASKED_PATHS:
         path = resolve_in_root(root, target)
         if not os.path.lexists(path):
@@ -177,7 +179,7 @@ def mask_paths(root: Path) -> None:
             flags = linux.MS_RDONLY | linux.MS_NOSUID | linux.MS_NODEV | linux.MS_NOEXEC
             linux.mount("tmpfs", str(path), "tmpfs", flags, "size=0,mode=755")
         else:
-            bind("/dev/null", path, recursive=False)
+            bind(str(null), path, readonly=True, recursive=False)
     for target in READONLY_PATHS:
         path = resolve_in_root(root, target)
         if not os.path.lexists(path):
