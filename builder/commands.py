@@ -123,7 +123,7 @@ def cmd_build(args: argparse.Namespace) -> int:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from builder.runimage import RunRequest, parse_resources, run_image
+    from builder.runimage import RunRequest, parse_resources, parse_security_opts, run_image
 
     request = RunRequest(
         image=args.image,
@@ -143,6 +143,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         env_files=tuple(Path(f) for f in args.env_file),
         add_hosts=tuple(args.add_host),
         init=args.init,
+        no_new_privs=parse_security_opts(args.security_opt),
     )
     _private_mounts()
     if args.detach or args.runtime == "runc":

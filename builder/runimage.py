@@ -49,6 +49,7 @@ class RunRequest:
     env_files: tuple[Path, ...] = ()
     add_hosts: tuple[str, ...] = ()  # HOST:IP
     init: bool = True
+    no_new_privs: bool = False  # --security-opt no-new-privileges
 
 
 @dataclass(frozen=True)
@@ -70,6 +71,27 @@ def parse_bytes(text: str, flag: str) -> int:
             f"{flag} {text!r}: expected a positive size", hint="e.g. 512m, 2g or 1048576"
         )
     return int(float(match.group(1)) * _UNITS[match.group(2).lower()])
+
+
+def parse_security_opts(opts: list[str]) -> bool:
+    """docker's ``--security-opt``: only ``no-new-privileges`` (bare, ``:true``/``=true``
+    or ``:false``) is supported; returns whether no_new_privs is asked for (last wins)."""
+    no_new_privs = False
+    for opt in opts:
+        name, sep, value = opt.replace("=", ":", 1).partition(":")
+        if name != "no-new-privileges":
+            raise UsageError(
+                f"--security-opt {opt!r} is not supported",
+                hint="only no-new-privileges[:true|false] is; seccomp, apparmor and "
+                "label options are not",
+            )
+        if value not in ("true", "false") and (sep or value):
+            raise UsageError(
+                f"--security-opt {opt!r}: expected true or false after no-new-privileges",
+                hint="e.g. --security-opt no-new-privileges",
+            )
+        no_new_privs = value != "false"
+    return no_new_privs
 
 
 def parse_resources(memory: str | None, pids: int | None, cpus: float | None) -> Resources:
@@ -256,6 +278,7 @@ def prepare(storage: Storage, request: RunRequest) -> Prepared:
         tmpfs=tmpfs,
         resources=request.resources,
         init=request.init,
+        no_new_privs=request.no_new_privs,
     )
     return Prepared(container_id, spec, home, image, config.stop_signal or "SIGTERM")
 
