@@ -135,9 +135,10 @@ def mount_overlay(rootfs: Rootfs, target: Path, *, empty_lower: Path, flags: int
     """Mount the overlay of ``rootfs`` at ``target``.
 
     ``empty_lower`` (an empty dir) stands in when there are no lowers, as overlayfs needs
-    at least one. Falls back to plain options on kernels that reject the extra ones.
+    at least one. Lowers below one with an opaque root are left out. Falls back to plain
+    options on kernels that reject the extra ones.
     """
-    lowers = [str(p) for p in rootfs.lowers] or [str(empty_lower)]
+    lowers = [str(p) for p in snapshot.visible_lowers(rootfs.lowers)] or [str(empty_lower)]
     with _short_paths([*lowers, str(rootfs.upper), str(rootfs.work)]) as paths:
         base = "lowerdir={},upperdir={},workdir={}".format(
             ":".join(_escape(p) for p in paths[:-2]), _escape(paths[-2]), _escape(paths[-1])
@@ -279,7 +280,9 @@ def _remove_one(rootfs: Rootfs, rel: str, *, file_stub: bool) -> None:
         st = os.stat(name, dir_fd=dir_fd, follow_symlinks=False)
         if file_stub and stat.S_ISREG(st.st_mode) and st.st_size == 0:
             os.unlink(name, dir_fd=dir_fd)
-        elif stat.S_ISDIR(st.st_mode) and _same_as_lower(rootfs.lowers, rel, st):
+        elif stat.S_ISDIR(st.st_mode) and _same_as_lower(
+            snapshot.visible_lowers(rootfs.lowers), rel, st
+        ):
             os.rmdir(name, dir_fd=dir_fd)
     except OSError:  # gone, replaced, or not empty: the container changed it, keep it
         pass
