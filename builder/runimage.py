@@ -279,6 +279,7 @@ def prepare(storage: Storage, request: RunRequest) -> Prepared:
         resources=request.resources,
         init=request.init,
         no_new_privs=request.no_new_privs,
+        scratch=home,  # the sandbox's scratch goes with the container's home
     )
     return Prepared(container_id, spec, home, image, config.stop_signal or "SIGTERM")
 
@@ -290,7 +291,10 @@ def run_image(storage: Storage, request: RunRequest) -> RunResult:
 
     prepared = prepare(storage, request)
     try:
-        return run_container(prepared.spec, interactive=request.interactive, tty=request.tty)
+        # A locked store temp dir: if we are killed, the next build sweeps the scratch.
+        with storage.blobs.temp_dir() as scratch:
+            spec = replace(prepared.spec, scratch=scratch)
+            return run_container(spec, interactive=request.interactive, tty=request.tty)
     finally:
         shutil.rmtree(prepared.home, ignore_errors=True)
 

@@ -5,8 +5,8 @@ multi-threaded and must not fork itself. Two processes come out of it:
 
 Outer init (this process, still in the caller's namespaces):
   1. reads the spec JSON from ``--spec-fd``, writes /etc/hosts and /etc/resolv.conf to a
-     private temp dir; with resource limits, creates the container's cgroup
-     (:mod:`runtime.cgroups`);
+     private temp dir (under the spec's ``scratch``); with resource limits, creates the
+     container's cgroup (:mod:`runtime.cgroups`);
   2. ``unshare(CLONE_NEWPID)`` and forks: the child is PID 1 of the new PID namespace;
   3. forwards SIGINT, SIGTERM and SIGHUP to it; a second SIGINT/SIGTERM, or SIGUSR1
      (sent by ``sandbox`` on cancellation), kills it;
@@ -117,7 +117,9 @@ def _run(spec: ContainerSpec, stdio: tuple[int, ...]) -> RunResult:
     linux.set_pdeathsig(signal.SIGKILL)  # if the builder dies, the whole sandbox goes
     handled = (*FORWARDED_SIGNALS, KILL_REQUEST)
     with contextlib.ExitStack() as stack:
-        tmp = stack.enter_context(tempfile.TemporaryDirectory(prefix="pybuild-sandbox-"))
+        tmp = stack.enter_context(
+            tempfile.TemporaryDirectory(prefix="pybuild-sandbox-", dir=spec.scratch)
+        )
         staging = stage(Path(tmp), spec)
         copy = None
         if use_copy_snapshotter():  # before the fork: the diff needs the baseline here

@@ -110,7 +110,8 @@ def mounted_overlay(rootfs: Rootfs, target: Path) -> Iterator[Path]:
             stack.callback(snapshot.discard, copy)
             bind(str(copy.merged), target)
         else:
-            empty = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="pybuild-empty-")))
+            empty_dir = tempfile.TemporaryDirectory(prefix="pybuild-empty-", dir=target.parent)
+            empty = Path(stack.enter_context(empty_dir))
             mount_overlay(rootfs, target, empty_lower=empty)
         try:
             yield target
