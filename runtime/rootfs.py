@@ -2,14 +2,14 @@
 
 Used from two sides: the builder mounts an overlay to write into it (COPY, ADD, WORKDIR)
 through :func:`mounted_overlay`; ``runtime.init`` builds the container's root with
-:func:`mount_overlay`, :func:`make_mountpoint`, and the /proc, /dev, /sys helpers. Mount
+:func:`mount_overlay`, :func:`make_mountpoint`, and the /proc and /sys helpers (/dev is
+:mod:`runtime.devices`). Mount
 points we had to create are recorded as :class:`MountStub` so they can be taken out of the
 upper dir again (:func:`remove_stubs`): a ``RUN true`` must not change the layer.
 """
 
 from __future__ import annotations
 
-import contextlib
 import errno
 import os
 import stat
@@ -31,23 +31,6 @@ USERNS_OVERLAY_EXTRA_OPTIONS = "index=off,redirect_dir=nofollow,metacopy=off"
 # mount(2) copies at most one page of option data.
 MOUNT_DATA_LIMIT = 4000
 MAX_SYMLINKS = 40
-# runc's default devices (libcontainer/specconv AllowedDevices): name -> (major, minor).
-DEV_NODES = {
-    "null": (1, 3),
-    "zero": (1, 5),
-    "full": (1, 7),
-    "random": (1, 8),
-    "urandom": (1, 9),
-    "tty": (5, 0),
-}
-DEV_NODE_MODE = 0o666
-DEV_LINKS = {
-    "fd": "/proc/self/fd",
-    "stdin": "/proc/self/fd/0",
-    "stdout": "/proc/self/fd/1",
-    "stderr": "/proc/self/fd/2",
-    "ptmx": "pts/ptmx",
-}
 
 
 @dataclass(frozen=True)
@@ -343,34 +326,6 @@ def remount_bind(target: Path, extra: int) -> None:
     linux.mount(None, str(target), None, flags)
 
 
-def make_device_nodes(dev: Path) -> None:
-    """Create :data:`DEV_NODES` in ``dev`` (a fresh tmpfs), each a mount of its own.
-
-    As root on the host they are new nodes (mknod, as runc does): a ``chmod``, ``chown``
-    or ``touch`` inside changes the container's node, never the host's. Where mknod is
-    refused (in a user namespace, or without CAP_MKNOD) the host's node is bound
-    read-only instead; the container's root does not own it there either, so neither
-    its mode, owner nor times can change, while reads and writes still reach the device.
-    """
-    fresh = in_initial_namespace()
-    for name, (major, minor) in DEV_NODES.items():
-        node = dev / name
-        if fresh:
-            try:
-                os.mknod(node, stat.S_IFCHR | DEV_NODE_MODE, os.makedev(major, minor))
-                os.chmod(node, DEV_NODE_MODE)  # regardless of umask
-                # Bound on itself: a mount of its own, so a nodev remount of the tmpfs
-                # later leaves the node usable.
-                bind(str(node), node, recursive=False)
-                continue
-            except PermissionError:
-                fresh = False
-                with contextlib.suppress(FileNotFoundError):
-                    node.unlink()
-        node, _ = make_mountpoint(dev, name, is_dir=False, upper=None)
-        bind(f"/dev/{name}", node, readonly=True, recursive=False)
-
-
 def mount_proc(target: Path) -> None:
     """A new procfs: it shows the PID namespace of the calling process."""
     linux.mount("proc", str(target), "proc", linux.MS_NOSUID | linux.MS_NODEV | linux.MS_NOEXEC)
@@ -383,50 +338,3 @@ def mount_sys(target: Path) -> None:
         linux.mount("sysfs", str(target), "sysfs", flags)
     except SyscallError:
         bind("/sys", target, readonly=True)
-
-
-def populate_dev(dev: Path, console: str | None, *, nodev: bool = False) -> None:
-    """Fill an empty ``dev`` with a minimal /dev, as runc's default config does.
-
-    Device nodes are the container's own (:func:`make_device_nodes`): nothing it does to
-    them reaches the host's /dev. /dev/pts is a private devpts instance so the
-    container's ptys are its own. ``console`` (a pty path) is bound at /dev/console.
-    With ``nodev`` the tmpfs itself is nodev: the nodes made here (mounts of their own)
-    still work, nodes the container makes with mknod cannot be opened.
-    """
-    flags = linux.MS_NOSUID | linux.MS_STRICTATIME
-    linux.mount("tmpfs", str(dev), "tmpfs", flags, "mode=755,size=65536k")
-    make_device_nodes(dev)
-    if nodev:
-        remount_bind(dev, linux.MS_NODEV)  # the nodes are mounts of their own: unaffected
-    pts, _ = make_mountpoint(dev, "pts", is_dir=True, upper=None)
-    pts_options = "newinstance,ptmxmode=0666,mode=0620"
-    try:
-        linux.mount(
-            "devpts", str(pts), "devpts", linux.MS_NOSUID | linux.MS_NOEXEC, pts_options + ",gid=5"
-        )
-    except SyscallError as exc:
-        if exc.errno != errno.EINVAL:
-            raise
-        # Rootless with a single-id mapping: gid 5 (tty) does not exist; runc drops it too.
-        linux.mount("devpts", str(pts), "devpts", linux.MS_NOSUID | linux.MS_NOEXEC, pts_options)
-    shm, _ = make_mountpoint(dev, "shm", is_dir=True, upper=None)
-    linux.mount(
-        "shm",
-        str(shm),
-        "tmpfs",
-        linux.MS_NOSUID | linux.MS_NODEV | linux.MS_NOEXEC,
-        "mode=1777,size=65536k",
-    )
-    mqueue, _ = make_mountpoint(dev, "mqueue", is_dir=True, upper=None)
-    try:
-        linux.mount(
-            "mqueue", str(mqueue), "mqueue", linux.MS_NOSUID | linux.MS_NODEV | linux.MS_NOEXEC
-        )
-    except SyscallError:
-        os.rmdir(mqueue)  # optional: POSIX message queues are rarely needed in a build
-    for name, link in DEV_LINKS.items():
-        os.symlink(link, dev / name)
-    if console is not None:
-        node, _ = make_mountpoint(dev, "console", is_dir=False, upper=None)
-        bind(console, node, recursive=False)

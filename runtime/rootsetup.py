@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from runtime import linux
+from runtime.devices import populate_dev
 from runtime.errors import SandboxError, SyscallError
 from runtime.rootfs import (
     bind,
@@ -22,7 +23,6 @@ from runtime.rootfs import (
     mount_overlay,
     mount_proc,
     mount_sys,
-    populate_dev,
     remount_readonly,
     resolve_in_root,
 )
