@@ -168,9 +168,12 @@ def mask_paths(root: Path) -> None:
 
     Paths the kernel does not have are skipped, as runc does. Without CAP_SYS_ADMIN the
     container cannot unmount these covers again. Files are covered with the container's
-    own /dev/null (made by ``populate_dev``), read-only, never with the host's.
+    own /dev/null (made by ``populate_dev``), read-only; the host's, read-only, only when
+    a mount of the user's hid it (read-only: no chmod, chown or touch reaches it).
     """
-    null = root / "dev" / "null"
+    null = resolve_in_root(root, "/dev/null")
+    if not os.path.exists(null):
+        null = Path("/dev/null")
     for target in MASKED_PATHS:
         path = resolve_in_root(root, target)
         if not os.path.lexists(path):
