@@ -99,6 +99,7 @@ class RunAction:
                 tmpfs=extra.tmpfs,
                 privileged=self.privileged,
                 primary_gid_in_groups=False,  # BuildKit's RUN: only /etc/group's groups
+                scratch=ctx.scratch,  # in the step's locked store temp dir: swept if killed
             )
             result, tail = _run_logged(ctx, spec)
         if result.exit_code != 0:

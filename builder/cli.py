@@ -230,6 +230,13 @@ def _add_run_completeness_flags(p: argparse.ArgumentParser) -> None:
         help="an init as PID 1 that forwards signals and reaps zombies (default: on)",
     )
     p.add_argument(
+        "--security-opt",
+        action="append",
+        default=[],
+        metavar="no-new-privileges[:true|false]",
+        help="no-new-privileges: setuid binaries gain nothing (default: off, as in docker)",
+    )
+    p.add_argument(
         "--runtime",
         choices=("pybuild", "runc"),
         default="pybuild",

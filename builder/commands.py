@@ -48,7 +48,7 @@ def cmd_build(args: argparse.Namespace) -> int:
     from builder.outputs import parse_output
     from builder.plan import source_date_epoch
     from builder.runimage import parse_resources
-    from builder.secrets import build_secrets
+    from builder.secrets import build_secrets, store_tag, sweep_dead_secrets
     from builder.solve import SolveOptions
     from cache.gc import clean_dead_tmp
     from cache.layers import Compression
@@ -100,6 +100,7 @@ def cmd_build(args: argparse.Namespace) -> int:
         enable_pull(storage, args)
         storage.blobs.clean_tmp()
         clean_dead_tmp(storage.blobs)  # what builds killed mid-step left
+        sweep_dead_secrets(store_tag(storage.root))  # and their secrets on /dev/shm
         try:
             outcome = run_build(request, storage, progress, sandbox)
         finally:
@@ -123,7 +124,7 @@ def cmd_build(args: argparse.Namespace) -> int:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from builder.runimage import RunRequest, parse_resources, run_image
+    from builder.runimage import RunRequest, parse_resources, parse_security_opts, run_image
 
     request = RunRequest(
         image=args.image,
@@ -143,6 +144,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         env_files=tuple(Path(f) for f in args.env_file),
         add_hosts=tuple(args.add_host),
         init=args.init,
+        no_new_privs=parse_security_opts(args.security_opt),
     )
     _private_mounts()
     if args.detach or args.runtime == "runc":

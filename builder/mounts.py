@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, TypedDict
 from builder.cachemounts import SHARING_MODES, CacheRequest, cache_dir
 from builder.errors import BuildError, DockerfileError
 from builder.rootpath import clean, resolve_in_root
-from builder.secrets import agent_relay, read_secret, secret_file
+from builder.secrets import agent_relay, read_secret, secret_file, store_tag
 from runtime.spec import BindMount, TmpfsMount
 
 if TYPE_CHECKING:
@@ -305,7 +305,9 @@ def _secret(mount: RunMount, ctx: ExecContext, stack: ExitStack, env: list[str])
         env.append(f"{mount.env}={value.decode('utf-8', 'surrogateescape')}")
     if not mount.target:
         return []
-    host = stack.enter_context(secret_file(value, mount.mode, mount.uid, mount.gid, ctx.scratch))
+    owner = store_tag(ctx.store_root if ctx.store_root is not None else ctx.scratch)
+    secret = secret_file(value, mount.mode, mount.uid, mount.gid, ctx.scratch, owner)
+    host = stack.enter_context(secret)
     return [BindMount(host, mount.target, readonly=True)]
 
 

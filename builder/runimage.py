@@ -49,6 +49,7 @@ class RunRequest:
     env_files: tuple[Path, ...] = ()
     add_hosts: tuple[str, ...] = ()  # HOST:IP
     init: bool = True
+    no_new_privs: bool = False  # --security-opt no-new-privileges
 
 
 @dataclass(frozen=True)
@@ -70,6 +71,27 @@ def parse_bytes(text: str, flag: str) -> int:
             f"{flag} {text!r}: expected a positive size", hint="e.g. 512m, 2g or 1048576"
         )
     return int(float(match.group(1)) * _UNITS[match.group(2).lower()])
+
+
+def parse_security_opts(opts: list[str]) -> bool:
+    """docker's ``--security-opt``: only ``no-new-privileges`` (bare, ``:true``/``=true``
+    or ``:false``) is supported; returns whether no_new_privs is asked for (last wins)."""
+    no_new_privs = False
+    for opt in opts:
+        name, sep, value = opt.replace("=", ":", 1).partition(":")
+        if name != "no-new-privileges":
+            raise UsageError(
+                f"--security-opt {opt!r} is not supported",
+                hint="only no-new-privileges[:true|false] is; seccomp, apparmor and "
+                "label options are not",
+            )
+        if value not in ("true", "false") and (sep or value):
+            raise UsageError(
+                f"--security-opt {opt!r}: expected true or false after no-new-privileges",
+                hint="e.g. --security-opt no-new-privileges",
+            )
+        no_new_privs = value != "false"
+    return no_new_privs
 
 
 def parse_resources(memory: str | None, pids: int | None, cpus: float | None) -> Resources:
@@ -256,6 +278,8 @@ def prepare(storage: Storage, request: RunRequest) -> Prepared:
         tmpfs=tmpfs,
         resources=request.resources,
         init=request.init,
+        no_new_privs=request.no_new_privs,
+        scratch=home,  # the sandbox's scratch goes with the container's home
     )
     return Prepared(container_id, spec, home, image, config.stop_signal or "SIGTERM")
 
@@ -267,7 +291,10 @@ def run_image(storage: Storage, request: RunRequest) -> RunResult:
 
     prepared = prepare(storage, request)
     try:
-        return run_container(prepared.spec, interactive=request.interactive, tty=request.tty)
+        # A locked store temp dir: if we are killed, the next build sweeps the scratch.
+        with storage.blobs.temp_dir() as scratch:
+            spec = replace(prepared.spec, scratch=scratch)
+            return run_container(spec, interactive=request.interactive, tty=request.tty)
     finally:
         shutil.rmtree(prepared.home, ignore_errors=True)
 

@@ -10,21 +10,28 @@ output. SSH agents are forwarded by bind-mounting the agent's unix socket.
 
 from __future__ import annotations
 
+import fcntl
+import hashlib
 import os
 import shutil
 import socket
 import stat
 import tempfile
 import threading
+import time
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from pathlib import Path
 
 from builder.errors import BuildError, UsageError
+from cache.store import remove_if_unlocked
 
 ENTITLEMENTS = ("security.insecure", "network.host")
 _SHM = Path("/dev/shm")
+_SECRET_PREFIX = "pybuild-secret-"
+# Between making a secret dir and locking it: younger dirs are never swept.
+_DEAD_GRACE = 2.0
 
 
 @dataclass(frozen=True)
@@ -163,16 +170,29 @@ def read_secret(source: SecretSource, environ: Mapping[str, str]) -> bytes:
         ) from None
 
 
+def store_tag(store_root: Path) -> str:
+    """A short name for the store in the names of its secret dirs, so each store
+    sweeps only its own (:func:`sweep_dead_secrets`)."""
+    return hashlib.sha256(os.fsencode(store_root.resolve())).hexdigest()[:16]
+
+
 @contextmanager
-def secret_file(value: bytes, mode: int, uid: int, gid: int, fallback: Path) -> Iterator[Path]:
+def secret_file(
+    value: bytes, mode: int, uid: int, gid: int, fallback: Path, owner: str
+) -> Iterator[Path]:
     """A file holding ``value`` (with that mode and owner) while the context is open.
 
     It lives on ``/dev/shm`` (memory, never the disk) when that is writable, else under
-    ``fallback``, in a directory only root can enter; it is removed on exit.
+    ``fallback``, in a directory only root can enter; it is removed on exit. The
+    directory is named after the store (``owner``, from :func:`store_tag`) and held
+    under an flock while in use, as store temp dirs are: if pybuild is killed, the
+    store's next build removes it (:func:`sweep_dead_secrets`).
     """
     base = _SHM if os.access(_SHM, os.W_OK | os.X_OK) else fallback
-    folder = Path(tempfile.mkdtemp(prefix="pybuild-secret-", dir=base))
+    folder = Path(tempfile.mkdtemp(prefix=f"{_SECRET_PREFIX}{owner}-", dir=base))
+    lock = os.open(folder, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
     try:
+        fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
         path = folder / "secret"
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
         try:
@@ -184,6 +204,30 @@ def secret_file(value: bytes, mode: int, uid: int, gid: int, fallback: Path) -> 
         yield path
     finally:
         shutil.rmtree(folder, ignore_errors=True)
+        os.close(lock)
+
+
+def sweep_dead_secrets(owner: str, *, grace: float = _DEAD_GRACE, shm: Path = _SHM) -> int:
+    """Remove the store ``owner``'s secret dirs on ``/dev/shm`` that no live pybuild
+    holds (their maker was killed); returns how many went. Dirs of other stores and
+    other users are left alone."""
+    cutoff = time.time() - grace
+    removed = 0
+    try:
+        entries = sorted(shm.iterdir())
+    except OSError:
+        return 0
+    for entry in entries:
+        if not entry.name.startswith(f"{_SECRET_PREFIX}{owner}-"):
+            continue
+        try:
+            st = entry.lstat()
+            if not stat.S_ISDIR(st.st_mode) or st.st_uid != os.getuid() or st.st_mtime > cutoff:
+                continue
+            removed += remove_if_unlocked(entry)
+        except OSError:
+            continue  # gone meanwhile, or replaced by something we do not remove
+    return removed
 
 
 @contextmanager

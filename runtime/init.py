@@ -5,8 +5,8 @@ multi-threaded and must not fork itself. Two processes come out of it:
 
 Outer init (this process, still in the caller's namespaces):
   1. reads the spec JSON from ``--spec-fd``, writes /etc/hosts and /etc/resolv.conf to a
-     private temp dir; with resource limits, creates the container's cgroup
-     (:mod:`runtime.cgroups`);
+     private temp dir (under the spec's ``scratch``); with resource limits, creates the
+     container's cgroup (:mod:`runtime.cgroups`);
   2. ``unshare(CLONE_NEWPID)`` and forks: the child is PID 1 of the new PID namespace;
   3. forwards SIGINT, SIGTERM and SIGHUP to it; a second SIGINT/SIGTERM, or SIGUSR1
      (sent by ``sandbox`` on cancellation), kills it;
@@ -19,8 +19,8 @@ Outer init (this process, still in the caller's namespaces):
 Child: joins the cgroup, unshares mount, UTS, IPC (and network) namespaces itself, so
 ``pivot_root`` never moves the outer init's root; builds the root
 (:func:`runtime.rootsetup.setup_root`), pivots into it, and unless the spec is privileged
-locks itself down (:mod:`runtime.security`: capabilities, no_new_privs, seccomp) around
-becoming the user; then execs the command, which stays PID 1 as in docker.
+locks itself down (:mod:`runtime.security`: capabilities, seccomp, no_new_privs if
+asked) around becoming the user; then execs the command, which stays PID 1 as in docker.
 """
 
 from __future__ import annotations
@@ -47,7 +47,7 @@ from runtime.errors import RuntimeFailure, SandboxError, UserNotFound
 from runtime.rootfs import MountStub, remove_stubs, use_copy_snapshotter
 from runtime.rootsetup import Staging, pivot, setup_root, stage
 from runtime.seccomp import build_default_profile
-from runtime.security import finish_lock_down, restrict_capabilities
+from runtime.security import finish_lock_down, start_lock_down
 from runtime.spec import ContainerSpec, RunResult, spec_from_json
 from runtime.userns import become, explain_single_mapping
 from runtime.users import resolve_user
@@ -117,7 +117,9 @@ def _run(spec: ContainerSpec, stdio: tuple[int, ...]) -> RunResult:
     linux.set_pdeathsig(signal.SIGKILL)  # if the builder dies, the whole sandbox goes
     handled = (*FORWARDED_SIGNALS, KILL_REQUEST)
     with contextlib.ExitStack() as stack:
-        tmp = stack.enter_context(tempfile.TemporaryDirectory(prefix="pybuild-sandbox-"))
+        tmp = stack.enter_context(
+            tempfile.TemporaryDirectory(prefix="pybuild-sandbox-", dir=spec.scratch)
+        )
         staging = stage(Path(tmp), spec)
         copy = None
         if use_copy_snapshotter():  # before the fork: the diff needs the baseline here
@@ -296,13 +298,15 @@ def _fork_under_init(
         return
     try:
         os.close(report_w)  # the command's copy alone says when it has exec'd
-        code = _reap_until(child, install_filter)
+        code = _reap_until(child, install_filter, no_new_privs=spec.no_new_privs)
     except BaseException:  # never return into the set-up code as PID 1
         code = SETUP_FAILED
     os._exit(code)
 
 
-def _reap_until(child: int, install_filter: Callable[[], None] | None) -> int:
+def _reap_until(
+    child: int, install_filter: Callable[[], None] | None, *, no_new_privs: bool
+) -> int:
     def forward(signum: int, _frame: object) -> None:
         with contextlib.suppress(ProcessLookupError):
             os.kill(child, signum)
@@ -311,8 +315,8 @@ def _reap_until(child: int, install_filter: Callable[[], None] | None) -> int:
         signal.signal(signum, forward)
     signal.pthread_sigmask(signal.SIG_SETMASK, [])
     if install_filter is not None:  # PID 1 holds no more power than it needs
-        restrict_capabilities(("CAP_KILL",))
-        finish_lock_down(install_filter)
+        start_lock_down(install_filter, no_new_privs=no_new_privs, keep=("CAP_KILL",))
+        finish_lock_down(install_filter, no_new_privs=no_new_privs)
     while True:
         pid, status = os.wait()  # any orphan's zombie, until the command's own
         if pid == child:
@@ -347,8 +351,8 @@ def _exec(spec: ContainerSpec, install_filter: Callable[[], None] | None) -> Non
     """Become the user, lock down, enter the working dir and exec; raises
     :class:`_ExecFailure`. ``install_filter`` None: privileged, no lock-down."""
     user = resolve_user(Path("/"), spec.user, primary_in_groups=spec.primary_gid_in_groups)
-    if install_filter is not None:
-        restrict_capabilities()  # as root: the bounding set needs CAP_SETPCAP to shrink
+    if install_filter is not None:  # as root: the bounding set needs CAP_SETPCAP to shrink
+        start_lock_down(install_filter, no_new_privs=spec.no_new_privs)
     become(user.uid, user.gid, user.groups, spec.user)
     linux.set_pdeathsig(signal.SIGKILL)  # the kernel clears it when credentials change
     env: dict[str, str] = {}
@@ -363,7 +367,7 @@ def _exec(spec: ContainerSpec, install_filter: Callable[[], None] | None) -> Non
         raise _ExecFailure(code, f'chdir to cwd ("{spec.cwd}"): {_lower(exc.strerror)}') from exc
     path = _look_up(spec.args[0], env.get("PATH", DEFAULT_PATH))
     if install_filter is not None:
-        finish_lock_down(install_filter)  # last: from here on only execve is needed
+        finish_lock_down(install_filter, no_new_privs=spec.no_new_privs)  # only execve left
     try:
         os.execve(path, list(spec.args), env)
     except OSError as exc:

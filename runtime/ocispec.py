@@ -52,7 +52,7 @@ def oci_config(
         "args": list(spec.args),
         "env": env,
         "cwd": spec.cwd,
-        "noNewPrivileges": not spec.privileged,
+        "noNewPrivileges": spec.no_new_privs and not spec.privileged,
     }
     if not spec.privileged:
         process["capabilities"] = {

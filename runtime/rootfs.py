@@ -2,7 +2,8 @@
 
 Used from two sides: the builder mounts an overlay to write into it (COPY, ADD, WORKDIR)
 through :func:`mounted_overlay`; ``runtime.init`` builds the container's root with
-:func:`mount_overlay`, :func:`make_mountpoint`, and the /proc, /dev, /sys helpers. Mount
+:func:`mount_overlay`, :func:`make_mountpoint`, and the /proc and /sys helpers (/dev is
+:mod:`runtime.devices`). Mount
 points we had to create are recorded as :class:`MountStub` so they can be taken out of the
 upper dir again (:func:`remove_stubs`): a ``RUN true`` must not change the layer.
 """
@@ -30,14 +31,6 @@ USERNS_OVERLAY_EXTRA_OPTIONS = "index=off,redirect_dir=nofollow,metacopy=off"
 # mount(2) copies at most one page of option data.
 MOUNT_DATA_LIMIT = 4000
 MAX_SYMLINKS = 40
-DEV_NODES = ("null", "zero", "full", "random", "urandom", "tty")
-DEV_LINKS = {
-    "fd": "/proc/self/fd",
-    "stdin": "/proc/self/fd/0",
-    "stdout": "/proc/self/fd/1",
-    "stderr": "/proc/self/fd/2",
-    "ptmx": "pts/ptmx",
-}
 
 
 @dataclass(frozen=True)
@@ -100,7 +93,8 @@ def mounted_overlay(rootfs: Rootfs, target: Path) -> Iterator[Path]:
             stack.callback(snapshot.discard, copy)
             bind(str(copy.merged), target)
         else:
-            empty = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="pybuild-empty-")))
+            empty_dir = tempfile.TemporaryDirectory(prefix="pybuild-empty-", dir=target.parent)
+            empty = Path(stack.enter_context(empty_dir))
             mount_overlay(rootfs, target, empty_lower=empty)
         try:
             yield target
@@ -125,9 +119,10 @@ def mount_overlay(rootfs: Rootfs, target: Path, *, empty_lower: Path, flags: int
     """Mount the overlay of ``rootfs`` at ``target``.
 
     ``empty_lower`` (an empty dir) stands in when there are no lowers, as overlayfs needs
-    at least one. Falls back to plain options on kernels that reject the extra ones.
+    at least one. Lowers below one with an opaque root are left out. Falls back to plain
+    options on kernels that reject the extra ones.
     """
-    lowers = [str(p) for p in rootfs.lowers] or [str(empty_lower)]
+    lowers = [str(p) for p in snapshot.visible_lowers(rootfs.lowers)] or [str(empty_lower)]
     with _short_paths([*lowers, str(rootfs.upper), str(rootfs.work)]) as paths:
         base = "lowerdir={},upperdir={},workdir={}".format(
             ":".join(_escape(p) for p in paths[:-2]), _escape(paths[-2]), _escape(paths[-1])
@@ -269,7 +264,9 @@ def _remove_one(rootfs: Rootfs, rel: str, *, file_stub: bool) -> None:
         st = os.stat(name, dir_fd=dir_fd, follow_symlinks=False)
         if file_stub and stat.S_ISREG(st.st_mode) and st.st_size == 0:
             os.unlink(name, dir_fd=dir_fd)
-        elif stat.S_ISDIR(st.st_mode) and _same_as_lower(rootfs.lowers, rel, st):
+        elif stat.S_ISDIR(st.st_mode) and _same_as_lower(
+            snapshot.visible_lowers(rootfs.lowers), rel, st
+        ):
             os.rmdir(name, dir_fd=dir_fd)
     except OSError:  # gone, replaced, or not empty: the container changed it, keep it
         pass
@@ -341,50 +338,3 @@ def mount_sys(target: Path) -> None:
         linux.mount("sysfs", str(target), "sysfs", flags)
     except SyscallError:
         bind("/sys", target, readonly=True)
-
-
-def populate_dev(dev: Path, console: str | None, *, nodev: bool = False) -> None:
-    """Fill an empty ``dev`` with a minimal /dev, as runc's default config does.
-
-    Device nodes are bind mounts of the host's (this also works where mknod would be
-    refused, e.g. later in a user namespace); /dev/pts is a private devpts instance so the
-    container's ptys are its own. ``console`` (a pty path) is bound at /dev/console. With
-    ``nodev`` the tmpfs itself is nodev: the bound nodes (mounts of their own) still work,
-    nodes the container makes with mknod cannot be opened.
-    """
-    flags = linux.MS_NOSUID | linux.MS_STRICTATIME | (linux.MS_NODEV if nodev else 0)
-    linux.mount("tmpfs", str(dev), "tmpfs", flags, "mode=755,size=65536k")
-    for name in DEV_NODES:
-        node, _ = make_mountpoint(dev, name, is_dir=False, upper=None)
-        bind(f"/dev/{name}", node, recursive=False)
-    pts, _ = make_mountpoint(dev, "pts", is_dir=True, upper=None)
-    pts_options = "newinstance,ptmxmode=0666,mode=0620"
-    try:
-        linux.mount(
-            "devpts", str(pts), "devpts", linux.MS_NOSUID | linux.MS_NOEXEC, pts_options + ",gid=5"
-        )
-    except SyscallError as exc:
-        if exc.errno != errno.EINVAL:
-            raise
-        # Rootless with a single-id mapping: gid 5 (tty) does not exist; runc drops it too.
-        linux.mount("devpts", str(pts), "devpts", linux.MS_NOSUID | linux.MS_NOEXEC, pts_options)
-    shm, _ = make_mountpoint(dev, "shm", is_dir=True, upper=None)
-    linux.mount(
-        "shm",
-        str(shm),
-        "tmpfs",
-        linux.MS_NOSUID | linux.MS_NODEV | linux.MS_NOEXEC,
-        "mode=1777,size=65536k",
-    )
-    mqueue, _ = make_mountpoint(dev, "mqueue", is_dir=True, upper=None)
-    try:
-        linux.mount(
-            "mqueue", str(mqueue), "mqueue", linux.MS_NOSUID | linux.MS_NODEV | linux.MS_NOEXEC
-        )
-    except SyscallError:
-        os.rmdir(mqueue)  # optional: POSIX message queues are rarely needed in a build
-    for name, link in DEV_LINKS.items():
-        os.symlink(link, dev / name)
-    if console is not None:
-        node, _ = make_mountpoint(dev, "console", is_dir=False, upper=None)
-        bind(console, node, recursive=False)

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from runtime import linux
+from runtime.devices import populate_dev
 from runtime.errors import SandboxError, SyscallError
 from runtime.rootfs import (
     bind,
@@ -22,7 +23,6 @@ from runtime.rootfs import (
     mount_overlay,
     mount_proc,
     mount_sys,
-    populate_dev,
     remount_readonly,
     resolve_in_root,
 )
@@ -167,8 +167,13 @@ def mask_paths(root: Path) -> None:
     """Hide :data:`MASKED_PATHS` and make :data:`READONLY_PATHS` read-only under ``root``.
 
     Paths the kernel does not have are skipped, as runc does. Without CAP_SYS_ADMIN the
-    container cannot unmount these covers again.
+    container cannot unmount these covers again. Files are covered with the container's
+    own /dev/null (made by ``populate_dev``), read-only; the host's, read-only, only when
+    a mount of the user's hid it (read-only: no chmod, chown or touch reaches it).
     """
+    null = resolve_in_root(root, "/dev/null")
+    if not os.path.exists(null):
+        null = Path("/dev/null")
     for target in MASKED_PATHS:
         path = resolve_in_root(root, target)
         if not os.path.lexists(path):
@@ -177,7 +182,7 @@ def mask_paths(root: Path) -> None:
             flags = linux.MS_RDONLY | linux.MS_NOSUID | linux.MS_NODEV | linux.MS_NOEXEC
             linux.mount("tmpfs", str(path), "tmpfs", flags, "size=0,mode=755")
         else:
-            bind("/dev/null", path, recursive=False)
+            bind(str(null), path, readonly=True, recursive=False)
     for target in READONLY_PATHS:
         path = resolve_in_root(root, target)
         if not os.path.lexists(path):

@@ -28,6 +28,9 @@ SCMP_CMP_NE = 1
 SCMP_CMP_EQ = 4
 SCMP_CMP_MASKED_EQ = 7
 _NR_SCMP_ERROR = -1
+# enum scmp_filter_attr: whether seccomp_load sets no_new_privs itself (libseccomp's
+# default is yes); runtime.security decides that, so the filter never does.
+SCMP_FLTATR_CTL_NNP = 3
 
 # Audit architecture tokens (linux/audit.h) of the native arch and its compat modes.
 _ARCHES = {
@@ -113,7 +116,8 @@ def build_default_profile() -> Callable[[], None]:
 
     Build it before ``pivot_root`` (libseccomp is loaded from the host); call the result
     as the last step before exec: the filter applies to this thread and everything it
-    execs or forks. Installing needs no_new_privs (or CAP_SYS_ADMIN). Raises
+    execs or forks. Installing needs no_new_privs (or CAP_SYS_ADMIN); it never sets
+    no_new_privs itself. Raises
     :class:`SandboxError` when libseccomp is missing or a rule or the load is refused.
     """
     lib = _library()
@@ -121,6 +125,8 @@ def build_default_profile() -> Callable[[], None]:
     if not ctx:
         raise SandboxError("seccomp_init failed")
     try:
+        if lib.seccomp_attr_set(ctx, SCMP_FLTATR_CTL_NNP, 0) != 0:
+            raise SandboxError("libseccomp refused to leave no_new_privs alone")
         for arch in _ARCHES.get(platform.machine(), ())[1:]:
             lib.seccomp_arch_add(ctx, arch)  # unsupported: native only, which is stricter
         _add_rules(lib, ctx)
@@ -150,6 +156,7 @@ def _library() -> ctypes.CDLL:
     lib.seccomp_release.argtypes = [ctypes.c_void_p]
     lib.seccomp_arch_add.argtypes = [ctypes.c_void_p, ctypes.c_uint32]
     lib.seccomp_load.argtypes = [ctypes.c_void_p]
+    lib.seccomp_attr_set.argtypes = [ctypes.c_void_p, ctypes.c_int, ctypes.c_uint32]
     lib.seccomp_syscall_resolve_name.argtypes = [ctypes.c_char_p]
     lib.seccomp_rule_add_array.argtypes = [
         ctypes.c_void_p,

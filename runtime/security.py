@@ -1,9 +1,14 @@
 """The lock-down applied to a container's process just before exec, as docker does it.
 
 Capabilities are cut to moby's default set (bounding set dropped, ambient and inheritable
-emptied; a non-root user then holds none, the kernel clearing them on setuid);
-no_new_privs stops setuid binaries and file capabilities from granting more; docker's
-default seccomp filter is the last step, after which only ``execve`` is left to do.
+emptied; a non-root user then holds none, the kernel clearing them on setuid) and docker's
+default seccomp filter is installed. no_new_privs (setuid binaries and file capabilities
+grant nothing) is off by default, as in docker, so ``sudo`` after ``USER app`` works; a
+spec asks for it as ``docker run --security-opt no-new-privileges`` does.
+
+Order, as runc's: with no_new_privs, the filter is the last step before ``execve``;
+without it, installing a filter needs CAP_SYS_ADMIN, so it goes in first, while still
+root, and what follows (capset, setuid, execve) is allowed by the filter itself.
 """
 
 from __future__ import annotations
@@ -104,8 +109,23 @@ def restrict_capabilities(keep: tuple[str, ...] = DEFAULT_CAPABILITIES) -> None:
     linux.capset(effective=mask, permitted=mask, inheritable=0)
 
 
-def finish_lock_down(install_filter: Callable[[], None]) -> None:
-    """no_new_privs, then the seccomp filter from :func:`build_default_profile`; call
-    after setuid, right before exec."""
-    linux.set_no_new_privs()
-    install_filter()
+def start_lock_down(
+    install_filter: Callable[[], None],
+    *,
+    no_new_privs: bool,
+    keep: tuple[str, ...] = DEFAULT_CAPABILITIES,
+) -> None:
+    """As root, before becoming the user: without no_new_privs the seccomp filter goes
+    in now (it needs CAP_SYS_ADMIN then); capabilities are cut to ``keep``."""
+    if not no_new_privs:
+        install_filter()
+    restrict_capabilities(keep)
+
+
+def finish_lock_down(install_filter: Callable[[], None], *, no_new_privs: bool) -> None:
+    """With no_new_privs: set it, then install the seccomp filter from
+    :func:`build_default_profile`; call after setuid, right before exec. Without, there
+    is nothing left to do (:func:`start_lock_down` installed the filter)."""
+    if no_new_privs:
+        linux.set_no_new_privs()
+        install_filter()

@@ -62,6 +62,21 @@ class CopyRoot:
     pins: tuple[int, ...] = ()
 
 
+def visible_lowers(lowers: Iterable[Path]) -> tuple[Path, ...]:
+    """``lowers`` (top-most first) down to the first one whose root dir is opaque.
+
+    A layer with ``.wh..wh..opq`` at its root hides every layer below it (image-spec
+    layer.md, "Opaque Whiteout"); overlayfs honours the opaque mark on subdirectories
+    only, never on a lower's root, so the layers it hides are left out of the stack.
+    """
+    kept: list[Path] = []
+    for lower in lowers:
+        kept.append(lower)
+        if _is_opaque(str(lower)):
+            break
+    return tuple(kept)
+
+
 def choose(value: str | None, *, overlay_usable: bool) -> str:
     """``overlay`` or ``copy`` for the ``PYBUILD_SNAPSHOTTER`` value ``value``.
 
@@ -87,7 +102,7 @@ def prepare(rootfs: Rootfs) -> CopyRoot:
         shutil.rmtree(merged)
     try:
         merged.mkdir()
-        for lower in reversed(rootfs.lowers):  # bottom-most first
+        for lower in reversed(visible_lowers(rootfs.lowers)):  # bottom-most first
             _apply(str(lower), str(merged))
         baseline = {rel: _baseline(st) for rel, st in _scan(str(merged))}
         pins = _pin_dirs(merged, baseline)

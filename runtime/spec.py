@@ -89,9 +89,15 @@ class ContainerSpec:
     # Skip the lock-down (capabilities, no_new_privs, seccomp, masked and read-only /proc
     # paths), as docker's --privileged and BuildKit's RUN --security=insecure do.
     privileged: bool = False
+    # no_new_privs (docker's --security-opt no-new-privileges): setuid binaries and file
+    # capabilities grant nothing. Off by default, as in docker, so `sudo` works.
+    no_new_privs: bool = False
     # An init of ours as PID 1 (docker's --init): forwards signals to the command and
     # reaps orphaned zombies; the command then runs as PID 2.
     init: bool = False
+    # Where the sandbox makes its scratch dir for the run (None: the system temp dir).
+    # Callers pass a dir they own and sweep, so a killed run leaves nothing elsewhere.
+    scratch: Path | None = None
     # docker run lists the primary gid among the supplementary groups; BuildKit's RUN
     # does not (runtime.users.resolve_user).
     primary_gid_in_groups: bool = True
@@ -188,7 +194,9 @@ def spec_to_json(spec: ContainerSpec) -> str:
         },
         "privileged": spec.privileged,
         "init": spec.init,
+        "no_new_privs": spec.no_new_privs,
         "primary_gid_in_groups": spec.primary_gid_in_groups,
+        "scratch": None if spec.scratch is None else str(spec.scratch),
     }
     return json.dumps(body, sort_keys=True)
 
@@ -227,7 +235,9 @@ def spec_from_json(text: str) -> ContainerSpec:
             resources=_resources(body["resources"]),
             privileged=_bool(body["privileged"]),
             init=_bool(body.get("init", False)),
+            no_new_privs=_bool(body.get("no_new_privs", False)),
             primary_gid_in_groups=_bool(body.get("primary_gid_in_groups", True)),
+            scratch=None if body.get("scratch") is None else Path(_str(body["scratch"])),
         )
     except (ValueError, KeyError, TypeError, AttributeError) as exc:
         raise SandboxError(f"malformed container spec JSON: {exc}") from exc

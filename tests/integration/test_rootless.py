@@ -392,3 +392,33 @@ def test_rootless_store_is_private_to_its_user_and_keeps_working(
         assert probe.returncode != 0 and "Permission denied" in probe.stderr
     finally:
         shutil.rmtree(open_dir, ignore_errors=True)
+
+
+DEV_NODES = ("null", "zero", "full", "random", "urandom", "tty")
+
+
+def _dev_state() -> list[tuple[int, int, int, int]]:
+    stats = [os.stat(f"/dev/{n}") for n in DEV_NODES]
+    return [(st.st_mode, st.st_uid, st.st_gid, st.st_mtime_ns) for st in stats]
+
+
+def test_rootless_container_cannot_change_the_host_dev_nodes(ranged_user: User) -> None:
+    tamper = "; ".join(
+        f"touch -d 2001-01-01 /dev/{n} || echo refused; chmod 0600 /dev/{n} || echo refused; "
+        f"chown 1:1 /dev/{n} || echo refused; touch /dev/{n} || echo refused"
+        for n in DEV_NODES
+    )
+    works = (
+        "echo x > /dev/null && head -c 16 /dev/urandom | wc -c && "
+        "if echo x 2>/dev/null > /dev/full; then echo full-wrote; else echo full-refused; fi"
+    )
+    before = _dev_state()
+    result = ranged_user.pybuild(
+        "run", "--rm", "busybox", "sh", "-c", f"stat -c %u /dev/null; {tamper}; {works}"
+    )
+    assert _dev_state() == before
+    lines = result.out.split()
+    # The host's root is not mapped in the user namespace: its nodes are nobody's there.
+    assert lines[0] == "65534"
+    assert lines[1:-2] == ["refused"] * (4 * len(DEV_NODES))
+    assert lines[-2:] == ["16", "full-refused"]

@@ -59,7 +59,7 @@ def test_config_carries_the_lock_down_and_resolved_user(rootfs: Path) -> None:
     assert process["user"] == {"uid": 1000, "gid": 1000, "additionalGids": [1000, 50]}
     assert process["capabilities"]["bounding"] == list(DEFAULT_CAPABILITIES)
     assert process["capabilities"]["effective"] == []  # non-root holds none, as in docker
-    assert process["noNewPrivileges"] is True
+    assert process["noNewPrivileges"] is False  # as docker: off unless asked
     assert "/proc/kcore" in linux["maskedPaths"] and "/proc/sys" in linux["readonlyPaths"]
     assert linux["seccomp"]["defaultAction"] == "SCMP_ACT_ERRNO"
     assert linux["resources"]["pids"] == {"limit": 7}
@@ -95,7 +95,7 @@ def test_runc_runs_the_bundle_locked_down(rootfs: Path, tmp_path: Path) -> None:
         "echo hello from runc; id -u; hostname; "
         "grep -e CapBnd -e NoNewPrivs -e Seccomp: /proc/self/status; exit 3"
     )
-    spec = spec_for(("sh", "-c", script), hostname="bundled")
+    spec = spec_for(("sh", "-c", script), hostname="bundled", no_new_privs=True)
     write_bundle(spec, rootfs, tmp_path / "bundle")
     done = _runc(tmp_path / "bundle", f"pybuild-test-{secrets.token_hex(6)}")
     lines = done.stdout.splitlines()

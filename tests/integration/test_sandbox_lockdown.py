@@ -53,11 +53,26 @@ def test_non_root_user_holds_no_capabilities(lower: Path, tmp_path: Path) -> Non
     assert fields["CapBnd"] == f"{capability_mask(DEFAULT_CAPABILITIES):016x}"
 
 
-def test_no_new_privs_and_seccomp_filter_are_set(lower: Path, tmp_path: Path) -> None:
-    _, out, _ = sh(lower, tmp_path, "cat /proc/self/status")
+def test_seccomp_filter_is_set_and_no_new_privs_is_off_by_default(
+    lower: Path, tmp_path: Path
+) -> None:
+    _, out, _ = sh(lower, tmp_path, "cat /proc/self/status", user="app")
     fields = status_fields(out)
-    assert fields["NoNewPrivs"] == "1"
+    assert fields["NoNewPrivs"] == "0"  # as docker: setuid binaries (sudo) work
     assert fields["Seccomp"] == "2"  # SECCOMP_MODE_FILTER
+
+
+@pytest.mark.parametrize("init", [False, True], ids=["command-pid1", "with-init"])
+def test_no_new_privs_is_set_when_asked(lower: Path, tmp_path: Path, init: bool) -> None:
+    _, out, _ = sh(lower, tmp_path, "cat /proc/self/status", no_new_privs=True, init=init)
+    fields = status_fields(out)
+    assert (fields["NoNewPrivs"], fields["Seccomp"]) == ("1", "2")
+
+
+def test_seccomp_filter_is_set_under_init_without_no_new_privs(lower: Path, tmp_path: Path) -> None:
+    _, out, _ = sh(lower, tmp_path, "cat /proc/1/status", init=True)
+    fields = status_fields(out)
+    assert (fields["NoNewPrivs"], fields["Seccomp"]) == ("0", "2")  # PID 1, our init
 
 
 def test_seccomp_refuses_unshare_with_eperm(lower: Path, tmp_path: Path) -> None:
