@@ -130,17 +130,23 @@ def _remove_tree(path: str) -> None:
         raise OSError(errno.EINVAL, "refusing to remove this path", path)
     parent = os.open(parent_path or ".", _DIR_FLAGS)
     try:
-        try:
-            st = os.stat(name, dir_fd=parent, follow_symlinks=False)
-        except FileNotFoundError:
-            return
-        if not stat.S_ISDIR(st.st_mode):
-            _in_writable_dir(parent, os.unlink, name)
-            return
-        _remove_below(parent, name, st)
-        _in_writable_dir(parent, os.rmdir, name)
+        remove_entry(parent, name)
     finally:
         os.close(parent)
+
+
+def remove_entry(dir_fd: int, name: str) -> None:
+    """Remove the entry ``name`` of the open dir ``dir_fd`` and, for a dir, everything
+    below it; a no-op when it does not exist. Raises OSError when it cannot."""
+    try:
+        st = os.stat(name, dir_fd=dir_fd, follow_symlinks=False)
+    except FileNotFoundError:
+        return
+    if stat.S_ISDIR(st.st_mode):
+        _remove_below(dir_fd, name, st)
+        _in_writable_dir(dir_fd, os.rmdir, name)
+    else:
+        _in_writable_dir(dir_fd, os.unlink, name)
 
 
 def _remove_below(parent: int, name: str, st: os.stat_result) -> None:
@@ -215,3 +221,12 @@ def _in_writable_dir(fd: int, action: Callable[..., None], name: str) -> None:
             action(name, dir_fd=fd)
             return
         raise
+
+
+def short_path(path: object, limit: int = 160) -> str:
+    """``path`` for a message: one too long to show whole keeps its start and end."""
+    text = str(path)
+    if len(text) <= limit:
+        return text
+    keep = limit // 2
+    return f"{text[:keep]}…{text[-keep:]} ({len(text)} bytes, {text.count('/')} levels)"
