@@ -11,7 +11,6 @@ output. SSH agents are forwarded by bind-mounting the agent's unix socket.
 from __future__ import annotations
 
 import os
-import shutil
 import socket
 import stat
 import tempfile
@@ -22,6 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from builder.errors import BuildError, UsageError
+from fstree.tree import remove_tree
 
 ENTITLEMENTS = ("security.insecure", "network.host")
 _SHM = Path("/dev/shm")
@@ -183,7 +183,7 @@ def secret_file(value: bytes, mode: int, uid: int, gid: int, fallback: Path) -> 
             os.close(fd)
         yield path
     finally:
-        shutil.rmtree(folder, ignore_errors=True)
+        remove_tree(folder, ignore_errors=True)
 
 
 @contextmanager
@@ -214,7 +214,7 @@ def agent_relay(agent: Path, mode: int, uid: int, gid: int) -> Iterator[Path]:
             thread.join()
     finally:
         server.close()
-        shutil.rmtree(folder, ignore_errors=True)
+        remove_tree(folder, ignore_errors=True)
 
 
 def _serve(server: socket.socket, agent: Path, stop: threading.Event) -> None:

@@ -16,6 +16,7 @@ from __future__ import annotations
 import contextlib
 import errno
 import os
+import shutil
 import stat
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -230,3 +231,24 @@ def short_path(path: object, limit: int = 160) -> str:
         return text
     keep = limit // 2
     return f"{text[:keep]}…{text[-keep:]} ({len(text)} bytes, {text.count('/')} levels)"
+
+
+def copy_tree(src: StrPath, dst: StrPath) -> None:
+    """Copy the dir ``src`` to the new dir ``dst`` as ``shutil.copytree(symlinks=True)``
+    does (files with their metadata, symlinks as links, dir modes and times), but for any
+    depth; a path longer than PATH_MAX raises OSError(ENAMETOOLONG). Sockets, fifos and
+    devices are skipped."""
+    src, dst = os.fspath(src), os.fspath(dst)
+    os.mkdir(dst)
+    dirs = [""]
+    for rel, st in walk(src):
+        source, target = os.path.join(src, rel), os.path.join(dst, rel)
+        if stat.S_ISDIR(st.st_mode):
+            os.mkdir(target)
+            dirs.append(rel)
+        elif stat.S_ISLNK(st.st_mode):
+            os.symlink(os.readlink(source), target)
+        elif stat.S_ISREG(st.st_mode):
+            shutil.copy2(source, target, follow_symlinks=False)
+    for rel in reversed(dirs):  # children changed their dir's mtime: deepest first
+        shutil.copystat(os.path.join(src, rel), os.path.join(dst, rel), follow_symlinks=False)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import os
 import stat
 import sys
@@ -9,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from fstree.tree import remove_tree, walk
+from fstree.tree import copy_tree, remove_tree, walk
 
 PATH_MAX = 4096
 
@@ -131,3 +132,24 @@ def test_walk_closes_its_descriptor_when_left_early(tmp_path: Path) -> None:
         next(it)
     it.close()
     assert len(os.listdir("/proc/self/fd")) == before
+
+
+def test_copy_tree_copies_a_tree_deeper_than_the_recursion_limit(tmp_path: Path) -> None:
+    src = tmp_path / "src"
+    src.mkdir()
+    depth = sys.getrecursionlimit() + 200
+    make_deep(src, depth)
+    (src / "d").chmod(0o750)
+    copy_tree(src, tmp_path / "dst")
+    assert [rel for rel, _ in walk(tmp_path / "dst")] == [rel for rel, _ in walk(src)]
+    assert stat.S_IMODE(os.stat(tmp_path / "dst" / "d").st_mode) == 0o750
+    assert os.readlink(tmp_path / "dst" / "/".join(["d"] * depth) / "link") == "/"
+
+
+def test_copy_tree_fails_cleanly_beyond_path_max(tmp_path: Path) -> None:
+    src = tmp_path / "src"
+    src.mkdir()
+    make_deep(src, 30, name="n" * 200)
+    with pytest.raises(OSError) as caught:
+        copy_tree(src, tmp_path / "dst")
+    assert caught.value.errno == errno.ENAMETOOLONG
