@@ -35,6 +35,7 @@ from builder.errors import BuildError
 from builder.gitsource import GitRef, checkout, parse_git_ref, resolve_commit
 from builder.rootpath import clean, resolve_in_root
 from cache.layers import Compression, detect_compression, open_decompressed
+from fstree.tree import remove_tree
 
 
 @contextmanager
@@ -82,16 +83,21 @@ def extract_archive(
 
 
 def _parent(root: Path, container_dir: str, mode: int, owner: tuple[int, int] = (0, 0)) -> Path:
-    host = resolve_in_root(root, container_dir)
-    if not host.is_dir():
-        if container_dir != "/":
-            _parent(root, posixpath.dirname(container_dir), mode, owner)
+    """The host dir of ``container_dir``, making missing ones (iteratively: any depth)."""
+    missing: list[tuple[str, Path]] = []
+    current = container_dir
+    while not (host := resolve_in_root(root, current)).is_dir():
+        missing.append((current, host))
+        if current == "/":
+            break
+        current = posixpath.dirname(current)
+    for current, host in reversed(missing):
         if host.exists() or host.is_symlink():
-            raise BuildError(f"cannot extract into {container_dir}: not a directory")
+            raise BuildError(f"cannot extract into {current}: not a directory")
         os.mkdir(host, mode)
         os.chmod(host, mode)
         os.chown(host, *owner)
-    return host
+    return resolve_in_root(root, container_dir)
 
 
 def _extract_member(
@@ -197,7 +203,7 @@ class _Fetches:
 
 def _remove_dirs(dirs: list[str]) -> None:
     for folder in dirs:
-        shutil.rmtree(folder, ignore_errors=True)
+        remove_tree(folder, ignore_errors=True)
 
 
 @dataclass(frozen=True)

@@ -10,12 +10,15 @@ import json
 import re
 import time
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from builder.errors import UsageError
 from builder.progress import human_size, print_line
 from builder.storage import Storage, default_root
 from cache.index import BuildRecord
+
+if TYPE_CHECKING:
+    from cache.verify import VerifyReport
 
 _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
 _SIZES = {"": 1, "b": 1, "k": 10**3, "m": 10**6, "g": 10**9, "t": 10**12}
@@ -195,14 +198,17 @@ def _verify(storage: Storage, args: argparse.Namespace) -> int:
             "records_checked": report.records_checked,
             "findings": [f.__dict__ for f in report.findings],
             "repaired": list(report.repaired),
+            "repair_failed": list(report.failed),
         }
         print_line(json.dumps(doc, indent=2), err=False)
-        return 0 if report.clean or args.repair else 1
+        return _verify_exit(report, repair=args.repair)
     for f in report.findings:
         label = "PROBLEM" if f.problem else "note"
         print_line(f"{label}: {f.kind} {f.subject}: {f.detail}", err=False)
     for done in report.repaired:
         print_line(f"repaired: {done}", err=False)
+    for failed in report.failed:
+        print_line(f"PROBLEM: could not repair {failed}", err=False)
     notes = len(report.findings) - len(report.problems)
     state = "clean" if report.clean else f"{len(report.problems)} problems"
     print_line(
@@ -210,4 +216,11 @@ def _verify(storage: Storage, args: argparse.Namespace) -> int:
         f"{state}, {notes} notes",
         err=False,
     )
-    return 0 if report.clean or args.repair else 1
+    return _verify_exit(report, repair=args.repair)
+
+
+def _verify_exit(report: VerifyReport, *, repair: bool) -> int:
+    """0 when clean, or when --repair fixed every problem; 1 otherwise."""
+    if repair:
+        return 1 if report.failed else 0
+    return 0 if report.clean else 1

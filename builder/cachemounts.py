@@ -16,7 +16,6 @@ from __future__ import annotations
 import fcntl
 import hashlib
 import os
-import shutil
 import subprocess
 import threading
 from collections.abc import Iterator
@@ -25,6 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from builder.errors import BuildError
+from fstree.tree import remove_tree
 
 SHARING_MODES = ("shared", "private", "locked")
 CACHE_DIR_NAME = "cachemounts"
@@ -93,7 +93,7 @@ def _instance_lock(home: Path, sharing: str) -> Iterator[int]:
 def _create(data: Path, request: CacheRequest) -> None:
     """Make instance ``data`` atomically: a temp dir, filled, then renamed into place."""
     tmp = data.with_name(f".{data.name}.tmp-{os.getpid()}-{threading.get_ident()}")
-    shutil.rmtree(tmp, ignore_errors=True)
+    remove_tree(tmp, ignore_errors=True)
     try:
         if request.seed is not None:
             _seed(request.seed, tmp)
@@ -107,7 +107,7 @@ def _create(data: Path, request: CacheRequest) -> None:
             if not data.is_dir():  # else another user of a shared cache made it first
                 raise
     finally:
-        shutil.rmtree(tmp, ignore_errors=True)
+        remove_tree(tmp, ignore_errors=True)
 
 
 def _seed(source: Path, tmp: Path) -> None:

@@ -358,7 +358,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 def _guarded(handler: Callable[[argparse.Namespace], int], args: argparse.Namespace) -> int:
     """The one place errors become messages and exit codes (no tracebacks for user errors)."""
     from builder.progress import print_error
-    from cache.errors import CacheError
+    from cache.errors import CacheError, disk_full_hint, is_disk_full
+    from fstree.tree import short_path
     from runtime.errors import RuntimeFailure
 
     failure = EXIT_RUN_FAILURE if args.subcommand == "run" else None
@@ -376,6 +377,18 @@ def _guarded(handler: Callable[[argparse.Namespace], int], args: argparse.Namesp
     except KeyboardInterrupt:
         print_error("interrupted", None)
         return 130
+    except OSError as exc:
+        if not is_disk_full(exc):
+            raise  # a bug: the traceback is what a report needs
+        where = exc.filename or getattr(args, "root", None) or _default_root()
+        print_error(f"{short_path(where)}: {exc.strerror}", disk_full_hint(short_path(where)))
+        return failure or 1
+
+
+def _default_root() -> str:
+    from builder.storage import default_root
+
+    return str(default_root())
 
 
 if __name__ == "__main__":

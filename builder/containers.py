@@ -13,7 +13,6 @@ import argparse
 import contextlib
 import json
 import os
-import shutil
 import signal
 import subprocess
 import sys
@@ -24,6 +23,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from builder.errors import UsageError
+from fstree.tree import remove_tree
 
 if TYPE_CHECKING:
     from builder.runimage import Prepared, RunRequest
@@ -196,12 +196,12 @@ def _monitor(root: Path, container_id: str) -> int:
     with build_guard(root):  # for the container's whole life: prune keeps its layers
         record = _supervise(root, home, record)
     if record.remove:
-        shutil.rmtree(home, ignore_errors=True)
+        remove_tree(home, ignore_errors=True)
     else:
         save(root, record)
         for scratch in ("upper", "work"):
             if record.exit_code == 125:
-                shutil.rmtree(home / scratch, ignore_errors=True)
+                remove_tree(home / scratch, ignore_errors=True)
     return 0
 
 
@@ -351,7 +351,7 @@ def cmd_rm(args: argparse.Namespace) -> int:
                     hint=f"stop it first (`pybuild stop {ref}`) or use `pybuild rm -f`",
                 )
             _stop(root, record, 0)
-        shutil.rmtree(containers_dir(root) / record.id, ignore_errors=True)
+        remove_tree(containers_dir(root) / record.id, ignore_errors=True)
         print_line(ref, err=False)
     return 0
 
@@ -371,7 +371,7 @@ def cmd_bundle(args: argparse.Namespace) -> int:
         try:
             write_bundle_dir(storage, prepared, dest)
         finally:
-            shutil.rmtree(prepared.home, ignore_errors=True)
+            remove_tree(prepared.home, ignore_errors=True)
     return 0
 
 

@@ -427,6 +427,23 @@ def _climbs_out(link_rel: str, target: str) -> bool:
     return False
 
 
+@dataclass
+class _Frame:
+    """A dir being walked: its cursor, the names left, and its own entry while held back."""
+
+    cur: _Cursor
+    names: Iterator[str]
+    held: ContextEntry | None = None
+
+
+def _flush(stack: list[_Frame]) -> Iterator[ContextEntry]:
+    """The held-back dir entries above what is about to be sent, outermost first."""
+    for frame in stack:
+        if frame.held is not None:
+            yield frame.held
+            frame.held = None
+
+
 class _Walker:
     """Depth-first walk below a directory, pruning what can only be ignored."""
 
@@ -435,27 +452,31 @@ class _Walker:
         self._excludes = excludes
 
     def below(self, cur: _Cursor) -> Iterator[ContextEntry]:
-        for name in _list(cur.path):
-            path = cur.path / name
+        """Entries below ``cur``, parents first; iterative, so any depth is walked."""
+        stack = [_Frame(cur, iter(_list(cur.path)))]
+        while stack:
+            frame = stack[-1]
+            name = next(frame.names, None)
+            if name is None:
+                stack.pop()
+                continue
+            path = frame.cur.path / name
             try:
                 st = os.lstat(path)
             except FileNotFoundError:  # removed while we walk: it is not there to copy
                 continue
-            nxt = self._child(cur, name, path)
+            nxt = self._child(frame.cur, name, path)
             entry = _entry(nxt.shown, path, st)
             hidden = nxt.ignore.excluded or (nxt.ex is not None and nxt.ex.excluded)
-            if not stat.S_ISDIR(st.st_mode):
-                if not hidden:
-                    yield entry
-            elif not hidden:
+            if not hidden:
+                yield from _flush(stack)
                 yield entry
-                yield from self.below(nxt)
-            elif not self._prunable(nxt):
-                # Sent only as the parent of something re-included by a "!" pattern.
-                inner = list(self.below(nxt))
-                if inner:
-                    yield entry
-                    yield from inner
+                if stat.S_ISDIR(st.st_mode):
+                    stack.append(_Frame(nxt, iter(_list(nxt.path))))
+            elif stat.S_ISDIR(st.st_mode) and not self._prunable(nxt):
+                # Sent only as the parent of something re-included by a "!" pattern:
+                # held back until (unless) something below it is sent.
+                stack.append(_Frame(nxt, iter(_list(nxt.path)), entry))
 
     def _child(self, cur: _Cursor, name: str, path: Path) -> _Cursor:
         real, ex_rel = _join(cur.real, name), _join(cur.ex_rel, name)

@@ -21,6 +21,7 @@ from pathlib import Path
 from builder.errors import BuildError
 from builder.modes import Chmod
 from builder.rootpath import clean, resolve_in_root
+from fstree.tree import remove_tree
 
 
 @dataclass(frozen=True)
@@ -106,24 +107,33 @@ def _copy_one(root: Path, source: SourceItem, target: str, opts: CopyOptions) ->
 
 
 def _ensure_dir(root: Path, container_dir: str, cache: dict[str, Path], opts: CopyOptions) -> Path:
-    """The host path of a container dir, creating missing ones (0755, owner per opts)."""
-    if container_dir in cache:
-        return cache[container_dir]
-    host = resolve_in_root(root, container_dir)
-    if not host.is_dir():
-        if container_dir != "/":
-            _ensure_dir(root, posixpath.dirname(container_dir), cache, opts)
+    """The host path of a container dir, creating missing ones (0755, owner per opts).
+
+    Iterative: a destination may have more components than the recursion limit.
+    """
+    missing: list[tuple[str, Path]] = []
+    current = container_dir
+    while current not in cache:
+        host = resolve_in_root(root, current)
+        if host.is_dir():
+            cache[current] = host
+            break
+        missing.append((current, host))
+        if current == "/":
+            break
+        current = posixpath.dirname(current)
+    for current, host in reversed(missing):
         if host.exists() or host.is_symlink():
             raise BuildError(
-                f"cannot copy to {container_dir}: it exists and is not a directory",
+                f"cannot copy to {current}: it exists and is not a directory",
                 hint="choose a destination that is a directory or a new path",
             )
         os.mkdir(host, 0o755)
         os.chmod(host, 0o755)
         owner = opts.owner if opts.chown_parents else (0, 0)
         os.chown(host, *owner)
-    cache[container_dir] = host
-    return host
+        cache[current] = host
+    return cache[container_dir]
 
 
 def _make_dir(host: Path, st: os.stat_result, opts: CopyOptions) -> None:
@@ -145,7 +155,7 @@ def replace_entry(host: Path) -> None:
     except FileNotFoundError:
         return
     if stat.S_ISDIR(st.st_mode):
-        shutil.rmtree(host)
+        remove_tree(host)
     else:
         os.unlink(host)
 

@@ -349,19 +349,31 @@ def _apply_layers(blobs: BlobStore, image: StoredImage, root: Path) -> None:
 
 
 def _merge_into(src: Path, dst: Path) -> None:
-    """Move src's tree into dst: directories merge, anything else replaces (never followed)."""
-    for entry in os.scandir(src):
-        target = dst / entry.name
-        target_is_dir = os.path.isdir(target) and not os.path.islink(target)
-        if entry.is_dir(follow_symlinks=False) and target_is_dir:
-            _merge_into(Path(entry.path), target)
-            continue
-        if target_is_dir:
-            force_rmtree(target)
-        elif os.path.lexists(target):
-            target.unlink()
-        os.rename(entry.path, target)
-    _copy_metadata(src, dst)
+    """Move src's tree into dst: directories merge, anything else replaces (never followed).
+
+    Iterative (a stack of dir pairs), so the depth of the trees is not bounded by the
+    interpreter's stack; dir metadata is copied last, deepest first.
+    """
+    merged: list[tuple[Path, Path]] = []
+    todo = [(src, dst)]
+    while todo:
+        src_dir, dst_dir = todo.pop()
+        merged.append((src_dir, dst_dir))
+        with os.scandir(src_dir) as it:
+            entries = list(it)
+        for entry in entries:
+            target = dst_dir / entry.name
+            target_is_dir = os.path.isdir(target) and not os.path.islink(target)
+            if entry.is_dir(follow_symlinks=False) and target_is_dir:
+                todo.append((Path(entry.path), target))
+                continue
+            if target_is_dir:
+                force_rmtree(target)
+            elif os.path.lexists(target):
+                target.unlink()
+            os.rename(entry.path, target)
+    for src_dir, dst_dir in reversed(merged):
+        _copy_metadata(src_dir, dst_dir)
 
 
 def _copy_metadata(src: Path, dst: Path) -> None:

@@ -16,13 +16,13 @@ from __future__ import annotations
 import os
 import posixpath
 import re
-import shutil
 import subprocess
 import urllib.parse
 from dataclasses import dataclass
 from pathlib import Path
 
 from builder.errors import BuildError
+from fstree.tree import remove_tree
 
 _SCP_LIKE = re.compile(r"[\w.-]+@[\w.-]+:(?!//)")
 _COMMIT = re.compile(r"[0-9a-f]{40}")
@@ -129,7 +129,7 @@ def checkout(ref: GitRef, commit: str, folder: Path, *, keep_git_dir: bool) -> P
         if result.returncode != 0:
             raise _failed(f"check out {ref.ref or 'HEAD'} ({commit[:12]}) of", ref, result)
     if not keep_git_dir:
-        shutil.rmtree(folder / ".git")
+        remove_tree(folder / ".git")
     return _subdir(ref, folder)
 
 

@@ -26,6 +26,7 @@ from builder.cachemounts import SHARING_MODES, CacheRequest, cache_dir
 from builder.errors import BuildError, DockerfileError
 from builder.rootpath import clean, resolve_in_root
 from builder.secrets import agent_relay, read_secret, secret_file, store_tag
+from fstree.tree import copy_tree
 from runtime.spec import BindMount, TmpfsMount
 
 if TYPE_CHECKING:
@@ -272,7 +273,7 @@ def _bind(mount: RunMount, ctx: ExecContext, stack: ExitStack, i: int) -> BindMo
     if not mount.readonly:  # writes are discarded: they go to a copy
         copy = ctx.scratch / f"mount-rw-{i}"
         if host.is_dir():
-            shutil.copytree(host, copy, symlinks=True)
+            copy_tree(host, copy)  # any depth
         else:
             shutil.copy2(host, copy)
         host = copy

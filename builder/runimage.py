@@ -22,6 +22,7 @@ from builder.state import env_to_dict, set_env
 from builder.storage import Storage
 from cache.errors import CacheError
 from cache.images import StoredImage
+from fstree.tree import remove_tree
 from runtime.spec import BindMount, ContainerSpec, Resources, Rootfs, RunResult, TmpfsMount
 
 DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
@@ -296,7 +297,7 @@ def run_image(storage: Storage, request: RunRequest) -> RunResult:
             spec = replace(prepared.spec, scratch=scratch)
             return run_container(spec, interactive=request.interactive, tty=request.tty)
     finally:
-        shutil.rmtree(prepared.home, ignore_errors=True)
+        remove_tree(prepared.home, ignore_errors=True)
 
 
 def run_runc(storage: Storage, prepared: Prepared) -> int:
@@ -311,7 +312,7 @@ def run_runc(storage: Storage, prepared: Prepared) -> int:
         command += ["--bundle", str(bundle), prepared.container_id[:32]]
         return subprocess.run(command, check=False).returncode
     finally:
-        shutil.rmtree(prepared.home, ignore_errors=True)
+        remove_tree(prepared.home, ignore_errors=True)
 
 
 def write_bundle_dir(storage: Storage, prepared: Prepared, bundle: Path) -> Path:

@@ -13,7 +13,6 @@ from __future__ import annotations
 import fcntl
 import hashlib
 import os
-import shutil
 import socket
 import stat
 import tempfile
@@ -26,6 +25,7 @@ from pathlib import Path
 
 from builder.errors import BuildError, UsageError
 from cache.store import remove_if_unlocked
+from fstree.tree import remove_tree
 
 ENTITLEMENTS = ("security.insecure", "network.host")
 _SHM = Path("/dev/shm")
@@ -203,7 +203,7 @@ def secret_file(
             os.close(fd)
         yield path
     finally:
-        shutil.rmtree(folder, ignore_errors=True)
+        remove_tree(folder, ignore_errors=True)
         os.close(lock)
 
 
@@ -258,7 +258,7 @@ def agent_relay(agent: Path, mode: int, uid: int, gid: int) -> Iterator[Path]:
             thread.join()
     finally:
         server.close()
-        shutil.rmtree(folder, ignore_errors=True)
+        remove_tree(folder, ignore_errors=True)
 
 
 def _serve(server: socket.socket, agent: Path, stop: threading.Event) -> None:

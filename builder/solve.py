@@ -275,12 +275,21 @@ class Solver:
             self._run_action(
                 step, action, Rootfs(lowers, upper, overlay_work), replace(ctx, scratch=scratch)
             )
-            blob = write_layer(
-                upper,
-                self._storage.blobs,
-                compression=self._options.compression,
-                source_date_epoch=self._options.source_date_epoch,
-            )
+            try:
+                blob = write_layer(
+                    upper,
+                    self._storage.blobs,
+                    compression=self._options.compression,
+                    source_date_epoch=self._options.source_date_epoch,
+                )
+            except CacheError as exc:
+                location = step.instruction.location
+                raise BuildError(
+                    f"{step.title}: {exc.message}",
+                    hint=exc.hint,
+                    file=location.file,
+                    line=location.line,
+                ) from None
             # A step that changed nothing still commits a layer (the 1024-byte empty
             # tar), as BuildKit does: layer count and history match its images.
             layer = Descriptor(blob.media_type, blob.digest, blob.size)
@@ -294,7 +303,12 @@ class Solver:
         try:
             action.execute(rootfs, ctx)
         except RuntimeFailure as exc:
-            raise BuildError(f"sandbox failed: {exc.message}", hint=exc.hint) from None
+            raise BuildError(
+                f"sandbox failed: {exc.message}",
+                hint=exc.hint,
+                file=location.file,
+                line=location.line,
+            ) from None
         except BuildError as exc:
             raise exc.located(location.file, location.line) from None
         except OSError as exc:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import errno
+
 
 class CacheError(Exception):
     """Base of every cache/store failure."""
@@ -34,3 +36,28 @@ class LayerError(CacheError):
 
 class StoreLocked(CacheError):
     """Another process holds a lock we could not wait for."""
+
+
+class DiskFull(CacheError):
+    """The file system holding the store is full, or the user is over quota."""
+
+
+_DISK_FULL_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT})
+
+
+def is_disk_full(exc: BaseException) -> bool:
+    """Whether ``exc`` is an OSError saying the disk is full (ENOSPC) or over quota."""
+    return isinstance(exc, OSError) and exc.errno in _DISK_FULL_ERRNOS
+
+
+def disk_full_hint(where: object) -> str:
+    """What to do when the disk holding ``where`` (a path) is full."""
+    return (
+        f"the disk holding {where} is full (or over quota): free space there, or remove "
+        "unused cache entries with `pybuild cache prune` (`--all` frees the most)"
+    )
+
+
+def disk_full(what: str, where: object) -> DiskFull:
+    """A DiskFull error: ``what`` could not be done because the disk of ``where`` is full."""
+    return DiskFull(f"{what}: no space left on the device", hint=disk_full_hint(where))

@@ -34,6 +34,7 @@ from cache.layers import (
 )
 from cache.oci import Descriptor
 from cache.store import BlobStore
+from fstree.tree import remove_entry
 
 _CHUNK = 1 << 20
 
@@ -232,7 +233,7 @@ class _Extractor:
         if st is None:
             return
         if stat.S_ISDIR(st.st_mode):
-            shutil.rmtree(name, dir_fd=pfd)
+            remove_entry(pfd, name)  # any depth: a lower layer may hold a very deep tree
         else:
             os.unlink(name, dir_fd=pfd)
 
@@ -258,19 +259,34 @@ class _Extractor:
             self._seen.add("/".join((*parent, name)))
 
     def _prune(self, fd: int, prefix: tuple[str, ...]) -> None:
-        """Opaque dir in apply mode: delete everything below it this layer did not make."""
+        """Opaque dir in apply mode: delete everything below it this layer did not make.
+
+        Iterative (a stack of dirs to visit, each reopened from the root), so the depth
+        of what this layer made below it is not bounded by the interpreter's stack.
+        """
+        todo = [prefix]
+        while todo:
+            parts = todo.pop()
+            sub = fd if parts == prefix else self._open_dir(parts, create=False)
+            try:
+                todo.extend(self._prune_one(sub, parts))
+            finally:
+                if sub != fd:
+                    os.close(sub)
+
+    def _prune_one(self, fd: int, prefix: tuple[str, ...]) -> list[tuple[str, ...]]:
+        """Remove what this layer did not make in the dir ``fd``; return the dirs it
+        made there, whose contents need the same treatment."""
         with os.scandir(fd) as it:
             names = [e.name for e in it]
+        keep = []
         for name in names:
             st = os.stat(name, dir_fd=fd, follow_symlinks=False)
             if "/".join((*prefix, name)) not in self._seen:
                 self._remove(fd, name, st)
             elif stat.S_ISDIR(st.st_mode):
-                sub = os.open(name, _DIR_FLAGS, dir_fd=fd)
-                try:
-                    self._prune(sub, (*prefix, name))
-                finally:
-                    os.close(sub)
+                keep.append((*prefix, name))
+        return keep
 
     def _file(self, pfd: int, base: str, member: tarfile.TarInfo, tar: tarfile.TarFile) -> None:
         fd = os.open(base, _FILE_FLAGS, 0o600, dir_fd=pfd)

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import fcntl
 import os
-import shutil
+import stat
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -28,8 +28,9 @@ from cache.digest import Digest
 from cache.errors import CacheError, InvalidDigest, StoreLocked
 from cache.images import read_image
 from cache.index import Index, StepRecord
-from cache.store import BlobStore, remove_if_unlocked
+from cache.store import BlobStore, is_locked, remove_if_unlocked
 from cache.unpacked import UnpackedLayers
+from fstree.tree import remove_tree, walk
 
 _POLL = 0.1
 # Temp entries that BlobStore.writer and temp_dir hold under an flock while alive; with
@@ -187,20 +188,23 @@ def _dirs(root: Path) -> list[Path]:
 
 
 def tree_size(root: Path) -> int:
-    """Apparent size of the files below ``root``, each hard-linked inode once (0 if gone)."""
+    """Apparent size of the files below ``root``, each hard-linked inode once (0 if gone).
+
+    Dirs it may not read are skipped; a tree of any depth is measured.
+    """
     total = 0
     seen: set[tuple[int, int]] = set()
-    for top, _, files in os.walk(root):
-        for name in files:
-            try:
-                st = os.lstat(os.path.join(top, name))
-            except FileNotFoundError:
+    try:
+        for _rel, st in walk(root, skip_unreadable=True):
+            if stat.S_ISDIR(st.st_mode):
                 continue
             if st.st_nlink > 1:
                 if (st.st_dev, st.st_ino) in seen:
                     continue  # busybox-style images link one binary hundreds of times
                 seen.add((st.st_dev, st.st_ino))
             total += st.st_size
+    except (FileNotFoundError, NotADirectoryError, PermissionError):
+        pass  # ``root`` itself is gone or unreadable: nothing we can count
     return total
 
 
@@ -254,7 +258,7 @@ def _remove_cache_mounts(blobs: BlobStore) -> None:
     if cache_mounts.is_dir():
         doomed = blobs.tmp_dir / f"cachemounts-pruned-{os.getpid()}"
         os.rename(cache_mounts, doomed)  # gone at once; the removal may take a while
-        shutil.rmtree(doomed, ignore_errors=True)
+        remove_tree(doomed, ignore_errors=True)  # what is left: clean_dead_tmp, verify
 
 
 def _last_used(record: StepRecord) -> float:
@@ -331,17 +335,34 @@ def clean_dead_tmp(blobs: BlobStore, *, grace: float = _DEAD_GRACE) -> int:
 
     ``BlobStore.clean_tmp`` waits a day for entries it cannot tell from live ones; the
     entries here are always locked while alive, so a free lock means a dead owner.
-    Returns how many were removed.
+    Returns how many were removed. One that cannot be removed is left (a build must
+    still start); ``pybuild cache verify`` reports it and ``--repair`` retries.
     """
-    cutoff = time.time() - grace
     removed = 0
+    for entry in dead_tmp(blobs, grace=grace):
+        try:
+            removed += remove_if_unlocked(entry)
+        except FileNotFoundError:
+            continue  # its owner finished with it meanwhile
+        except OSError:
+            continue
+    return removed
+
+
+def dead_tmp(blobs: BlobStore, *, grace: float = _DEAD_GRACE) -> list[Path]:
+    """Temp entries of a locked kind older than ``grace`` seconds whose lock is free: what
+    killed (or failed) processes left behind."""
+    cutoff = time.time() - grace
+    found = []
     for entry in sorted(blobs.tmp_dir.iterdir()):
         if not entry.name.startswith(_LOCKED_PREFIXES) or entry.is_symlink():
             continue
         try:
-            if entry.lstat().st_mtime > cutoff:
+            if entry.lstat().st_mtime > cutoff or is_locked(entry):
                 continue
-            removed += remove_if_unlocked(entry)
         except FileNotFoundError:
             continue  # its owner finished with it meanwhile
-    return removed
+        except OSError:
+            continue  # cannot even open it to test the lock: not ours to judge
+        found.append(entry)
+    return found

@@ -21,7 +21,7 @@ from pathlib import Path
 from types import TracebackType
 
 from cache.digest import Digest
-from cache.errors import CacheError, InvalidDigest, InvalidImage
+from cache.errors import CacheError, InvalidDigest, InvalidImage, disk_full_hint
 from cache.oci import Descriptor, canonical_json
 from cache.store import exclusive_lock
 from cache.storeroot import touch_private
@@ -408,6 +408,8 @@ def _digest(text: str) -> Digest:
 
 def _db_error(path: Path, exc: sqlite3.Error) -> CacheError:
     hint = "another pybuild may be holding the store busy; retry"
-    if isinstance(exc, sqlite3.DatabaseError) and "malformed" in str(exc):
+    if getattr(exc, "sqlite_errorcode", None) == sqlite3.SQLITE_FULL or "disk is full" in str(exc):
+        hint = disk_full_hint(path.parent)
+    elif isinstance(exc, sqlite3.DatabaseError) and "malformed" in str(exc):
         hint = f"the index is damaged; remove {path} to start a fresh cache"
     return CacheError(f"index {path}: {exc}", hint=hint)

@@ -16,6 +16,7 @@ every writer of gzip uses the same fast, fixed-level, mtime-0 encoder. Extractio
 from __future__ import annotations
 
 import enum
+import errno
 import gzip
 import io
 import itertools
@@ -32,11 +33,13 @@ import zstandard
 from isal import isal_zlib
 
 from cache.digest import Digest, Sha256
-from cache.errors import LayerError
+from cache.errors import CacheError, LayerError, disk_full, is_disk_full
 from cache.oci import MEDIA_OCI_LAYER, MEDIA_OCI_LAYER_GZIP, MEDIA_OCI_LAYER_ZSTD, Descriptor
 from cache.store import BlobStore, BlobWriter
+from fstree.tree import short_path
 
 _CHUNK = 1 << 20
+_PATH_MAX = 4096  # Linux PATH_MAX, limits.h
 ZSTD_LEVEL = 3
 # ISA-L's level 1: at ~400 MB/s here it is ~6x stdlib zlib level 1 at about the same
 # ratio (benchmarks/bench_compression.py; figures in the README).
@@ -318,10 +321,27 @@ def write_layer(
                         count += 1
             diff_id = sink.finish()
     except OSError as exc:
-        raise LayerError(
-            f"cannot snapshot {diff_dir}: {exc}", hint="was the dir changed while it was read?"
-        ) from None
+        raise _snapshot_error(diff_dir, exc) from None
     return LayerBlob(out.digest, out.size, diff_id, compression.media_type, empty=count == 0)
+
+
+def _snapshot_error(diff_dir: Path, exc: OSError) -> CacheError:
+    what = f"cannot snapshot {diff_dir}"
+    if is_disk_full(exc):
+        return disk_full(what, diff_dir)
+    name = ""
+    if exc.filename:
+        top = f"{diff_dir}/"
+        shown = str(exc.filename)
+        name = f": {short_path(shown[len(top) :] if shown.startswith(top) else shown)}"
+    message = f"{what}: {exc.strerror or exc}{name}"
+    if exc.errno == errno.ENAMETOOLONG:
+        return LayerError(
+            message,
+            hint=f"the step made a path longer than the kernel allows ({_PATH_MAX} bytes "
+            "with the store's prefix): keep the file tree shallower",
+        )
+    return LayerError(message, hint="was the dir changed while it was read?")
 
 
 def _walk(root: Path) -> Iterator[_Entry]:

@@ -12,7 +12,6 @@ import errno
 import fcntl
 import io
 import os
-import shutil
 import time
 import uuid
 from collections.abc import Iterator
@@ -21,7 +20,15 @@ from pathlib import Path
 from typing import TYPE_CHECKING, BinaryIO
 
 from cache.digest import Digest, Sha256, sha256_bytes, verify
-from cache.errors import BlobNotFound, CacheError, InvalidDigest, StoreLocked
+from cache.errors import (
+    BlobNotFound,
+    CacheError,
+    InvalidDigest,
+    StoreLocked,
+    disk_full,
+    is_disk_full,
+)
+from fstree.tree import remove_tree
 
 if TYPE_CHECKING:
     from _typeshed import WriteableBuffer
@@ -95,18 +102,20 @@ class BlobWriter:
         """Append ``data`` to the blob; returns its length."""
         self._hash.update(data)
         view = memoryview(data)
-        while view:
-            written = self._file.write(view)
-            if written is None:  # only for non-blocking files, which this is not
-                raise CacheError(f"short write to {self.tmp_path}")
-            view = view[written:]
+        with _disk_full_as_error("cannot write a blob", self.tmp_path.parent):
+            while view:
+                written = self._file.write(view)
+                if written is None:  # only for non-blocking files, which this is not
+                    raise CacheError(f"short write to {self.tmp_path}")
+                view = view[written:]
         return len(data)
 
     def _finish(self) -> Digest:
         """Flush to disk and close; returns the content digest."""
-        self._file.flush()
-        os.fsync(self._file.fileno())
-        self._file.close()
+        with _disk_full_as_error("cannot write a blob", self.tmp_path.parent):
+            self._file.flush()
+            os.fsync(self._file.fileno())
+            self._file.close()
         return self._hash.digest()
 
     def _abort(self) -> None:
@@ -199,7 +208,8 @@ class BlobStore:
     @contextmanager
     def _writer(self, expected: Digest | None) -> Iterator[BlobWriter]:
         tmp_path = self.tmp_dir / f"blob-{uuid.uuid4().hex}"
-        fd = os.open(tmp_path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o644)
+        with _disk_full_as_error("cannot create a blob", self.tmp_dir):
+            fd = os.open(tmp_path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o644)
         # The lock tells clean_tmp this file is alive; it lasts as long as the fd.
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         writer = BlobWriter(fd, tmp_path)
@@ -276,15 +286,19 @@ class BlobStore:
     @contextmanager
     def _temp_dir(self, prefix: str) -> Iterator[Path]:
         path = self.tmp_dir / f"{prefix}{uuid.uuid4().hex}"
-        path.mkdir(mode=0o700)
+        with _disk_full_as_error("cannot make a temp dir", self.tmp_dir):
+            path.mkdir(mode=0o700)
         fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
             yield path
         finally:
-            if path.exists() or path.is_symlink():
+            try:
                 force_rmtree(path)
-            os.close(fd)
+            except OSError:
+                pass  # unlocked below: the next command's clean_dead_tmp (or verify) retries
+            finally:
+                os.close(fd)
 
     def clean_tmp(self, *, grace: float = DEFAULT_TMP_GRACE) -> None:
         """Remove temp entries older than ``grace`` seconds that no live process holds.
@@ -302,6 +316,21 @@ class BlobStore:
                 remove_if_unlocked(Path(entry.path))
             except FileNotFoundError:
                 continue  # its owner finished and removed or renamed it meanwhile
+            except OSError:
+                continue  # left for `pybuild cache verify --repair` to report and retry
+
+
+def is_locked(path: Path) -> bool:
+    """Whether a live process holds the flock of the temp entry ``path``."""
+    flags = os.O_RDONLY | os.O_CLOEXEC | os.O_NOFOLLOW
+    fd = os.open(path, flags | (os.O_DIRECTORY if path.is_dir() else 0))
+    try:
+        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return True
+    finally:
+        os.close(fd)
+    return False
 
 
 def remove_if_unlocked(path: Path) -> bool:
@@ -326,24 +355,20 @@ def remove_if_unlocked(path: Path) -> bool:
 
 
 def force_rmtree(path: Path) -> None:
-    """Remove a tree even where directory modes forbid it (e.g. 0555 dirs from a layer).
+    """Remove a tree of any depth, even where directory modes forbid it (e.g. 0555 dirs
+    from a layer); a no-op when it is gone. Raises OSError when it cannot."""
+    remove_tree(path)
 
-    Root needs no help; an unprivileged caller first makes every directory writable.
-    """
+
+@contextmanager
+def _disk_full_as_error(what: str, where: Path) -> Iterator[None]:
+    """Turn ENOSPC/EDQUOT into DiskFull (what to do), leaving other errors as they are."""
     try:
-        shutil.rmtree(path)
-        return
-    except FileNotFoundError:
-        return
-    except PermissionError:
-        pass
-    os.chmod(path, 0o700)
-    for top, dirs, _files in os.walk(path):
-        for name in dirs:
-            child = os.path.join(top, name)
-            if not os.path.islink(child):
-                os.chmod(child, 0o700)
-    shutil.rmtree(path)
+        yield
+    except OSError as exc:
+        if is_disk_full(exc):
+            raise disk_full(what, where) from None
+        raise
 
 
 def _not_found(digest: Digest) -> BlobNotFound:

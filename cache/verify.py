@@ -1,7 +1,8 @@
 """``pybuild cache verify``: check the store against itself, and optionally repair it.
 
 Problems (the store is not clean): a blob whose content does not match its name, a step
-record or tag whose blobs are missing or unreadable, a record with a malformed row.
+record or tag whose blobs are missing or unreadable, a record with a malformed row, a temp
+entry a dead process left that the next command's sweep has not removed (e.g. it failed).
 Notes (reported, harmless): blobs and unpacked layers nothing refers to, stray files.
 Repair removes every bad entry, so the next build rebuilds what they held.
 """
@@ -14,10 +15,10 @@ from pathlib import Path
 
 from cache.digest import Digest, Sha256
 from cache.errors import CacheError, InvalidDigest
-from cache.gc import Needed, exclusive_guard, needed
+from cache.gc import Needed, dead_tmp, exclusive_guard, needed
 from cache.images import read_image
 from cache.index import Index
-from cache.store import BlobStore, force_rmtree
+from cache.store import BlobStore, force_rmtree, remove_if_unlocked
 from cache.unpacked import UnpackedLayers
 
 _CHUNK = 1 << 20
@@ -37,6 +38,7 @@ class VerifyReport:
     blobs_checked: int
     records_checked: int
     repaired: tuple[str, ...] = ()
+    failed: tuple[str, ...] = ()  # repairs that did not work, with the reason
 
     @property
     def problems(self) -> tuple[Finding, ...]:
@@ -59,8 +61,22 @@ def verify_store(
         return _check(blobs, layers, index)
     with exclusive_guard(blobs.root):
         report = _check(blobs, layers, index)
-        done = tuple(_repair(blobs, layers, index, f) for f in report.findings if _fixable(f))
-        return VerifyReport(report.findings, report.blobs_checked, report.records_checked, done)
+        done: list[str] = []
+        failed: list[str] = []
+        for finding in report.findings:
+            if not _fixable(finding):
+                continue
+            try:
+                done.append(_repair(blobs, layers, index, finding))
+            except OSError as exc:
+                failed.append(f"{finding.kind} {finding.subject}: {exc.strerror or exc}")
+        return VerifyReport(
+            report.findings,
+            report.blobs_checked,
+            report.records_checked,
+            tuple(done),
+            tuple(failed),
+        )
 
 
 def _check(blobs: BlobStore, layers: UnpackedLayers, index: Index) -> VerifyReport:
@@ -89,6 +105,10 @@ def _check(blobs: BlobStore, layers: UnpackedLayers, index: Index) -> VerifyRepo
         findings.append(Finding("broken-tag", name, "its manifest or config is unreadable", True))
     findings += _tag_layers(blobs, index, corrupt)
     findings += _notes(blobs, layers, need)
+    findings += [
+        Finding("stale-tmp", str(path), "temp entry a dead process left", True)
+        for path in dead_tmp(blobs)
+    ]
     return VerifyReport(tuple(findings), checked, len(records))
 
 
@@ -160,6 +180,10 @@ def _repair(blobs: BlobStore, layers: UnpackedLayers, index: Index, finding: Fin
     if finding.kind == "unreferenced-layer":
         layers.remove(Digest("sha256", os.path.basename(finding.subject)))
         return f"removed unpacked layer {finding.subject}"
+    if finding.kind == "stale-tmp":
+        if remove_if_unlocked(Path(finding.subject)):
+            return f"removed temp entry {finding.subject}"
+        return f"left temp entry {finding.subject}: a process took it meanwhile"
     if finding.kind == "stray-file":
         path = Path(finding.subject)
         if path.is_dir() and not path.is_symlink():

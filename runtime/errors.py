@@ -5,6 +5,8 @@ Library code raises these; only ``builder/cli.py`` turns them into messages and 
 
 from __future__ import annotations
 
+import errno
+
 
 class RuntimeFailure(Exception):
     """Base of every runtime failure: ``message`` says what, ``hint`` what to do about it."""
@@ -39,3 +41,16 @@ class SyscallError(SandboxError):
 
 class UserNotFound(RuntimeFailure):
     """A USER name or group is not in the rootfs's /etc/passwd or /etc/group."""
+
+
+def os_error_hint(exc: OSError, where: object) -> str | None:
+    """What to do about ``exc`` when it says the disk of ``where`` is full or a path is
+    longer than the kernel allows; None for other errors."""
+    if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+        return (
+            f"the disk holding {where} is full (or over quota): free space there, or remove "
+            "unused cache entries with `pybuild cache prune` (`--all` frees the most)"
+        )
+    if exc.errno == errno.ENAMETOOLONG:
+        return "the step made a path longer than the kernel allows: keep the file tree shallower"
+    return None

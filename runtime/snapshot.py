@@ -28,7 +28,8 @@ from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-from runtime.errors import SandboxError
+from fstree.tree import remove_tree, short_path, walk
+from runtime.errors import SandboxError, os_error_hint
 from runtime.spec import Rootfs
 
 SNAPSHOTTER_ENV = "PYBUILD_SNAPSHOTTER"
@@ -98,8 +99,7 @@ def prepare(rootfs: Rootfs) -> CopyRoot:
     """Merge ``rootfs`` (lowers, then what the upper already holds) into
     ``<work>/merged`` and record the baseline the final diff is made against."""
     merged = rootfs.work / MERGED_NAME
-    if os.path.lexists(merged):
-        shutil.rmtree(merged)
+    remove_tree(merged)
     try:
         merged.mkdir()
         for lower in reversed(visible_lowers(rootfs.lowers)):  # bottom-most first
@@ -109,8 +109,11 @@ def prepare(rootfs: Rootfs) -> CopyRoot:
         _apply(str(rootfs.upper), str(merged))
         _copy_meta(str(rootfs.upper), str(merged), os.stat(rootfs.upper))
     except OSError as exc:
-        shutil.rmtree(merged, ignore_errors=True)
-        raise SandboxError(f"cannot copy the root filesystem into {merged}: {exc}") from exc
+        remove_tree(merged, ignore_errors=True)
+        raise SandboxError(
+            f"cannot copy the root filesystem into {merged}: {_describe(exc)}",
+            hint=os_error_hint(exc, merged),
+        ) from None
     # ctime comes from a coarse clock: let it tick, so a change right after the copy
     # cannot carry the same ctime as the copy itself.
     time.sleep(CLOCK_TICK)
@@ -165,8 +168,9 @@ def finish(rootfs: Rootfs, copy: CopyRoot) -> None:
         _write_diff(str(copy.merged), copy.baseline, str(rootfs.upper))
     except OSError as exc:
         raise SandboxError(
-            f"cannot write the changes of {copy.merged} to {rootfs.upper}: {exc}"
-        ) from exc
+            f"cannot write the changes of {copy.merged} to {rootfs.upper}: {_describe(exc)}",
+            hint=os_error_hint(exc, rootfs.upper),
+        ) from None
     finally:
         discard(copy)
 
@@ -175,19 +179,18 @@ def discard(copy: CopyRoot) -> None:
     """Delete the merged copy without keeping its changes (again: a no-op)."""
     with contextlib.suppress(OSError):
         _unpin(copy.pins)
-    shutil.rmtree(copy.merged, ignore_errors=True)
+    remove_tree(copy.merged, ignore_errors=True)  # what is left goes with the step dir
 
 
-def _scan(root: str, prefix: str = "") -> Iterator[tuple[str, os.stat_result]]:
-    """Every entry below ``root`` as (relative path, lstat), parents before children."""
-    with os.scandir(root) as it:
-        entries = sorted(it, key=lambda e: e.name)
-    for entry in entries:
-        rel = prefix + entry.name
-        st = entry.stat(follow_symlinks=False)
-        yield rel, st
-        if stat.S_ISDIR(st.st_mode):
-            yield from _scan(entry.path, rel + "/")
+def _describe(exc: OSError) -> str:
+    name = f": {short_path(exc.filename)}" if exc.filename else ""
+    return f"{exc.strerror or exc}{name}"
+
+
+def _scan(root: str) -> Iterator[tuple[str, os.stat_result]]:
+    """Every entry below ``root`` as (relative path, lstat), parents before children,
+    siblings sorted; iterative and fd-relative, so any depth is walked."""
+    return walk(root)
 
 
 def _is_whiteout(st: os.stat_result) -> bool:
@@ -362,7 +365,4 @@ def _lstat(path: str) -> os.stat_result | None:
 
 
 def _remove(path: str) -> None:
-    if os.path.isdir(path) and not os.path.islink(path):
-        shutil.rmtree(path)
-    else:
-        os.unlink(path)
+    remove_tree(path)

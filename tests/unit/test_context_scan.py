@@ -9,6 +9,7 @@ import pytest
 
 from builder.context import BuildContext
 from builder.filekeys import file_records
+from fstree.tree import remove_tree
 
 
 @pytest.fixture
@@ -77,3 +78,30 @@ def test_files_are_hashed_with_the_walks_lstat(root: Path) -> None:
     ctx.fingerprint(["src"])
     for path, st in counting.calls:
         assert st is not None and st.st_ino == os.lstat(path).st_ino
+
+
+def test_a_context_deeper_than_the_recursion_limit_is_walked_and_fingerprinted(
+    tmp_path: Path,
+) -> None:
+    import sys
+
+    root = tmp_path / "ctx"
+    depth = sys.getrecursionlimit() + 200  # 2,400 bytes of path: under PATH_MAX
+    root.mkdir()
+    fd = os.open(root, os.O_RDONLY | os.O_DIRECTORY)
+    for _ in range(depth):  # fd-relative: Path.mkdir(parents=True) recurses
+        os.mkdir("d", dir_fd=fd)
+        child = os.open("d", os.O_RDONLY | os.O_DIRECTORY, dir_fd=fd)
+        os.close(fd)
+        fd = child
+    os.close(os.open("f", os.O_WRONLY | os.O_CREAT, 0o644, dir_fd=fd))
+    os.close(fd)
+    (root / ".dockerignore").write_text("*.tmp\n")
+    try:
+        ctx = BuildContext(root)
+        names = [e.rel for e in ctx.walk("")]
+        assert names[-1] == "/".join(["d"] * depth) + "/f"
+        assert len(names) == depth + 2  # ".dockerignore", every d, then f
+        assert ctx.fingerprint(["d"])
+    finally:
+        remove_tree(root)  # pytest's own clean-up (shutil.rmtree) dies on deep trees
