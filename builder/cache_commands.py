@@ -210,4 +210,9 @@ def _verify(storage: Storage, args: argparse.Namespace) -> int:
         f"{state}, {notes} notes",
         err=False,
     )
+    if not report.clean and not args.repair:
+        print_line(
+            "hint: run `pybuild cache verify --repair` to remove the bad entries; the next "
+            "build, pull or load writes what they held afresh"
+        )
     return 0 if report.clean or args.repair else 1
