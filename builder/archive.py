@@ -122,7 +122,7 @@ class _Members:
         assert data is not None  # a regular member always has data
         if blob := _BLOB_PATH.match(name):
             expected = Digest("sha256", blob.group(1))
-            if not self.blobs.has(expected):  # present blobs were verified when stored
+            if not self.blobs.intact(expected):  # one gone bad is written again
                 self._store(data, expected)
             self.stored[name] = expected
         elif member.size <= _SMALL_FILE and self._small_total + member.size <= _SMALL_TOTAL:

@@ -159,10 +159,10 @@ def run_build(
     exec_ctx = ExecContext(
         context, sandbox, scratch, store_root=storage.root, secrets=request.secrets
     )
-    solver = Solver(storage, exec_ctx, events, request.solve)
     # Held until the image is tagged and exported: a concurrent prune never takes blobs
     # we made but have not recorded yet.
     with build_guard(storage.root), open_stat_cache(storage.root) as stat_cache:
+        solver = Solver(storage, exec_ctx, events, request.solve, stat_cache)
         context.hash_file = stat_cache.cached(context.hash_file)  # unchanged files: no read
         import_caches(storage, request.cache_from, lambda m: _warn(events, m))
         result = solver.solve(plan)

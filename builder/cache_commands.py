@@ -216,6 +216,11 @@ def _verify(storage: Storage, args: argparse.Namespace) -> int:
         f"{state}, {notes} notes",
         err=False,
     )
+    if not report.clean and not args.repair:
+        print_line(
+            "hint: run `pybuild cache verify --repair` to remove the bad entries; the next "
+            "build, pull or load writes what they held afresh"
+        )
     return _verify_exit(report, repair=args.repair)
 
 

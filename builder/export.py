@@ -60,7 +60,10 @@ from cache.store import BlobStore, force_rmtree
 
 _OCI_TYPE = {MEDIA_DOCKER_LAYER: MEDIA_OCI_LAYER, MEDIA_DOCKER_LAYER_GZIP: MEDIA_OCI_LAYER_GZIP}
 _OCI_LAYOUT = canonical_json({"imageLayoutVersion": "1.0.0"})
-_SAVE_HINT = "the image is damaged in the store; run `pybuild rmi` on it and build or load it again"
+_SAVE_HINT = (
+    "the image is damaged in the store; run `pybuild cache verify --repair`, "
+    "then build, pull or load it again"
+)
 
 
 @dataclass(frozen=True)

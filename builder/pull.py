@@ -17,6 +17,7 @@ from builder.refs import normalize
 from builder.remote_options import RemoteOptions as RemoteOptions
 from cache.digest import Digest
 from cache.errors import InvalidImage
+from cache.gc import build_guard
 from cache.images import StoredImage, read_image
 from cache.index import Index as TagIndex
 from cache.oci import (
@@ -70,17 +71,22 @@ def pull_image(
     emit = events or (lambda _msg: None)
     ref = parse_reference(text)
     emit(f"Pulling {ref}")
-    with RegistryClient(
-        ref, credentials=credentials_for(options, ref), options=options.registry
-    ) as client:
+    # Held until the tag is written: the blobs are unreferenced until then, and a
+    # concurrent `cache prune` must not delete them (it waits for us instead).
+    with (
+        build_guard(blobs.root),
+        RegistryClient(
+            ref, credentials=credentials_for(options, ref), options=options.registry
+        ) as client,
+    ):
         chosen = _select(client, client.get_manifest(), options.platform, 0)
         manifest = Manifest.from_bytes(chosen.data)
         fetched = _fetch_image(client, manifest, blobs, options.jobs, emit)
         blobs.put_bytes(chosen.data)
-    image = read_image(blobs, chosen.digest)
-    name = local_name(ref) if ref.digest is None else ""
-    if name:
-        tags.set_tag(name, chosen.digest)
+        image = read_image(blobs, chosen.digest)
+        name = local_name(ref) if ref.digest is None else ""
+        if name:
+            tags.set_tag(name, chosen.digest)
     emit(f"Digest: {chosen.digest}")
     return PullResult(ref, name, image, fetched)
 
@@ -117,18 +123,23 @@ def _is_index(found: RemoteManifest) -> bool:
 def _fetch_image(
     client: RegistryClient, manifest: Manifest, blobs: BlobStore, jobs: int, emit: PullEvents
 ) -> int:
-    """Config first (to check it against the layers), then the layers concurrently."""
-    missing = [d for d in (manifest.config, *manifest.layers) if not blobs.has(d.digest)]
-    client.fetch_blob(manifest.config, blobs)
+    """Config first (to check it against the layers), then the layers concurrently.
+
+    A blob the store has is checked, not trusted: one gone bad is downloaded again.
+    """
+    have = {d.digest for d in (manifest.config, *manifest.layers) if blobs.intact(d.digest)}
+    missing = {d.digest for d in (manifest.config, *manifest.layers)} - have
+    if manifest.config.digest not in have:
+        client.fetch_blob(manifest.config, blobs)
     config = ImageConfig.from_bytes(blobs.read_bytes(manifest.config.digest))
     if len(config.diff_ids) != len(manifest.layers):
         raise InvalidImage(
             f"{client.ref}: {len(manifest.layers)} layers but {len(config.diff_ids)} diff_ids"
         )
     for layer in manifest.layers:
-        if blobs.has(layer.digest):
+        if layer.digest in have:
             emit(f"{layer.digest.short}: Already exists")
-    todo = [d for d in manifest.layers if not blobs.has(d.digest)]
+    todo = list({d.digest: d for d in manifest.layers if d.digest not in have}.values())
     _parallel(client, todo, blobs, max(1, jobs), emit)
     return len(missing)
 

@@ -21,8 +21,9 @@ from builder.actions import Action, ExecContext, RunAction
 from builder.errors import BuildError
 from builder.plan import Plan, PlannedStep, StagePlan
 from builder.storage import Storage
-from cache.digest import Digest
+from cache.digest import Digest, sha256_file
 from cache.errors import CacheError
+from cache.fscache import StatCache
 from cache.index import StepRecord
 from cache.keys import KeyInputs, explain_miss, inputs_from_json, inputs_to_json, step_key
 from cache.layers import Compression, write_layer
@@ -75,6 +76,10 @@ class Events(Protocol):
     def step_finished(self, stage: StagePlan, step: PlannedStep, result: StepResult) -> None: ...
 
 
+def _blob_hash(path: Path) -> bytes:
+    return sha256_file(path).hex.encode()
+
+
 def timestamp(epoch: int | None) -> str:
     """RFC 3339 UTC time: SOURCE_DATE_EPOCH when given, else now."""
     moment = datetime.fromtimestamp(epoch, UTC) if epoch is not None else datetime.now(UTC)
@@ -85,9 +90,18 @@ class Solver:
     """Builds the stages of one plan against one store."""
 
     def __init__(
-        self, storage: Storage, ctx: ExecContext, events: Events, options: SolveOptions
+        self,
+        storage: Storage,
+        ctx: ExecContext,
+        events: Events,
+        options: SolveOptions,
+        stat_cache: StatCache | None = None,
     ) -> None:
         self._storage = storage
+        # Remembers which layer blobs were checked, so a hit re-reads a blob only when
+        # its stat changed (as a write to it does); None: check every hit in full.
+        self._stat_cache = stat_cache
+        self._corrupt: set[str] = set()  # keys whose cached layer blob has gone bad
         self._ctx = ctx
         self._events = events
         self._options = options
@@ -201,7 +215,7 @@ class Solver:
         with self._storage.blobs.lock(f"step-{key}"):
             if (hit := self._lookup(step, key, inputs, started)) is not None:
                 return hit
-            reason = self._reason(step, inputs)
+            reason = self._reason(step, key, inputs)
             layer, diff_id, lower = self._execute(step, action, ctx, lowers)
             result = self._result(step, key, False, reason, layer, started)
             with self._lock:
@@ -241,11 +255,32 @@ class Solver:
     def _usable(self, record: StepRecord) -> bool:
         # A record without a layer was written by a pybuild that skipped empty layers:
         # run the step again, so the image gets the empty layer BuildKit would commit.
-        return record.layer is not None and self._storage.blobs.has(record.layer.digest)
+        if record.layer is None or not self._storage.blobs.has(record.layer.digest):
+            return False
+        if self._intact(record.layer.digest):
+            return True
+        # Its blob went bad: run the step again; committing its layer replaces the blob.
+        with self._lock:
+            self._corrupt.add(record.key)
+        return False
 
-    def _reason(self, step: PlannedStep, inputs: KeyInputs) -> str:
+    def _intact(self, digest: Digest) -> bool:
+        """The blob's content matches its digest; re-read only if its stat changed."""
+        blobs = self._storage.blobs
+        if self._stat_cache is None:
+            return blobs.intact(digest)
+        try:
+            actual = self._stat_cache.hash_file(blobs.path(digest), _blob_hash)
+        except (CacheError, FileNotFoundError):
+            return False  # removed meanwhile
+        return actual == digest.hex.encode()
+
+    def _reason(self, step: PlannedStep, key: str, inputs: KeyInputs) -> str:
         if self._options.no_cache:
             return "--no-cache"
+        with self._lock:
+            if key in self._corrupt:
+                return "its cached layer is corrupt in the store"
         previous = self._storage.index.last_inputs(step.id)
         try:
             old = inputs_from_json(previous) if previous else None

@@ -85,7 +85,7 @@ class Storage:
         except CacheError as exc:
             raise BuildError(
                 f"image {name} is damaged in the store: {exc.message}",
-                hint="run `pybuild rmi` on it and load or build it again",
+                hint="run `pybuild cache verify --repair`, then load, pull or build it again",
             ) from None
 
     def get_image(self, name: str) -> StoredImage:

@@ -91,8 +91,8 @@ class LayoutSource:
 
     def fetch(self, desc: Descriptor, blobs: BlobStore) -> None:
         """Copy a layer blob into ``blobs``; DigestMismatch (nothing stored) if corrupt."""
-        if blobs.has(desc.digest):
-            return
+        if blobs.intact(desc.digest):
+            return  # one gone bad is copied again (the writer replaces it)
         path = self._blob_dir / desc.digest.hex
         try:
             with open(path, "rb") as src, blobs.writer(expected=desc.digest) as writer:

@@ -30,7 +30,7 @@ from cache.layers import (
     open_decompressed,
 )
 from cache.oci import Descriptor, canonical_json
-from cache.store import BlobStore
+from cache.store import CORRUPT_HINT, BlobStore
 
 _CHUNK = 1 << 20
 MEMO_DIR = "converted"
@@ -57,7 +57,7 @@ def convert_layer(
     if source is target:
         return layer
     if target is Compression.NONE:
-        if not blobs.has(diff_id):
+        if not blobs.intact(diff_id):  # one gone bad is written again
             _recompress(blobs, layer, source, diff_id, target)
         return Descriptor(target.media_type, diff_id, blobs.size(diff_id), layer.annotations)
     memo = memo_path(blobs, diff_id, target)
@@ -79,7 +79,7 @@ def _compression_of(blobs: BlobStore, layer: Descriptor) -> Compression:
     if actual != layer.size:
         raise LayerError(
             f"layer {layer.digest}: descriptor says {layer.size} bytes, blob has {actual}",
-            hint="the image is damaged in the store; build or load it again",
+            hint=CORRUPT_HINT,
         )
     with open(blobs.path(layer.digest), "rb") as f:
         return detect_compression(f.read(8))
@@ -108,7 +108,7 @@ def _recompress(
         _read_through(blobs, layer.digest)  # a corrupt blob explains it best: DigestMismatch
         raise LayerError(
             f"layer {layer.digest} is not a valid {source.value} stream: {exc}",
-            hint="the image is damaged in the store; build or load it again",
+            hint=CORRUPT_HINT,
         ) from None
     except OSError as exc:
         raise LayerError(

@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 import re
 from dataclasses import dataclass
+from pathlib import Path
 from typing import BinaryIO
 
 import xxhash
@@ -75,10 +76,16 @@ def sha256_stream(stream: BinaryIO) -> tuple[Digest, int]:
     return h.digest(), h.size
 
 
-def verify(expected: Digest, actual: Digest, what: str) -> None:
-    """Raise DigestMismatch unless the two digests are equal."""
+def sha256_file(path: Path) -> Digest:
+    """The sha256 digest of a file's content, read in chunks."""
+    with open(path, "rb") as f:
+        return sha256_stream(f)[0]
+
+
+def verify(expected: Digest, actual: Digest, what: str, *, hint: str | None = None) -> None:
+    """Raise DigestMismatch (with ``hint``) unless the two digests are equal."""
     if expected != actual:
-        raise DigestMismatch(f"{what}: expected {expected}, got {actual}")
+        raise DigestMismatch(f"{what}: expected {expected}, got {actual}", hint=hint)
 
 
 class Fingerprint:

@@ -7,10 +7,10 @@ remaining record or tag refers to.
 
 Builds hold ``build_guard`` (a shared flock on ``<root>/locks/gc``) from their first
 lookup to their tag, and ``prune`` takes it exclusively, so a prune never deletes a blob
-a running build has written but not yet recorded. ``pybuild load`` holds it too (its
-blobs are unreferenced until the tag is written last), and so does ``pybuild run`` while
-its container runs (an image run by digest, or untagged meanwhile, has layers no tag
-keeps).
+a running build has written but not yet recorded. ``pybuild load`` and ``pybuild pull``
+hold it too (their blobs are unreferenced until the tag is written last), and so does
+``pybuild run`` while its container runs (an image run by digest, or untagged
+meanwhile, has layers no tag keeps).
 """
 
 from __future__ import annotations
@@ -42,7 +42,7 @@ _DEAD_GRACE = 2.0
 
 @contextmanager
 def build_guard(root: Path) -> Iterator[None]:
-    """Held (shared) by a build, load or run for its whole run; many hold it at once."""
+    """Held (shared) by a build, pull, load or run for its whole run; many hold it at once."""
     with _gc_lock(root, fcntl.LOCK_SH, timeout=None):
         yield
 
@@ -68,7 +68,7 @@ def _gc_lock(root: Path, mode: int, *, timeout: float | None) -> Iterator[None]:
             except BlockingIOError:
                 if deadline is not None and time.monotonic() >= deadline:
                     raise StoreLocked(
-                        "a build, load or container (`pybuild run`) is using this store",
+                        "a build, pull, load or container (`pybuild run`) is using this store",
                         hint="wait for it to finish, then retry",
                     ) from None
                 time.sleep(_POLL)

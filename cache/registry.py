@@ -19,6 +19,7 @@ from typing import Any
 
 import httpx
 
+from cache import registry_body as body
 from cache.digest import Digest, sha256_bytes, verify
 from cache.errors import CacheError, DigestMismatch
 from cache.oci import (
@@ -94,7 +95,9 @@ class RegistryClient:
             timeout=self.options.timeout,
             verify=not self._insecure,
             transport=transport,
-            headers={"User-Agent": "pybuild/0.1"},
+            headers={"User-Agent": "pybuild/0.1", **body.HEADERS},
+            # Every answer is read within a limit as it streams (cache/registry_body.py).
+            event_hooks={"response": [body.read_capped_hook]},
         )
         self._base: str | None = None
         self._sleep = sleep
@@ -205,9 +208,20 @@ class RegistryClient:
         """The manifest or index for a tag or digest (default: the client's reference)."""
         reference = reference or self.ref.object
         what = f"manifest {self.ref.name}:{reference}"
-        response = self._request(
-            "GET", self._url(f"manifests/{reference}"), what, headers={"Accept": MANIFEST_ACCEPT}
-        )
+        try:
+            response = self._request(
+                "GET",
+                self._url(f"manifests/{reference}"),
+                what,
+                headers={"Accept": MANIFEST_ACCEPT},
+                extensions={body.LIMIT: self.options.max_manifest},
+            )
+        except body.ResponseTooLarge as exc:
+            raise body.ResponseTooLarge(
+                f"{what}: manifest larger than the {body.size_text(exc.limit)} limit; "
+                "pybuild stopped reading it",
+                exc.limit,
+            ) from None
         if response.status_code == 404:
             raise ManifestNotFound(
                 f"{self.ref.name}: no manifest for {reference!r} on {self.ref.registry}",
@@ -216,8 +230,6 @@ class RegistryClient:
         if response.status_code != 200:
             raise self._fail(response, f"fetching {what}")
         data = response.content
-        if len(data) > self.options.max_manifest:
-            raise RegistryError(f"{what} is larger than {self.options.max_manifest} bytes")
         digest = sha256_bytes(data)
         if reference.startswith("sha256:"):
             verify(Digest.parse(reference), digest, what)
@@ -259,11 +271,12 @@ class RegistryClient:
     def fetch_blob(
         self, desc: Descriptor, blobs: BlobStore, progress: Progress | None = None
     ) -> None:
-        """Stream the blob into ``blobs``, verified; a no-op if the store already has it.
+        """Stream the blob into ``blobs``, verified; a no-op if the store has it intact.
 
-        On any failure nothing is stored (the BlobWriter's temp file is removed).
+        A stored copy gone bad is downloaded again and replaced. On any failure nothing
+        is stored (the BlobWriter's temp file is removed).
         """
-        if blobs.has(desc.digest):
+        if blobs.intact(desc.digest):
             return
         for _ in range(self.options.retries + 1):
             try:
@@ -301,7 +314,8 @@ class RegistryClient:
     ) -> None:
         offset = writer.size
         headers = {"Range": f"bytes={offset}-"} if offset else {}
-        with self._client.stream("GET", url, headers=headers) as response:
+        extensions = {body.STREAM: True}  # to disk as it arrives, at most desc.size bytes
+        with self._client.stream("GET", url, headers=headers, extensions=extensions) as response:
             status = response.status_code
             if status in _RETRY_STATUS:
                 raise _Retry(f"HTTP {status}")

@@ -2,8 +2,11 @@
 
 Many pybuild processes may share one root. Writes go to a temp file in ``<root>/tmp``
 (same filesystem), are fsynced and renamed into place, so a blob path either does not
-exist or holds the complete content. Every temp file or dir made here is held under an
-``flock`` while in use; ``clean_tmp`` removes only old entries nobody holds.
+exist or holds the complete content. A blob whose bytes went bad later (disk, a stray
+write) is never kept by a writer: committing the same digest again replaces it, and
+``put_bytes`` and ``intact`` check what is there before they trust it. Every temp file
+or dir made here is held under an ``flock`` while in use; ``clean_tmp`` removes only old
+entries nobody holds.
 """
 
 from __future__ import annotations
@@ -19,7 +22,7 @@ from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, BinaryIO
 
-from cache.digest import Digest, Sha256, sha256_bytes, verify
+from cache.digest import Digest, Sha256, sha256_bytes, sha256_file, verify
 from cache.errors import (
     BlobNotFound,
     CacheError,
@@ -38,6 +41,12 @@ _CHUNK = 1 << 20
 # so age is their only protection: a day outlasts any build step we expect.
 DEFAULT_TMP_GRACE = 24 * 3600.0
 _LOCK_POLL = 0.05
+# What to do when a stored blob no longer matches its digest: repair drops it (and the
+# records and tags that need it), and the next build, pull or load writes it afresh.
+CORRUPT_HINT = (
+    "the store's copy is corrupt; run `pybuild cache verify --repair`, "
+    "then build, pull or load the image again"
+)
 
 
 @contextmanager
@@ -144,7 +153,7 @@ class _VerifyingRaw(io.RawIOBase):
             self._hash.update(view[:n])
         else:
             # EOF: every later read re-checks, so a caller cannot miss the error.
-            verify(self._expected, self._hash.digest(), f"blob {self._expected}")
+            verify(self._expected, self._hash.digest(), f"blob {self._expected}", hint=CORRUPT_HINT)
         return n
 
     def close(self) -> None:
@@ -188,11 +197,26 @@ class BlobStore:
         except FileNotFoundError:
             raise _not_found(digest) from None
 
+    def intact(self, digest: Digest) -> bool:
+        """True when the blob is present and its content matches its digest (reads it all).
+
+        Writers that would skip a blob the store already has ask this first, so a blob
+        gone bad is written again (and replaced) instead of being kept.
+        """
+        try:
+            return sha256_file(self._blob_path(digest)) == digest
+        except FileNotFoundError:
+            return False
+
     def put_bytes(self, data: bytes) -> Digest:
-        """Store ``data``; a no-op (beyond hashing) when the blob is already present."""
+        """Store ``data``; a no-op (beyond hashing) when the same bytes are already there."""
         digest = sha256_bytes(data)
-        if self.has(digest):
-            return digest
+        path = self._blob_path(digest)
+        try:
+            if path.stat().st_size == len(data) and path.read_bytes() == data:
+                return digest
+        except FileNotFoundError:
+            pass
         with self.writer(expected=digest) as w:
             w.write(data)
         return digest
@@ -226,11 +250,10 @@ class BlobStore:
             raise
 
     def _commit(self, tmp_path: Path, digest: Digest) -> None:
-        target = self._blob_path(digest)
-        if target.exists():
-            tmp_path.unlink()  # same digest, same bytes: the first writer wins
-            return
-        os.rename(tmp_path, target)
+        # Ours was hashed as it was written; a blob already there may have gone bad
+        # since, so ours replaces it. rename is atomic: a reader sees one or the other
+        # whole, and one that opened the old file keeps reading it.
+        os.rename(tmp_path, self._blob_path(digest))
         _fsync_dir(self._blob_dir)
 
     def open(self, digest: Digest) -> BinaryIO:
@@ -250,7 +273,7 @@ class BlobStore:
             data = self._blob_path(digest).read_bytes()
         except FileNotFoundError:
             raise _not_found(digest) from None
-        verify(digest, sha256_bytes(data), f"blob {digest}")
+        verify(digest, sha256_bytes(data), f"blob {digest}", hint=CORRUPT_HINT)
         return data
 
     def remove(self, digest: Digest) -> None:

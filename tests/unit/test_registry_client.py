@@ -186,3 +186,42 @@ def test_upload_keeps_the_location_query_and_adds_the_digest(store_root: Path) -
     put = seen[-1]
     assert put.url.params["_state"] == "t"
     assert put.url.params["digest"] == str(BLOB_DIGEST)
+
+
+class _Endless(httpx.SyncByteStream):
+    """An answer that never ends; ``sent`` counts what was read of it."""
+
+    def __init__(self) -> None:
+        self.sent = 0
+
+    def __iter__(self) -> Iterator[bytes]:
+        while True:
+            self.sent += 1 << 16
+            yield b"x" * (1 << 16)
+
+
+def test_token_and_error_answers_stop_at_the_document_limit() -> None:
+    from cache.registry_body import MAX_DOCUMENT, ResponseTooLarge
+
+    token, error = _Endless(), _Endless()
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        if request.url.path == "/token":
+            return httpx.Response(200, stream=token)
+        if request.url.path.endswith("/blobs/" + str(BLOB_DIGEST)):
+            return httpx.Response(404, stream=error)
+        challenge = 'Bearer realm="https://reg.example/token",service="reg"'
+        if "Authorization" not in request.headers:
+            return httpx.Response(401, headers={"WWW-Authenticate": challenge})
+        return httpx.Response(200, content=b"{}")
+
+    with _client(handler) as client, pytest.raises(ResponseTooLarge, match="4 MiB limit"):
+        client.get_manifest()
+    assert MAX_DOCUMENT < token.sent <= MAX_DOCUMENT + (1 << 17)
+
+    def no_auth(request: httpx.Request) -> httpx.Response:
+        return httpx.Response(404, stream=error)
+
+    with _client(no_auth) as client, pytest.raises(ResponseTooLarge):
+        client.has_blob(BLOB_DIGEST)  # an endless error body is cut at the limit
+    assert error.sent <= MAX_DOCUMENT + (1 << 17)

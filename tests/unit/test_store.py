@@ -128,6 +128,43 @@ def test_truncated_blob_detected_by_open(store: BlobStore) -> None:
         f.read()
 
 
+def test_reading_a_corrupt_blob_says_to_run_cache_verify_repair(store: BlobStore) -> None:
+    digest = store.put_bytes(b"good content" * 1000)
+    _corrupt(store, digest, b"evil content" * 1000)
+    with pytest.raises(DigestMismatch) as whole:
+        store.read_bytes(digest)
+    with store.open(digest) as f, pytest.raises(DigestMismatch) as streamed:
+        f.read()
+    for exc in (whole.value, streamed.value):
+        assert exc.hint is not None and "pybuild cache verify --repair" in exc.hint
+
+
+def test_intact_is_false_for_a_corrupt_or_missing_blob(store: BlobStore) -> None:
+    good = store.put_bytes(b"good content")
+    bad = store.put_bytes(b"other content")
+    _corrupt(store, bad, b"other CONTENT")
+    assert store.intact(good)
+    assert not store.intact(bad)
+    assert not store.intact(sha256_bytes(b"never stored"))
+
+
+def test_writer_replaces_a_stored_blob_whose_bytes_went_bad(store: BlobStore) -> None:
+    data = os.urandom(64 << 10)
+    digest = store.put_bytes(data)
+    _corrupt(store, digest, bytes([data[0] ^ 0xFF]) + data[1:])
+    with store.writer(expected=digest) as w:
+        w.write(data)
+    assert store.read_bytes(digest) == data
+    assert [p for p in store.tmp_dir.iterdir() if p.name.startswith("blob-")] == []
+
+
+def test_put_bytes_replaces_a_stored_blob_whose_bytes_went_bad(store: BlobStore) -> None:
+    digest = store.put_bytes(b"good content")
+    _corrupt(store, digest, b"evil content")
+    assert store.put_bytes(b"good content") == digest
+    assert store.read_bytes(digest) == b"good content"
+
+
 def test_remove_deletes_and_tolerates_missing(store: BlobStore) -> None:
     digest = store.put_bytes(b"bye")
     store.remove(digest)
