@@ -69,3 +69,17 @@ def test_walks_a_tree_deeper_than_the_recursion_limit(tmp_path: Path) -> None:
     (deep / "leaf").write_text("y")
     assert fingerprint(tree) != fp
     assert compare(before, manifest(tree)).changed[-1].endswith("/leaf")
+    _remove_chain(tree, 1200)  # pytest's own clean-up recurses, and would fail on it
+
+
+def _remove_chain(tree: Path, depth: int) -> None:
+    fds = [os.open(tree, os.O_RDONLY | os.O_DIRECTORY)]
+    for _ in range(depth):
+        fds.append(os.open("d", os.O_RDONLY | os.O_DIRECTORY, dir_fd=fds[-1]))
+    for fd in reversed(fds):
+        for name in os.listdir(fd):
+            if name == "d":
+                os.rmdir(name, dir_fd=fd)
+            else:
+                os.unlink(name, dir_fd=fd)
+        os.close(fd)

@@ -1,0 +1,53 @@
+"""The store against tampering, damage and long-lived containers: unpacked layers are
+checked before use and by `cache verify`; a damaged index is rebuilt by `verify
+--repair`; prune and repair work around running containers."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import pytest
+
+from tests.integration.clihelp import Pybuild, write_context
+
+pytestmark = [pytest.mark.requires_root, pytest.mark.requires_overlay]
+
+
+def _diff_ids(pybuild: Pybuild, image: str) -> list[str]:
+    ids: list[str] = pybuild.inspect(image)["Config"]["rootfs"]["diff_ids"]
+    return [d.removeprefix("sha256:") for d in ids]
+
+
+def _unpacked(pybuild: Pybuild) -> set[str]:
+    return {p.name for p in (pybuild.root / "layers").iterdir()}
+
+
+def _status(pybuild: Pybuild, name: str) -> str:
+    for line in pybuild("ps", "-a").out.splitlines()[1:]:
+        if line.split()[-1] == name:
+            return line
+    raise AssertionError(f"no container {name}")
+
+
+def test_prune_and_repair_keep_a_running_containers_layers_without_waiting_for_it(
+    pybuild: Pybuild, tmp_path: Path
+) -> None:
+    ctx = write_context(tmp_path / "ctx", {}, "FROM busybox\nRUN echo leased > /only-here\n")
+    pybuild.build(ctx, "-t", "leased:1")
+    own = _diff_ids(pybuild, "leased:1")[-1]
+    pybuild("run", "-d", "--name", "long", "leased:1", "sleep", "3600")
+    try:
+        pybuild("rmi", "leased:1")  # now only the running container needs its image
+        started = time.monotonic()
+        pybuild("cache", "prune", "--all", timeout=30)
+        pybuild("cache", "verify", "--repair", timeout=30)
+        assert time.monotonic() - started < 20
+        assert "Up" in _status(pybuild, "long")
+        assert own in _unpacked(pybuild)
+        assert (pybuild.root / "layers" / own / "only-here").read_text() == "leased\n"
+    finally:
+        pybuild("rm", "-f", "long")
+    pybuild("cache", "prune", "--all")
+    assert own not in _unpacked(pybuild)
+    assert set(_diff_ids(pybuild, "busybox")) <= _unpacked(pybuild)
