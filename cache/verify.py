@@ -2,8 +2,11 @@
 
 Problems (the store is not clean): a blob whose content does not match its name, a step
 record or tag whose blobs are missing or unreadable, a record with a malformed row.
+An unpacked layer that differs from the manifest recorded when it was unpacked (an
+edited, added or removed file) is a problem too.
 Notes (reported, harmless): blobs and unpacked layers nothing refers to, stray files.
-Repair removes every bad entry, so the next build rebuilds what they held.
+Repair removes every bad entry, so the next build rebuilds what they held, and unpacks
+tampered layers again from their blobs (not one a running container uses).
 """
 
 from __future__ import annotations
@@ -17,6 +20,8 @@ from cache.errors import CacheError, InvalidDigest
 from cache.gc import Needed, exclusive_guard, needed
 from cache.images import read_image
 from cache.index import Index
+from cache.leases import live_leases
+from cache.oci import Descriptor
 from cache.store import BlobStore, force_rmtree
 from cache.unpacked import UnpackedLayers
 
@@ -58,6 +63,7 @@ def verify_store(
     if not repair:
         return _check(blobs, layers, index)
     with exclusive_guard(blobs.root):
+        live_leases(blobs.root, clean=True)  # those of dead processes keep nothing
         report = _check(blobs, layers, index)
         done = tuple(_repair(blobs, layers, index, f) for f in report.findings if _fixable(f))
         return VerifyReport(report.findings, report.blobs_checked, report.records_checked, done)
@@ -89,6 +95,7 @@ def _check(blobs: BlobStore, layers: UnpackedLayers, index: Index) -> VerifyRepo
         findings.append(Finding("broken-tag", name, "its manifest or config is unreadable", True))
     findings += _tag_layers(blobs, index, corrupt)
     findings += _notes(blobs, layers, need)
+    findings += _tampered(layers, need)
     return VerifyReport(tuple(findings), checked, len(records))
 
 
@@ -142,6 +149,54 @@ def _notes(blobs: BlobStore, layers: UnpackedLayers, need: Needed) -> list[Findi
     return notes
 
 
+def _tampered(layers: UnpackedLayers, need: Needed) -> list[Finding]:
+    """Known unpacked layers compared in full with the manifest recorded when placed
+    (unreferenced ones are notes, and every use checks a layer first anyway)."""
+    found = []
+    for path in sorted(p for p in layers.root.iterdir() if p.is_dir() and not p.is_symlink()):
+        try:
+            diff_id = Digest("sha256", path.name)
+        except InvalidDigest:
+            continue  # a stray file, reported above
+        if diff_id not in need.diff_ids:
+            continue
+        mismatch = layers.check(diff_id, path)
+        if mismatch is not None:
+            detail = f"differs from what was unpacked: {mismatch.describe()}"
+            found.append(Finding("tampered-layer", str(path), detail, True))
+    return found
+
+
+def _layer_sources(blobs: BlobStore, index: Index) -> dict[Digest, Descriptor]:
+    """The blob each known diff_id is unpacked from (tagged images and step records)."""
+    sources: dict[Digest, Descriptor] = {}
+    for _, digest in index.tags():
+        try:
+            image = read_image(blobs, digest)
+        except CacheError:
+            continue
+        sources.update(zip(image.config.diff_ids, image.manifest.layers, strict=False))
+    for record in index.steps():
+        if record.layer is not None and record.diff_id is not None:
+            sources[record.diff_id] = record.layer
+    return sources
+
+
+def _fix_layer(blobs: BlobStore, layers: UnpackedLayers, index: Index, subject: str) -> str:
+    diff_id = Digest("sha256", os.path.basename(subject))
+    if any(diff_id in lease.diff_ids for lease in live_leases(blobs.root)):
+        return f"left tampered layer {subject}: a running container uses it (repair after it exits)"
+    layers.remove(diff_id)
+    source = _layer_sources(blobs, index).get(diff_id)
+    if source is None or not blobs.has(source.digest):
+        return f"removed tampered layer {subject} (no blob to unpack it from)"
+    try:
+        layers.ensure(source, diff_id)
+    except CacheError as exc:
+        return f"removed tampered layer {subject}; unpacking it again failed: {exc.message}"
+    return f"unpacked tampered layer {subject} again from blob {source.digest}"
+
+
 def _fixable(finding: Finding) -> bool:
     return finding.problem or finding.kind == "unreferenced-layer"
 
@@ -157,6 +212,8 @@ def _repair(blobs: BlobStore, layers: UnpackedLayers, index: Index, finding: Fin
     if finding.kind == "broken-tag":
         index.remove_tag(finding.subject)
         return f"removed tag {finding.subject}"
+    if finding.kind == "tampered-layer":
+        return _fix_layer(blobs, layers, index, finding.subject)
     if finding.kind == "unreferenced-layer":
         layers.remove(Digest("sha256", os.path.basename(finding.subject)))
         return f"removed unpacked layer {finding.subject}"

@@ -51,3 +51,30 @@ def test_prune_and_repair_keep_a_running_containers_layers_without_waiting_for_i
     pybuild("cache", "prune", "--all")
     assert own not in _unpacked(pybuild)
     assert set(_diff_ids(pybuild, "busybox")) <= _unpacked(pybuild)
+
+
+def test_a_tampered_unpacked_layer_is_reported_repaired_and_never_built_on(
+    pybuild: Pybuild, tmp_path: Path
+) -> None:
+    ctx = write_context(tmp_path / "base", {}, "FROM busybox\nRUN echo clean > /etc/motd\n")
+    pybuild.build(ctx, "-t", "base:1")
+    layer = pybuild.root / "layers" / _diff_ids(pybuild, "base:1")[-1]
+    (layer / "etc" / "motd").write_text("tampered\n")
+    (layer / "planted").write_text("evil\n")
+
+    found = pybuild("cache", "verify", ok=False)
+    assert found.code == 1
+    assert "tampered-layer" in found.out and "etc/motd" in found.out
+    assert "planted" in found.out
+
+    child = write_context(tmp_path / "child", {}, "FROM base:1\nRUN cat /etc/motd; ls /\n")
+    out = pybuild.build(child, "--no-cache").err
+    assert "clean" in out and "tampered" not in out and "planted" not in out
+    assert (layer / "etc" / "motd").read_text() == "clean\n"
+
+    (layer / "planted").write_text("again\n")
+    repaired = pybuild("cache", "verify", "--repair").out
+    assert "unpacked tampered layer" in repaired
+    assert not (layer / "planted").exists()
+    assert pybuild("cache", "verify").code == 0
+    assert pybuild("run", "--rm", "base:1", "cat", "/etc/motd").out == "clean\n"
