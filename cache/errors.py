@@ -34,3 +34,7 @@ class LayerError(CacheError):
 
 class StoreLocked(CacheError):
     """Another process holds a lock we could not wait for."""
+
+
+class IndexDamaged(CacheError):
+    """The store's index (index.db) is not a readable database; repair rebuilds it."""

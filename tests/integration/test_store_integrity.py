@@ -78,3 +78,44 @@ def test_a_tampered_unpacked_layer_is_reported_repaired_and_never_built_on(
     assert not (layer / "planted").exists()
     assert pybuild("cache", "verify").code == 0
     assert pybuild("run", "--rm", "base:1", "cat", "/etc/motd").out == "clean\n"
+
+
+def _garbage(index: Path) -> None:
+    index.write_bytes(b"this is not a database\n" * 400)
+
+
+def _truncate(index: Path) -> None:
+    data = index.read_bytes()
+    index.write_bytes(data[: len(data) // 2 + 100])
+
+
+@pytest.mark.parametrize("damage", [_garbage, _truncate], ids=["garbage", "truncated"])
+def test_a_damaged_index_names_the_repair_which_rebuilds_it_with_its_tags(
+    pybuild: Pybuild, tmp_path: Path, damage: object
+) -> None:
+    ctx = write_context(tmp_path / "app", {}, "FROM busybox\nRUN echo kept > /kept\n")
+    pybuild.build(ctx, "-t", "app:1")
+    for leftover in ("index.db-wal", "index.db-shm"):
+        (pybuild.root / leftover).unlink(missing_ok=True)  # the damage is to the file itself
+    damage(pybuild.root / "index.db")  # type: ignore[operator]
+
+    for args in (
+        ("images",),
+        ("run", "--rm", "app:1", "cat", "/kept"),
+        ("build", "--progress", "plain", str(ctx)),
+        ("tag", "app:1", "app:2"),
+        ("cache", "prune", "--all"),
+        ("cache", "verify"),
+    ):
+        result = pybuild(*args, ok=False)
+        assert result.code != 0, args
+        assert "pybuild cache verify --repair" in result.err, (args, result.err)
+        assert "Traceback" not in result.err
+
+    out = pybuild("cache", "verify", "--repair").out
+    assert "rebuilt the index" in out and "2 tags restored" in out
+    assert "build steps and build history were lost" in out
+    images = pybuild("images").out
+    assert "app" in images and "busybox" in images
+    assert pybuild("run", "--rm", "app:1", "cat", "/kept").out == "kept\n"
+    assert pybuild("cache", "verify").code == 0
