@@ -64,7 +64,11 @@ def _entries(root: Path) -> Iterator[tuple[str, os.stat_result]]:
     stack = [""]
     while stack:
         rel = stack.pop()
-        with os.scandir(os.path.join(root, rel) if rel else root) as it:
+        try:
+            it = os.scandir(os.path.join(root, rel) if rel else root)
+        except PermissionError:
+            continue  # rootless: a dir owned by a subordinate id; its own entry still counts
+        with it:
             for entry in it:
                 child = f"{rel}/{entry.name}" if rel else entry.name
                 st = entry.stat(follow_symlinks=False)
@@ -100,7 +104,10 @@ def manifest(root: Path) -> list[str]:
         if stat.S_ISREG(st.st_mode):
             inode = (st.st_dev, st.st_ino)
             if inode not in hashed:
-                hashed[inode] = _hash_file(path)
+                try:
+                    hashed[inode] = _hash_file(path)
+                except PermissionError:
+                    hashed[inode] = "unreadable"  # rootless: owned by a subordinate id
             row += [st.st_size, st.st_mtime_ns, hashed[inode]]
         elif stat.S_ISLNK(st.st_mode):
             row += [os.readlink(path), st.st_mtime_ns]
