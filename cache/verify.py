@@ -146,6 +146,10 @@ def _notes(blobs: BlobStore, layers: UnpackedLayers, need: Needed) -> list[Findi
             notes.append(
                 Finding("unreferenced-layer", str(path), "unpacked layer of no record", False)
             )
+    for name in sorted(layers.meta.names()):
+        if not (layers.root / name).is_dir():
+            detail = "manifest of a layer that is not unpacked"
+            notes.append(Finding("stale-layer-record", name, detail, False))
     return notes
 
 
@@ -198,7 +202,7 @@ def _fix_layer(blobs: BlobStore, layers: UnpackedLayers, index: Index, subject: 
 
 
 def _fixable(finding: Finding) -> bool:
-    return finding.problem or finding.kind == "unreferenced-layer"
+    return finding.problem or finding.kind in ("unreferenced-layer", "stale-layer-record")
 
 
 def _repair(blobs: BlobStore, layers: UnpackedLayers, index: Index, finding: Finding) -> str:
@@ -212,6 +216,9 @@ def _repair(blobs: BlobStore, layers: UnpackedLayers, index: Index, finding: Fin
     if finding.kind == "broken-tag":
         index.remove_tag(finding.subject)
         return f"removed tag {finding.subject}"
+    if finding.kind == "stale-layer-record":
+        layers.meta.forget(finding.subject)
+        return f"removed the manifest of layer {finding.subject[:12]}"
     if finding.kind == "tampered-layer":
         return _fix_layer(blobs, layers, index, finding.subject)
     if finding.kind == "unreferenced-layer":

@@ -104,3 +104,16 @@ def test_a_file_added_to_an_unpacked_layer_is_a_problem(store: Store) -> None:
     report = store.verify()
     assert _kinds(report) == ["tampered-layer"]
     assert "added: planted" in report.problems[0].detail
+
+
+def test_a_manifest_of_a_layer_no_longer_unpacked_is_a_note_repair_removes(store: Store) -> None:
+    rec = store.record("k", b"layer")
+    assert rec.diff_id is not None
+    (store.layers.root / rec.diff_id.hex).rmdir()
+    report = store.verify()
+    assert report.clean
+    assert [f.kind for f in report.findings if f.kind == "stale-layer-record"] == [
+        "stale-layer-record"
+    ]
+    store.verify(repair=True)
+    assert store.layers.meta.names() == set()
