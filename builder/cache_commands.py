@@ -10,6 +10,7 @@ import json
 import re
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from builder.errors import UsageError
@@ -56,7 +57,11 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
         help="only records unused for longer than DURATION (e.g. until=24h)",
     )
     v = cache_sub.add_parser("verify", help="check every blob and index record")
-    v.add_argument("--repair", action="store_true", help="remove the bad entries found")
+    v.add_argument(
+        "--repair",
+        action="store_true",
+        help="remove bad entries, unpack tampered layers again, rebuild a damaged index",
+    )
     v.add_argument("--json", action="store_true", help="print JSON")
 
 
@@ -65,10 +70,35 @@ def cmd_cache(args: argparse.Namespace) -> int:
         "stats": _stats,
         "du": _du,
         "prune": _prune,
-        "verify": _verify,
     }
-    with Storage.open(args.root or default_root(), warn=print_line) as storage:
+    root = args.root or default_root()
+    if args.cache_command == "verify":
+        return _verify_command(root, args)
+    with Storage.open(root, warn=print_line) as storage:
         return handlers[args.cache_command](storage, args)
+
+
+def _verify_command(root: Path, args: argparse.Namespace) -> int:
+    """``verify`` checks the index itself first; ``--repair`` rebuilds a damaged one."""
+    from cache.errors import IndexDamaged
+    from cache.reindex import rebuild_index
+    from cache.store import BlobStore
+
+    rebuilt: list[str] = []
+    try:
+        storage = Storage.open(root)
+        try:
+            storage.index.check_integrity()
+        except IndexDamaged:
+            storage.close()
+            raise
+    except IndexDamaged:
+        if not args.repair:
+            raise
+        rebuilt = rebuild_index(root, BlobStore(root)).lines()
+        storage = Storage.open(root)
+    with storage:
+        return _verify(storage, args, rebuilt)
 
 
 def parse_duration(text: str) -> float:
@@ -187,7 +217,7 @@ def _prune(storage: Storage, args: argparse.Namespace) -> int:
     return 0
 
 
-def _verify(storage: Storage, args: argparse.Namespace) -> int:
+def _verify(storage: Storage, args: argparse.Namespace, rebuilt: list[str]) -> int:
     from cache.verify import verify_store
 
     report = verify_store(storage.blobs, storage.layers, storage.index, repair=args.repair)
@@ -197,7 +227,7 @@ def _verify(storage: Storage, args: argparse.Namespace) -> int:
             "blobs_checked": report.blobs_checked,
             "records_checked": report.records_checked,
             "findings": [f.__dict__ for f in report.findings],
-            "repaired": list(report.repaired),
+            "repaired": [*rebuilt, *report.repaired],
             "repair_failed": list(report.failed),
         }
         print_line(json.dumps(doc, indent=2), err=False)
@@ -205,7 +235,7 @@ def _verify(storage: Storage, args: argparse.Namespace) -> int:
     for f in report.findings:
         label = "PROBLEM" if f.problem else "note"
         print_line(f"{label}: {f.kind} {f.subject}: {f.detail}", err=False)
-    for done in report.repaired:
+    for done in [*rebuilt, *report.repaired]:
         print_line(f"repaired: {done}", err=False)
     for failed in report.failed:
         print_line(f"PROBLEM: could not repair {failed}", err=False)

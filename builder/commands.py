@@ -151,9 +151,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         from builder.containers import run_other_ways
 
         return run_other_ways(args, request)
-    from cache.gc import build_guard
-
-    with _storage(args) as storage, build_guard(storage.root):  # prune must not take its layers
+    with _storage(args) as storage:  # run_image keeps its layers from prune (a lease)
         result = run_image(storage, request)
     if result.error:
         print_error(result.error, None)

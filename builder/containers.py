@@ -27,6 +27,7 @@ from fstree.tree import remove_tree
 
 if TYPE_CHECKING:
     from builder.runimage import Prepared, RunRequest
+    from cache.leases import Lease
 
 CONTAINER_COMMANDS = ("ps", "logs", "stop", "rm", "bundle")
 START_TIMEOUT = 20.0
@@ -117,14 +118,11 @@ def _now() -> str:
 def run_other_ways(args: argparse.Namespace, request: RunRequest) -> int:
     """``run -d`` and ``run --runtime runc``; returns the exit code for the CLI."""
     from builder.progress import print_line
-    from builder.runimage import prepare, run_runc
+    from builder.runimage import prepare_leased, run_runc
     from builder.storage import Storage, default_root
-    from cache.gc import build_guard
 
     storage = Storage.open(args.root or default_root(), warn=print_line)
-    # Held until the container runs (the monitor then holds its own): prune must not
-    # remove the layers it is about to mount.
-    with contextlib.closing(storage), build_guard(storage.root):
+    with contextlib.closing(storage):
         if args.detach and (args.tty or args.interactive):
             raise UsageError(
                 "-d with -i/-t is not supported: pybuild cannot attach to a container later",
@@ -135,11 +133,14 @@ def run_other_ways(args: argparse.Namespace, request: RunRequest) -> int:
                 f"the container name {args.name!r} is already in use",
                 hint=f"remove it with `pybuild rm {args.name}` or choose another --name",
             )
-        prepared = prepare(storage, request)
+        if args.runtime == "runc" and args.detach:
+            raise UsageError("--runtime runc runs in the foreground only (no -d)")
+        # The lease keeps the image's layers from prune for the container's whole life
+        # (the monitor inherits it); prune does not wait for the container.
+        prepared, lease = prepare_leased(storage, request)
         if args.runtime == "runc":
-            if args.detach:
-                raise UsageError("--runtime runc runs in the foreground only (no -d)")
-            return run_runc(storage, prepared)
+            with lease:
+                return run_runc(storage, prepared)
         record = Record(
             id=prepared.container_id,
             name=args.name or prepared.container_id[:12],
@@ -149,10 +150,13 @@ def run_other_ways(args: argparse.Namespace, request: RunRequest) -> int:
             stop_signal=prepared.stop_signal,
             remove=args.rm,
         )
-        return _detach(storage.root, prepared, record)
+        try:
+            return _detach(storage.root, prepared, record, lease)
+        finally:
+            lease.release()  # a no-op once handed to the monitor
 
 
-def _detach(root: Path, prepared: Prepared, record: Record) -> int:
+def _detach(root: Path, prepared: Prepared, record: Record, lease: Lease) -> int:
     from builder.progress import print_line
     from runtime.spec import spec_to_json
 
@@ -162,14 +166,25 @@ def _detach(root: Path, prepared: Prepared, record: Record) -> int:
         **os.environ,
         "PYTHONPATH": os.pathsep.join([_REPO_PARENT, os.environ.get("PYTHONPATH", "")]),
     }
+    assert lease.fd is not None
     subprocess.Popen(
-        [sys.executable, "-m", "builder.containers", "--monitor", str(root), record.id],
+        [
+            sys.executable,
+            "-m",
+            "builder.containers",
+            "--monitor",
+            str(root),
+            record.id,
+            str(lease.fd),
+        ],
         stdin=subprocess.DEVNULL,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
         start_new_session=True,  # survives the CLI and its terminal
+        pass_fds=(lease.fd,),  # the monitor holds the lease from here on
         env=env,
     )
+    lease.hand_off()
     deadline = time.monotonic() + START_TIMEOUT
     current = load(root, record.id)
     while current is not None and current.status == "created" and time.monotonic() < deadline:
@@ -185,15 +200,17 @@ def _detach(root: Path, prepared: Prepared, record: Record) -> int:
     return 0
 
 
-def _monitor(root: Path, container_id: str) -> int:
+def _monitor(root: Path, container_id: str, lease_fd: int) -> int:
     """Run the detached container; keep its log and record its state to the end."""
-    from cache.gc import build_guard
+    from cache.leases import adopt_lease
 
+    lease = adopt_lease(root, container_id, lease_fd)
     record = load(root, container_id)
     if record is None:
+        lease.release()
         return 125
     home = containers_dir(root) / container_id
-    with build_guard(root):  # for the container's whole life: prune keeps its layers
+    with lease:  # for the container's whole life: prune keeps its layers
         record = _supervise(root, home, record)
     if record.remove:
         remove_tree(home, ignore_errors=True)
@@ -376,10 +393,10 @@ def cmd_bundle(args: argparse.Namespace) -> int:
 
 
 def _monitor_main(argv: list[str]) -> int:
-    if len(argv) != 3 or argv[0] != "--monitor":
-        print("usage: python -m builder.containers --monitor ROOT ID", file=sys.stderr)
+    if len(argv) != 4 or argv[0] != "--monitor" or not argv[3].isdigit():
+        print("usage: python -m builder.containers --monitor ROOT ID LEASE_FD", file=sys.stderr)
         return 2
-    return _monitor(Path(argv[1]), argv[2])
+    return _monitor(Path(argv[1]), argv[2], int(argv[3]))
 
 
 if __name__ == "__main__":

@@ -22,6 +22,7 @@ from builder.state import env_to_dict, set_env
 from builder.storage import Storage
 from cache.errors import CacheError
 from cache.images import StoredImage
+from cache.leases import Lease
 from fstree.tree import remove_tree
 from runtime.spec import BindMount, ContainerSpec, Resources, Rootfs, RunResult, TmpfsMount
 
@@ -287,17 +288,35 @@ def prepare(storage: Storage, request: RunRequest) -> Prepared:
 
 def run_image(storage: Storage, request: RunRequest) -> RunResult:
     """Run the image in the foreground; the result carries docker's exit code
-    (125/126/127 on failures). The container's writable layer is removed after."""
+    (125/126/127 on failures). The container's writable layer is removed after.
+
+    Holds ``build_guard`` only while the image's layers are unpacked; the container then
+    holds a lease on them, so a prune keeps them without waiting for it to exit.
+    """
     from runtime.run import run_container  # the sandbox, not needed by builds
 
-    prepared = prepare(storage, request)
+    prepared, lease = prepare_leased(storage, request)
     try:
         # A locked store temp dir: if we are killed, the next build sweeps the scratch.
-        with storage.blobs.temp_dir() as scratch:
+        with lease, storage.blobs.temp_dir() as scratch:
             spec = replace(prepared.spec, scratch=scratch)
             return run_container(spec, interactive=request.interactive, tty=request.tty)
     finally:
         remove_tree(prepared.home, ignore_errors=True)
+
+
+def prepare_leased(storage: Storage, request: RunRequest) -> tuple[Prepared, Lease]:
+    """``prepare``, under ``build_guard``, and a lease on what the container will use."""
+    from cache.gc import build_guard
+    from cache.leases import take_lease
+
+    with build_guard(storage.root):  # prune must not take the layers before the lease holds
+        prepared = prepare(storage, request)
+        try:
+            return prepared, take_lease(storage.root, prepared.container_id, prepared.image)
+        except BaseException:
+            shutil.rmtree(prepared.home, ignore_errors=True)
+            raise
 
 
 def run_runc(storage: Storage, prepared: Prepared) -> int:

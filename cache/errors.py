@@ -61,3 +61,7 @@ def disk_full_hint(where: object) -> str:
 def disk_full(what: str, where: object) -> DiskFull:
     """A DiskFull error: ``what`` could not be done because the disk of ``where`` is full."""
     return DiskFull(f"{what}: no space left on the device", hint=disk_full_hint(where))
+
+
+class IndexDamaged(CacheError):
+    """The store's index (index.db) is not a readable database; repair rebuilds it."""

@@ -8,9 +8,11 @@ remaining record or tag refers to.
 Builds hold ``build_guard`` (a shared flock on ``<root>/locks/gc``) from their first
 lookup to their tag, and ``prune`` takes it exclusively, so a prune never deletes a blob
 a running build has written but not yet recorded. ``pybuild load`` and ``pybuild pull``
-hold it too (their blobs are unreferenced until the tag is written last), and so does
-``pybuild run`` while its container runs (an image run by digest, or untagged
-meanwhile, has layers no tag keeps).
+hold it too (their blobs are unreferenced until the tag is written last), and ``pybuild
+run`` while it unpacks its image's layers. A container then holds a lease on what its
+image needs (cache/leases.py) instead: prune and repair keep what live leases name (an
+image run by digest, or untagged meanwhile, has layers no tag keeps) and never wait for a
+container.
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ from cache.digest import Digest
 from cache.errors import CacheError, InvalidDigest, StoreLocked
 from cache.images import read_image
 from cache.index import Index, StepRecord
+from cache.leases import live_leases
 from cache.store import BlobStore, is_locked, remove_if_unlocked
 from cache.unpacked import UnpackedLayers
 from fstree.tree import remove_tree, walk
@@ -87,18 +90,20 @@ class Needed:
     record_layers: frozenset[Digest]
     record_diff_ids: frozenset[Digest]
     broken_tags: tuple[str, ...] = ()  # tags whose image cannot be read
+    leased_blobs: frozenset[Digest] = frozenset()  # what live containers use
+    leased_diff_ids: frozenset[Digest] = frozenset()
 
     @property
     def blobs(self) -> frozenset[Digest]:
-        return self.tagged_blobs | self.record_layers
+        return self.tagged_blobs | self.record_layers | self.leased_blobs
 
     @property
     def diff_ids(self) -> frozenset[Digest]:
-        return self.tagged_diff_ids | self.record_diff_ids
+        return self.tagged_diff_ids | self.record_diff_ids | self.leased_diff_ids
 
 
 def needed(blobs: BlobStore, index: Index, records: list[StepRecord] | None = None) -> Needed:
-    """Collect what tags and ``records`` (default: every step record) refer to."""
+    """Collect what tags, ``records`` (default: every step record) and live leases refer to."""
     tagged: set[Digest] = set()
     manifests: set[Digest] = set()
     diff_ids: set[Digest] = set()
@@ -116,6 +121,7 @@ def needed(blobs: BlobStore, index: Index, records: list[StepRecord] | None = No
         tagged.update(layer.digest for layer in image.manifest.layers)
         diff_ids.update(image.config.diff_ids)
     records = index.steps() if records is None else records
+    leases = live_leases(blobs.root)
     return Needed(
         tagged_blobs=frozenset(tagged),
         tagged_diff_ids=frozenset(diff_ids),
@@ -123,6 +129,8 @@ def needed(blobs: BlobStore, index: Index, records: list[StepRecord] | None = No
         record_layers=frozenset(r.layer.digest for r in records if r.layer),
         record_diff_ids=frozenset(r.diff_id for r in records if r.diff_id),
         broken_tags=tuple(broken),
+        leased_blobs=frozenset(d for lease in leases for d in lease.blobs),
+        leased_diff_ids=frozenset(d for lease in leases for d in lease.diff_ids),
     )
 
 
@@ -234,8 +242,10 @@ def prune(
     """Remove unneeded records, then whatever no record or tag refers to.
 
     Waits (up to a minute) for running builds to finish; raises StoreLocked after that.
+    Running containers are not waited for: what their leases name is kept.
     """
     with exclusive_guard(blobs.root):
+        live_leases(blobs.root, clean=True)  # those of dead processes keep nothing
         now = time.time()
         tagged = needed(blobs, index, records=[])
         records = index.steps()

@@ -21,10 +21,16 @@ from pathlib import Path
 from types import TracebackType
 
 from cache.digest import Digest
-from cache.errors import CacheError, InvalidDigest, InvalidImage, disk_full_hint
+from cache.errors import CacheError, IndexDamaged, InvalidDigest, InvalidImage, disk_full_hint
 from cache.oci import Descriptor, canonical_json
 from cache.store import exclusive_lock
 from cache.storeroot import touch_private
+from cache.tagfile import tag_file, tags_lock, write_tags
+
+REPAIR_HINT = (
+    "run `pybuild cache verify --repair` to rebuild it: tags are kept (from tags.json), "
+    "cached build steps are lost (the next builds run them again)"
+)
 
 SCHEMA_VERSION = 2
 _BUSY_TIMEOUT_S = 60.0
@@ -122,6 +128,7 @@ class Index:
 
     def __init__(self, root: Path) -> None:
         self.path = root / "index.db"
+        self._root = root
         self._lock = threading.Lock()
         try:
             if not self.path.exists():
@@ -137,12 +144,17 @@ class Index:
                 f"cannot create the index {self.path}: {exc.strerror}",
                 hint="set PYBUILD_ROOT to a writable directory",
             ) from None
+        if version == 0:  # made whole with a version, so emptied or replaced since
+            self.close()
+            raise IndexDamaged(f"the index {self.path} is empty or damaged", hint=REPAIR_HINT)
         if version != SCHEMA_VERSION:
             self.close()
             raise CacheError(
                 f"{self.path} has schema version {version}, this pybuild reads {SCHEMA_VERSION}",
                 hint="use the pybuild that made this store, or point PYBUILD_ROOT elsewhere",
             )
+        if not tag_file(root).exists():
+            self._sync_tags()  # a store made before tags.json: write it once
 
     def __enter__(self) -> Index:
         return self
@@ -267,6 +279,34 @@ class Index:
     def set_tag(self, name: str, manifest: Digest) -> None:
         with self._conn() as db:
             db.execute("INSERT OR REPLACE INTO tags VALUES (?, ?)", (name, str(manifest)))
+        self._sync_tags()
+
+    def restore_tags(self, tags: list[tuple[str, Digest]]) -> None:
+        """Set many tags in one transaction (rebuilding the index from tags.json)."""
+        with self._conn() as db:
+            db.execute("BEGIN IMMEDIATE")
+            try:
+                db.executemany(
+                    "INSERT OR REPLACE INTO tags VALUES (?, ?)", [(n, str(d)) for n, d in tags]
+                )
+                db.execute("COMMIT")
+            except BaseException:
+                db.execute("ROLLBACK")
+                raise
+        self._sync_tags()
+
+    def check_integrity(self) -> None:
+        """Raise IndexDamaged unless SQLite's quick_check finds the database sound."""
+        with self._conn() as db:
+            rows = db.execute("PRAGMA quick_check").fetchall()
+        if [tuple(r) for r in rows] != [("ok",)]:
+            detail = "; ".join(str(r[0]) for r in rows[:3])
+            raise IndexDamaged(f"the index {self.path} is damaged: {detail}", hint=REPAIR_HINT)
+
+    def _sync_tags(self) -> None:
+        """Rewrite tags.json from the index (read inside its lock, so the last wins)."""
+        with exclusive_lock(tags_lock(self._root)):
+            write_tags(self._root, self.tags())
 
     def get_tag(self, name: str) -> Digest | None:
         with self._conn() as db:
@@ -282,7 +322,9 @@ class Index:
     def remove_tag(self, name: str) -> bool:
         """Delete a tag; True if it existed."""
         with self._conn() as db:
-            return db.execute("DELETE FROM tags WHERE name = ?", (name,)).rowcount > 0
+            removed = db.execute("DELETE FROM tags WHERE name = ?", (name,)).rowcount > 0
+        self._sync_tags()
+        return bool(removed)
 
     def last_inputs(self, step_id: str) -> str | None:
         """Inputs JSON of the last build of a Dockerfile step ("<abs path>#<stage>#<pos>")."""
@@ -407,9 +449,14 @@ def _digest(text: str) -> Digest:
 
 
 def _db_error(path: Path, exc: sqlite3.Error) -> CacheError:
-    hint = "another pybuild may be holding the store busy; retry"
-    if getattr(exc, "sqlite_errorcode", None) == sqlite3.SQLITE_FULL or "disk is full" in str(exc):
-        hint = disk_full_hint(path.parent)
-    elif isinstance(exc, sqlite3.DatabaseError) and "malformed" in str(exc):
-        hint = f"the index is damaged; remove {path} to start a fresh cache"
-    return CacheError(f"index {path}: {exc}", hint=hint)
+    text = str(exc)
+    if getattr(exc, "sqlite_errorcode", None) == sqlite3.SQLITE_FULL or "disk is full" in text:
+        return CacheError(f"index {path}: {exc}", hint=disk_full_hint(path.parent))
+    damaged = type(exc) is sqlite3.DatabaseError or any(
+        word in text for word in ("malformed", "not a database", "no such table", "no such column")
+    )
+    if damaged:
+        return IndexDamaged(f"the index {path} is damaged: {text}", hint=REPAIR_HINT)
+    return CacheError(
+        f"index {path}: {exc}", hint="another pybuild may be holding the store busy; retry"
+    )

@@ -3,8 +3,11 @@
 Problems (the store is not clean): a blob whose content does not match its name, a step
 record or tag whose blobs are missing or unreadable, a record with a malformed row, a temp
 entry a dead process left that the next command's sweep has not removed (e.g. it failed).
+An unpacked layer that differs from the manifest recorded when it was unpacked (an
+edited, added or removed file) is a problem too.
 Notes (reported, harmless): blobs and unpacked layers nothing refers to, stray files.
-Repair removes every bad entry, so the next build rebuilds what they held.
+Repair removes every bad entry, so the next build rebuilds what they held, and unpacks
+tampered layers again from their blobs (not one a running container uses).
 """
 
 from __future__ import annotations
@@ -18,6 +21,8 @@ from cache.errors import CacheError, InvalidDigest
 from cache.gc import Needed, dead_tmp, exclusive_guard, needed
 from cache.images import read_image
 from cache.index import Index
+from cache.leases import live_leases
+from cache.oci import Descriptor
 from cache.store import BlobStore, force_rmtree, remove_if_unlocked
 from cache.unpacked import UnpackedLayers
 
@@ -60,6 +65,7 @@ def verify_store(
     if not repair:
         return _check(blobs, layers, index)
     with exclusive_guard(blobs.root):
+        live_leases(blobs.root, clean=True)  # those of dead processes keep nothing
         report = _check(blobs, layers, index)
         done: list[str] = []
         failed: list[str] = []
@@ -109,6 +115,7 @@ def _check(blobs: BlobStore, layers: UnpackedLayers, index: Index) -> VerifyRepo
         Finding("stale-tmp", str(path), "temp entry a dead process left", True)
         for path in dead_tmp(blobs)
     ]
+    findings += _tampered(layers, need)
     return VerifyReport(tuple(findings), checked, len(records))
 
 
@@ -159,11 +166,63 @@ def _notes(blobs: BlobStore, layers: UnpackedLayers, need: Needed) -> list[Findi
             notes.append(
                 Finding("unreferenced-layer", str(path), "unpacked layer of no record", False)
             )
+    for name in sorted(layers.meta.names()):
+        if not (layers.root / name).is_dir():
+            detail = "manifest of a layer that is not unpacked"
+            notes.append(Finding("stale-layer-record", name, detail, False))
     return notes
 
 
+def _tampered(layers: UnpackedLayers, need: Needed) -> list[Finding]:
+    """Known unpacked layers compared in full with the manifest recorded when placed
+    (unreferenced ones are notes, and every use checks a layer first anyway)."""
+    found = []
+    for path in sorted(p for p in layers.root.iterdir() if p.is_dir() and not p.is_symlink()):
+        try:
+            diff_id = Digest("sha256", path.name)
+        except InvalidDigest:
+            continue  # a stray file, reported above
+        if diff_id not in need.diff_ids:
+            continue
+        mismatch = layers.check(diff_id, path)
+        if mismatch is not None:
+            detail = f"differs from what was unpacked: {mismatch.describe()}"
+            found.append(Finding("tampered-layer", str(path), detail, True))
+    return found
+
+
+def _layer_sources(blobs: BlobStore, index: Index) -> dict[Digest, Descriptor]:
+    """The blob each known diff_id is unpacked from (tagged images and step records)."""
+    sources: dict[Digest, Descriptor] = {}
+    for _, digest in index.tags():
+        try:
+            image = read_image(blobs, digest)
+        except CacheError:
+            continue
+        sources.update(zip(image.config.diff_ids, image.manifest.layers, strict=False))
+    for record in index.steps():
+        if record.layer is not None and record.diff_id is not None:
+            sources[record.diff_id] = record.layer
+    return sources
+
+
+def _fix_layer(blobs: BlobStore, layers: UnpackedLayers, index: Index, subject: str) -> str:
+    diff_id = Digest("sha256", os.path.basename(subject))
+    if any(diff_id in lease.diff_ids for lease in live_leases(blobs.root)):
+        return f"left tampered layer {subject}: a running container uses it (repair after it exits)"
+    layers.remove(diff_id)
+    source = _layer_sources(blobs, index).get(diff_id)
+    if source is None or not blobs.has(source.digest):
+        return f"removed tampered layer {subject} (no blob to unpack it from)"
+    try:
+        layers.ensure(source, diff_id)
+    except CacheError as exc:
+        return f"removed tampered layer {subject}; unpacking it again failed: {exc.message}"
+    return f"unpacked tampered layer {subject} again from blob {source.digest}"
+
+
 def _fixable(finding: Finding) -> bool:
-    return finding.problem or finding.kind == "unreferenced-layer"
+    return finding.problem or finding.kind in ("unreferenced-layer", "stale-layer-record")
 
 
 def _repair(blobs: BlobStore, layers: UnpackedLayers, index: Index, finding: Finding) -> str:
@@ -177,6 +236,11 @@ def _repair(blobs: BlobStore, layers: UnpackedLayers, index: Index, finding: Fin
     if finding.kind == "broken-tag":
         index.remove_tag(finding.subject)
         return f"removed tag {finding.subject}"
+    if finding.kind == "stale-layer-record":
+        layers.meta.forget(finding.subject)
+        return f"removed the manifest of layer {finding.subject[:12]}"
+    if finding.kind == "tampered-layer":
+        return _fix_layer(blobs, layers, index, finding.subject)
     if finding.kind == "unreferenced-layer":
         layers.remove(Digest("sha256", os.path.basename(finding.subject)))
         return f"removed unpacked layer {finding.subject}"

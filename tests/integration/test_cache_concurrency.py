@@ -131,7 +131,7 @@ def test_run_waits_for_a_running_prune(pybuild: Pybuild) -> None:
     _waits_for_prune(pybuild, "run", "busybox", "true")
 
 
-def test_prune_waits_for_a_running_container_of_an_untagged_image(
+def test_prune_keeps_what_a_running_container_of_an_untagged_image_uses(
     pybuild: Pybuild, tmp_path: Path
 ) -> None:
     ctx = write_context(tmp_path / "ctx", {"f": "payload"}, "FROM busybox\nCOPY f /f\n")

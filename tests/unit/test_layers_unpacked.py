@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import shutil
 import threading
 from pathlib import Path
 
@@ -10,7 +12,7 @@ import pytest
 from cache.digest import sha256_bytes
 from cache.errors import CacheError, DigestMismatch
 from cache.layers import LayerBlob, write_layer
-from cache.store import BlobStore
+from cache.store import BlobStore, force_rmtree
 from cache.unpacked import UnpackedLayers
 
 
@@ -41,10 +43,66 @@ def test_ensure_twice_reuses_the_dir(blobs: BlobStore, tmp_path: Path) -> None:
     layers = UnpackedLayers(blobs)
     layer = _layer(blobs, tmp_path)
     first = layers.ensure(layer.descriptor(), layer.diff_id)
-    marker = first / "marker"
-    marker.write_text("still here")
+    inode = (first / "etc" / "greeting").stat().st_ino
     assert layers.ensure(layer.descriptor(), layer.diff_id) == first
-    assert marker.exists()
+    assert (first / "etc" / "greeting").stat().st_ino == inode  # not unpacked again
+
+
+def test_ensure_unpacks_again_a_layer_with_an_added_file(blobs: BlobStore, tmp_path: Path) -> None:
+    layers = UnpackedLayers(blobs)
+    layer = _layer(blobs, tmp_path)
+    first = layers.ensure(layer.descriptor(), layer.diff_id)
+    (first / "marker").write_text("planted")
+    assert layers.check(layer.diff_id, first) is not None
+    assert layers.ensure(layer.descriptor(), layer.diff_id) == first
+    assert not (first / "marker").exists()
+    assert layers.check(layer.diff_id, first) is None
+
+
+def test_ensure_unpacks_again_a_layer_whose_file_was_edited_with_its_times_kept(
+    blobs: BlobStore, tmp_path: Path
+) -> None:
+    layers = UnpackedLayers(blobs)
+    layer = _layer(blobs, tmp_path)
+    path = layers.ensure(layer.descriptor(), layer.diff_id)
+    greeting = path / "etc" / "greeting"
+    st = greeting.stat()
+    greeting.write_text("HELLO")  # same size
+    os.utime(greeting, ns=(st.st_atime_ns, st.st_mtime_ns))  # and the old mtime
+    mismatch = layers.check(layer.diff_id, path)
+    assert mismatch is not None and mismatch.changed == ("etc/greeting",)
+    layers.ensure(layer.descriptor(), layer.diff_id)
+    assert greeting.read_text() == "hello"
+
+
+def test_a_layer_unpacked_without_a_manifest_is_unpacked_again(
+    blobs: BlobStore, tmp_path: Path
+) -> None:
+    layers = UnpackedLayers(blobs)
+    layer = _layer(blobs, tmp_path)
+    path = layers.ensure(layer.descriptor(), layer.diff_id)
+    layers.meta.forget(layer.diff_id.hex)  # as an older pybuild left it
+    assert layers.check(layer.diff_id, path) is not None
+    layers.ensure(layer.descriptor(), layer.diff_id)
+    assert layers.check(layer.diff_id, path) is None
+
+
+def test_a_moved_but_unchanged_layer_passes_the_full_check_and_is_kept(
+    blobs: BlobStore, tmp_path: Path
+) -> None:
+    layers = UnpackedLayers(blobs)
+    layer = _layer(blobs, tmp_path)
+    path = layers.ensure(layer.descriptor(), layer.diff_id)
+    copy = tmp_path / "copy"
+    shutil.copytree(path, copy, symlinks=True)
+    shutil.copystat(path, copy)
+    force_rmtree(path)
+    os.rename(copy, path)  # new inodes and ctimes, same content: as a copied store
+    inode = (path / "etc" / "greeting").stat().st_ino
+    assert not layers.meta.fingerprint_matches(layer.diff_id.hex, path)
+    layers.ensure(layer.descriptor(), layer.diff_id)
+    assert (path / "etc" / "greeting").stat().st_ino == inode
+    assert layers.meta.fingerprint_matches(layer.diff_id.hex, path)
 
 
 def test_ensure_with_wrong_diff_id_places_nothing(blobs: BlobStore, tmp_path: Path) -> None:

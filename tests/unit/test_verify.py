@@ -27,6 +27,7 @@ class Store:
         digest = self.blobs.put_bytes(content)
         diff_id = sha256_bytes(b"diff" + content)
         (self.layers.root / diff_id.hex).mkdir()
+        self.layers.meta.record(diff_id.hex, self.layers.root / diff_id.hex)  # as placing does
         layer = Descriptor(MEDIA_OCI_LAYER, digest, len(content))
         rec = StepRecord(key, layer, diff_id, "{}", 1.0, time.time())
         self.index.put_step(rec)
@@ -94,3 +95,25 @@ def test_stray_files_are_problems_and_unknown_unpacked_dirs_are_notes(store: Sto
     store.verify(repair=True)
     after = store.verify()
     assert after.clean and after.findings == ()
+
+
+def test_a_file_added_to_an_unpacked_layer_is_a_problem(store: Store) -> None:
+    rec = store.record("k", b"layer")
+    assert rec.diff_id is not None
+    (store.layers.root / rec.diff_id.hex / "planted").write_text("x")
+    report = store.verify()
+    assert _kinds(report) == ["tampered-layer"]
+    assert "added: planted" in report.problems[0].detail
+
+
+def test_a_manifest_of_a_layer_no_longer_unpacked_is_a_note_repair_removes(store: Store) -> None:
+    rec = store.record("k", b"layer")
+    assert rec.diff_id is not None
+    (store.layers.root / rec.diff_id.hex).rmdir()
+    report = store.verify()
+    assert report.clean
+    assert [f.kind for f in report.findings if f.kind == "stale-layer-record"] == [
+        "stale-layer-record"
+    ]
+    store.verify(repair=True)
+    assert store.layers.meta.names() == set()
