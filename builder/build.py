@@ -153,7 +153,8 @@ def run_build(
         dockerfile_path = (request.dockerfile or request.context / "Dockerfile").resolve()
         storage.index.record_build(build_record(build_id, dockerfile_path, started, solver.steps))
         for output in request.outputs:
-            write_output(storage, output, image.digest, request.tags)
+            if not output.to_stdout:  # the CLI streams those once progress is done
+                write_output(storage, output, image.digest, request.tags)
         note = storage.pull_events or (lambda _m: None)
         export_caches(storage, request.cache_to, plan, solver.steps, note)
     return BuildOutcome(

@@ -74,7 +74,9 @@ def _add_build(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
         default=[],
         metavar="SPEC",
         help="also export: type=oci,dest=FILE | type=docker,dest=FILE | "
-        "type=local,dest=DIR | type=registry[,name=REF] (repeatable)",
+        "type=local,dest=DIR | type=tar,dest=FILE (the root filesystem) | "
+        "type=registry[,name=REF][,compression=C][,force-compression=true]; dest=- is "
+        "stdout, and -o - is type=tar,dest=- (repeatable)",
     )
     p.add_argument(
         "--compression",
@@ -275,11 +277,12 @@ def _add_image_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]
     )
     p.add_argument(
         "--compression",
-        choices=("gzip", "zstd", "uncompressed"),
+        choices=("gzip", "zstd", "uncompressed", "keep"),
         default=None,
-        help="recompress layers (default: keep the stored layers as they are, so an OCI "
-        "save -> load keeps the image digest; docker format turns zstd into gzip). "
-        "A converted image gets a new manifest digest in the archive",
+        help="layer compression (default: gzip for OCI, as -o type=oci; for docker, zstd "
+        "layers become gzip and others stay). keep: the stored layers as they are, so an "
+        "OCI save -> load keeps the image digest. A converted image gets a new manifest "
+        "digest in the archive",
     )
     p.add_argument("images", nargs="+", metavar="IMAGE")
     sub.add_parser("images", help="list images in the local store")

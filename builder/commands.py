@@ -9,11 +9,19 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from builder.errors import UsageError
 from builder.progress import human_size, make_progress, print_error, print_line
 from builder.refs import normalize
 from builder.storage import Storage, default_root
+
+if TYPE_CHECKING:
+    from collections.abc import Sequence
+
+    from builder.build import BuildRequest
+    from builder.outputs import Output
+    from cache.digest import Digest
 
 
 @contextmanager
@@ -89,9 +97,10 @@ def cmd_build(args: argparse.Namespace) -> int:
             jobs=max(1, args.jobs),
         ),
     )
-    from builder.registry_commands import push_targets
+    from builder.registry_commands import push_plan
 
-    pushes = push_targets(args.push, request.outputs, tags)
+    pushes = push_plan(args.push, request.outputs, tags)
+    check_stdout_outputs(request.outputs, args.quiet)
     _private_mounts()
     progress = make_progress(args.progress, quiet=args.quiet)
     with _storage(args) as storage:
@@ -104,6 +113,7 @@ def cmd_build(args: argparse.Namespace) -> int:
             outcome = run_build(request, storage, progress, sandbox)
         finally:
             progress.close()
+        _stream_outputs(storage, request, outcome.image.digest)
         if args.metadata_file:
             write_metadata(args.metadata_file, outcome)
         if pushes:  # --push and -o type=registry
@@ -120,6 +130,29 @@ def cmd_build(args: argparse.Namespace) -> int:
     print_line(outcome.summary())
     print_line(f"image {outcome.image.digest}" + (f" tagged {', '.join(tags)}" if tags else ""))
     return 0
+
+
+def _stream_outputs(storage: Storage, request: BuildRequest, image: Digest) -> None:
+    """``-o -`` and ``dest=-``: after the build, so no progress line is mixed in."""
+    from builder.outputs import write_output
+    from cache.gc import build_guard
+
+    with build_guard(storage.root):
+        for output in request.outputs:
+            if output.to_stdout:
+                write_output(storage, output, image, request.tags, sys.stdout.buffer)
+
+
+def check_stdout_outputs(outputs: Sequence[Output], quiet: bool) -> None:
+    """At most one output to stdout, and not with -q (which prints there too)."""
+    streamed = [o for o in outputs if o.to_stdout]
+    if len(streamed) > 1:
+        raise UsageError("only one -o can write to stdout (dest=-)")
+    if streamed and quiet:
+        raise UsageError(
+            "-q prints the image ID on stdout, where -o writes its tar",
+            hint="drop -q, or use --iidfile FILE for the image ID",
+        )
 
 
 def cmd_run(args: argparse.Namespace) -> int:
@@ -181,9 +214,8 @@ def cmd_save(args: argparse.Namespace) -> int:
     from builder.export import write_docker_archive, write_oci_archive
     from builder.outputs import parse_compression
 
-    compression = (
-        None if args.compression is None else parse_compression(args.compression, "--compression")
-    )
+    wanted = args.compression or ("gzip" if args.format == "oci" else "keep")
+    compression = None if wanted == "keep" else parse_compression(wanted, "--compression")
     with _storage(args) as storage:
         refs = []
         for name in args.images:
