@@ -59,6 +59,15 @@ class Output:
         return str(self.dest) == STDOUT
 
 
+@dataclass(frozen=True)
+class PushCompression:
+    """How a push sends layers (``builder.push``): as ``target``; under zstd, gzip layers
+    stay gzip unless ``force``. Here, not in push, so parsing never imports httpx."""
+
+    target: Compression = Compression.GZIP
+    force: bool = False
+
+
 def parse_compression(value: str, where: str) -> Compression:
     """``gzip``, ``zstd`` or ``uncompressed``; UsageError naming ``where`` otherwise."""
     if value not in COMPRESSIONS:

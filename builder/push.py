@@ -19,6 +19,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, replace
 
+from builder.outputs import PushCompression
 from builder.pull import PullEvents, RemoteOptions, credentials_for
 from cache.convert import convert_layer
 from cache.digest import Digest
@@ -54,14 +55,6 @@ _KEEP = {
     Compression.NONE: frozenset({MEDIA_OCI_LAYER, MEDIA_DOCKER_LAYER}),
     Compression.ZSTD: _GZIP | {MEDIA_OCI_LAYER_ZSTD},
 }
-
-
-@dataclass(frozen=True)
-class PushCompression:
-    """How layers go out: ``target`` for each layer, every layer when ``force``."""
-
-    target: Compression = Compression.GZIP
-    force: bool = False
 
 
 @dataclass(frozen=True)

@@ -18,8 +18,7 @@ from typing import TYPE_CHECKING
 from builder.errors import UsageError
 
 if TYPE_CHECKING:
-    from builder.outputs import Output
-    from builder.push import PushCompression
+    from builder.outputs import Output, PushCompression
     from builder.remote_options import RemoteOptions
     from builder.storage import Storage
     from cache.images import StoredImage
@@ -163,8 +162,7 @@ def cmd_push(args: argparse.Namespace) -> int:
 
 def push_compression(name: str | None, force: bool = False) -> PushCompression:
     """``--compression``/``compression=`` for a push (None: gzip, BuildKit's default)."""
-    from builder.outputs import parse_compression
-    from builder.push import PushCompression
+    from builder.outputs import PushCompression, parse_compression
     from cache.layers import Compression
 
     target = Compression.GZIP if name is None else parse_compression(name, "--compression")
@@ -180,7 +178,7 @@ def push_plan(
 
     A push with no name of its own goes to every ``-t``; UsageError when there is none.
     """
-    from builder.push import PushCompression
+    from builder.outputs import PushCompression
     from builder.refs import normalize
     from cache.layers import Compression
 

@@ -69,6 +69,18 @@ class Rootfs:
 
 
 @dataclass(frozen=True)
+class Rlimit:
+    """A resource limit (docker's ``--ulimit NAME=SOFT[:HARD]``) set before the exec.
+
+    ``name`` is the lower-case suffix of ``RLIMIT_*`` (``nofile``, ``nproc``, ...);
+    -1 is unlimited."""
+
+    name: str
+    soft: int
+    hard: int
+
+
+@dataclass(frozen=True)
 class ContainerSpec:
     """One process to run in a fresh sandbox; field semantics follow ``docker run``."""
 
@@ -95,6 +107,9 @@ class ContainerSpec:
     # docker run lists the primary gid among the supplementary groups; BuildKit's RUN
     # does not (runtime.users.resolve_user).
     primary_gid_in_groups: bool = True
+    # The size of /dev/shm in bytes (docker's --shm-size); None: docker's 64 MiB.
+    shm_size: int | None = None
+    rlimits: tuple[Rlimit, ...] = ()  # docker's --ulimit
 
 
 @dataclass(frozen=True)
@@ -189,6 +204,8 @@ def spec_to_json(spec: ContainerSpec) -> str:
         "privileged": spec.privileged,
         "init": spec.init,
         "primary_gid_in_groups": spec.primary_gid_in_groups,
+        "shm_size": spec.shm_size,
+        "rlimits": [[r.name, r.soft, r.hard] for r in spec.rlimits],
     }
     return json.dumps(body, sort_keys=True)
 
@@ -228,6 +245,10 @@ def spec_from_json(text: str) -> ContainerSpec:
             privileged=_bool(body["privileged"]),
             init=_bool(body.get("init", False)),
             primary_gid_in_groups=_bool(body.get("primary_gid_in_groups", True)),
+            shm_size=_opt_int(body.get("shm_size")),
+            rlimits=tuple(
+                Rlimit(_str(n), _int(soft), _int(hard)) for n, soft, hard in body.get("rlimits", [])
+            ),
         )
     except (ValueError, KeyError, TypeError, AttributeError) as exc:
         raise SandboxError(f"malformed container spec JSON: {exc}") from exc

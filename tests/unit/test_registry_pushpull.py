@@ -6,9 +6,9 @@ import tarfile
 from io import BytesIO
 from pathlib import Path
 
-from builder.outputs import parse_output
+from builder.outputs import PushCompression, parse_output
 from builder.pull import local_name
-from builder.push import PushCompression, mount_sources, wire_manifest
+from builder.push import mount_sources, wire_manifest
 from builder.registry_commands import push_plan
 from cache.digest import Digest, sha256_bytes
 from cache.images import StoredImage, write_image
