@@ -30,7 +30,9 @@ def test_history_and_stats_by_label_over_a_series_with_a_prune(
     (ctx / "app.txt").write_text("two\n")
     pybuild.build(ctx, *job)  # 3: COPY misses (source), RUN misses (parent)
     pybuild("cache", "prune", "--all")
-    pybuild.build(ctx, "--label", "ci.job=lint", "--build-arg", "V=2")  # 4: after the prune
+    meta = tmp_path / "m.json"
+    pybuild.build(ctx, "--label", "ci.job=lint", "--build-arg", "V=2", "--metadata-file", meta)
+    assert json.loads(meta.read_text())["labels"] == {"ci.job": "lint"}  # 4: after the prune
 
     history = _json(pybuild, "history")["builds"]
     assert len(history) == 4  # the prune kept the history
