@@ -27,7 +27,13 @@ _ANNOTATION_LEVELS = ("manifest",)
 
 def add_ci_flags(p: argparse.ArgumentParser) -> None:
     """The buildx flags beyond the core ones (labels, ids, platform, RUN settings...)."""
-    p.add_argument("--label", action="append", default=[], metavar="K=V", help="set an image label")
+    p.add_argument(
+        "--label",
+        action="append",
+        default=[],
+        metavar="K=V",
+        help="set an image label (repeatable; over the Dockerfile's LABEL)",
+    )
     p.add_argument(
         "--annotation",
         action="append",
