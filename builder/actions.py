@@ -20,6 +20,7 @@ from builder.copyaction import CopyAction
 from builder.errors import BuildError
 from builder.mounts import RunMount, mounted
 from builder.rootpath import resolve_in_root
+from builder.runsettings import RunSettings
 from builder.secrets import BuildSecrets
 from cache.keys import KeyInputs
 from runtime.errors import RuntimeFailure
@@ -55,6 +56,7 @@ class ExecContext:
     log: Callable[[str], None] = lambda line: None
     store_root: Path | None = None  # where RUN --mount=type=cache dirs live (None: scratch)
     secrets: BuildSecrets = field(default_factory=BuildSecrets)  # --secret/--ssh sources
+    run_settings: RunSettings = field(default_factory=RunSettings)  # --add-host, --ulimit...
 
 
 @dataclass(frozen=True)
@@ -79,6 +81,7 @@ class RunAction:
             ("user", self.user),
         )
         extra += tuple(("mount", m.describe()) for m in self.run_mounts)
+        extra += ctx.run_settings.key_extra()
         sources = tuple(_mount_source(m, ctx) for m in self.run_mounts if m.kind == "bind")
         return KeyInputs(
             parent=parent, instruction=instruction, env=self.key_env, extra=extra, sources=sources
@@ -100,6 +103,9 @@ class RunAction:
                 privileged=self.privileged,
                 primary_gid_in_groups=False,  # BuildKit's RUN: only /etc/group's groups
                 scratch=ctx.scratch,  # in the step's locked store temp dir: swept if killed
+                hosts=ctx.run_settings.hosts_file("pybuild"),
+                shm_size=ctx.run_settings.shm_size,
+                rlimits=ctx.run_settings.ulimits,
             )
             result, tail = _run_logged(ctx, spec)
         if result.exit_code != 0:

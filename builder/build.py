@@ -17,9 +17,11 @@ from builder.context import BuildContext
 from builder.dockerfile import parse_dockerfile
 from builder.errors import BuildError
 from builder.image import commit_image
+from builder.namedcontexts import NamedContext, resolve_context
 from builder.outputs import Output, write_output
 from builder.plan import Plan, PlanRequest, make_plan
 from builder.rootpath import leads_out, resolve_beside
+from builder.runsettings import RunSettings
 from builder.secrets import BuildSecrets
 from builder.solve import Events, SolveOptions, Solver, StepResult, count_sandbox_runs
 from builder.storage import Storage
@@ -46,6 +48,11 @@ class BuildRequest:
     # --cache-from (imported before the solve) and --cache-to (exported after it)
     cache_from: tuple[CacheSpec, ...] = ()
     cache_to: tuple[CacheSpec, ...] = ()
+    labels: tuple[tuple[str, str], ...] = ()  # --label: on the image config
+    annotations: tuple[tuple[str, str], ...] = ()  # --annotation: on the manifest
+    run_settings: RunSettings = field(default_factory=RunSettings)  # --add-host, ...
+    contexts: tuple[NamedContext, ...] = ()  # --build-context
+    dockerfile_text: str | None = None  # -f -: the Dockerfile read from stdin
 
 
 @dataclass(frozen=True)
@@ -101,11 +108,14 @@ class LimitedSandbox:
 
 
 def read_dockerfile(request: BuildRequest) -> ins.Dockerfile:
-    """Parse the Dockerfile, its symlinks followed only inside its own directory.
+    """Parse the Dockerfile (``-f -``: the text read from stdin), its symlinks followed
+    only inside its own directory.
 
     A link out of it (``Dockerfile -> /etc/shadow``) is refused before anything is
     read, so no line of the target can reach an error message or a CI log.
     """
+    if request.dockerfile_text is not None:
+        return parse_dockerfile(request.dockerfile_text, "Dockerfile (stdin)")
     path = request.dockerfile or request.context / "Dockerfile"
     found = resolve_beside(path)
     try:
@@ -149,15 +159,21 @@ def run_build(
             request.network,
             allow_insecure=request.secrets.allow_insecure,
         ),
-        lambda name, _instr: _resolve_base(storage, name, _instr),
+        _BaseResolver(storage, request),
     )
     for warning in plan.warnings:
         _warn(events, warning)
+    _check_stage_names(dockerfile, request.solve.no_cache_stages)
     scratch = storage.blobs.tmp_dir
     if request.resources != Resources():
         sandbox = LimitedSandbox(sandbox, request.resources)
     exec_ctx = ExecContext(
-        context, sandbox, scratch, store_root=storage.root, secrets=request.secrets
+        context,
+        sandbox,
+        scratch,
+        store_root=storage.root,
+        secrets=request.secrets,
+        run_settings=request.run_settings,
     )
     # Held until the image is tagged and exported: a concurrent prune never takes blobs
     # we made but have not recorded yet.
@@ -166,12 +182,22 @@ def run_build(
         context.hash_file = stat_cache.cached(context.hash_file)  # unchanged files: no read
         import_caches(storage, request.cache_from, lambda m: _warn(events, m))
         result = solver.solve(plan)
-        image = commit_image(storage, result, request.tags)
+        image = commit_image(storage, result, request.tags, request.labels, request.annotations)
         build_id = uuid.uuid4().hex
         dockerfile_path = (request.dockerfile or request.context / "Dockerfile").resolve()
-        storage.index.record_build(build_record(build_id, dockerfile_path, started, solver.steps))
+        shown = "-" if request.dockerfile_text is not None else str(dockerfile_path)
+        record = build_record(build_id, Path(shown), started, solver.steps)
+        made = replace(
+            record,
+            image=str(image.digest),
+            image_id=str(image.config_digest),
+            tags=request.tags,
+            labels=request.labels,
+        )
+        storage.index.record_build(made)
         for output in request.outputs:
-            write_output(storage, output, image.digest, request.tags)
+            if not output.to_stdout:  # the CLI streams those once progress is done
+                write_output(storage, output, image.digest, request.tags)
         note = storage.pull_events or (lambda _m: None)
         export_caches(storage, request.cache_to, plan, solver.steps, note)
     return BuildOutcome(
@@ -208,17 +234,45 @@ def build_record(
     )
 
 
+def _check_stage_names(dockerfile: ins.Dockerfile, names: frozenset[str]) -> None:
+    """--no-cache-filter names stages: a name no stage has is a typo, said clearly."""
+    known = {s.name.lower() for s in dockerfile.stages if s.name}
+    unknown = sorted(names - known)
+    if unknown:
+        raise BuildError(
+            f"--no-cache-filter: no stage named {', '.join(unknown)} in {dockerfile.file}",
+            hint="stages: " + (", ".join(sorted(known)) or "(none is named: use FROM ... AS name)"),
+        )
+
+
 def _warn(events: Events, message: str) -> None:
     warn = getattr(events, "warning", None)
     if callable(warn):
         warn(message)
 
 
-def _resolve_base(storage: Storage, name: str, instr: ins.From) -> StoredImage:
-    try:
-        return storage.get_image(name)
-    except BuildError as exc:
-        raise exc.located(instr.location.file, instr.location.line) from None
+class _BaseResolver:
+    """FROM and ``--from`` images: a ``--build-context`` of that name first, else the
+    store (which pulls what is missing); each named context is made once per build."""
+
+    def __init__(self, storage: Storage, request: BuildRequest) -> None:
+        self.storage = storage
+        self.request = request
+        self.contexts = {c.name: c for c in request.contexts}
+        self.made: dict[str, StoredImage] = {}
+
+    def __call__(self, name: str, instr: ins.From) -> StoredImage:
+        try:
+            if name in self.contexts:
+                if name not in self.made:
+                    opts = self.request.solve
+                    self.made[name] = resolve_context(
+                        self.storage, self.contexts[name], opts.compression, opts.source_date_epoch
+                    )
+                return self.made[name]
+            return self.storage.get_image(name)
+        except BuildError as exc:
+            raise exc.located(instr.location.file, instr.location.line) from None
 
 
 def parse_build_args(values: Mapping[str, str] | list[str]) -> tuple[tuple[str, str], ...]:

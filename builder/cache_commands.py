@@ -1,4 +1,4 @@
-"""``pybuild cache stats|du|prune|verify``: measure, clean and check the local store.
+"""``pybuild cache stats|history|du|prune|verify``: measure, clean and check the store.
 
 ``add_parser`` registers the subcommand on the CLI's parser; ``cmd_cache`` runs it.
 """
@@ -13,6 +13,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from builder.cache_history import history_json, history_table, miss_kinds
 from builder.errors import UsageError
 from builder.progress import human_size, print_line
 from builder.storage import Storage, default_root
@@ -30,18 +31,37 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
     """Register ``cache`` and its sub-subcommands on the CLI's subparsers."""
     p = sub.add_parser("cache", help="measure, prune and verify the build cache")
     cache_sub = p.add_subparsers(dest="cache_command", metavar="COMMAND", required=True)
-    s = cache_sub.add_parser("stats", help="hit rate and time saved over recorded builds")
+    s = cache_sub.add_parser(
+        "stats",
+        help="hit rate and time saved over recorded builds",
+        description="Hit rate, time saved and bytes reused over the recorded builds, by "
+        "Dockerfile (or --by label:KEY, tag) and overall. The history survives `cache "
+        "prune`; --reset clears it.",
+    )
     s.add_argument("--since", metavar="DURATION", help="only builds in the last DURATION (24h)")
+    s.add_argument(
+        "--by",
+        default="dockerfile",
+        metavar="dockerfile|tag|label:KEY",
+        help="group builds by Dockerfile (default), by tag, or by the value of a --label",
+    )
     s.add_argument("--json", action="store_true", help="print JSON")
+    s.add_argument("--reset", action="store_true", help="forget the recorded build history")
+    h = cache_sub.add_parser(
+        "history",
+        help="recorded builds: time, Dockerfile, tags, steps, hits, duration, miss reasons",
+    )
+    h.add_argument("--since", metavar="DURATION", help="only builds in the last DURATION (24h)")
+    h.add_argument("--json", action="store_true", help="print JSON")
     d = cache_sub.add_parser("du", help="bytes the store uses, by kind")
     d.add_argument("--json", action="store_true", help="print JSON")
     pr = cache_sub.add_parser(
         "prune",
         help="remove cache records and the blobs only they use",
         description="Without --all, remove step records no build has used for 48 hours "
-        "(or for DURATION with --filter until=DURATION); with --all, every record, and "
-        "the build history. Then remove every blob and unpacked layer nothing refers "
-        "to. What a tagged image needs is never removed.",
+        "(or for DURATION with --filter until=DURATION); with --all, every record. Then "
+        "remove every blob and unpacked layer nothing refers to. What a tagged image "
+        "needs is never removed, nor the build history (`cache stats --reset` clears it).",
     )
     pr.add_argument("--all", action="store_true", help="remove every record tags do not need")
     pr.add_argument(
@@ -68,6 +88,7 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
 def cmd_cache(args: argparse.Namespace) -> int:
     handlers: dict[str, Callable[[Storage, argparse.Namespace], int]] = {
         "stats": _stats,
+        "history": _history,
         "du": _du,
         "prune": _prune,
     }
@@ -122,27 +143,48 @@ def parse_size(text: str) -> int:
 
 
 def _stats(storage: Storage, args: argparse.Namespace) -> int:
+    if args.reset:
+        removed = storage.index.remove_builds(float("inf"))
+        print_line(f"forgot {removed} recorded builds", err=False)
+        return 0
     since = time.time() - parse_duration(args.since) if args.since else None
     builds = storage.index.builds(since)
+    group_of = _grouping(args.by)
     groups: dict[str, list[BuildRecord]] = {}
     for build in builds:
-        groups.setdefault(build.dockerfile, []).append(build)
+        for name in group_of(build):
+            groups.setdefault(name, []).append(build)
     rows = [_stat_row(name, group) for name, group in sorted(groups.items())]
     overall = _stat_row("(all)", builds)
     if args.json:
-        doc = {"dockerfiles": rows, "overall": overall}
+        doc = {"by": args.by, "groups": rows, "overall": overall}
+        if args.by == "dockerfile":
+            doc["dockerfiles"] = rows  # the name before --by
         print_line(json.dumps(doc, indent=2), err=False)
         return 0
-    header = ("DOCKERFILE", "BUILDS", "STEPS", "CACHED", "HIT RATE", "TIME SAVED", "REUSED")
+    header = (args.by.upper(), "BUILDS", "STEPS", "CACHED", "HIT RATE", "TIME SAVED", "REUSED")
     table = [header] + [_stat_cells(r) for r in [*rows, overall]]
     _print_table(table)
     return 0
+
+
+def _grouping(by: str) -> Callable[[BuildRecord], list[str]]:
+    """What ``--by`` groups a build under (a build with two tags counts under both)."""
+    if by == "dockerfile":
+        return lambda b: [b.dockerfile]
+    if by == "tag":
+        return lambda b: list(b.tags) or ["(untagged)"]
+    if by.startswith("label:") and len(by) > len("label:"):
+        key = by.removeprefix("label:")
+        return lambda b: [dict(b.labels).get(key, "(unlabelled)")]
+    raise UsageError(f"--by {by!r}: cannot group by that", hint="use dockerfile, tag or label:KEY")
 
 
 def _stat_row(name: str, builds: list[BuildRecord]) -> dict[str, Any]:
     steps = sum(len(b.steps) for b in builds)
     cached = sum(b.cached for b in builds)
     return {
+        "group": name,
         "dockerfile": name,
         "builds": len(builds),
         "steps": steps,
@@ -150,7 +192,18 @@ def _stat_row(name: str, builds: list[BuildRecord]) -> dict[str, Any]:
         "hit_rate": round(cached / steps, 4) if steps else None,
         "time_saved": round(sum(b.time_saved for b in builds), 3),
         "bytes_reused": sum(b.bytes_reused for b in builds),
+        "misses": miss_kinds(builds),
     }
+
+
+def _history(storage: Storage, args: argparse.Namespace) -> int:
+    since = time.time() - parse_duration(args.since) if args.since else None
+    builds = storage.index.builds(since)
+    if args.json:
+        print_line(history_json(builds), err=False)
+        return 0
+    _print_table(history_table(builds))
+    return 0
 
 
 def _stat_cells(row: dict[str, Any]) -> tuple[str, ...]:
@@ -210,7 +263,7 @@ def _prune(storage: Storage, args: argparse.Namespace) -> int:
     report = prune(storage.blobs, storage.layers, storage.index, options)
     print_line(
         f"removed {report.records} step records, {report.blobs} blobs, "
-        f"{report.unpacked} unpacked layers, {report.builds} build records",
+        f"{report.unpacked} unpacked layers",
         err=False,
     )
     print_line(f"Total reclaimed space: {human_size(report.bytes_freed)}", err=False)

@@ -29,7 +29,9 @@ def _add_build(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
         description="Build an image from a Dockerfile. The image always goes to "
         "the local store; -t names it there, -o also exports it.",
     )
-    p.add_argument("context", help="the build context directory")
+    p.add_argument(
+        "context", help="the build context directory; - reads a tar (or a Dockerfile) on stdin"
+    )
     p.add_argument(
         "-t",
         "--tag",
@@ -39,7 +41,10 @@ def _add_build(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
         help="name the image (repeatable)",
     )
     p.add_argument(
-        "-f", "--file", metavar="FILE", help="the Dockerfile (default: CONTEXT/Dockerfile)"
+        "-f",
+        "--file",
+        metavar="FILE",
+        help="the Dockerfile (default: CONTEXT/Dockerfile); - reads it from stdin",
     )
     p.add_argument(
         "--build-arg",
@@ -54,18 +59,22 @@ def _add_build(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
     )
     p.add_argument(
         "--network",
-        choices=("host", "none"),
+        choices=("default", "host", "none"),
         default="host",
-        help="network for RUN steps (default: host)",
+        help="network for RUN steps (default: host, which is also what default means here)",
     )
     p.add_argument(
         "--progress",
-        choices=("auto", "tty", "plain"),
+        choices=("auto", "tty", "plain", "quiet", "rawjson"),
         default="auto",
-        help="progress output (default: auto)",
+        help="progress output (default: auto); quiet is -q; rawjson: one JSON status "
+        "object per line on stderr, as buildx",
     )
     p.add_argument(
-        "-q", "--quiet", action="store_true", help="print only the image digest on success"
+        "-q",
+        "--quiet",
+        action="store_true",
+        help="print only the image ID (the config digest) on success",
     )
     p.add_argument(
         "-o",
@@ -74,7 +83,9 @@ def _add_build(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
         default=[],
         metavar="SPEC",
         help="also export: type=oci,dest=FILE | type=docker,dest=FILE | "
-        "type=local,dest=DIR | type=registry[,name=REF] (repeatable)",
+        "type=local,dest=DIR | type=tar,dest=FILE (the root filesystem) | "
+        "type=registry[,name=REF][,compression=C][,force-compression=true]; dest=- is "
+        "stdout, and -o - is type=tar,dest=- (repeatable)",
     )
     p.add_argument(
         "--compression",
@@ -125,6 +136,9 @@ def _add_build(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
         help="after the build, show a table: per step, cached or not, why, and its time",
     )
     _add_secret_flags(p)
+    from builder.build_flags import add_ci_flags
+
+    add_ci_flags(p)
 
 
 def _add_secret_flags(p: argparse.ArgumentParser) -> None:
@@ -282,11 +296,12 @@ def _add_image_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]
     )
     p.add_argument(
         "--compression",
-        choices=("gzip", "zstd", "uncompressed"),
+        choices=("gzip", "zstd", "uncompressed", "keep"),
         default=None,
-        help="recompress layers (default: keep the stored layers as they are, so an OCI "
-        "save -> load keeps the image digest; docker format turns zstd into gzip). "
-        "A converted image gets a new manifest digest in the archive",
+        help="layer compression (default: gzip for OCI, as -o type=oci; for docker, zstd "
+        "layers become gzip and others stay). keep: the stored layers as they are, so an "
+        "OCI save -> load keeps the image digest. A converted image gets a new manifest "
+        "digest in the archive",
     )
     p.add_argument("images", nargs="+", metavar="IMAGE")
     sub.add_parser("images", help="list images in the local store")
@@ -307,6 +322,7 @@ def make_parser() -> argparse.ArgumentParser:
         epilog="The store lives in $PYBUILD_ROOT (default ~/.local/share/pybuild).",
     )
     parser.add_argument("--root", type=Path, help="store root (default: $PYBUILD_ROOT)")
+    parser.add_argument("--version", action="version", version=f"pybuild {_version()}")
     sub = parser.add_subparsers(dest="subcommand", metavar="COMMAND")
     _add_build(sub)
     _add_run(sub)
@@ -326,21 +342,55 @@ def _env_int(name: str) -> int | None:
     return int(value) if value and value.isdigit() else None
 
 
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("pybuild")
+    except PackageNotFoundError:
+        return "unknown (not installed)"
+
+
 def _with_shorthand(argv: Sequence[str]) -> list[str]:
-    """Insert ``build`` when the first non-global word is not a command."""
+    """Insert ``build`` when the first non-global word is not a command.
+
+    A bare word that is neither a command nor an existing path (``pybuild imgaes``) is a
+    UsageError suggesting the closest command, not a build of a missing directory."""
     args = list(argv)
     i = 0
     while i < len(args) and args[i] == "--root":
         i += 2
-    if i < len(args) and args[i] not in COMMANDS and args[i] not in ("-h", "--help"):
+    if i < len(args) and args[i] not in COMMANDS and args[i] not in ("-h", "--help", "--version"):
+        _check_not_a_typo(args[i])
         args.insert(i, "build")
     return args
+
+
+def _check_not_a_typo(word: str) -> None:
+    """Raise UsageError when ``word`` reads as a mistyped command rather than a context."""
+    import difflib
+
+    if word.startswith("-") or "/" in word or word in (".", "..") or os.path.lexists(word):
+        return
+    close = difflib.get_close_matches(word, COMMANDS, n=1, cutoff=0.6)
+    raise UsageError(
+        f"unknown command {word!r}" + (f"; did you mean {close[0]!r}?" if close else ""),
+        hint=f"commands: {', '.join(COMMANDS)}; to build a directory named {word!r}, "
+        f"create it or write ./{word}",
+    )
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the console script; returns the process exit code."""
     parser = make_parser()
-    args = parser.parse_args(_with_shorthand(sys.argv[1:] if argv is None else argv))
+    try:
+        words = _with_shorthand(sys.argv[1:] if argv is None else argv)
+    except UsageError as exc:
+        from builder.progress import print_error
+
+        print_error(str(exc), exc.hint)
+        return exc.exit_code
+    args = parser.parse_args(words)
     if not args.subcommand:
         parser.print_help()
         return 2

@@ -9,11 +9,19 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from builder.errors import UsageError
 from builder.progress import human_size, make_progress, print_error, print_line
 from builder.refs import normalize
 from builder.storage import Storage, default_root
+
+if TYPE_CHECKING:
+    from collections.abc import Sequence
+
+    from builder.build import BuildRequest
+    from builder.outputs import Output
+    from cache.digest import Digest
 
 
 @contextmanager
@@ -37,24 +45,37 @@ def _private_mounts() -> None:
 
 
 def cmd_build(args: argparse.Namespace) -> int:
-    from builder.build import (
-        BuildRequest,
-        git_source_date_epoch,
-        parse_build_args,
-        run_build,
+    from builder.build_flags import check_platform, stdin_inputs
+
+    check_platform(args.platform)
+    if args.progress == "quiet":
+        args.quiet = True
+    with stdin_inputs(args.context, args.file) as inputs:
+        return _build(args, inputs.context, inputs.dockerfile_text)
+
+
+def _build(args: argparse.Namespace, context: Path, dockerfile_text: str | None) -> int:
+    from builder.build import BuildRequest, git_source_date_epoch, parse_build_args, run_build
+    from builder.build_flags import (
+        STDIN,
+        check_network,
+        parse_annotations,
+        parse_pairs,
+        write_iidfile,
     )
     from builder.cache_transfer import parse_cache_specs
     from builder.metadata import write_metadata
+    from builder.namedcontexts import parse_build_contexts
     from builder.outputs import parse_output
     from builder.plan import source_date_epoch
     from builder.runimage import parse_resources
+    from builder.runsettings import parse_run_settings
     from builder.secrets import build_secrets, store_tag, sweep_dead_secrets
     from builder.solve import SolveOptions
     from cache.gc import clean_dead_tmp
     from cache.layers import Compression
     from runtime import sandbox
 
-    context = Path(args.context)
     if not context.is_dir():
         raise UsageError(
             f"build context {args.context!r} is not a directory",
@@ -63,20 +84,22 @@ def cmd_build(args: argparse.Namespace) -> int:
     tags = tuple(normalize(t) for t in args.tag)
     build_args = parse_build_args(args.build_arg)
     epoch = source_date_epoch(dict(build_args), args.source_date_epoch)
-    if epoch is None:
+    if epoch is None and args.context != STDIN:
         epoch = git_source_date_epoch(context)  # reproducible by default in a git checkout
-        if epoch is None and not args.quiet:
-            print_line(
-                "note: no SOURCE_DATE_EPOCH and the context is not a git work tree: image "
-                "times and file mtimes are kept, so the image digest is not reproducible"
-            )
+    if epoch is None and not args.quiet and args.progress != "rawjson":
+        print_line(
+            "note: no SOURCE_DATE_EPOCH and the context is not a git work tree: image "
+            "times and file mtimes are kept, so the image digest is not reproducible"
+        )
+    file = args.file if args.file != STDIN else None
+    dockerfile = (context / file if args.context == STDIN else Path(file)) if file else None
     request = BuildRequest(
         context=context,
-        dockerfile=Path(args.file) if args.file else None,
+        dockerfile=dockerfile,
         tags=tags,
         build_args=build_args,
         target=args.target,
-        network=args.network,
+        network=check_network(args.network),
         outputs=tuple(parse_output(o) for o in args.output),
         cache_from=parse_cache_specs(args.cache_from, "--cache-from"),
         cache_to=parse_cache_specs(args.cache_to, "--cache-to"),
@@ -87,11 +110,18 @@ def cmd_build(args: argparse.Namespace) -> int:
             compression=Compression(args.compression),
             source_date_epoch=epoch,
             jobs=max(1, args.jobs),
+            no_cache_stages=frozenset(n.lower() for n in args.no_cache_filter),
         ),
+        labels=parse_pairs(args.label, "--label"),
+        annotations=parse_annotations(args.annotation),
+        run_settings=parse_run_settings(args.add_host, args.shm_size, args.ulimit),
+        contexts=tuple(parse_build_contexts(args.build_context).values()),
+        dockerfile_text=dockerfile_text,
     )
-    from builder.registry_commands import push_targets
+    from builder.registry_commands import push_plan
 
-    pushes = push_targets(args.push, request.outputs, tags)
+    pushes = push_plan(args.push, request.outputs, tags)
+    check_stdout_outputs(request.outputs, args.quiet)
     _private_mounts()
     progress = make_progress(args.progress, quiet=args.quiet)
     with _storage(args) as storage:
@@ -105,22 +135,49 @@ def cmd_build(args: argparse.Namespace) -> int:
             outcome = run_build(request, storage, progress, sandbox)
         finally:
             progress.close()
+        _stream_outputs(storage, request, outcome.image.digest)
         if args.metadata_file:
             write_metadata(args.metadata_file, outcome)
         if pushes:  # --push and -o type=registry
             from builder.registry_commands import push_tags
 
             push_tags(storage, args, outcome.image, pushes)
+    image_id = str(outcome.image.config_digest)  # docker's image ID: the config digest
+    if args.iidfile:
+        write_iidfile(args.iidfile, image_id)
     if args.explain:
         from builder.progress import print_explain
 
         print_explain(outcome.steps, args.progress)
     if args.quiet:
-        print_line(str(outcome.image.digest), err=False)
+        print_line(image_id, err=False)
         return 0
     print_line(outcome.summary())
-    print_line(f"image {outcome.image.digest}" + (f" tagged {', '.join(tags)}" if tags else ""))
+    print_line(f"image {image_id}" + (f" tagged {', '.join(tags)}" if tags else ""))
     return 0
+
+
+def _stream_outputs(storage: Storage, request: BuildRequest, image: Digest) -> None:
+    """``-o -`` and ``dest=-``: after the build, so no progress line is mixed in."""
+    from builder.outputs import write_output
+    from cache.gc import build_guard
+
+    with build_guard(storage.root):
+        for output in request.outputs:
+            if output.to_stdout:
+                write_output(storage, output, image, request.tags, sys.stdout.buffer)
+
+
+def check_stdout_outputs(outputs: Sequence[Output], quiet: bool) -> None:
+    """At most one output to stdout, and not with -q (which prints there too)."""
+    streamed = [o for o in outputs if o.to_stdout]
+    if len(streamed) > 1:
+        raise UsageError("only one -o can write to stdout (dest=-)")
+    if streamed and quiet:
+        raise UsageError(
+            "-q prints the image ID on stdout, where -o writes its tar",
+            hint="drop -q, or use --iidfile FILE for the image ID",
+        )
 
 
 def cmd_run(args: argparse.Namespace) -> int:
@@ -181,9 +238,8 @@ def cmd_save(args: argparse.Namespace) -> int:
     from builder.export import write_docker_archive, write_oci_archive
     from builder.outputs import parse_compression
 
-    compression = (
-        None if args.compression is None else parse_compression(args.compression, "--compression")
-    )
+    wanted = args.compression or ("gzip" if args.format == "oci" else "keep")
+    compression = None if wanted == "keep" else parse_compression(wanted, "--compression")
     with _storage(args) as storage:
         refs = []
         for name in args.images:
@@ -201,8 +257,9 @@ def cmd_images(args: argparse.Namespace) -> int:
             image = storage.find_image(name)
             size = sum(layer.size for layer in image.manifest.layers) if image else 0
             created = image.config.created if image else ""
+            image_id = image.config_digest.short if image else digest.short
             repo, _, tag = name.rpartition(":")
-            rows.append((repo, tag, digest.short, _age(created), human_size(size)))
+            rows.append((repo, tag, image_id, human_age(created), human_size(size)))
     header = ("REPOSITORY", "TAG", "IMAGE ID", "CREATED", "SIZE")
     widths = [max(len(str(r[i])) for r in [header, *rows]) for i in range(5)]
     for row in [header, *rows]:
@@ -213,18 +270,30 @@ def cmd_images(args: argparse.Namespace) -> int:
     return 0
 
 
-def _age(created: str) -> str:
+def human_age(created: str, now: datetime | None = None) -> str:
+    """docker's CREATED column: "56 years ago", "2 weeks ago", "About an hour ago"."""
     if not created:
         return "N/A"
     try:
         when = datetime.strptime(created[:19], "%Y-%m-%dT%H:%M:%S").replace(tzinfo=UTC)
     except ValueError:
         return created
-    seconds = int((datetime.now(UTC) - when).total_seconds())
-    for unit, size in (("days", 86400), ("hours", 3600), ("minutes", 60)):
-        if seconds >= size:
-            return f"{seconds // size} {unit} ago"
-    return f"{max(seconds, 0)} seconds ago"
+    seconds = int(((now or datetime.now(UTC)) - when).total_seconds())
+    if seconds < 1:
+        return "Less than a second ago"
+    if seconds < 60:
+        return "1 second ago" if seconds == 1 else f"{seconds} seconds ago"
+    minutes, hours = seconds // 60, int(seconds / 3600 + 0.5)
+    if minutes < 60:
+        return "About a minute ago" if minutes == 1 else f"{minutes} minutes ago"
+    if hours < 48:
+        return "About an hour ago" if hours == 1 else f"{hours} hours ago"
+    # go-units HumanDuration: days to 2 weeks, weeks to 2 months, months to 2 years.
+    days = hours // 24
+    for limit, size, unit in ((14, 1, "days"), (60, 7, "weeks"), (730, 30, "months")):
+        if days < limit:
+            return f"{days // size} {unit} ago"
+    return f"{days // 365} years ago"
 
 
 def cmd_tag(args: argparse.Namespace) -> int:
@@ -250,8 +319,8 @@ def cmd_inspect(args: argparse.Namespace) -> int:
     with _storage(args) as storage:
         image = storage.get_image(args.image)
         doc = {
-            "Id": str(image.digest),
-            "Digest": str(image.digest),
+            "Id": str(image.config_digest),  # docker's image ID
+            "Digest": str(image.digest),  # the manifest digest
             "RepoTags": sorted(n for n, d in storage.index.tags() if d == image.digest),
             "Manifest": image.manifest.to_json(),
             "Config": image.config.to_json(),

@@ -15,6 +15,7 @@ from cache.oci import (
     MEDIA_OCI_LAYER,
     MEDIA_OCI_LAYER_GZIP,
     Descriptor,
+    Pairs,
 )
 
 # A base pulled as docker schema2 brings docker layer types; the manifest we write is
@@ -26,10 +27,24 @@ _OCI_LAYER_TYPE = {
 }
 
 
-def commit_image(storage: Storage, result: StageResult, tags: Sequence[str]) -> StoredImage:
-    """Write the target stage's config and manifest, then point every tag at it."""
+def commit_image(
+    storage: Storage,
+    result: StageResult,
+    tags: Sequence[str],
+    labels: Pairs = (),
+    annotations: Pairs = (),
+) -> StoredImage:
+    """Write the target stage's config and manifest, then point every tag at it.
+
+    ``labels`` (``--label``) are set on the image config over the Dockerfile's LABELs, as
+    docker does; ``annotations`` (``--annotation``) go on the manifest."""
     layers = [_oci_layer(d) for d in result.layers]
-    image = write_image(storage.blobs, result.config, layers)
+    config = result.config
+    if labels:
+        merged = {**dict(config.config.labels), **dict(labels)}
+        run_config = replace(config.config, labels=tuple(sorted(merged.items())))
+        config = replace(config, config=run_config)
+    image = write_image(storage.blobs, config, layers, annotations)
     for tag in tags:
         storage.index.set_tag(normalize(tag), image.digest)
     return image

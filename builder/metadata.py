@@ -34,6 +34,9 @@ def metadata(outcome: BuildOutcome) -> dict[str, Any]:
         "image.digest": str(outcome.image.digest),
         "containerimage.digest": str(outcome.image.digest),
         "containerimage.config.digest": str(outcome.image.config_digest),
+        "image.id": str(outcome.image.config_digest),  # what -q and --iidfile print
+        # The image's labels (Dockerfile LABEL and --label): how a series is grouped.
+        "labels": dict(outcome.image.config.config.labels),
         "steps": steps,
         "totals": {
             "steps": total,

@@ -71,10 +71,69 @@ class PlainProgress:
         return None
 
 
-def make_progress(mode: str, *, quiet: bool) -> PlainProgress | TtyProgress:
+class JsonProgress:
+    """``--progress=rawjson``: one JSON object per line on stderr, shaped like BuildKit's
+    SolveStatus (``vertexes`` with name/started/completed/cached, ``logs`` with base64
+    data, ``warnings``); a vertex's ``digest`` is the step's stable id, and pybuild adds
+    ``reason`` (why a step missed)."""
+
+    def __init__(self, stream: TextIO | None = None) -> None:
+        self._out = stream or sys.stderr
+        self._lock = threading.Lock()
+        self._started: dict[str, str] = {}
+
+    def _emit(self, doc: dict[str, object]) -> None:
+        import json
+
+        with self._lock:
+            self._out.write(json.dumps(doc, sort_keys=True) + "\n")
+            self._out.flush()
+
+    def step_started(self, stage: StagePlan, step: PlannedStep) -> None:
+        self._started[step.id] = _now()
+        vertex = {"digest": step.id, "name": step_label(stage, step), "started": _now()}
+        self._emit({"vertexes": [vertex]})
+
+    def step_log(self, step: PlannedStep, line: str) -> None:
+        import base64
+
+        data = base64.b64encode((line + "\n").encode()).decode()
+        self._emit({"logs": [{"vertex": step.id, "stream": 1, "data": data, "timestamp": _now()}]})
+
+    def step_finished(self, stage: StagePlan, step: PlannedStep, result: StepResult) -> None:
+        vertex = {
+            "digest": step.id,
+            "name": step_label(stage, step),
+            "started": self._started.get(step.id, _now()),
+            "completed": _now(),
+            "cached": result.cached,
+            "reason": result.reason,
+        }
+        self._emit({"vertexes": [vertex]})
+
+    def warning(self, message: str) -> None:
+        import base64
+
+        self._emit(
+            {"warnings": [{"level": 1, "short": base64.b64encode(message.encode()).decode()}]}
+        )
+
+    def close(self) -> None:
+        return None
+
+
+def _now() -> str:
+    from datetime import UTC, datetime
+
+    return datetime.now(UTC).isoformat().replace("+00:00", "Z")
+
+
+def make_progress(mode: str, *, quiet: bool) -> PlainProgress | TtyProgress | JsonProgress:
     """``auto`` picks the live view when stderr is a terminal."""
     if quiet:
         return PlainProgress(quiet=True)
+    if mode == "rawjson":
+        return JsonProgress()
     if _use_tty(mode):
         from builder.progress_tty import TtyProgress
 

@@ -30,7 +30,7 @@ class TtyProgress:
         self._lock = threading.Lock()
         self._running: dict[str, tuple[str, float, deque[str]]] = {}
         self._live = Live(
-            console=console, refresh_per_second=8, transient=True, get_renderable=self._render
+            console=self._console, refresh_per_second=8, transient=True, get_renderable=self._render
         )
         self._live.start()
 

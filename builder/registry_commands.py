@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING
 from builder.errors import UsageError
 
 if TYPE_CHECKING:
-    from builder.outputs import Output
+    from builder.outputs import Output, PushCompression
     from builder.remote_options import RemoteOptions
     from builder.storage import Storage
     from cache.images import StoredImage
@@ -45,6 +45,18 @@ def add_registry_commands(sub: argparse._SubParsersAction[argparse.ArgumentParse
     p = sub.add_parser("push", help="push an image from the local store to a registry")
     p.add_argument("image", metavar="NAME[:TAG]")
     p.add_argument("-q", "--quiet", action="store_true", help="print only the digest")
+    p.add_argument(
+        "--compression",
+        choices=("gzip", "zstd", "uncompressed"),
+        default="gzip",
+        help="layer compression on the registry (default: gzip, which every client pulls); "
+        "with zstd, gzip layers stay gzip unless --force-compression",
+    )
+    p.add_argument(
+        "--force-compression",
+        action="store_true",
+        help="convert every layer to --compression, also gzip ones under zstd",
+    )
     _add_insecure(p)
     p = sub.add_parser("login", help="log in to a registry (saved in docker's config.json)")
     p.add_argument("server", nargs="?", default="docker.io", metavar="SERVER")
@@ -136,7 +148,8 @@ def cmd_push(args: argparse.Namespace) -> int:
         target = args.image if "@" in args.image else normalize(args.image)
         events = None if args.quiet else print_line
         options = remote_options(args)
-        result = push_image(target, image, storage.blobs, options, events, storage.index)
+        wire = push_compression(args.compression, args.force_compression)
+        result = push_image(target, image, storage.blobs, options, events, storage.index, wire)
     finally:
         storage.close()
     if args.quiet:
@@ -148,18 +161,34 @@ def cmd_push(args: argparse.Namespace) -> int:
     return 0
 
 
-def push_targets(push: bool, outputs: Sequence[Output], tags: Sequence[str]) -> tuple[str, ...]:
-    """Where ``build --push`` and ``-o type=registry[,name=REF]`` send the image, in order.
+def push_compression(name: str | None, force: bool = False) -> PushCompression:
+    """``--compression``/``compression=`` for a push (None: gzip, BuildKit's default)."""
+    from builder.outputs import PushCompression, parse_compression
+    from cache.layers import Compression
+
+    target = Compression.GZIP if name is None else parse_compression(name, "--compression")
+    return PushCompression(target, force)
+
+
+def push_plan(
+    push: bool, outputs: Sequence[Output], tags: Sequence[str]
+) -> tuple[tuple[str, PushCompression], ...]:
+    """Where ``build --push`` and ``-o type=registry[,name=REF]`` send the image, in order,
+    each with its layer compression (``--push``: gzip; ``-o``: its compression= and
+    force-compression=). A name pushed twice goes once, as the first asked.
 
     A push with no name of its own goes to every ``-t``; UsageError when there is none.
     """
+    from builder.outputs import PushCompression
     from builder.refs import normalize
+    from cache.layers import Compression
 
-    wanted: list[str] = []
+    wanted: dict[str, PushCompression] = {}
     if push:
         if not tags:
             raise UsageError("--push needs a name to push to", hint="add -t REGISTRY/NAME:TAG")
-        wanted += tags
+        for tag in tags:
+            wanted.setdefault(tag, PushCompression())
     for output in outputs:
         if output.type != "registry":
             continue
@@ -168,21 +197,32 @@ def push_targets(push: bool, outputs: Sequence[Output], tags: Sequence[str]) -> 
                 "-o type=registry needs a name to push to",
                 hint="add name=REGISTRY/NAME:TAG to the -o, or -t REGISTRY/NAME:TAG",
             )
-        names = [n for n in (output.name or "").split(",") if n]
-        wanted += [normalize(n) for n in names] or tags
-    return tuple(dict.fromkeys(wanted))
+        names = [normalize(n) for n in (output.name or "").split(",") if n] or tags
+        wire = PushCompression(output.compression or Compression.GZIP, output.force)
+        for name in names:
+            wanted.setdefault(name, wire)
+    return tuple(wanted.items())
+
+
+def push_targets(push: bool, outputs: Sequence[Output], tags: Sequence[str]) -> tuple[str, ...]:
+    """The names of ``push_plan``, in order."""
+    return tuple(name for name, _ in push_plan(push, outputs, tags))
 
 
 def push_tags(
-    storage: Storage, args: argparse.Namespace, image: StoredImage, tags: Sequence[str]
+    storage: Storage,
+    args: argparse.Namespace,
+    image: StoredImage,
+    plan: Sequence[tuple[str, PushCompression]],
 ) -> None:
     """``build --push``: push the built image under each of its names."""
     from builder.progress import print_line
     from builder.push import push_image
 
     events = None if args.quiet else print_line
-    for tag in tags:
-        result = push_image(tag, image, storage.blobs, remote_options(args), events, storage.index)
+    for tag, wire in plan:
+        options = remote_options(args)
+        result = push_image(tag, image, storage.blobs, options, events, storage.index, wire)
         if not args.quiet:
             print_line(f"pushed {result.reference} digest: {result.digest}")
 

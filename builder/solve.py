@@ -41,6 +41,8 @@ class SolveOptions:
     compression: Compression = Compression.ZSTD
     source_date_epoch: int | None = None
     jobs: int = 2
+    # --no-cache-filter: stages (lower-case names) whose steps all run, as --no-cache
+    no_cache_stages: frozenset[str] = frozenset()
 
 
 @dataclass(frozen=True)
@@ -109,11 +111,13 @@ class Solver:
         self._lock = threading.Lock()
         self._results: dict[int, StageResult] = {}
         self._built: set[str] = set()  # keys executed in this build (see _lookup)
+        self._stage_names: dict[int, str] = {}
         self.steps: list[StepResult] = []
 
     def solve(self, plan: Plan) -> StageResult:
         """Build every stage of the plan; return the target stage's result."""
         futures: dict[int, Future[StageResult]] = {}
+        self._stage_names = {s.index: (s.name or "").lower() for s in plan.stages}
         with ThreadPoolExecutor(max_workers=max(1, self._options.jobs)) as pool:
             for stage in plan.stages:  # dependencies first, so FIFO start order cannot deadlock
                 deps = [futures[d] for d in stage.deps]
@@ -238,7 +242,7 @@ class Solver:
         # --no-cache ignores earlier builds, but a step this build already ran (the same
         # key reached from two stages) is reused: identical steps run once per build.
         with self._lock:
-            fresh_only = self._options.no_cache and key not in self._built
+            fresh_only = self._no_cache(step) and key not in self._built
         record = None if fresh_only else index.get_step(key)
         if record is None or not self._usable(record):
             return None
@@ -275,9 +279,16 @@ class Solver:
             return False  # removed meanwhile
         return actual == digest.hex.encode()
 
+    def _no_cache(self, step: PlannedStep) -> bool:
+        """--no-cache, or --no-cache-filter naming the step's stage."""
+        stage = self._stage_names.get(step.stage, "")
+        return self._options.no_cache or (bool(stage) and stage in self._options.no_cache_stages)
+
     def _reason(self, step: PlannedStep, key: str, inputs: KeyInputs) -> str:
         if self._options.no_cache:
             return "--no-cache"
+        if self._no_cache(step):
+            return "--no-cache-filter"
         with self._lock:
             if key in self._corrupt:
                 return "its cached layer is corrupt in the store"

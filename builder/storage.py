@@ -76,7 +76,8 @@ class Storage:
         self.close()
 
     def find_image(self, name: str) -> StoredImage | None:
-        """Look an image up by name[:tag] or by (a prefix of) its manifest digest."""
+        """Look an image up by name[:tag], by (a prefix of) its manifest digest, or by its
+        image ID (the config digest, as docker shows it; a prefix for tagged images)."""
         digest = self._lookup(name)
         if digest is None:
             return None
@@ -134,7 +135,9 @@ class Storage:
     def _lookup(self, name: str) -> Digest | None:
         if name.startswith("sha256:") and len(name) == 71:
             digest = Digest.parse(name)
-            return digest if self.blobs.has(digest) else None
+            if not self.blobs.has(digest):
+                return None
+            return digest if self._is_manifest(digest) else self._by_image_id(digest)
         if "@" in name:  # name@digest: the digest alone decides, as in docker
             try:
                 digest = Digest.parse(name.rsplit("@", 1)[1])
@@ -150,8 +153,39 @@ class Storage:
         prefix = name.removeprefix("sha256:")
         if len(prefix) >= 6 and all(c in "0123456789abcdef" for c in prefix):
             matches = {d for _, d in self.index.tags() if d.hex.startswith(prefix)}
+            matches |= {m for c, m in self._image_ids().items() if c.hex.startswith(prefix)}
             if len(matches) == 1:
                 return matches.pop()
+        return None
+
+    def _is_manifest(self, digest: Digest) -> bool:
+        try:
+            read_image(self.blobs, digest)
+        except CacheError:
+            return False
+        return True
+
+    def _by_image_id(self, config: Digest) -> Digest | None:
+        """The manifest whose config is ``config``: a tagged image's, else the newest
+        build's that made it (an untagged build's `-q` output names it this way)."""
+        return self._image_ids().get(config) or self._built_with(config)
+
+    def _image_ids(self) -> dict[Digest, Digest]:
+        """Config digest -> manifest digest, over the tagged images."""
+        ids: dict[Digest, Digest] = {}
+        for _, manifest in self.index.tags():
+            try:
+                ids.setdefault(read_image(self.blobs, manifest).config_digest, manifest)
+            except CacheError:
+                continue  # a damaged image: `cache verify` reports it
+        return ids
+
+    def _built_with(self, config: Digest) -> Digest | None:
+        for build in reversed(self.index.builds()):
+            if build.image_id == str(config) and build.image:
+                manifest = Digest.parse(build.image)
+                if self.blobs.has(manifest):
+                    return manifest
         return None
 
 

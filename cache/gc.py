@@ -253,12 +253,11 @@ def prune(
         doomed |= _over_budget(blobs, records, doomed, tagged, options)
         for key in sorted(doomed):
             index.remove_step(key)
-        builds = 0
+        # The build history stays: it is what `cache stats` and `cache history` measure,
+        # and a benchmark prunes between builds; only `cache stats --reset` clears it.
         if options.remove_all:
-            cutoff = now - options.unused_for if options.unused_for is not None else now + 1
-            builds = index.remove_builds(cutoff)
             _remove_cache_mounts(blobs)
-        return _sweep(blobs, layers, needed(blobs, index), len(doomed), builds)
+        return _sweep(blobs, layers, needed(blobs, index), len(doomed), 0)
 
 
 def _remove_cache_mounts(blobs: BlobStore) -> None:

@@ -18,6 +18,7 @@ from cache.oci import (
     Descriptor,
     ImageConfig,
     Manifest,
+    Pairs,
 )
 from cache.store import BlobStore
 
@@ -32,8 +33,15 @@ class StoredImage:
     config_digest: Digest
 
 
-def write_image(blobs: BlobStore, config: ImageConfig, layers: Sequence[Descriptor]) -> StoredImage:
-    """Store config and manifest (layers must already be in the store); return the image."""
+def write_image(
+    blobs: BlobStore,
+    config: ImageConfig,
+    layers: Sequence[Descriptor],
+    annotations: Pairs = (),
+) -> StoredImage:
+    """Store config and manifest (layers must already be in the store); return the image.
+
+    ``annotations`` go into the manifest (``--annotation``)."""
     if len(layers) != len(config.diff_ids):
         raise InvalidImage(
             f"image has {len(layers)} layers but its config lists {len(config.diff_ids)} diff_ids"
@@ -43,6 +51,7 @@ def write_image(blobs: BlobStore, config: ImageConfig, layers: Sequence[Descript
     manifest = Manifest(
         config=Descriptor(MEDIA_OCI_CONFIG, config_digest, len(config_bytes)),
         layers=tuple(layers),
+        annotations=tuple(sorted(annotations)),
     )
     manifest_digest = blobs.put_bytes(manifest.to_bytes())
     return StoredImage(manifest_digest, manifest, config, config_digest)

@@ -32,7 +32,7 @@ REPAIR_HINT = (
     "cached build steps are lost (the next builds run them again)"
 )
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 _BUSY_TIMEOUT_S = 60.0
 _SCHEMA_V1 = """
 CREATE TABLE steps (
@@ -72,6 +72,12 @@ CREATE TABLE build_steps (
     PRIMARY KEY (build_id, position)
 );
 """
+# Version 3: what each build made and how it was labelled (JSON: image, image_id, tags,
+# labels), for `cache history` and `cache stats --by label:KEY`.
+_SCHEMA_V3 = """
+ALTER TABLE builds ADD COLUMN info TEXT NOT NULL DEFAULT '{}';
+"""
+_UPGRADES = {1: _SCHEMA_V2, 2: _SCHEMA_V3}
 
 
 @dataclass(frozen=True)
@@ -102,13 +108,27 @@ class BuildStep:
 
 @dataclass(frozen=True)
 class BuildRecord:
-    """One build: which Dockerfile, when, and its filesystem steps."""
+    """One build: which Dockerfile, when, its filesystem steps, and (empty for builds
+    recorded before schema 3) the image it made, its tags and its ``--label``s."""
 
     id: str
     dockerfile: str
     started: float
     finished: float
     steps: tuple[BuildStep, ...]
+    image: str = ""  # the manifest digest
+    image_id: str = ""  # the config digest
+    tags: tuple[str, ...] = ()
+    labels: tuple[tuple[str, str], ...] = ()
+
+    def info_json(self) -> str:
+        doc = {
+            "image": self.image,
+            "image_id": self.image_id,
+            "tags": list(self.tags),
+            "labels": dict(self.labels),
+        }
+        return canonical_json(doc).decode()
 
     @property
     def cached(self) -> int:
@@ -135,7 +155,7 @@ class Index:
                 _create(root, self.path)
             self._db: sqlite3.Connection | None = _connect(self.path)
             version = self._db.execute("PRAGMA user_version").fetchone()[0]
-            if version == 1:
+            if version in _UPGRADES:
                 version = _upgrade(root, self._db)
         except sqlite3.Error as exc:
             raise _db_error(self.path, exc) from None
@@ -224,8 +244,9 @@ class Index:
             db.execute("BEGIN IMMEDIATE")
             try:
                 db.execute(
-                    "INSERT OR REPLACE INTO builds VALUES (?, ?, ?, ?)",
-                    (build.id, build.dockerfile, build.started, build.finished),
+                    "INSERT OR REPLACE INTO builds (id, dockerfile, started, finished, info) "
+                    "VALUES (?, ?, ?, ?, ?)",
+                    (build.id, build.dockerfile, build.started, build.finished, build.info_json()),
                 )
                 db.executemany(
                     "INSERT OR REPLACE INTO build_steps VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
@@ -240,7 +261,7 @@ class Index:
         """Recorded builds started at or after ``since`` (all when None), oldest first."""
         with self._conn() as db:
             heads = db.execute(
-                "SELECT id, dockerfile, started, finished FROM builds WHERE started >= ? "
+                "SELECT id, dockerfile, started, finished, info FROM builds WHERE started >= ? "
                 "ORDER BY started, id",
                 (since if since is not None else float("-inf"),),
             ).fetchall()
@@ -255,8 +276,8 @@ class Index:
                 BuildStep(step_id, key, bool(cached), reason, duration, size, saved)
             )
         return [
-            BuildRecord(bid, dockerfile, started, finished, tuple(steps.get(bid, ())))
-            for bid, dockerfile, started, finished in heads
+            _build_from_row(bid, dockerfile, started, finished, info, tuple(steps.get(bid, ())))
+            for bid, dockerfile, started, finished, info in heads
         ]
 
     def remove_builds(self, before: float) -> int:
@@ -364,16 +385,36 @@ def _connect(path: Path) -> sqlite3.Connection:
     return db
 
 
+def _build_from_row(
+    bid: str,
+    dockerfile: str,
+    started: float,
+    finished: float,
+    info: str,
+    steps: tuple[BuildStep, ...],
+) -> BuildRecord:
+    try:
+        doc = json.loads(info)
+        tags = tuple(str(t) for t in doc.get("tags", []))
+        labels = tuple((str(k), str(v)) for k, v in dict(doc.get("labels", {})).items())
+        image, image_id = str(doc.get("image", "")), str(doc.get("image_id", ""))
+    except (ValueError, TypeError, AttributeError):
+        tags, labels, image, image_id = (), (), "", ""  # torn by hand: the figures still count
+    return BuildRecord(bid, dockerfile, started, finished, steps, image, image_id, tags, labels)
+
+
 def _upgrade(root: Path, db: sqlite3.Connection) -> int:
-    """Bring a version 1 index to version 2 in place, once, under the index lock."""
+    """Bring an older index to this version in place, once, under the index lock."""
     with exclusive_lock(root / "locks" / "index.db"):
         db.execute("BEGIN IMMEDIATE")
         try:
-            if db.execute("PRAGMA user_version").fetchone()[0] == 1:
-                for statement in _SCHEMA_V2.split(";"):
+            version = db.execute("PRAGMA user_version").fetchone()[0]
+            while version in _UPGRADES:
+                for statement in _UPGRADES[version].split(";"):
                     if statement.strip():
                         db.execute(statement)
-                db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+                version += 1
+                db.execute(f"PRAGMA user_version = {version}")
             db.execute("COMMIT")
         except BaseException:
             db.execute("ROLLBACK")
@@ -392,7 +433,7 @@ def _create(root: Path, path: Path) -> None:
             db = sqlite3.connect(tmp, isolation_level=None)
             try:
                 db.execute("PRAGMA journal_mode = WAL")
-                db.executescript(_SCHEMA_V1 + _SCHEMA_V2)
+                db.executescript(_SCHEMA_V1 + _SCHEMA_V2 + _SCHEMA_V3)
                 db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
             finally:
                 db.close()

@@ -64,7 +64,9 @@ def make_device_nodes(dev: Path) -> None:
         bind(f"/dev/{name}", node, readonly=True, recursive=False)
 
 
-def populate_dev(dev: Path, console: str | None, *, nodev: bool = False) -> None:
+def populate_dev(
+    dev: Path, console: str | None, *, nodev: bool = False, shm_size: int | None = None
+) -> None:
     """Fill an empty ``dev`` with a minimal /dev, as runc's default config does.
 
     Device nodes are the container's own (:func:`make_device_nodes`): nothing it does to
@@ -95,7 +97,7 @@ def populate_dev(dev: Path, console: str | None, *, nodev: bool = False) -> None
         str(shm),
         "tmpfs",
         linux.MS_NOSUID | linux.MS_NODEV | linux.MS_NOEXEC,
-        "mode=1777,size=65536k",
+        f"mode=1777,size={shm_size // 1024 if shm_size else 65536}k",
     )
     mqueue, _ = make_mountpoint(dev, "mqueue", is_dir=True, upper=None)
     try:

@@ -351,6 +351,7 @@ def _exec(spec: ContainerSpec, install_filter: Callable[[], None] | None) -> Non
     """Become the user, lock down, enter the working dir and exec; raises
     :class:`_ExecFailure`. ``install_filter`` None: privileged, no lock-down."""
     user = resolve_user(Path("/"), spec.user, primary_in_groups=spec.primary_gid_in_groups)
+    _set_rlimits(spec)  # as root, before the capabilities to raise a hard limit go
     if install_filter is not None:  # as root: the bounding set needs CAP_SETPCAP to shrink
         start_lock_down(install_filter, no_new_privs=spec.no_new_privs)
     become(user.uid, user.gid, user.groups, spec.user)
@@ -373,6 +374,22 @@ def _exec(spec: ContainerSpec, install_filter: Callable[[], None] | None) -> Non
     except OSError as exc:
         code = 127 if exc.errno in _NOT_FOUND else 126  # ENOENT also: no interpreter
         raise _ExecFailure(code, f'exec: "{spec.args[0]}": {_lower(exc.strerror)}') from exc
+
+
+def _set_rlimits(spec: ContainerSpec) -> None:
+    """docker's --ulimit: each limit before the exec, so the command and its children get it."""
+    import resource
+
+    for limit in spec.rlimits:
+        which = getattr(resource, f"RLIMIT_{limit.name.upper()}", None)
+        if which is None:
+            raise _ExecFailure(126, f"unknown ulimit {limit.name!r}")
+        soft = resource.RLIM_INFINITY if limit.soft < 0 else limit.soft
+        hard = resource.RLIM_INFINITY if limit.hard < 0 else limit.hard
+        try:
+            resource.setrlimit(which, (soft, hard))
+        except (OSError, ValueError) as exc:
+            raise _ExecFailure(126, f"setting ulimit {limit.name}: {exc}") from exc
 
 
 def _look_up(name: str, search_path: str) -> str:

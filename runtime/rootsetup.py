@@ -122,7 +122,8 @@ def setup_root(spec: ContainerSpec, staging: Staging, report: Report) -> None:
         return path
 
     mount_proc(point("/proc", True))
-    populate_dev(point("/dev", True), os.ttyname(0) if spec.tty else None, nodev=locked)
+    console = os.ttyname(0) if spec.tty else None
+    populate_dev(point("/dev", True), console, nodev=locked, shm_size=spec.shm_size)
     mount_sys(point("/sys", True))
     mounts: list[BindMount | TmpfsMount] = [*spec.mounts, *spec.tmpfs]
     user_targets = {m.target.rstrip("/") for m in mounts}

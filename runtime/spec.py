@@ -69,6 +69,18 @@ class Rootfs:
 
 
 @dataclass(frozen=True)
+class Rlimit:
+    """A resource limit (docker's ``--ulimit NAME=SOFT[:HARD]``) set before the exec.
+
+    ``name`` is the lower-case suffix of ``RLIMIT_*`` (``nofile``, ``nproc``, ...);
+    -1 is unlimited."""
+
+    name: str
+    soft: int
+    hard: int
+
+
+@dataclass(frozen=True)
 class ContainerSpec:
     """One process to run in a fresh sandbox; field semantics follow ``docker run``."""
 
@@ -101,6 +113,9 @@ class ContainerSpec:
     # docker run lists the primary gid among the supplementary groups; BuildKit's RUN
     # does not (runtime.users.resolve_user).
     primary_gid_in_groups: bool = True
+    # The size of /dev/shm in bytes (docker's --shm-size); None: docker's 64 MiB.
+    shm_size: int | None = None
+    rlimits: tuple[Rlimit, ...] = ()  # docker's --ulimit
 
 
 @dataclass(frozen=True)
@@ -197,6 +212,8 @@ def spec_to_json(spec: ContainerSpec) -> str:
         "no_new_privs": spec.no_new_privs,
         "primary_gid_in_groups": spec.primary_gid_in_groups,
         "scratch": None if spec.scratch is None else str(spec.scratch),
+        "shm_size": spec.shm_size,
+        "rlimits": [[r.name, r.soft, r.hard] for r in spec.rlimits],
     }
     return json.dumps(body, sort_keys=True)
 
@@ -238,6 +255,10 @@ def spec_from_json(text: str) -> ContainerSpec:
             no_new_privs=_bool(body.get("no_new_privs", False)),
             primary_gid_in_groups=_bool(body.get("primary_gid_in_groups", True)),
             scratch=None if body.get("scratch") is None else Path(_str(body["scratch"])),
+            shm_size=_opt_int(body.get("shm_size")),
+            rlimits=tuple(
+                Rlimit(_str(n), _int(soft), _int(hard)) for n, soft, hard in body.get("rlimits", [])
+            ),
         )
     except (ValueError, KeyError, TypeError, AttributeError) as exc:
         raise SandboxError(f"malformed container spec JSON: {exc}") from exc

@@ -143,12 +143,14 @@ def test_export_conversion_is_done_once_per_layer(pybuild: Pybuild, tmp_path: Pa
     assert layers[0] == layers[1]
 
 
-def test_save_keeps_stored_layers_unless_asked_to_convert(pybuild: Pybuild, tmp_path: Path) -> None:
+def test_oci_save_is_gzip_by_default_and_keep_keeps_the_digest(
+    pybuild: Pybuild, tmp_path: Path
+) -> None:
     pybuild.build(REPO / "fixtures" / "hello", "-t", "hello:1")
     digest = pybuild.inspect("hello:1")["Digest"]
     kept, gzipped = tmp_path / "kept.tar", tmp_path / "gzip.tar"
-    pybuild("save", "--format", "oci", "-o", kept, "hello:1")
-    pybuild("save", "--format", "oci", "--compression", "gzip", "-o", gzipped, "hello:1")
+    pybuild("save", "--format", "oci", "--compression", "keep", "-o", kept, "hello:1")
+    pybuild("save", "--format", "oci", "-o", gzipped, "hello:1")  # like -o type=oci: gzip
     assert layer_media_types(unpack(gzipped, tmp_path / "g")) == {MEDIA_OCI_LAYER_GZIP}
     for archive, same in ((kept, True), (gzipped, False)):
         other = Pybuild(tmp_path / f"store-{archive.stem}")

@@ -65,10 +65,10 @@ def test_each_edit_is_explained_by_its_real_cause(pybuild: Pybuild, tmp_path: Pa
 
     assert build("--no-cache") == [(False, "--no-cache")] * 3
 
-    old_base = pybuild.inspect("mybase")["Id"]
+    old_base = pybuild.inspect("mybase")["Digest"]
     base_ctx = write_context(tmp_path / "base", {}, "FROM busybox\nRUN touch /marker\n")
     pybuild.build(base_ctx, "-t", "mybase")
-    new_base = pybuild.inspect("mybase")["Id"]
+    new_base = pybuild.inspect("mybase")["Digest"]
     first = build()[0]
     assert first == (
         False,

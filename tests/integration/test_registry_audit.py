@@ -122,7 +122,7 @@ def test_from_prefers_the_local_base_pull_re_resolves_and_offline_still_builds(
         # The tag moves on to a new image on the registry.
         newer = write_context(tmp_path / "v2", {"v2": "2\n"}, "FROM busybox\nCOPY v2 /v2\n")
         pybuild("build", "--progress", "plain", "-t", name, "--push", newer)
-        v2 = pybuild.inspect(name)["Digest"]
+        v2 = _inspect(reg, name)["Digest"]  # gzip on the registry: not the stored digest
         assert v2 != v1
         local_first = cli("build", "--progress", "plain", context)
         assert "Pulling" not in local_first.err
@@ -144,7 +144,8 @@ def test_zstd_layers_push_pull_and_build_from(
 ) -> None:
     target = f"{registry.host}/zstd/app:1"
     ctx = write_context(tmp_path / "ctx", {"z.txt": "zstd\n"}, "FROM busybox\nCOPY z.txt /z.txt\n")
-    pybuild("build", "--progress", "plain", "--compression", "zstd", "-t", target, "--push", ctx)
+    zstd_push = f"type=registry,name={target},compression=zstd"
+    pybuild("build", "--progress", "plain", "--compression", "zstd", "-o", zstd_push, ctx)
     raw = _inspect(registry, target, "--raw")
     layers = raw["layers"]
     assert isinstance(layers, list)
@@ -157,6 +158,58 @@ def test_zstd_layers_push_pull_and_build_from(
     assert (out / "y").read_text() == "y\n"
     assert (out / "bin" / "busybox").exists()
     _verify_clean(cli.pybuild)
+
+
+def _pushed_with_defaults(pybuild: Pybuild, registry: Registry, tmp_path: Path, name: str) -> str:
+    """Build on the default (zstd) store, push with no options; the pushed reference."""
+    target = f"{registry.host}/defaults/{name}:1"
+    dockerfile = "FROM busybox\nCOPY hi.txt /hi.txt\nRUN echo ran > /ran\n"
+    ctx = write_context(tmp_path / "ctx", {"hi.txt": "hi\n"}, dockerfile)
+    pybuild("build", "--progress", "plain", "-t", target, ctx)
+    stored = pybuild.inspect(target)["Manifest"]["layers"]
+    assert stored[-1]["mediaType"] == MEDIA_OCI_LAYER_ZSTD  # the store keeps zstd
+    pybuild("push", target)
+    return target
+
+
+@pytest.mark.requires_root
+@pytest.mark.skipif(shutil.which("umoci") is None, reason="needs umoci (apt: umoci)")
+def test_default_push_from_a_zstd_store_is_gzip_and_umoci_unpacks_it(
+    pybuild: Pybuild, registry: Registry, tmp_path: Path
+) -> None:
+    target = _pushed_with_defaults(pybuild, registry, tmp_path, "umoci")
+    raw = _inspect(registry, target, "--raw")
+    layers = raw["layers"]
+    assert isinstance(layers, list)
+    assert {layer["mediaType"] for layer in layers} == {MEDIA_OCI_LAYER_GZIP}
+    oci = tmp_path / "oci"
+    _skopeo("copy", "--src-tls-verify=false", f"docker://{target}", f"oci:{oci}:app")
+    bundle = tmp_path / "bundle"
+    subprocess.run(["umoci", "unpack", "--image", f"{oci}:app", str(bundle)], check=True)
+    assert (bundle / "rootfs" / "hi.txt").read_text() == "hi\n"
+    assert (bundle / "rootfs" / "ran").read_text() == "ran\n"
+    # The image ID (config digest) is the same on the registry as in the store.
+    assert raw["config"]["digest"] == pybuild.inspect(target)["Manifest"]["config"]["digest"]
+
+
+@pytest.mark.requires_root
+@pytest.mark.requires_docker
+def test_docker_pulls_and_runs_what_a_default_push_sent(
+    pybuild: Pybuild, registry: Registry, tmp_path: Path
+) -> None:
+    target = _pushed_with_defaults(pybuild, registry, tmp_path, "docker")
+    pulled = subprocess.run(["docker", "pull", target], capture_output=True, text=True)
+    assert pulled.returncode == 0, pulled.stderr
+    try:
+        ran = subprocess.run(
+            ["docker", "run", "--rm", "--network", "none", target, "cat", "/hi.txt", "/ran"],
+            capture_output=True,
+            text=True,
+        )
+        assert ran.returncode == 0, ran.stderr
+        assert ran.stdout == "hi\nran\n"
+    finally:
+        subprocess.run(["docker", "rmi", "-f", target], capture_output=True)
 
 
 class _Recording(httpx.HTTPTransport):

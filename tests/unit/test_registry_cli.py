@@ -21,7 +21,8 @@ def test_registry_output_takes_an_optional_name() -> None:
     ("spec", "words"),
     [
         ("type=registry,dest=out", "takes no dest"),
-        ("type=registry,compression=zstd", "takes no compression"),
+        ("type=registry,compression=lz4", "unknown compression"),
+        ("type=registry,force-compression=maybe", "expected true or false"),
         ("type=registry,push=false", "always pushes"),
         ("type=registry,oops=1", "takes no oops"),
     ],
