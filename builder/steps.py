@@ -117,14 +117,14 @@ def handle_run(state: StageState, instr: ins.Run, ctx: PlanContext) -> Outcome:
 
 
 def handle_env(state: StageState, instr: ins.Env, ctx: PlanContext) -> Outcome:
+    # Every value sees the environment from before the instruction (BuildKit expands the
+    # whole command first, dockerfile2llb dispatch): ``ENV A=2 B=$A`` gives B the old A.
+    values = [(key, _expand(raw, state, ctx, instr)) for key, raw in instr.pairs]
     env = state.config.env
-    shown = []
-    for key, raw in instr.pairs:
-        value = _expand(raw, state, ctx, instr)
+    for key, value in values:
         env = set_env(env, key, value)
-        state = state.with_config(env=env)
-        shown.append(f"{key}={value}")
-    return _meta(state, "ENV " + " ".join(shown))
+    state = state.with_config(env=env)
+    return _meta(state, "ENV " + " ".join(f"{k}={v}" for k, v in values))
 
 
 def handle_arg(state: StageState, instr: ins.Arg, ctx: PlanContext) -> Outcome:
