@@ -6,7 +6,7 @@ Planning threads one ``StageState`` through a stage's instructions; every handle
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 from types import MappingProxyType
 
@@ -120,12 +120,36 @@ class StageState:
         return replace(self, config=replace(self.config, **changes))  # type: ignore[arg-type]
 
 
-def run_env(state: StageState, proxies: Mapping[str, str]) -> tuple[str, ...]:
-    """The environment of a RUN: ENV, plus ARGs not shadowed by ENV, plus proxy ARGs."""
+def proxy_env(build_args: Mapping[str, str]) -> tuple[tuple[str, str], ...]:
+    """The proxy variables a RUN gets from the build args, as BuildKit sets them
+    (dockerfile2llb proxyEnvFromBuildArgs, solver/llbsolver/ops/exec.go proxyEnvList):
+    a build arg named ``http_proxy`` in any case sets both ``HTTP_PROXY`` and
+    ``http_proxy`` (the same for https, ftp, no and all); names are read in sorted
+    order, so ``http_proxy`` wins over ``HTTP_PROXY``; an empty value sets nothing."""
+    chosen: dict[str, str] = {}
+    for key in sorted(build_args):
+        if key.lower() in _PROXY_KINDS:
+            chosen[key.lower()] = build_args[key]
+    out: list[tuple[str, str]] = []
+    for kind in _PROXY_KINDS:
+        if chosen.get(kind):
+            out += [(kind.upper(), chosen[kind]), (kind, chosen[kind])]
+    return tuple(out)
+
+
+_PROXY_KINDS = ("http_proxy", "https_proxy", "ftp_proxy", "no_proxy", "all_proxy")
+
+
+def run_env(state: StageState, proxies: Sequence[tuple[str, str]]) -> tuple[str, ...]:
+    """The environment of a RUN: ENV, plus ARGs not shadowed by ENV, then the proxy
+    variables, which replace a variable of the same name (BuildKit appends them last)."""
     env = list(state.config.env)
     names = set(state.env)
-    for key, value in (*state.arg_values.items(), *proxies.items()):
+    for key, value in state.arg_values.items():
         if key not in names:
             env.append(f"{key}={value}")
             names.add(key)
+    for key, value in proxies:
+        env = [e for e in env if e.partition("=")[0] != key]
+        env.append(f"{key}={value}")
     return tuple(env)

@@ -20,7 +20,7 @@ from builder.copystep import handle_copy, stage_index
 from builder.errors import BuildError
 from builder.healthcheck import health_config, history_text
 from builder.mounts import RunMount, parse_mount
-from builder.state import PROXY_ARGS, StageState, run_env, set_env
+from builder.state import StageState, proxy_env, run_env, set_env
 from builder.stepbase import Outcome, PlanContext, expand_in, fail
 
 _fail = fail
@@ -88,7 +88,7 @@ def handle_run(state: StageState, instr: ins.Run, ctx: PlanContext) -> Outcome:
     if instr.heredocs and instr.shell_form:
         command, scripts = _run_heredocs(instr)
     args = command if scripts else _command(state, command, instr.shell_form)
-    proxies = {k: v for k, v in ctx.build_args.items() if k in PROXY_ARGS}
+    proxies = proxy_env(ctx.build_args)
     key_env = tuple(sorted((k, v) for k, v in state.arg_values.items()))
     action = RunAction(
         args=args,
