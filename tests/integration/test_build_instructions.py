@@ -43,7 +43,7 @@ def test_copy_file_to_trailing_slash_lands_inside_dir(pybuild: Pybuild, tmp_path
     assert (root / "renamed").read_text() == "x"
 
 
-def test_copy_wildcard_needs_dir_dest_and_copies_matches(pybuild: Pybuild, tmp_path: Path) -> None:
+def test_copy_wildcard_copies_every_match_into_a_dir_dest(pybuild: Pybuild, tmp_path: Path) -> None:
     root = build_rootfs(
         pybuild,
         tmp_path,
