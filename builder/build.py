@@ -98,8 +98,19 @@ class LimitedSandbox:
         return self.inner.run(limited, stdin=stdin, stdout=stdout, stderr=stderr)
 
 
-def read_dockerfile(request: BuildRequest) -> ins.Dockerfile:
+def dockerfile_path(request: BuildRequest) -> Path:
+    """The Dockerfile to read: ``-f``'s file, else ``<context>/Dockerfile``. A missing
+    file named ``Dockerfile`` falls back to ``dockerfile`` beside it (BuildKit
+    frontend/dockerui/config.go: ``strings.ToLower(DefaultDockerfileName)``)."""
     path = request.dockerfile or request.context / "Dockerfile"
+    lower = path.with_name("dockerfile")
+    if path.name == "Dockerfile" and not path.exists() and lower.is_file():
+        return lower
+    return path
+
+
+def read_dockerfile(request: BuildRequest) -> ins.Dockerfile:
+    path = dockerfile_path(request)
     try:
         text = path.read_text(encoding="utf-8")
     except FileNotFoundError:
@@ -150,8 +161,8 @@ def run_build(
         result = solver.solve(plan)
         image = commit_image(storage, result, request.tags)
         build_id = uuid.uuid4().hex
-        dockerfile_path = (request.dockerfile or request.context / "Dockerfile").resolve()
-        storage.index.record_build(build_record(build_id, dockerfile_path, started, solver.steps))
+        recorded = dockerfile_path(request).resolve()
+        storage.index.record_build(build_record(build_id, recorded, started, solver.steps))
         for output in request.outputs:
             write_output(storage, output, image.digest, request.tags)
         note = storage.pull_events or (lambda _m: None)
