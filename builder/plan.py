@@ -82,7 +82,7 @@ def make_plan(request: PlanRequest, resolve_image: ImageResolver) -> Plan:
     """Plan the build; ``resolve_image`` finds a base image by name (or raises BuildError)."""
     df = request.dockerfile
     lint = check_warnings(df)  # raises for # check=error=true before anything runs
-    meta_args = _meta_args(df, request.build_args)
+    meta_args = _meta_args(df, request.build_args, request.target)
     names = {s.name: s.index for s in df.stages if s.name}
     target = _target_index(df, request.target, names)
     needed = _needed_stages(df, target, names, meta_args)
@@ -154,10 +154,16 @@ class _ImageStages:
         return index
 
 
-def _meta_args(df: ins.Dockerfile, build_args: Mapping[str, str]) -> dict[str, str | None]:
-    """Global ARG values: the automatic platform ARGs, then what the ARGs before the first
-    FROM declare (``--build-arg`` wins over a default)."""
+def _meta_args(
+    df: ins.Dockerfile, build_args: Mapping[str, str], target: str | None
+) -> dict[str, str | None]:
+    """Global ARG values: the automatic platform ARGs and ``TARGETSTAGE``, then what the
+    ARGs before the first FROM declare (``--build-arg`` wins over a default)."""
     values: dict[str, str | None] = dict(PLATFORM_ARGS)
+    # BuildKit dockerfile2llb/platform.go defaultArgs: the --target as given, else the
+    # last stage's name, else "default"; a --build-arg of that name overrides it.
+    last = df.stages[-1].name if df.stages else None
+    values["TARGETSTAGE"] = build_args.get("TARGETSTAGE", target or last or "default")
     for arg in df.global_args:
         for name, default in arg.args:
             if name in build_args and name not in PLATFORM_ARGS:

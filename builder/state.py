@@ -48,7 +48,9 @@ PLATFORM_ARGS: Mapping[str, str] = MappingProxyType(
 )
 
 # Build args BuildKit consumes itself: never reported as "not consumed by any ARG".
-BUILTIN_ARGS = PROXY_ARGS | frozenset(PLATFORM_ARGS) | {"SOURCE_DATE_EPOCH"}
+BUILTIN_ARGS = PROXY_ARGS | frozenset(PLATFORM_ARGS) | {"SOURCE_DATE_EPOCH", "TARGETSTAGE"}
+BUILTIN_ARGS |= {"BUILDKIT_SANDBOX_HOSTNAME"}  # RUN's hostname (dockerui/config.go)
+DEFAULT_HOSTNAME = "pybuild"
 
 
 def env_to_dict(env: tuple[str, ...]) -> dict[str, str]:

@@ -20,7 +20,7 @@ from builder.copystep import handle_copy, stage_index
 from builder.errors import BuildError
 from builder.healthcheck import health_config, history_text
 from builder.mounts import RunMount, parse_mount
-from builder.state import StageState, proxy_env, run_env, set_env
+from builder.state import DEFAULT_HOSTNAME, StageState, proxy_env, run_env, set_env
 from builder.stepbase import Outcome, PlanContext, expand_in, fail
 
 _fail = fail
@@ -101,6 +101,7 @@ def handle_run(state: StageState, instr: ins.Run, ctx: PlanContext) -> Outcome:
         scripts=scripts,
         run_mounts=mounts,
         privileged=insecure,
+        hostname=ctx.build_args.get("BUILDKIT_SANDBOX_HOSTNAME") or DEFAULT_HOSTNAME,
     )
     shown = " ".join(args)  # BuildKit joins the argv with spaces, exec form included
     arg_prefix = ""
