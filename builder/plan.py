@@ -155,7 +155,7 @@ class _ImageStages:
 
 
 def _meta_args(
-    df: ins.Dockerfile, build_args: Mapping[str, str], target: str | None
+    df: ins.Dockerfile, build_args: Mapping[str, str], target: str | None = None
 ) -> dict[str, str | None]:
     """Global ARG values: the automatic platform ARGs and ``TARGETSTAGE``, then what the
     ARGs before the first FROM declare (``--build-arg`` wins over a default)."""
@@ -174,7 +174,7 @@ def _meta_args(
                     values[name] = expand_word(default, env, escape=df.escape)
                 except BuildError as exc:
                     raise exc.located(arg.location.file, arg.location.line) from None
-            elif name not in PLATFORM_ARGS:
+            elif name not in PLATFORM_ARGS and name != "TARGETSTAGE":
                 values[name] = None
     return values
 
