@@ -63,6 +63,16 @@ def _mounts(state: StageState, instr: ins.Run, ctx: PlanContext) -> tuple[RunMou
 
     out = []
     for raw in instr.mounts:
+        for field in raw.split(","):
+            key, _, value = field.partition("=")
+            at = value.find("$")
+            if key.strip().lower() == "from" and at not in (-1, len(value) - 1):
+                # BuildKit instructions/commands_runmount.go parseMount, before expansion
+                raise _fail(
+                    instr,
+                    "'from' doesn't support variable expansion, define alias stage instead",
+                    f"add `FROM {value} AS src` (with a global ARG) and use from=src",
+                )
         try:
             out.append(parse_mount(_expand(raw, state, ctx, instr), stage_ref))
         except BuildError as exc:
