@@ -6,7 +6,7 @@ Planning threads one ``StageState`` through a stage's instructions; every handle
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping, Sequence, Set
 from dataclasses import dataclass, replace
 from types import MappingProxyType
 
@@ -90,6 +90,10 @@ class StageState:
     cmd_set: bool = False
     author: str = ""  # the image config's ``author`` (MAINTAINER sets it, as BuildKit does)
     arg_order: tuple[str, ...] = ()
+    # ARGs given a value after an ENV of the same name: BuildKit's dispatchArg adds the
+    # value to the build environment (d.state.AddEnv), so it wins over that ENV in RUN
+    # and in expansion until the next ENV of the name; the image config keeps the ENV.
+    args_over_env: frozenset[str] = frozenset()
 
     @property
     def env(self) -> dict[str, str]:
@@ -100,8 +104,11 @@ class StageState:
         return {k: v for k, v in self.args if v is not None}
 
     def expansion_env(self) -> dict[str, str]:
-        """What ``$VAR`` sees: ARGs, overridden by ENV of the same name (docker docs)."""
-        return {**self.arg_values, **self.env}
+        """What ``$VAR`` sees: ARGs, overridden by ENV of the same name declared after
+        them; an ARG given a value after the ENV wins (``args_over_env``)."""
+        values = self.arg_values
+        over = {k: values[k] for k in self.args_over_env if k in values}
+        return {**values, **self.env, **over}
 
     def shell(self) -> tuple[str, ...]:
         return self.config.shell or DEFAULT_SHELL
@@ -109,13 +116,20 @@ class StageState:
     def with_arg(self, name: str, value: str | None) -> StageState:
         kept = tuple((k, v) for k, v in self.args if k != name)
         order = self.arg_order if name in self.arg_order else (*self.arg_order, name)
-        return replace(self, args=(*kept, (name, value)), arg_order=order)
+        over = self.args_over_env
+        if value is not None and name in self.env:
+            over = over | {name}
+        return replace(self, args=(*kept, (name, value)), arg_order=order, args_over_env=over)
+
+    def with_env(self, env: tuple[str, ...], names: Set[str]) -> StageState:
+        """The config's env replaced; ENV of ``names`` wins again over their ARGs."""
+        return replace(self, args_over_env=self.args_over_env - names).with_config(env=env)
 
     def history_args(self) -> tuple[str, ...]:
         """``NAME=value`` for BuildKit's RUN history prefix: each declared ARG once, at
         its first declaration, with its latest value (an ENV of the same name wins; an
         unset ARG shows as ``NAME=``)."""
-        env, values = self.env, dict(self.args)
+        env, values = self.expansion_env(), dict(self.args)
         return tuple(f"{k}={env.get(k, values.get(k) or '')}" for k in self.arg_order)
 
     def with_config(self, **changes: object) -> StageState:
@@ -145,9 +159,14 @@ _PROXY_KINDS = ("http_proxy", "https_proxy", "ftp_proxy", "no_proxy", "all_proxy
 def run_env(state: StageState, proxies: Sequence[tuple[str, str]]) -> tuple[str, ...]:
     """The environment of a RUN: ENV, plus ARGs not shadowed by ENV, then the proxy
     variables, which replace a variable of the same name (BuildKit appends them last)."""
-    env = list(state.config.env)
+    values = state.arg_values
+    env = [
+        f"{k}={values[k]}" if k in state.args_over_env and k in values else e
+        for e in state.config.env
+        for k in (e.partition("=")[0],)
+    ]
     names = set(state.env)
-    for key, value in state.arg_values.items():
+    for key, value in values.items():
         if key not in names:
             env.append(f"{key}={value}")
             names.add(key)

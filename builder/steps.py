@@ -103,7 +103,7 @@ def handle_run(state: StageState, instr: ins.Run, ctx: PlanContext) -> Outcome:
     action = RunAction(
         args=args,
         env=run_env(state, proxies),
-        key_env=tuple(sorted({**dict(key_env), **state.env}.items())),
+        key_env=tuple(sorted({**dict(key_env), **state.expansion_env()}.items())),
         user=state.config.user,
         cwd=state.config.working_dir or "/",
         network=network,
@@ -134,7 +134,7 @@ def handle_env(state: StageState, instr: ins.Env, ctx: PlanContext) -> Outcome:
     env = state.config.env
     for key, value in values:
         env = set_env(env, key, value)
-    state = state.with_config(env=env)
+    state = state.with_env(env, {k for k, _ in values})
     return _meta(state, "ENV " + " ".join(f"{k}={v}" for k, v in values))
 
 
