@@ -205,6 +205,7 @@ EXPECTED_CORPUS = {
     ("cmd_then_entrypoint", "JSONArgsRecommended", 3),  # ENTRYPOINT shell form
     ("cmd_then_entrypoint", "JSONArgsRecommended", 4),  # CMD shell form
     ("env_forms", "LegacyKeyValueFormat", 3),  # ENV key value
+    ("expose_words_and_mappings", "ExposeInvalidFormat", 5),  # EXPOSE 127.0.0.1:8080:80
     ("healthcheck_none", "MultipleInstructionsDisallowed", 2),  # HEALTHCHECK then NONE
     ("maintainer", "MaintainerDeprecated", 2),
     ("scratch_stage_copy", "WorkdirRelativePath", 5),  # first WORKDIR is relative
