@@ -204,6 +204,7 @@ EXPECTED_CORPUS = {
     ("cmd_then_entrypoint", "MultipleInstructionsDisallowed", 2),  # first of two CMDs
     ("cmd_then_entrypoint", "JSONArgsRecommended", 3),  # ENTRYPOINT shell form
     ("cmd_then_entrypoint", "JSONArgsRecommended", 4),  # CMD shell form
+    ("entrypoint_invalid_json_is_shell_form", "JSONArgsRecommended", 2),  # []random string
     ("env_forms", "LegacyKeyValueFormat", 3),  # ENV key value
     ("expose_words_and_mappings", "ExposeInvalidFormat", 5),  # EXPOSE 127.0.0.1:8080:80
     ("healthcheck_none", "MultipleInstructionsDisallowed", 2),  # HEALTHCHECK then NONE
