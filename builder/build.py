@@ -99,10 +99,15 @@ class LimitedSandbox:
 
 
 def dockerfile_path(request: BuildRequest) -> Path:
+    """The request's Dockerfile (``find_dockerfile``)."""
+    return find_dockerfile(request.context, request.dockerfile)
+
+
+def find_dockerfile(context: Path, file: Path | None) -> Path:
     """The Dockerfile to read: ``-f``'s file, else ``<context>/Dockerfile``. A missing
     file named ``Dockerfile`` falls back to ``dockerfile`` beside it (BuildKit
     frontend/dockerui/config.go: ``strings.ToLower(DefaultDockerfileName)``)."""
-    path = request.dockerfile or request.context / "Dockerfile"
+    path = file or context / "Dockerfile"
     lower = path.with_name("dockerfile")
     if path.name == "Dockerfile" and not path.exists() and lower.is_file():
         return lower
@@ -110,7 +115,10 @@ def dockerfile_path(request: BuildRequest) -> Path:
 
 
 def read_dockerfile(request: BuildRequest) -> ins.Dockerfile:
-    path = dockerfile_path(request)
+    return parse_dockerfile_at(dockerfile_path(request))
+
+
+def parse_dockerfile_at(path: Path) -> ins.Dockerfile:
     try:
         text = path.read_text(encoding="utf-8")
     except FileNotFoundError:

@@ -62,7 +62,14 @@ def cmd_build(args: argparse.Namespace) -> int:
         )
     tags = tuple(normalize(t) for t in args.tag)
     build_args = parse_build_args(args.build_arg)
-    epoch = source_date_epoch(dict(build_args), args.source_date_epoch)
+    declared = None
+    if "SOURCE_DATE_EPOCH" not in dict(build_args):  # a global ARG may set it (BuildKit)
+        from builder.build import find_dockerfile, parse_dockerfile_at
+        from builder.plan import declared_epoch
+
+        path = find_dockerfile(context, Path(args.file) if args.file else None)
+        declared = declared_epoch(parse_dockerfile_at(path))
+    epoch = source_date_epoch(dict(build_args), args.source_date_epoch, declared)
     if epoch is None:
         epoch = git_source_date_epoch(context)  # reproducible by default in a git checkout
         if epoch is None and not args.quiet:

@@ -338,19 +338,31 @@ def _stage_result_config(stage: StagePlan) -> ImageConfig:
     return ImageConfig(**{**stage.base_config.__dict__, "config": config})
 
 
-def source_date_epoch(build_args: Mapping[str, str], default: int | None) -> int | None:
-    """The image epoch: ``--build-arg SOURCE_DATE_EPOCH=N`` (as BuildKit reads it), else
-    ``default`` (``--source-date-epoch`` or the environment)."""
-    raw = build_args.get("SOURCE_DATE_EPOCH")
-    if raw is None or raw == "":
+def declared_epoch(df: ins.Dockerfile) -> str | None:
+    """The default a global ``ARG SOURCE_DATE_EPOCH=<n>`` gives (None: not declared)."""
+    return _meta_args(df, {}).get("SOURCE_DATE_EPOCH")
+
+
+def source_date_epoch(
+    build_args: Mapping[str, str], default: int | None, declared: str | None = None
+) -> int | None:
+    """The image epoch as BuildKit reads it (dockerfile2llb/convert.go getBuildArgValue,
+    epoch.go resolveSourceDateEpochValue): ``--build-arg SOURCE_DATE_EPOCH``, else a
+    global ARG's default (``declared``); whole seconds, or ``context`` (the build
+    context's own time: here ``default``, which is a git context's commit time). Empty
+    or unset: ``default`` (``--source-date-epoch`` or the environment)."""
+    raw = build_args.get("SOURCE_DATE_EPOCH", declared)
+    given = "--build-arg" if "SOURCE_DATE_EPOCH" in build_args else "ARG"
+    if raw is None or raw == "" or raw == "context":
         return default
     try:
         value = int(raw)
     except ValueError:
         raise BuildError(
-            f"--build-arg SOURCE_DATE_EPOCH={raw}: expected whole seconds since 1970",
+            f"invalid SOURCE_DATE_EPOCH: {raw} ({given} SOURCE_DATE_EPOCH): expected whole "
+            "seconds since 1970 or `context`",
             hint="e.g. --build-arg SOURCE_DATE_EPOCH=$(git log -1 --format=%ct)",
         ) from None
     if value < 0:
-        raise BuildError(f"--build-arg SOURCE_DATE_EPOCH={raw}: must not be negative")
+        raise BuildError(f"invalid SOURCE_DATE_EPOCH: {raw}: must not be negative")
     return value

@@ -17,7 +17,8 @@ optional
   compared exactly, ``files`` (path -> fields) and ``absent`` (paths) compared with the
   pybuild tree; ``stderr``: texts the build's output must show, in this order (warnings);
   ``fails``: texts the failed build's error output must show, in this order (the build
-  must fail, with no traceback; BuildKit must fail too).
+  must fail, with no traceback; BuildKit must fail too); ``created``: the image
+  config's ``created`` time (SOURCE_DATE_EPOCH).
 - ``case.json`` may also give ``cached_with`` (build args of a second pybuild build that
   must take every step from the cache). A case is built without ``-f``; one whose
   Dockerfile has another name (Dockerfile discovery) needs a ``case.json``.
@@ -36,6 +37,7 @@ import re
 import shutil
 import subprocess
 import sys
+import tarfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -243,6 +245,17 @@ def _check_expectation(view: dict[str, Any], expect: dict[str, Any]) -> None:
     assert not problems, "pybuild differs from expect.json:\n" + "\n".join(problems)
 
 
+def _created(archive: Path) -> str:
+    """The image config's ``created`` (the view drops times: they differ by build)."""
+    with tarfile.open(archive) as tar:
+        manifest = tar.extractfile("manifest.json")
+        assert manifest is not None
+        config = tar.extractfile(json.load(manifest)[0]["Config"])
+        assert config is not None
+        created: str = json.load(config)["created"]
+    return created
+
+
 def _drop_mount_stubs(view: dict[str, Any], stubs: list[str]) -> None:
     """Normalisation: dockerd 20.10's BuildKit (v0.8) leaves the empty directories it made
     as RUN --mount targets in the layer; BuildKit 0.9+ removes these mount stubs after the
@@ -320,9 +333,12 @@ def test_parity(
         done = _docker_build(client, case, tag, flags)
         assert done.returncode != 0, f"BuildKit built {name}, which should fail"
         return
-    ours = read_archive(_pybuild_image(parity_store, case, tag, flags, tmp_path))
+    archive = _pybuild_image(parity_store, case, tag, flags, tmp_path)
+    ours = read_archive(archive)
     if expect:
         _check_expectation(ours, expect)
+    if "created" in expect:
+        assert _created(archive) == expect["created"], "image config `created` differs"
     if options.get("buildkit"):
         # Checked against expect.json above: the Debian BuildKit lacks the feature.
         assert expect_file.is_file(), "a case BuildKit cannot build needs an expect.json"
