@@ -18,6 +18,7 @@ from builder.expand import expand_word
 from builder.onbuild import trigger_instructions
 from builder.state import BUILTIN_ARGS, DEFAULT_PATH, PLATFORM_ARGS, StageState, set_env
 from builder.steps import PlanContext, apply
+from builder.suggest import did_you_mean
 from cache.images import StoredImage
 from cache.oci import ContainerConfig, ImageConfig
 
@@ -191,7 +192,8 @@ def _target_index(df: ins.Dockerfile, target: str | None, names: Mapping[str, in
     if target.lower() in names:
         return names[target.lower()]
     raise BuildError(
-        f"target stage {target!r} could not be found in {df.file}",
+        f'target stage "{target}" could not be found in {df.file}'
+        + did_you_mean(target.lower(), names),
         hint="stages: " + (", ".join(sorted(names)) or "(none are named: use FROM ... AS name)"),
     )
 
