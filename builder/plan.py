@@ -7,6 +7,7 @@ stages the target does not need, and orders the rest so dependencies come first.
 
 from __future__ import annotations
 
+import bisect
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
 
@@ -82,11 +83,18 @@ class PlanRequest:
 def make_plan(request: PlanRequest, resolve_image: ImageResolver) -> Plan:
     """Plan the build; ``resolve_image`` finds a base image by name (or raises BuildError)."""
     df = request.dockerfile
-    lint = check_warnings(df)  # raises for # check=error=true before anything runs
     meta_args = _meta_args(df, request.build_args, request.target)
     names = {s.name: s.index for s in df.stages if s.name}
     target = _target_index(df, request.target, names)
     needed = _needed_stages(df, target, names, meta_args)
+    starts = [s.base.location.line for s in df.stages]
+
+    def built(line: int) -> bool:  # a stage runs from its FROM to the next one
+        return bisect.bisect_right(starts, line) - 1 in needed
+
+    # Raises for # check=error=true before anything runs.
+    override = request.build_args.get("BUILDKIT_DOCKERFILE_CHECK")
+    lint = check_warnings(df, override, built)
     planned = _plan_needed(request, meta_args, names, needed, resolve_image)
     declared = {
         n

@@ -49,7 +49,8 @@ PLATFORM_ARGS: Mapping[str, str] = MappingProxyType(
 
 # Build args BuildKit consumes itself: never reported as "not consumed by any ARG".
 BUILTIN_ARGS = PROXY_ARGS | frozenset(PLATFORM_ARGS) | {"SOURCE_DATE_EPOCH", "TARGETSTAGE"}
-BUILTIN_ARGS |= {"BUILDKIT_SANDBOX_HOSTNAME"}  # RUN's hostname (dockerui/config.go)
+# RUN's hostname and the build checks' options (dockerui/config.go)
+BUILTIN_ARGS |= {"BUILDKIT_SANDBOX_HOSTNAME", "BUILDKIT_DOCKERFILE_CHECK"}
 DEFAULT_HOSTNAME = "pybuild"
 
 

@@ -15,7 +15,8 @@ optional
   BuildKit's source, named in its ``source`` key) for a case the Debian BuildKit (dockerd
   20.10, Dockerfile frontend 1.2) cannot build: ``config``/``author``/``history``
   compared exactly, ``files`` (path -> fields) and ``absent`` (paths) compared with the
-  pybuild tree; ``stderr``: texts the build's output must show, in this order (warnings);
+  pybuild tree; ``stderr``: texts the build's output must show, in this order (warnings),
+  and ``stderr_absent`` texts it must not show;
   ``fails``: texts the failed build's error output must show, in this order (the build
   must fail, with no traceback; BuildKit must fail too); ``created``: the image
   config's ``created`` time (SOURCE_DATE_EPOCH).
@@ -174,6 +175,9 @@ def _pybuild_image(cli: Pybuild, case: Path, tag: str, flags: list[str], out: Pa
     wanted = json.loads(expect_file.read_text()).get("stderr", []) if expect_file.is_file() else []
     missing = _in_order(done.err + done.out, wanted)
     assert not missing, f"build output lacks {missing!r} (in order):\n{done.err}"
+    unwanted = json.loads(expect_file.read_text()).get("stderr_absent", []) if wanted else []
+    shown = [text for text in unwanted if text in done.err + done.out]
+    assert not shown, f"build output shows {shown}:\n{done.err}"
     if "cached_with" in options:
         again = cli.build(case, "-t", tag, *_build_flags({"build_args": options["cached_with"]}))
         counts = re.search(r"(\d+)/(\d+) steps cached", again.err)
