@@ -66,10 +66,20 @@ class CopyAction:
         )
 
     def _context_rels(self, ctx: ExecContext) -> list[str]:
-        rels: list[str] = []
+        return [rel for rel, _ in self._context_sources(ctx)]
+
+    def _context_sources(self, ctx: ExecContext) -> list[tuple[str, str]]:
+        """``(context path, path kept below a --parents pivot)`` for every source."""
+        from builder.copyparents import parents_matches
+
+        out: list[tuple[str, str]] = []
         for source in self.sources:
-            rels.extend(ctx.context.resolve_sources(source, excludes=self.excludes))
-        return rels
+            found = parents_matches(ctx.context, source, self.excludes) if self.parents else None
+            if found is None:
+                rels = ctx.context.resolve_sources(source, excludes=self.excludes)
+                found = [(rel, self._below_pivot(rel)) for rel in rels]
+            out.extend(found)
+        return out
 
     def execute(self, rootfs: Rootfs, ctx: ExecContext) -> None:
         target = ctx.scratch / "merged"
@@ -81,7 +91,8 @@ class CopyAction:
             items = [*(("", item) for item in fetched), *self._heredoc_items(ctx.scratch)]
             kept = {item.path for item in fetched}  # remote files are never extracted
             if self.from_stage is None:
-                items = [*(self._context_item(ctx, rel) for rel in self._context_rels(ctx)), *items]
+                sources = self._context_sources(ctx)
+                items = [*(self._context_item(ctx, r, b) for r, b in sources), *items]
                 self._copy(root, items, opts, kept)
             else:
                 with stage_view(ctx, self.from_stage) as stage_root:
@@ -138,14 +149,14 @@ class CopyAction:
             items.append(("", SourceItem(name=path.name, path=path, entries=(("", path),))))
         return items
 
-    def _context_item(self, ctx: ExecContext, rel: str) -> tuple[str, SourceItem]:
+    def _context_item(self, ctx: ExecContext, rel: str, below: str) -> tuple[str, SourceItem]:
         walked = ctx.context.walk(rel, excludes=self.excludes)
         entries = [(_relative(e.rel, rel), e.path) for e in walked]
         top = entries[0][1] if rel else ctx.context.root
         if not rel:
             entries.insert(0, ("", top))
         item = SourceItem(name=posixpath.basename(rel) or ".", path=top, entries=tuple(entries))
-        return self._below_pivot(rel), item
+        return below, item
 
     def _below_pivot(self, rel: str) -> str:
         """``rel`` without the part of its source before a ``/./`` pivot (``--parents``)."""
