@@ -13,6 +13,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from builder.dockerfile_checks_inline import skipped_here
 from builder.dockerfile_checks_rules import TEXT_RULES, Finding
 from builder.dockerfile_checks_vars import VAR_RULES
 from builder.errors import DockerfileError
@@ -110,6 +111,7 @@ def check_warnings(
     if options.skip_all:
         return ()
     kept = [f for f in findings(df) if f.rule not in options.skip]
+    kept = [f for f in kept if not skipped_here(df.lines, f.line, f.rule)]
     if built is not None:  # ``built(line)``: the line is in a stage being built
         kept = [f for f in kept if f.rule not in DISPATCH_RULES or built(f.line)]
     if kept and options.error:

@@ -202,7 +202,9 @@ def test_clean_dockerfile_has_no_findings_even_with_error_true() -> None:
 EXPECTED_CORPUS = {
     ("checks_build_arg_overrides_directive", "JSONArgsRecommended", 3),  # CMD echo hi
     ("checks_experimental_accepted", "JSONArgsRecommended", 3),  # CMD echo hi
-    ("checks_only_built_stages", "JSONArgsRecommended", 2),  # in a stage not built
+    ("checks_only_built_stages", "JSONArgsRecommended", 2),
+    ("checks_skip_comment_above", "JSONArgsRecommended", 3),  # skipped by the comment above
+    ("checks_skip_comment_above", "JSONArgsRecommended", 4),  # in a stage not built
     ("checks_only_built_stages", "WorkdirRelativePath", 5),  # WORKDIR rel
     ("cmd_shell_form_env", "JSONArgsRecommended", 3),  # CMD echo ... (shell form)
     ("cmd_then_entrypoint", "MultipleInstructionsDisallowed", 2),  # first of two CMDs
