@@ -5,7 +5,7 @@ from __future__ import annotations
 import subprocess
 import time
 import uuid
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
@@ -14,7 +14,7 @@ from builder.actions import ExecContext, Sandbox
 from builder.cache_transfer import CacheSpec, export_caches, import_caches
 from builder.context import BuildContext
 from builder.dockerfile import parse_dockerfile
-from builder.errors import BuildError
+from builder.errors import BuildError, DockerfileError
 from builder.image import commit_image
 from builder.outputs import Output, write_output
 from builder.plan import Plan, PlanRequest, make_plan
@@ -114,8 +114,35 @@ def find_dockerfile(context: Path, file: Path | None) -> Path:
     return path
 
 
-def read_dockerfile(request: BuildRequest) -> ins.Dockerfile:
-    return parse_dockerfile_at(dockerfile_path(request))
+def read_dockerfile(
+    request: BuildRequest, warn: Callable[[str], None] | None = None
+) -> ins.Dockerfile:
+    """The request's Dockerfile, parsed. On a parse error, ``warn`` first gets the build
+    checks BuildKit runs while parsing (instructions.Parse: StageNameCasing, FromAsCasing,
+    MaintainerDeprecated) for the instructions before the failing one, as BuildKit
+    prints the warnings it found before the error."""
+    path = dockerfile_path(request)
+    try:
+        return parse_dockerfile_at(path)
+    except DockerfileError as exc:
+        if warn is not None and exc.line:
+            for message in _warnings_before(path, exc.line):
+                warn(message)
+        raise
+
+
+_PARSE_TIME_RULES = ("StageNameCasing", "FromAsCasing", "MaintainerDeprecated")
+
+
+def _warnings_before(path: Path, line: int) -> list[str]:
+    from builder.dockerfile_checks import check_warnings  # only after a parse error
+
+    try:
+        prefix = "".join(path.read_text(encoding="utf-8").splitlines(True)[: line - 1])
+        checked = check_warnings(parse_dockerfile(prefix, str(path)))
+    except (BuildError, OSError, UnicodeDecodeError):
+        return []  # the part before the error does not parse on its own either
+    return [w for w in checked if any(f": {rule}: " in w for rule in _PARSE_TIME_RULES)]
 
 
 def parse_dockerfile_at(path: Path) -> ins.Dockerfile:
@@ -140,7 +167,7 @@ def run_build(
 ) -> BuildOutcome:
     """Build the request against ``storage``; every step is reported through ``events``."""
     started = time.time()
-    dockerfile = read_dockerfile(request)
+    dockerfile = read_dockerfile(request, lambda m: _warn(events, m))
     context = BuildContext(request.context, dockerfile=request.dockerfile)
     plan = make_plan(
         PlanRequest(

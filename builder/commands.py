@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import sys
 from collections.abc import Iterator
@@ -10,7 +11,7 @@ from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 
-from builder.errors import UsageError
+from builder.errors import BuildError, UsageError
 from builder.progress import human_size, make_progress, print_error, print_line
 from builder.refs import normalize
 from builder.storage import Storage, default_root
@@ -68,7 +69,8 @@ def cmd_build(args: argparse.Namespace) -> int:
         from builder.plan import declared_epoch
 
         path = find_dockerfile(context, Path(args.file) if args.file else None)
-        declared = declared_epoch(parse_dockerfile_at(path))
+        with contextlib.suppress(BuildError):  # the build reports it, warnings first
+            declared = declared_epoch(parse_dockerfile_at(path))
     epoch = source_date_epoch(dict(build_args), args.source_date_epoch, declared)
     if epoch is None:
         epoch = git_source_date_epoch(context)  # reproducible by default in a git checkout
