@@ -253,7 +253,7 @@ def test_unsupported_instruction_names_it_and_line(pybuild: Pybuild, tmp_path: P
     )
     result = pybuild.build(ctx, ok=False)
     assert result.code != 0
-    assert "'nfs'" in result.err and "Dockerfile:3" in result.err
+    assert '"nfs"' in result.err and "Dockerfile:3" in result.err
 
 
 HEREDOC_DOCKERFILE = """\
