@@ -22,6 +22,7 @@ from builder.mounts import RunMount, mounted
 from builder.rootpath import resolve_in_root
 from builder.runsettings import RunSettings
 from builder.secrets import BuildSecrets
+from builder.state import DEFAULT_HOSTNAME
 from cache.keys import KeyInputs
 from runtime.errors import RuntimeFailure
 from runtime.rootfs import mounted_overlay
@@ -73,6 +74,7 @@ class RunAction:
     scripts: tuple[tuple[str, str], ...] = ()  # heredoc scripts: (container path, content)
     run_mounts: tuple[RunMount, ...] = ()  # RUN --mount
     privileged: bool = False  # RUN --security=insecure (with --allow security.insecure)
+    hostname: str = DEFAULT_HOSTNAME  # --build-arg BUILDKIT_SANDBOX_HOSTNAME sets it
 
     def key_inputs(self, parent: str, instruction: str, ctx: ExecContext) -> KeyInputs:
         extra: tuple[tuple[str, str], ...] = (
@@ -80,6 +82,8 @@ class RunAction:
             ("network", self.network),
             ("user", self.user),
         )
+        if self.hostname != DEFAULT_HOSTNAME:  # in BuildKit's exec meta; old keys unchanged
+            extra += (("hostname", self.hostname),)
         extra += tuple(("mount", m.describe()) for m in self.run_mounts)
         extra += ctx.run_settings.key_extra()
         sources = tuple(_mount_source(m, ctx) for m in self.run_mounts if m.kind == "bind")
@@ -97,7 +101,7 @@ class RunAction:
                 cwd=self.cwd,
                 user=self.user,
                 network=self.network,
-                hostname="pybuild",
+                hostname=self.hostname,
                 mounts=(*self._script_mounts(ctx.scratch), *extra.binds),
                 tmpfs=extra.tmpfs,
                 privileged=self.privileged,

@@ -6,7 +6,7 @@ import os
 import subprocess
 import time
 import uuid
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
@@ -15,7 +15,7 @@ from builder.actions import ExecContext, Sandbox
 from builder.cache_transfer import CacheSpec, export_caches, import_caches
 from builder.context import BuildContext
 from builder.dockerfile import parse_dockerfile
-from builder.errors import BuildError
+from builder.errors import BuildError, DockerfileError
 from builder.image import commit_image
 from builder.namedcontexts import NamedContext, resolve_context
 from builder.outputs import Output, write_output
@@ -107,16 +107,61 @@ class LimitedSandbox:
         return self.inner.run(limited, stdin=stdin, stdout=stdout, stderr=stderr)
 
 
-def read_dockerfile(request: BuildRequest) -> ins.Dockerfile:
-    """Parse the Dockerfile (``-f -``: the text read from stdin), its symlinks followed
-    only inside its own directory.
+def dockerfile_path(request: BuildRequest) -> Path:
+    """The request's Dockerfile (``find_dockerfile``)."""
+    return find_dockerfile(request.context, request.dockerfile)
 
-    A link out of it (``Dockerfile -> /etc/shadow``) is refused before anything is
-    read, so no line of the target can reach an error message or a CI log.
-    """
+
+def find_dockerfile(context: Path, file: Path | None) -> Path:
+    """The Dockerfile to read: ``-f``'s file, else ``<context>/Dockerfile``. A missing
+    file named ``Dockerfile`` falls back to ``dockerfile`` beside it (BuildKit
+    frontend/dockerui/config.go: ``strings.ToLower(DefaultDockerfileName)``)."""
+    path = file or context / "Dockerfile"
+    lower = path.with_name("dockerfile")
+    if path.name == "Dockerfile" and not path.exists() and lower.is_file():
+        return lower
+    return path
+
+
+def read_dockerfile(
+    request: BuildRequest, warn: Callable[[str], None] | None = None
+) -> ins.Dockerfile:
+    """The request's Dockerfile (``-f -``: the text read from stdin), parsed. On a parse
+    error, ``warn`` first gets the build checks BuildKit runs while parsing
+    (instructions.Parse: StageNameCasing, FromAsCasing, MaintainerDeprecated) for the
+    instructions before the failing one, as BuildKit prints the warnings it found
+    before the error."""
     if request.dockerfile_text is not None:
         return parse_dockerfile(request.dockerfile_text, "Dockerfile (stdin)")
-    path = request.dockerfile or request.context / "Dockerfile"
+    path = dockerfile_path(request)
+    try:
+        return parse_dockerfile_at(path)
+    except DockerfileError as exc:
+        if warn is not None and exc.line:
+            for message in _warnings_before(path, exc.line):
+                warn(message)
+        raise
+
+
+_PARSE_TIME_RULES = ("StageNameCasing", "FromAsCasing", "MaintainerDeprecated")
+
+
+def _warnings_before(path: Path, line: int) -> list[str]:
+    from builder.dockerfile_checks import check_warnings  # only after a parse error
+
+    try:
+        prefix = "".join(path.read_text(encoding="utf-8").splitlines(True)[: line - 1])
+        checked = check_warnings(parse_dockerfile(prefix, str(path)))
+    except (BuildError, OSError, UnicodeDecodeError):
+        return []  # the part before the error does not parse on its own either
+    return [w for w in checked if any(f": {rule}: " in w for rule in _PARSE_TIME_RULES)]
+
+
+def parse_dockerfile_at(path: Path) -> ins.Dockerfile:
+    """Parse the Dockerfile at ``path``, its symlinks followed only inside its own
+    directory: a link out of it (``Dockerfile -> /etc/shadow``) is refused before
+    anything is read, so no line of the target can reach an error message or a CI log.
+    """
     found = resolve_beside(path)
     try:
         fd = os.open(found, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
@@ -149,7 +194,7 @@ def run_build(
 ) -> BuildOutcome:
     """Build the request against ``storage``; every step is reported through ``events``."""
     started = time.time()
-    dockerfile = read_dockerfile(request)
+    dockerfile = read_dockerfile(request, lambda m: _warn(events, m))
     context = BuildContext(request.context, dockerfile=request.dockerfile)
     plan = make_plan(
         PlanRequest(
@@ -184,8 +229,9 @@ def run_build(
         result = solver.solve(plan)
         image = commit_image(storage, result, request.tags, request.labels, request.annotations)
         build_id = uuid.uuid4().hex
-        dockerfile_path = (request.dockerfile or request.context / "Dockerfile").resolve()
-        shown = "-" if request.dockerfile_text is not None else str(dockerfile_path)
+        shown = (
+            "-" if request.dockerfile_text is not None else str(dockerfile_path(request).resolve())
+        )
         record = build_record(build_id, Path(shown), started, solver.steps)
         made = replace(
             record,

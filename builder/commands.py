@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import sys
 from collections.abc import Iterator
@@ -11,7 +12,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from builder.errors import UsageError
+from builder.errors import BuildError, UsageError
 from builder.progress import human_size, make_progress, print_error, print_line
 from builder.refs import normalize
 from builder.storage import Storage, default_root
@@ -83,7 +84,12 @@ def _build(args: argparse.Namespace, context: Path, dockerfile_text: str | None)
         )
     tags = tuple(normalize(t) for t in args.tag)
     build_args = parse_build_args(args.build_arg)
-    epoch = source_date_epoch(dict(build_args), args.source_date_epoch)
+    file = args.file if args.file != STDIN else None
+    dockerfile = (context / file if args.context == STDIN else Path(file)) if file else None
+    declared = None
+    if "SOURCE_DATE_EPOCH" not in dict(build_args):  # a global ARG may set it (BuildKit)
+        declared = _declared_epoch(context, dockerfile, dockerfile_text)
+    epoch = source_date_epoch(dict(build_args), args.source_date_epoch, declared)
     if epoch is None and args.context != STDIN:
         epoch = git_source_date_epoch(context)  # reproducible by default in a git checkout
     if epoch is None and not args.quiet and args.progress != "rawjson":
@@ -91,8 +97,6 @@ def _build(args: argparse.Namespace, context: Path, dockerfile_text: str | None)
             "note: no SOURCE_DATE_EPOCH and the context is not a git work tree: image "
             "times and file mtimes are kept, so the image digest is not reproducible"
         )
-    file = args.file if args.file != STDIN else None
-    dockerfile = (context / file if args.context == STDIN else Path(file)) if file else None
     request = BuildRequest(
         context=context,
         dockerfile=dockerfile,
@@ -166,6 +170,21 @@ def _stream_outputs(storage: Storage, request: BuildRequest, image: Digest) -> N
         for output in request.outputs:
             if output.to_stdout:
                 write_output(storage, output, image, request.tags, sys.stdout.buffer)
+
+
+def _declared_epoch(context: Path, dockerfile: Path | None, text: str | None) -> str | None:
+    """The value a global ``ARG SOURCE_DATE_EPOCH=<n>`` gives, read before the build
+    (None when not declared, or when the Dockerfile does not parse: the build reports
+    that, its warnings first)."""
+    from builder.build import find_dockerfile, parse_dockerfile_at
+    from builder.dockerfile import parse_dockerfile
+    from builder.plan import declared_epoch
+
+    with contextlib.suppress(BuildError):
+        if text is not None:
+            return declared_epoch(parse_dockerfile(text, "Dockerfile (stdin)"))
+        return declared_epoch(parse_dockerfile_at(find_dockerfile(context, dockerfile)))
+    return None
 
 
 def check_stdout_outputs(outputs: Sequence[Output], quiet: bool) -> None:

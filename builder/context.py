@@ -218,8 +218,9 @@ class BuildContext:
         root), once it is known to exist and not be ignored. With wildcards (Go
         filepath.Match per path segment): every visible match, with symlinks in the part
         before the first wildcard resolved. ``excludes`` (COPY --exclude patterns) drop
-        wildcard matches by their path below that part. Raises BuildError when nothing is
-        found, naming the source.
+        wildcard matches by their path below that part; a wildcard that matches nothing
+        gives ``[]`` (BuildKit's COPY sets AllowEmptyWildcard). Raises BuildError, naming
+        the source, when a path without wildcards is missing.
         """
         rel = _rooted(source)
         parts = rel.split("/") if rel else []
@@ -234,11 +235,7 @@ class BuildContext:
             ex = PatternMatcher(excludes)
             ex.validate()
             found = [m for m in found if not ex.matches(m[len(base.rel) :].lstrip("/"))]
-        if not found:
-            raise self._not_found(
-                source, hint=f"no path in the build context ({self.root}) matches {source!r}"
-            )
-        return found
+        return found  # a wildcard matching nothing is no error (BuildKit AllowEmptyWildcard)
 
     def _glob(self, rel: str, path: Path, globs: Sequence[Glob]) -> list[str]:
         found: list[str] = []

@@ -69,9 +69,11 @@ def copy_sources(
 ) -> None:
     """Copy every source into the rootfs at ``root`` following docker's rules."""
     dest_clean = clean(dest)
-    dest_host = resolve_in_root(root, dest_clean)
-    dest_is_dir = force_dir or dest.endswith("/") or dest_host.is_dir()
     for source in sources:
+        # Looked at again for each source: an earlier one may have made dest (fsutil
+        # copy prepareTargetDir stats the destination per source).
+        dest_host = resolve_in_root(root, dest_clean)
+        dest_is_dir = force_dir or dest.endswith("/") or dest_host.is_dir()
         if source.is_dir:
             target = dest_clean
         elif dest_is_dir:

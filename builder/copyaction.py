@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import fnmatch
 import posixpath
-from collections.abc import Iterator, Sequence, Set
+from collections.abc import Iterator, Set
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -66,10 +66,20 @@ class CopyAction:
         )
 
     def _context_rels(self, ctx: ExecContext) -> list[str]:
-        rels: list[str] = []
+        return [rel for rel, _ in self._context_sources(ctx)]
+
+    def _context_sources(self, ctx: ExecContext) -> list[tuple[str, str]]:
+        """``(context path, path kept below a --parents pivot)`` for every source."""
+        from builder.copyparents import parents_matches
+
+        out: list[tuple[str, str]] = []
         for source in self.sources:
-            rels.extend(ctx.context.resolve_sources(source, excludes=self.excludes))
-        return rels
+            found = parents_matches(ctx.context, source, self.excludes) if self.parents else None
+            if found is None:
+                rels = ctx.context.resolve_sources(source, excludes=self.excludes)
+                found = [(rel, self._below_pivot(rel)) for rel in rels]
+            out.extend(found)
+        return out
 
     def execute(self, rootfs: Rootfs, ctx: ExecContext) -> None:
         target = ctx.scratch / "merged"
@@ -81,7 +91,8 @@ class CopyAction:
             items = [*(("", item) for item in fetched), *self._heredoc_items(ctx.scratch)]
             kept = {item.path for item in fetched}  # remote files are never extracted
             if self.from_stage is None:
-                items = [*(self._context_item(ctx, rel) for rel in self._context_rels(ctx)), *items]
+                sources = self._context_sources(ctx)
+                items = [*(self._context_item(ctx, r, b) for r, b in sources), *items]
                 self._copy(root, items, opts, kept)
             else:
                 with stage_view(ctx, self.from_stage) as stage_root:
@@ -96,7 +107,10 @@ class CopyAction:
     ) -> None:
         from builder.addsrc import extract_archive, is_archive  # only when a step runs
 
-        force_dir = self._force_dir([item for _, item in items])
+        # No "several sources need a dest ending in /" check: BuildKit copies each source
+        # (each wildcard match) in turn to dest as written (solver/llbsolver/file
+        # backend.go docopy, fsutil copy.Copy), so later files land on or in what earlier
+        # ones made. The Dockerfile reference asks for the "/", BuildKit never enforces it.
         for rel, item in items:
             extract = self.unpack and not item.is_dir and item.path not in kept
             if extract and is_archive(item.path):
@@ -107,17 +121,7 @@ class CopyAction:
                     root, [item], _parents_dest(self.dest, rel, item), force_dir=True, opts=opts
                 )
             else:
-                copy_sources(root, [item], self.dest, force_dir=force_dir, opts=opts)
-
-    def _force_dir(self, items: Sequence[SourceItem]) -> bool:
-        many = len(items) > 1 or any(_has_wildcard(s) for s in self.sources)
-        if many and not self.dest.endswith("/"):
-            raise BuildError(
-                f"when copying more than one source file, the destination must be a "
-                f"directory and end with a /: {self.dest}",
-                hint=f"write the destination as {self.dest}/",
-            )
-        return many
+                copy_sources(root, [item], self.dest, force_dir=False, opts=opts)
 
     def _owner(self, root: Path) -> tuple[int, int]:
         """``--chown`` as BuildKit reads it: a name takes its uid and primary gid from
@@ -145,14 +149,14 @@ class CopyAction:
             items.append(("", SourceItem(name=path.name, path=path, entries=(("", path),))))
         return items
 
-    def _context_item(self, ctx: ExecContext, rel: str) -> tuple[str, SourceItem]:
+    def _context_item(self, ctx: ExecContext, rel: str, below: str) -> tuple[str, SourceItem]:
         walked = ctx.context.walk(rel, excludes=self.excludes)
         entries = [(_relative(e.rel, rel), e.path) for e in walked]
         top = entries[0][1] if rel else ctx.context.root
         if not rel:
             entries.insert(0, ("", top))
         item = SourceItem(name=posixpath.basename(rel) or ".", path=top, entries=tuple(entries))
-        return self._below_pivot(rel), item
+        return below, item
 
     def _below_pivot(self, rel: str) -> str:
         """``rel`` without the part of its source before a ``/./`` pivot (``--parents``)."""
@@ -209,9 +213,7 @@ def _glob_in_root(root: Path, source: str) -> list[Path]:
         if parent.is_dir()
         else []
     )
-    if not found:
-        raise BuildError(f"COPY --from source not found: no file matches {source}")
-    return found
+    return found  # no match is no error (BuildKit AllowEmptyWildcard)
 
 
 @contextmanager

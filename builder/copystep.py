@@ -2,7 +2,8 @@
 
 Expanded (BuildKit): sources, destination, ``--from``, ``--chown``, ``--chmod``,
 ``--exclude``, and heredoc bodies whose delimiter was not quoted (quotes in the body are
-kept, as BuildKit's ExpandRaw does). ``--link`` gives the same filesystem as a plain
+literal, as BuildKit's ExpandRaw does). ``--from`` is taken as written: a value the
+lexer would change is refused, as BuildKit does. ``--link`` gives the same filesystem as a plain
 copy here; ``--from`` names a stage, a stage index, or else a local image.
 """
 
@@ -44,7 +45,10 @@ def _dest(state: StageState, dest: str) -> str:
 
 
 def _heredocs(state: StageState, instr: ins.Copy, ctx: PlanContext) -> tuple[tuple[str, str], ...]:
-    lexer = ShellLexer(escape=ctx.escape, raw_quotes=True)
+    # BuildKit ExpandRaw (dockerfile2llb/convert.go dispatch): a fresh lexer with the
+    # escape "\\" and SkipProcessQuotes, so quotes in the body are literal text and
+    # `Hello '${name}'!` still expands; only a quoted delimiter turns expansion off.
+    lexer = ShellLexer(skip_quotes=True)
     out = []
     for doc in instr.heredocs:
         content = doc.content
@@ -80,6 +84,26 @@ def _add_sources(
     return local, (RemoteSources(found) if found else None)
 
 
+def _from_ref(instr: ins.Copy, ctx: PlanContext) -> str | None:
+    """``--from`` as written: BuildKit (dockerfile2llb/convert.go toCommand) lexes it with
+    an empty environment and refuses any value that this changes."""
+    if instr.from_ is None:
+        return None
+    try:
+        unchanged = ShellLexer(escape=ctx.escape).process(instr.from_, {}).text == instr.from_
+    except BuildError as exc:
+        raise exc.located(instr.location.file, instr.location.line) from None
+    if not unchanged:
+        raise fail(
+            instr,
+            "variable expansion is not supported for --from, define a new stage with FROM "
+            "using ARG from global scope as a workaround",
+            f"ARG the value before the first FROM, add `FROM {instr.from_} AS src` and "
+            "use --from=src",
+        )
+    return instr.from_
+
+
 def handle_copy(state: StageState, instr: ins.Copy, ctx: PlanContext) -> Outcome:
     """COPY/ADD: the action and its history text (``COPY [flags] src... dest # buildkit``)."""
     is_add = isinstance(instr, ins.Add)
@@ -92,7 +116,7 @@ def handle_copy(state: StageState, instr: ins.Copy, ctx: PlanContext) -> Outcome
         local, remote = _add_sources(instr, sources, checksum)
     written_dest = expand_in(instr.dest, state, ctx, instr)
     dest = _dest(state, written_dest)
-    from_ref = expand_in(instr.from_, state, ctx, instr) if instr.from_ is not None else None
+    from_ref = _from_ref(instr, ctx)
     from_stage = stage_index(from_ref, ctx, instr) if from_ref is not None else None
     chown = expand_in(instr.chown, state, ctx, instr) if instr.chown else None
     chmod_text = expand_in(instr.chmod, state, ctx, instr) if instr.chmod else None

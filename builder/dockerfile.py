@@ -344,6 +344,7 @@ def parse_dockerfile(text: str, file: str = "Dockerfile") -> Dockerfile:
         global_args=tuple(global_args),
         stages=tuple(stage.build() for stage in stages),
         warnings=tree.warnings,
+        lines=tuple(text.splitlines()),
     )
 
 

@@ -10,15 +10,17 @@ a typo is an error, as in BuildKit, rather than silently ignored.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
+from builder.dockerfile_checks_inline import skipped_here
 from builder.dockerfile_checks_rules import TEXT_RULES, Finding
 from builder.dockerfile_checks_vars import VAR_RULES
 from builder.errors import DockerfileError
 from builder.instructions import Dockerfile
 
 EMPTY_CONTINUATION_RULE = "NoEmptyContinuation"
-_HINT = "write # check=skip=<rule,...|all>;error=<true|false>"
+_HINT = "write # check=skip=<rule,...|all>;error=<true|false>;experimental=<rule,...|all>"
 _TRUE = frozenset({"1", "t", "T", "TRUE", "true", "True"})
 _FALSE = frozenset({"0", "f", "F", "FALSE", "false", "False"})
 
@@ -38,7 +40,7 @@ def parse_check(value: str, file: str) -> CheckOptions:
     options = CheckOptions()
     if not value.strip():
         return options
-    for part in value.strip().split(";", 1):
+    for part in value.strip().split(";", 2):
         key, sep, raw = part.partition("=")
         key, raw = key.strip(), raw.strip()
         if not sep:
@@ -48,6 +50,8 @@ def parse_check(value: str, file: str) -> CheckOptions:
         elif key == "skip":
             names = frozenset(n.strip() for n in raw.split(",") if n.strip())
             options = CheckOptions(options.skip | names, options.skip_all, options.error)
+        elif key == "experimental":
+            pass  # opts into experimental rules; pybuild implements none of them
         elif key == "error" and raw in _TRUE | _FALSE:
             options = CheckOptions(options.skip, options.skip_all, raw in _TRUE)
         elif key == "error":
@@ -69,14 +73,47 @@ def findings(df: Dockerfile) -> list[Finding]:
     return sorted(found, key=lambda f: f.line)
 
 
-def check_warnings(df: Dockerfile) -> tuple[str, ...]:
+# Rules BuildKit runs while dispatching a stage (dockerfile2llb/convert.go), so only for
+# the stages being built; the rest run on the whole Dockerfile when it is parsed.
+DISPATCH_RULES = frozenset(
+    {
+        "JSONArgsRecommended",
+        "WorkdirRelativePath",
+        "LegacyKeyValueFormat",
+        "UndefinedVar",
+        "ExposeInvalidFormat",
+        "ExposeProtoCasing",
+        "SecretsUsedInArgOrEnv",
+        "CopyIgnoredFile",
+        "MultipleInstructionsDisallowed",
+    }
+)
+
+
+def check_warnings(
+    df: Dockerfile, override: str | None = None, built: Callable[[int], bool] | None = None
+) -> tuple[str, ...]:
     """Build-check warnings (``file:line: Rule: message``), minus the skipped rules;
-    raises DockerfileError at the first one's line when ``error=true`` and any remain."""
-    value = next((v for k, v in df.directives if k == "check"), "")
-    options = parse_check(value, df.file)
+    raises DockerfileError at the first one's line when ``error=true`` and any remain.
+    ``override`` (``--build-arg BUILDKIT_DOCKERFILE_CHECK``) replaces the directive, as
+    in BuildKit (dockerui/config.go LinterConfig, dockerfile2llb newRuleLinter);
+    ``built`` keeps a DISPATCH_RULES finding only if its line is in a built stage."""
+    if override is not None:
+        try:
+            options = parse_check(override, df.file)
+        except DockerfileError as exc:
+            raise DockerfileError(
+                f"failed to parse BUILDKIT_DOCKERFILE_CHECK: {exc.message}", hint=exc.hint
+            ) from None
+    else:
+        value = next((v for k, v in df.directives if k == "check"), "")
+        options = parse_check(value, df.file)
     if options.skip_all:
         return ()
     kept = [f for f in findings(df) if f.rule not in options.skip]
+    kept = [f for f in kept if not skipped_here(df.lines, f.line, f.rule)]
+    if built is not None:  # ``built(line)``: the line is in a stage being built
+        kept = [f for f in kept if f.rule not in DISPATCH_RULES or built(f.line)]
     if kept and options.error:
         rules = ", ".join(dict.fromkeys(f.rule for f in kept))
         first = kept[0]

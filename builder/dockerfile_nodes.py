@@ -194,14 +194,18 @@ def parse_words(rest: str, escape: str) -> list[str]:
 def parse_json_array(rest: str) -> list[str] | None:
     """The strings of a JSON array, or None when ``rest`` is not one (shell form).
 
-    Like Go's json.Decoder, only the first JSON value counts: text after the closing
-    bracket is ignored. Raises NotStringArrayError for a valid array of non-strings.
+    Like Go's json.Unmarshal (BuildKit parser/line_parsers.go parseJSON; the older
+    json.Decoder ignored it), text after the closing bracket other than blanks makes it
+    no JSON: ``RUN ["echo", "hi"]junk`` is shell form. Raises NotStringArrayError for a
+    valid array of non-strings.
     """
     rest = go_trim_left_space(rest)
     if not rest.startswith("["):
         return None
     try:
-        value, _ = _JSON.raw_decode(rest)
+        value, end = _JSON.raw_decode(rest)
+        if rest[end:].strip(" \t\r\n"):
+            return None
     except (ValueError, _NotJson):
         return None
     except RecursionError:

@@ -236,6 +236,7 @@ class Dockerfile:
     global_args: tuple[Arg, ...]
     stages: tuple[Stage, ...]
     warnings: tuple[ParseWarning, ...] = field(default=())
+    lines: tuple[str, ...] = field(default=(), repr=False)  # the source, for # check= comments
 
 
 class FlagKind(Enum):

@@ -26,6 +26,7 @@ from builder.cachemounts import SHARING_MODES, CacheRequest, cache_dir
 from builder.errors import BuildError, DockerfileError
 from builder.rootpath import clean, resolve_in_root
 from builder.secrets import agent_relay, read_secret, secret_file, store_tag
+from builder.suggest import did_you_mean
 from fstree.tree import copy_tree
 from runtime.spec import BindMount, TmpfsMount
 
@@ -116,13 +117,14 @@ def parse_mount(raw: str, stage_ref: Callable[[str], int]) -> RunMount:
     kind = fields.pop("type", "bind")
     if kind not in _KEYS:
         raise DockerfileError(
-            f"--mount={raw}: unsupported mount type {kind!r}",
+            f'--mount={raw}: unsupported mount type "{kind}"' + did_you_mean(kind, _KEYS),
             hint="use bind, cache, tmpfs, secret or ssh",
         )
     unknown = sorted(set(fields) - set(_KEYS[kind]))
     if unknown:
         raise DockerfileError(
-            f"--mount={raw}: unexpected key {unknown[0]!r} for type={kind}",
+            f"--mount={raw}: unexpected key '{unknown[0]}' for type={kind}"
+            + did_you_mean(unknown[0], _KEYS[kind]),
             hint="keys for this type: " + ", ".join(_KEYS[kind]),
         )
     target = clean(t) if (t := next((fields[k] for k in _TARGET_KEYS if k in fields), "")) else ""

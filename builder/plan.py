@@ -7,6 +7,7 @@ stages the target does not need, and orders the rest so dependencies come first.
 
 from __future__ import annotations
 
+import bisect
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
 
@@ -18,6 +19,7 @@ from builder.expand import expand_word
 from builder.onbuild import trigger_instructions
 from builder.state import BUILTIN_ARGS, DEFAULT_PATH, PLATFORM_ARGS, StageState, set_env
 from builder.steps import PlanContext, apply
+from builder.suggest import did_you_mean
 from cache.images import StoredImage
 from cache.oci import ContainerConfig, ImageConfig
 
@@ -81,11 +83,18 @@ class PlanRequest:
 def make_plan(request: PlanRequest, resolve_image: ImageResolver) -> Plan:
     """Plan the build; ``resolve_image`` finds a base image by name (or raises BuildError)."""
     df = request.dockerfile
-    lint = check_warnings(df)  # raises for # check=error=true before anything runs
-    meta_args = _meta_args(df, request.build_args)
+    meta_args = _meta_args(df, request.build_args, request.target)
     names = {s.name: s.index for s in df.stages if s.name}
     target = _target_index(df, request.target, names)
     needed = _needed_stages(df, target, names, meta_args)
+    starts = [s.base.location.line for s in df.stages]
+
+    def built(line: int) -> bool:  # a stage runs from its FROM to the next one
+        return bisect.bisect_right(starts, line) - 1 in needed
+
+    # Raises for # check=error=true before anything runs.
+    override = request.build_args.get("BUILDKIT_DOCKERFILE_CHECK")
+    lint = check_warnings(df, override, built)
     planned = _plan_needed(request, meta_args, names, needed, resolve_image)
     declared = {
         n
@@ -154,10 +163,16 @@ class _ImageStages:
         return index
 
 
-def _meta_args(df: ins.Dockerfile, build_args: Mapping[str, str]) -> dict[str, str | None]:
-    """Global ARG values: the automatic platform ARGs, then what the ARGs before the first
-    FROM declare (``--build-arg`` wins over a default)."""
+def _meta_args(
+    df: ins.Dockerfile, build_args: Mapping[str, str], target: str | None = None
+) -> dict[str, str | None]:
+    """Global ARG values: the automatic platform ARGs and ``TARGETSTAGE``, then what the
+    ARGs before the first FROM declare (``--build-arg`` wins over a default)."""
     values: dict[str, str | None] = dict(PLATFORM_ARGS)
+    # BuildKit dockerfile2llb/platform.go defaultArgs: the --target as given, else the
+    # last stage's name, else "default"; a --build-arg of that name overrides it.
+    last = df.stages[-1].name if df.stages else None
+    values["TARGETSTAGE"] = build_args.get("TARGETSTAGE", target or last or "default")
     for arg in df.global_args:
         for name, default in arg.args:
             if name in build_args and name not in PLATFORM_ARGS:
@@ -168,7 +183,7 @@ def _meta_args(df: ins.Dockerfile, build_args: Mapping[str, str]) -> dict[str, s
                     values[name] = expand_word(default, env, escape=df.escape)
                 except BuildError as exc:
                     raise exc.located(arg.location.file, arg.location.line) from None
-            elif name not in PLATFORM_ARGS:
+            elif name not in PLATFORM_ARGS and name != "TARGETSTAGE":
                 values[name] = None
     return values
 
@@ -185,7 +200,8 @@ def _target_index(df: ins.Dockerfile, target: str | None, names: Mapping[str, in
     if target.lower() in names:
         return names[target.lower()]
     raise BuildError(
-        f"target stage {target!r} could not be found in {df.file}",
+        f'target stage "{target}" could not be found in {df.file}'
+        + did_you_mean(target.lower(), names),
         hint="stages: " + (", ".join(sorted(names)) or "(none are named: use FROM ... AS name)"),
     )
 
@@ -332,19 +348,31 @@ def _stage_result_config(stage: StagePlan) -> ImageConfig:
     return ImageConfig(**{**stage.base_config.__dict__, "config": config})
 
 
-def source_date_epoch(build_args: Mapping[str, str], default: int | None) -> int | None:
-    """The image epoch: ``--build-arg SOURCE_DATE_EPOCH=N`` (as BuildKit reads it), else
-    ``default`` (``--source-date-epoch`` or the environment)."""
-    raw = build_args.get("SOURCE_DATE_EPOCH")
-    if raw is None or raw == "":
+def declared_epoch(df: ins.Dockerfile) -> str | None:
+    """The default a global ``ARG SOURCE_DATE_EPOCH=<n>`` gives (None: not declared)."""
+    return _meta_args(df, {}).get("SOURCE_DATE_EPOCH")
+
+
+def source_date_epoch(
+    build_args: Mapping[str, str], default: int | None, declared: str | None = None
+) -> int | None:
+    """The image epoch as BuildKit reads it (dockerfile2llb/convert.go getBuildArgValue,
+    epoch.go resolveSourceDateEpochValue): ``--build-arg SOURCE_DATE_EPOCH``, else a
+    global ARG's default (``declared``); whole seconds, or ``context`` (the build
+    context's own time: here ``default``, which is a git context's commit time). Empty
+    or unset: ``default`` (``--source-date-epoch`` or the environment)."""
+    raw = build_args.get("SOURCE_DATE_EPOCH", declared)
+    given = "--build-arg" if "SOURCE_DATE_EPOCH" in build_args else "ARG"
+    if raw is None or raw == "" or raw == "context":
         return default
     try:
         value = int(raw)
     except ValueError:
         raise BuildError(
-            f"--build-arg SOURCE_DATE_EPOCH={raw}: expected whole seconds since 1970",
+            f"invalid SOURCE_DATE_EPOCH: {raw} ({given} SOURCE_DATE_EPOCH): expected whole "
+            "seconds since 1970 or `context`",
             hint="e.g. --build-arg SOURCE_DATE_EPOCH=$(git log -1 --format=%ct)",
         ) from None
     if value < 0:
-        raise BuildError(f"--build-arg SOURCE_DATE_EPOCH={raw}: must not be negative")
+        raise BuildError(f"invalid SOURCE_DATE_EPOCH: {raw}: must not be negative")
     return value

@@ -12,7 +12,7 @@ _COMPONENT = r"[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*"
 _HOST = r"(?:[a-zA-Z0-9-]+(?:\.[a-zA-Z0-9-]+)*(?::[0-9]+)?/)?"
 _NAME = re.compile(rf"^{_HOST}{_COMPONENT}(?:/{_COMPONENT})*$")
 _TAG = re.compile(r"^[\w][\w.-]{0,127}$")
-_DOCKER_HUB_PREFIXES = ("docker.io/library/", "index.docker.io/library/", "docker.io/")
+_DOCKER_HUB_DOMAINS = ("docker.io/", "index.docker.io/")
 
 
 def split_ref(ref: str) -> tuple[str, str]:
@@ -32,11 +32,19 @@ def split_ref(ref: str) -> tuple[str, str]:
             f"invalid image name {ref!r}",
             hint="names are lowercase letters, digits and . _ - separators, optionally with :TAG",
         )
-    for prefix in _DOCKER_HUB_PREFIXES:
-        if name.startswith(prefix):
-            name = name[len(prefix) :]
+    return familiar(name), tag
+
+
+def familiar(name: str) -> str:
+    """Docker Hub's short form, as docker's reference.FamiliarName: the ``docker.io`` or
+    ``index.docker.io`` domain dropped, then ``library/`` before a one-part name
+    (``library/x``, ``index.docker.io/x`` and ``docker.io/library/x`` are all ``x``)."""
+    for domain in _DOCKER_HUB_DOMAINS:
+        if name.startswith(domain):
+            name = name[len(domain) :]
             break
-    return name, tag
+    rest = name.removeprefix("library/")
+    return rest if rest != name and "/" not in rest else name
 
 
 def normalize(ref: str) -> str:

@@ -6,7 +6,7 @@ Planning threads one ``StageState`` through a stage's instructions; every handle
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence, Set
 from dataclasses import dataclass, replace
 from types import MappingProxyType
 
@@ -48,7 +48,10 @@ PLATFORM_ARGS: Mapping[str, str] = MappingProxyType(
 )
 
 # Build args BuildKit consumes itself: never reported as "not consumed by any ARG".
-BUILTIN_ARGS = PROXY_ARGS | frozenset(PLATFORM_ARGS) | {"SOURCE_DATE_EPOCH"}
+BUILTIN_ARGS = PROXY_ARGS | frozenset(PLATFORM_ARGS) | {"SOURCE_DATE_EPOCH", "TARGETSTAGE"}
+# RUN's hostname and the build checks' options (dockerui/config.go)
+BUILTIN_ARGS |= {"BUILDKIT_SANDBOX_HOSTNAME", "BUILDKIT_DOCKERFILE_CHECK"}
+DEFAULT_HOSTNAME = "pybuild"
 
 
 def env_to_dict(env: tuple[str, ...]) -> dict[str, str]:
@@ -88,6 +91,10 @@ class StageState:
     cmd_set: bool = False
     author: str = ""  # the image config's ``author`` (MAINTAINER sets it, as BuildKit does)
     arg_order: tuple[str, ...] = ()
+    # ARGs given a value after an ENV of the same name: BuildKit's dispatchArg adds the
+    # value to the build environment (d.state.AddEnv), so it wins over that ENV in RUN
+    # and in expansion until the next ENV of the name; the image config keeps the ENV.
+    args_over_env: frozenset[str] = frozenset()
 
     @property
     def env(self) -> dict[str, str]:
@@ -98,8 +105,11 @@ class StageState:
         return {k: v for k, v in self.args if v is not None}
 
     def expansion_env(self) -> dict[str, str]:
-        """What ``$VAR`` sees: ARGs, overridden by ENV of the same name (docker docs)."""
-        return {**self.arg_values, **self.env}
+        """What ``$VAR`` sees: ARGs, overridden by ENV of the same name declared after
+        them; an ARG given a value after the ENV wins (``args_over_env``)."""
+        values = self.arg_values
+        over = {k: values[k] for k in self.args_over_env if k in values}
+        return {**values, **self.env, **over}
 
     def shell(self) -> tuple[str, ...]:
         return self.config.shell or DEFAULT_SHELL
@@ -107,25 +117,61 @@ class StageState:
     def with_arg(self, name: str, value: str | None) -> StageState:
         kept = tuple((k, v) for k, v in self.args if k != name)
         order = self.arg_order if name in self.arg_order else (*self.arg_order, name)
-        return replace(self, args=(*kept, (name, value)), arg_order=order)
+        over = self.args_over_env
+        if value is not None and name in self.env:
+            over = over | {name}
+        return replace(self, args=(*kept, (name, value)), arg_order=order, args_over_env=over)
+
+    def with_env(self, env: tuple[str, ...], names: Set[str]) -> StageState:
+        """The config's env replaced; ENV of ``names`` wins again over their ARGs."""
+        return replace(self, args_over_env=self.args_over_env - names).with_config(env=env)
 
     def history_args(self) -> tuple[str, ...]:
         """``NAME=value`` for BuildKit's RUN history prefix: each declared ARG once, at
         its first declaration, with its latest value (an ENV of the same name wins; an
         unset ARG shows as ``NAME=``)."""
-        env, values = self.env, dict(self.args)
+        env, values = self.expansion_env(), dict(self.args)
         return tuple(f"{k}={env.get(k, values.get(k) or '')}" for k in self.arg_order)
 
     def with_config(self, **changes: object) -> StageState:
         return replace(self, config=replace(self.config, **changes))  # type: ignore[arg-type]
 
 
-def run_env(state: StageState, proxies: Mapping[str, str]) -> tuple[str, ...]:
-    """The environment of a RUN: ENV, plus ARGs not shadowed by ENV, plus proxy ARGs."""
-    env = list(state.config.env)
+def proxy_env(build_args: Mapping[str, str]) -> tuple[tuple[str, str], ...]:
+    """The proxy variables a RUN gets from the build args, as BuildKit sets them
+    (dockerfile2llb proxyEnvFromBuildArgs, solver/llbsolver/ops/exec.go proxyEnvList):
+    a build arg named ``http_proxy`` in any case sets both ``HTTP_PROXY`` and
+    ``http_proxy`` (the same for https, ftp, no and all); names are read in sorted
+    order, so ``http_proxy`` wins over ``HTTP_PROXY``; an empty value sets nothing."""
+    chosen: dict[str, str] = {}
+    for key in sorted(build_args):
+        if key.lower() in _PROXY_KINDS:
+            chosen[key.lower()] = build_args[key]
+    out: list[tuple[str, str]] = []
+    for kind in _PROXY_KINDS:
+        if chosen.get(kind):
+            out += [(kind.upper(), chosen[kind]), (kind, chosen[kind])]
+    return tuple(out)
+
+
+_PROXY_KINDS = ("http_proxy", "https_proxy", "ftp_proxy", "no_proxy", "all_proxy")
+
+
+def run_env(state: StageState, proxies: Sequence[tuple[str, str]]) -> tuple[str, ...]:
+    """The environment of a RUN: ENV, plus ARGs not shadowed by ENV, then the proxy
+    variables, which replace a variable of the same name (BuildKit appends them last)."""
+    values = state.arg_values
+    env = [
+        f"{k}={values[k]}" if k in state.args_over_env and k in values else e
+        for e in state.config.env
+        for k in (e.partition("=")[0],)
+    ]
     names = set(state.env)
-    for key, value in (*state.arg_values.items(), *proxies.items()):
+    for key, value in values.items():
         if key not in names:
             env.append(f"{key}={value}")
             names.add(key)
+    for key, value in proxies:
+        env = [e for e in env if e.partition("=")[0] != key]
+        env.append(f"{key}={value}")
     return tuple(env)

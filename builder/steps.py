@@ -8,6 +8,7 @@ the instructions BuildKit expands.
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import posixpath
 from collections.abc import Callable, Mapping
@@ -18,9 +19,10 @@ from builder import instructions as ins
 from builder.actions import RunAction, WorkdirAction
 from builder.copystep import handle_copy, stage_index
 from builder.errors import BuildError
+from builder.expand import ShellLexer
 from builder.healthcheck import health_config, history_text
 from builder.mounts import RunMount, parse_mount
-from builder.state import PROXY_ARGS, StageState, run_env, set_env
+from builder.state import DEFAULT_HOSTNAME, StageState, proxy_env, run_env, set_env
 from builder.stepbase import Outcome, PlanContext, expand_in, fail
 
 _fail = fail
@@ -63,6 +65,16 @@ def _mounts(state: StageState, instr: ins.Run, ctx: PlanContext) -> tuple[RunMou
 
     out = []
     for raw in instr.mounts:
+        for field in raw.split(","):
+            key, _, value = field.partition("=")
+            at = value.find("$")
+            if key.strip().lower() == "from" and at not in (-1, len(value) - 1):
+                # BuildKit instructions/commands_runmount.go parseMount, before expansion
+                raise _fail(
+                    instr,
+                    "'from' doesn't support variable expansion, define alias stage instead",
+                    f"add `FROM {value} AS src` (with a global ARG) and use from=src",
+                )
         try:
             out.append(parse_mount(_expand(raw, state, ctx, instr), stage_ref))
         except BuildError as exc:
@@ -88,12 +100,12 @@ def handle_run(state: StageState, instr: ins.Run, ctx: PlanContext) -> Outcome:
     if instr.heredocs and instr.shell_form:
         command, scripts = _run_heredocs(instr)
     args = command if scripts else _command(state, command, instr.shell_form)
-    proxies = {k: v for k, v in ctx.build_args.items() if k in PROXY_ARGS}
+    proxies = proxy_env(ctx.build_args)
     key_env = tuple(sorted((k, v) for k, v in state.arg_values.items()))
     action = RunAction(
         args=args,
         env=run_env(state, proxies),
-        key_env=tuple(sorted({**dict(key_env), **state.env}.items())),
+        key_env=tuple(sorted({**dict(key_env), **state.expansion_env()}.items())),
         user=state.config.user,
         cwd=state.config.working_dir or "/",
         network=network,
@@ -101,6 +113,7 @@ def handle_run(state: StageState, instr: ins.Run, ctx: PlanContext) -> Outcome:
         scripts=scripts,
         run_mounts=mounts,
         privileged=insecure,
+        hostname=ctx.build_args.get("BUILDKIT_SANDBOX_HOSTNAME") or DEFAULT_HOSTNAME,
     )
     shown = " ".join(args)  # BuildKit joins the argv with spaces, exec form included
     arg_prefix = ""
@@ -117,14 +130,14 @@ def handle_run(state: StageState, instr: ins.Run, ctx: PlanContext) -> Outcome:
 
 
 def handle_env(state: StageState, instr: ins.Env, ctx: PlanContext) -> Outcome:
+    # Every value sees the environment from before the instruction (BuildKit expands the
+    # whole command first, dockerfile2llb dispatch): ``ENV A=2 B=$A`` gives B the old A.
+    values = [(key, _expand(raw, state, ctx, instr)) for key, raw in instr.pairs]
     env = state.config.env
-    shown = []
-    for key, raw in instr.pairs:
-        value = _expand(raw, state, ctx, instr)
+    for key, value in values:
         env = set_env(env, key, value)
-        state = state.with_config(env=env)
-        shown.append(f"{key}={value}")
-    return _meta(state, "ENV " + " ".join(shown))
+    state = state.with_env(env, {k for k, _ in values})
+    return _meta(state, "ENV " + " ".join(f"{k}={v}" for k, v in values))
 
 
 def handle_arg(state: StageState, instr: ins.Arg, ctx: PlanContext) -> Outcome:
@@ -185,32 +198,56 @@ def handle_label(state: StageState, instr: ins.Label, ctx: PlanContext) -> Outco
 
 
 def _ports(spec: str, instr: ins.Instruction) -> list[str]:
-    port, _, proto = spec.partition("/")
+    """``[ip:][hostport:]port[-end][/proto]`` as ``port/proto`` words (BuildKit
+    dockerfile2llb/convert_expose.go parsePort: an IP or host port is accepted, with
+    the ExposeInvalidFormat warning, and dropped)."""
+    parts = spec.split(":")
+    ip, host, container = ":".join(parts[:-2]), ":".join(parts[-2:-1]), parts[-1]
+    port, _, proto = container.partition("/")
     proto = (proto or "tcp").lower()
     if proto not in ("tcp", "udp", "sctp"):
-        raise _fail(instr, f"EXPOSE {spec}: invalid protocol {proto!r}")
-    low, _, high = port.partition("-")
-    try:
-        first, last = int(low), int(high or low)
-    except ValueError:
-        raise _fail(instr, f"EXPOSE {spec}: invalid port") from None
-    if not 0 < first <= last <= 65535:
-        raise _fail(instr, f"EXPOSE {spec}: invalid port range")
+        raise _fail(instr, f"invalid port: {spec!r}: invalid proto: {proto}")
+    if ip:
+        try:
+            ipaddress.ip_address(ip[1:-1] if ip.startswith("[") else ip)
+        except ValueError:
+            raise _fail(instr, f"invalid IP address: {ip}") from None
+    first, last = _port_range(port, spec, instr)
+    if host:
+        _port_range(host, spec, instr)
     return [f"{p}/{proto}" for p in range(first, last + 1)]
 
 
+def _port_range(text: str, spec: str, instr: ins.Instruction) -> tuple[int, int]:
+    low, _, high = text.partition("-")
+    try:
+        first, last = int(low), int(high or low)
+    except ValueError:
+        raise _fail(instr, f"EXPOSE {spec}: invalid port {text!r}") from None
+    if not 0 <= first <= last <= 65535:
+        raise _fail(instr, f"EXPOSE {spec}: invalid port range {text!r} (0-65535)")
+    return first, last
+
+
 def handle_expose(state: StageState, instr: ins.Expose, ctx: PlanContext) -> Outcome:
-    ports = set(state.config.exposed_ports)
-    shown = []
-    for raw in instr.ports:
-        value = _expand(raw, state, ctx, instr)
-        shown.append(value)
-        ports.update(_ports(value, instr))
-    # BuildKit writes fmt's %v of the new nat.PortSet: Go sorts map keys as strings.
-    added = sorted({p for value in shown for p in _ports(value, instr)})
+    # The written words sorted as text (instructions/parse.go parseExpose), each
+    # expanded and split into words (ProcessWords: one variable can hold several
+    # ports); the history is fmt's %v of the parsed list in that order, duplicates
+    # kept (dockerfile2llb/convert_expose.go dispatchExpose, Dockerfile 1.19+; before,
+    # ``EXPOSE map[...]``).
+    lexer = ShellLexer(escape=ctx.escape)
+    added: list[str] = []
+    for raw in sorted(instr.ports):
+        try:
+            words = lexer.process(raw, state.expansion_env()).words
+        except BuildError as exc:
+            raise exc.located(instr.location.file, instr.location.line) from None
+        for word in words:
+            added += _ports(word, instr)
+    ports = set(state.config.exposed_ports) | set(added)
     return _meta(
         state.with_config(exposed_ports=tuple(sorted(ports))),
-        "EXPOSE map[" + " ".join(f"{p}:{{}}" for p in added) + "]",
+        "EXPOSE [" + " ".join(added) + "]",
     )
 
 

@@ -43,7 +43,7 @@ def test_copy_file_to_trailing_slash_lands_inside_dir(pybuild: Pybuild, tmp_path
     assert (root / "renamed").read_text() == "x"
 
 
-def test_copy_wildcard_needs_dir_dest_and_copies_matches(pybuild: Pybuild, tmp_path: Path) -> None:
+def test_copy_wildcard_copies_every_match_into_a_dir_dest(pybuild: Pybuild, tmp_path: Path) -> None:
     root = build_rootfs(
         pybuild,
         tmp_path,
@@ -253,7 +253,7 @@ def test_unsupported_instruction_names_it_and_line(pybuild: Pybuild, tmp_path: P
     )
     result = pybuild.build(ctx, ok=False)
     assert result.code != 0
-    assert "'nfs'" in result.err and "Dockerfile:3" in result.err
+    assert '"nfs"' in result.err and "Dockerfile:3" in result.err
 
 
 HEREDOC_DOCKERFILE = """\

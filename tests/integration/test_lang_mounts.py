@@ -73,4 +73,4 @@ def test_unsupported_mount_type_fails_with_line(pybuild: Pybuild, tmp_path: Path
     ctx = write_context(tmp_path / "c", {}, "FROM busybox\nRUN --mount=type=nfs,target=/x true\n")
     result = pybuild.build(ctx, ok=False)
     assert result.code != 0 and "Dockerfile:2" in result.err
-    assert "unsupported mount type 'nfs'" in result.err
+    assert 'unsupported mount type "nfs"' in result.err

@@ -97,7 +97,7 @@ def test_cache_prune_all_empties_cache_mounts(pybuild: Pybuild, tmp_path: Path) 
         ("type=cache,target=/c,mode=rwx", "mode must be octal"),
         ("type=cache,target=/c,size=1m", "unexpected key 'size' for type=cache"),
         ("type=cache,id=x", "a target is required"),
-        ("type=volume,target=/c", "unsupported mount type 'volume'"),
+        ("type=volume,target=/c", 'unsupported mount type "volume"'),
         ("type=secret,id=x,required=maybe", "required=maybe is not true or false"),
         ("type=ssh,src=/x", "unexpected key 'src' for type=ssh"),
     ],

@@ -11,10 +11,18 @@ optional
   true, "history": true, "layers": true, "paths": [...]}``) is a difference found here in code this
   corpus does not own: only that difference is masked, the rest must match, and the case
   xfails with the reason; it fails once the images match unmasked (remove the note).
-- ``expect.json``: the hand-written expectation (from the Dockerfile reference) for a
-  case the Debian BuildKit (dockerd 20.10, Dockerfile frontend 1.2) cannot build:
-  ``config``/``author``/``history`` compared exactly, ``files`` (path -> fields) and
-  ``absent`` (paths) compared with the pybuild tree.
+- ``expect.json``: the hand-written expectation (from the Dockerfile reference or
+  BuildKit's source, named in its ``source`` key) for a case the Debian BuildKit (dockerd
+  20.10, Dockerfile frontend 1.2) cannot build: ``config``/``author``/``history``
+  compared exactly, ``files`` (path -> fields) and ``absent`` (paths) compared with the
+  pybuild tree; ``stderr``: texts the build's output must show, in this order (warnings),
+  and ``stderr_absent`` texts it must not show;
+  ``fails``: texts the failed build's error output must show, in this order (the build
+  must fail, with no traceback; BuildKit must fail too); ``created``: the image
+  config's ``created`` time (SOURCE_DATE_EPOCH).
+- ``case.json`` may also give ``cached_with`` (build args of a second pybuild build that
+  must take every step from the cache). A case is built without ``-f``; one whose
+  Dockerfile has another name (Dockerfile discovery) needs a ``case.json``.
 
 The pybuild half always runs. The BuildKit half runs when a dockerd answers and a docker
 client that can drive BuildKit is found; otherwise it is skipped with the reason. Both
@@ -26,9 +34,11 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
+import tarfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -43,7 +53,9 @@ sys.path.insert(0, str(REPO / "fixtures"))
 from make_base import make_base
 
 CASES = Path(__file__).parent / "cases"
-CASE_NAMES = sorted(p.name for p in CASES.iterdir() if (p / "Dockerfile").is_file())
+CASE_NAMES = sorted(
+    p.name for p in CASES.iterdir() if (p / "Dockerfile").is_file() or (p / "case.json").is_file()
+)
 
 pytestmark = [pytest.mark.requires_root, pytest.mark.requires_overlay]
 
@@ -135,27 +147,63 @@ def old_copy_history(docker: tuple[str | None, str]) -> bool:
     return major.isdigit() and int(major) < 26
 
 
+def _in_order(text: str, wanted: list[str]) -> str:
+    """The first of ``wanted`` not found in ``text`` after the previous one ("" if none)."""
+    at = 0
+    for piece in wanted:
+        found = text.find(piece, at)
+        if found < 0:
+            return piece
+        at = found + len(piece)
+    return ""
+
+
+def _pybuild_failure(cli: Pybuild, case: Path, flags: list[str], wanted: list[str]) -> None:
+    done = cli.build(case, *flags, ok=False)
+    assert done.code != 0, f"the build should fail; it succeeded:\n{done.err}"
+    assert "Traceback" not in done.err, done.err
+    missing = _in_order(done.err, wanted)
+    assert not missing, f"error output lacks {missing!r} (in order):\n{done.err}"
+
+
 def _pybuild_image(cli: Pybuild, case: Path, tag: str, flags: list[str], out: Path) -> Path:
-    for sub, base_tag in _options(case).get("bases", {}).items():
+    options = _options(case)
+    for sub, base_tag in options.get("bases", {}).items():
         cli.build(case / sub, "-t", base_tag)
-    cli.build(case, "-t", tag, *flags)
+    done = cli.build(case, "-t", tag, *flags)
+    expect_file = case / "expect.json"
+    wanted = json.loads(expect_file.read_text()).get("stderr", []) if expect_file.is_file() else []
+    missing = _in_order(done.err + done.out, wanted)
+    assert not missing, f"build output lacks {missing!r} (in order):\n{done.err}"
+    unwanted = json.loads(expect_file.read_text()).get("stderr_absent", []) if wanted else []
+    shown = [text for text in unwanted if text in done.err + done.out]
+    assert not shown, f"build output shows {shown}:\n{done.err}"
+    if "cached_with" in options:
+        again = cli.build(case, "-t", tag, *_build_flags({"build_args": options["cached_with"]}))
+        counts = re.search(r"(\d+)/(\d+) steps cached", again.err)
+        assert counts and counts[1] == counts[2], f"rebuild missed the cache:\n{again.err}"
     archive = out / "pybuild.tar"
     cli("save", "--format", "docker", "--compression", "uncompressed", "-o", archive, tag)
     return archive
 
 
-def _docker_image(client: str, case: Path, tag: str, flags: list[str], out: Path) -> Path:
+def _docker_build(
+    client: str, context: Path, name: str, extra: list[str]
+) -> subprocess.CompletedProcess[str]:
     env = {**os.environ, "DOCKER_BUILDKIT": "1"}
+    return subprocess.run(
+        [client, "build", "--network", "none", "-q", "-t", name, *extra, str(context)],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=300,
+        check=False,
+    )
 
+
+def _docker_image(client: str, case: Path, tag: str, flags: list[str], out: Path) -> Path:
     def build(context: Path, name: str, extra: list[str]) -> None:
-        done = subprocess.run(
-            [client, "build", "--network", "none", "-q", "-t", name, *extra, str(context)],
-            capture_output=True,
-            text=True,
-            env=env,
-            timeout=300,
-            check=False,
-        )
+        done = _docker_build(client, context, name, extra)
         assert done.returncode == 0, f"BuildKit failed on {context}:\n{done.stderr}"
 
     bases = list(_options(case).get("bases", {}).items())
@@ -201,6 +249,17 @@ def _check_expectation(view: dict[str, Any], expect: dict[str, Any]) -> None:
     assert not problems, "pybuild differs from expect.json:\n" + "\n".join(problems)
 
 
+def _created(archive: Path) -> str:
+    """The image config's ``created`` (the view drops times: they differ by build)."""
+    with tarfile.open(archive) as tar:
+        manifest = tar.extractfile("manifest.json")
+        assert manifest is not None
+        config = tar.extractfile(json.load(manifest)[0]["Config"])
+        assert config is not None
+        created: str = json.load(config)["created"]
+    return created
+
+
 def _drop_mount_stubs(view: dict[str, Any], stubs: list[str]) -> None:
     """Normalisation: dockerd 20.10's BuildKit (v0.8) leaves the empty directories it made
     as RUN --mount targets in the layer; BuildKit 0.9+ removes these mount stubs after the
@@ -233,6 +292,17 @@ def _mask_known(
     return ours, theirs
 
 
+def _expose_as_set(entry: dict[str, Any]) -> dict[str, Any]:
+    """Normalisation: EXPOSE history is ``EXPOSE [80/tcp 53/udp]`` (the parsed list) from
+    Dockerfile 1.19 (BuildKit 98eab3257), as pybuild writes it, and ``EXPOSE map[53/udp:{}
+    80/tcp:{}]`` before; against an older daemon both become the sorted set of ports."""
+    text = entry["created_by"]
+    if not text.startswith("EXPOSE "):
+        return entry
+    ports = re.findall(r"\d+/[a-z]+", text)
+    return {**entry, "created_by": "EXPOSE " + " ".join(sorted(set(ports)))}
+
+
 def _strip_copy_flags(entry: dict[str, Any]) -> dict[str, Any]:
     words = entry["created_by"].split(" ")
     if words[0] not in ("COPY", "ADD"):
@@ -257,10 +327,22 @@ def test_parity(
     options = _options(case)
     flags = _build_flags(options)
     tag = f"parity-{name}:latest"
-    ours = read_archive(_pybuild_image(parity_store, case, tag, flags, tmp_path))
     expect_file = case / "expect.json"
-    if expect_file.is_file():
-        _check_expectation(ours, json.loads(expect_file.read_text()))
+    expect = json.loads(expect_file.read_text()) if expect_file.is_file() else {}
+    if "fails" in expect:
+        _pybuild_failure(parity_store, case, flags, expect["fails"])
+        client, reason = docker
+        if options.get("buildkit") or client is None:
+            return
+        done = _docker_build(client, case, tag, flags)
+        assert done.returncode != 0, f"BuildKit built {name}, which should fail"
+        return
+    archive = _pybuild_image(parity_store, case, tag, flags, tmp_path)
+    ours = read_archive(archive)
+    if expect:
+        _check_expectation(ours, expect)
+    if "created" in expect:
+        assert _created(archive) == expect["created"], "image config `created` differs"
     if options.get("buildkit"):
         # Checked against expect.json above: the Debian BuildKit lacks the feature.
         assert expect_file.is_file(), "a case BuildKit cannot build needs an expect.json"
@@ -272,6 +354,8 @@ def test_parity(
     _drop_mount_stubs(theirs, options.get("mount_stubs", []))
     if old_copy_history:
         ours["history"] = [_strip_copy_flags(h) for h in ours["history"]]
+        ours["history"] = [_expose_as_set(h) for h in ours["history"]]
+        theirs["history"] = [_expose_as_set(h) for h in theirs["history"]]
     known = options.get("known_mismatch")
     if known:
         assert ours != theirs, f"{name} now matches BuildKit: remove known_mismatch"

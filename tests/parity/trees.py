@@ -141,10 +141,15 @@ def _add(tree: Tree, path: str, m: tarfile.TarInfo, tar: tarfile.TarFile) -> Non
     tree.entries[path] = entry
 
 
+_SETS = ("ExposedPorts", "Volumes")
+
+
 def _drop_empty(value: Any) -> Any:
     """Go omitempty: an empty slice, map or string is the same as no value."""
     if isinstance(value, dict):
-        out = {k: _drop_empty(v) for k, v in value.items()}
+        # ExposedPorts and Volumes are Go sets (each value {}): compared as sorted keys,
+        # or dropping the empty values would drop the whole set.
+        out = {k: sorted(v) if k in _SETS and v else _drop_empty(v) for k, v in value.items()}
         return {k: v for k, v in out.items() if v not in (None, [], {}, "")}
     return value
 

@@ -39,3 +39,14 @@ def test_error_true_turns_the_warning_into_an_error() -> None:
 def test_skipped_rule_gives_no_warning_even_with_error_true() -> None:
     df = parse_dockerfile("# check=skip=NoEmptyContinuation;error=true\n" + BODY, "Dockerfile")
     assert check_warnings(df) == ()
+
+
+def test_check_comment_above_an_instruction_skips_only_there() -> None:
+    from builder.dockerfile_checks_inline import skipped_here
+
+    lines = ["FROM x", "# check=skip=A,B // why", "", "CMD a", "CMD b", "#", "# other", "CMD c"]
+    assert skipped_here(lines, 4, "B")
+    assert not skipped_here(lines, 4, "C")
+    assert not skipped_here(lines, 5, "A")
+    assert not skipped_here(["# check=skip=all", "#", "CMD a"], 3, "A")
+    assert skipped_here(["# check=skip=all", "CMD a"], 2, "Anything")

@@ -65,7 +65,7 @@ def test_bind_describe_has_normalised_paths() -> None:
 @pytest.mark.parametrize(
     ("raw", "message"),
     [
-        ("type=weird,target=/x", "unsupported mount type 'weird'"),
+        ("type=weird,target=/x", 'unsupported mount type "weird"'),
         ("type=tmpfs,target=/x,id=y", "unexpected key 'id' for type=tmpfs"),
         ("type=cache,target=/x,sharing=all", "invalid sharing 'all'"),
         ("type=cache,target=/x,uid=root", "uid/gid numbers"),

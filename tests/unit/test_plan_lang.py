@@ -34,6 +34,13 @@ def test_platform_args_are_global_and_not_overridable() -> None:
     assert values["OTHER"] == "x"
 
 
+def test_targetstage_is_the_target_or_last_stage_name_or_default() -> None:
+    named = parse_dockerfile("ARG TARGETSTAGE\nFROM scratch AS a\nFROM scratch AS b\n")
+    assert _meta_args(named, {}, "a")["TARGETSTAGE"] == "a"
+    assert _meta_args(named, {})["TARGETSTAGE"] == "b"
+    assert _meta_args(parse_dockerfile("FROM scratch\n"), {})["TARGETSTAGE"] == "default"
+
+
 def test_source_date_epoch_build_arg_wins_and_is_checked() -> None:
     assert source_date_epoch({"SOURCE_DATE_EPOCH": "5"}, 9) == 5
     assert source_date_epoch({}, 9) == 9

@@ -73,3 +73,13 @@ def test_plain_http_only_for_loopback_or_listed(
     host: str, listed: tuple[str, ...], insecure: bool
 ) -> None:
     assert is_insecure(host, listed) is insecure
+
+
+def test_docker_hub_spellings_normalise_to_the_short_local_name() -> None:
+    from builder.refs import normalize
+
+    assert normalize("library/x:1") == "x:1"
+    assert normalize("index.docker.io/x:1") == "x:1"
+    assert normalize("docker.io/library/x") == "x:latest"
+    assert normalize("library/a/b") == "library/a/b:latest"
+    assert normalize("localhost:5000/library/x") == "localhost:5000/library/x:latest"
