@@ -13,13 +13,13 @@ import os
 import tarfile
 import tempfile
 import uuid
-from collections.abc import Iterator
 from pathlib import Path
 
 from builder.errors import BuildError
 from builder.export import write_rootfs
 from cache.digest import Digest
 from cache.store import BlobStore, force_rmtree
+from fstree.tree import walk
 
 
 def write_rootfs_tar(blobs: BlobStore, manifest: Digest, dest: Path) -> None:
@@ -32,10 +32,10 @@ def write_rootfs_tar(blobs: BlobStore, manifest: Digest, dest: Path) -> None:
         root = work / "rootfs"
         write_rootfs(blobs, manifest, root)
         with tarfile.open(tmp, "w", format=tarfile.PAX_FORMAT) as tar:
-            for path in _walk(root):
+            for rel, _st in walk(root):  # parents first, names sorted: deterministic
                 tar.add(
-                    path,
-                    arcname=path.relative_to(root).as_posix(),
+                    root / rel,
+                    arcname=rel,
                     recursive=False,
                     filter=_anonymous,
                 )
@@ -50,14 +50,6 @@ def write_rootfs_tar(blobs: BlobStore, manifest: Digest, dest: Path) -> None:
     finally:
         tmp.unlink(missing_ok=True)
         force_rmtree(work)
-
-
-def _walk(root: Path) -> Iterator[Path]:
-    """Every path under ``root``, parents before children, names sorted (deterministic)."""
-    for entry in sorted(os.scandir(root), key=lambda e: e.name):
-        yield Path(entry.path)
-        if entry.is_dir(follow_symlinks=False):
-            yield from _walk(Path(entry.path))
 
 
 def _anonymous(info: tarfile.TarInfo) -> tarfile.TarInfo:
