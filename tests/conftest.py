@@ -42,13 +42,15 @@ def _overlay_available() -> bool:
 
 
 def _docker_available() -> bool:
-    import shutil
     import subprocess
 
-    if shutil.which("docker") is None:
+    from tests.docker_cli import docker_cli
+
+    cli = docker_cli()
+    if cli is None:
         return False
     try:
-        done = subprocess.run(["docker", "info"], capture_output=True, timeout=10, check=False)
+        done = subprocess.run([cli, "info"], capture_output=True, timeout=10, check=False)
     except (OSError, subprocess.TimeoutExpired):
         return False
     return done.returncode == 0

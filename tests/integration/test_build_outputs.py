@@ -15,6 +15,7 @@ import pytest
 import zstandard
 
 from cache.oci import MEDIA_OCI_LAYER_GZIP, MEDIA_OCI_LAYER_ZSTD
+from tests.docker_cli import docker
 from tests.integration.clihelp import REPO, Pybuild, write_context
 from tests.oci_schema import check_layout
 
@@ -228,11 +229,14 @@ def test_docker_loads_and_runs_built_archive(pybuild: Pybuild, tmp_path: Path) -
     pybuild.build(
         REPO / "fixtures" / "hello", "-t", "pybuild-hello:1", "-o", f"type=docker,dest={archive}"
     )
-    subprocess.run(["docker", "load", "-i", str(archive)], check=True, capture_output=True)
-    done = subprocess.run(
-        ["docker", "run", "--rm", "--network", "none", "pybuild-hello:1"],
-        capture_output=True,
-        text=True,
-        check=True,
-    )
+    subprocess.run([docker(), "load", "-i", str(archive)], check=True, capture_output=True)
+    try:
+        done = subprocess.run(
+            [docker(), "run", "--rm", "--network", "none", "pybuild-hello:1"],
+            capture_output=True,
+            text=True,
+            check=True,
+        )
+    finally:
+        subprocess.run([docker(), "rmi", "-f", "pybuild-hello:1"], capture_output=True)
     assert "Hello from pybuild!" in done.stdout

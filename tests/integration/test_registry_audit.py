@@ -29,6 +29,7 @@ from cache.oci import (
 from cache.refs import parse_reference
 from cache.registry import RegistryClient, RegistryOptions
 from cache.store import BlobStore
+from tests.docker_cli import docker
 from tests.integration.clihelp import Pybuild, Result, write_context
 from tests.integration.registry_server import (
     HTPASSWD_BIN,
@@ -198,18 +199,18 @@ def test_docker_pulls_and_runs_what_a_default_push_sent(
     pybuild: Pybuild, registry: Registry, tmp_path: Path
 ) -> None:
     target = _pushed_with_defaults(pybuild, registry, tmp_path, "docker")
-    pulled = subprocess.run(["docker", "pull", target], capture_output=True, text=True)
+    pulled = subprocess.run([docker(), "pull", target], capture_output=True, text=True)
     assert pulled.returncode == 0, pulled.stderr
     try:
         ran = subprocess.run(
-            ["docker", "run", "--rm", "--network", "none", target, "cat", "/hi.txt", "/ran"],
+            [docker(), "run", "--rm", "--network", "none", target, "cat", "/hi.txt", "/ran"],
             capture_output=True,
             text=True,
         )
         assert ran.returncode == 0, ran.stderr
         assert ran.stdout == "hi\nran\n"
     finally:
-        subprocess.run(["docker", "rmi", "-f", target], capture_output=True)
+        subprocess.run([docker(), "rmi", "-f", target], capture_output=True)
 
 
 class _Recording(httpx.HTTPTransport):
