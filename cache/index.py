@@ -489,10 +489,31 @@ def _digest(text: str) -> Digest:
         raise CacheError(f"index holds a malformed digest: {exc.message}") from None
 
 
+def _no_space_left(directory: Path) -> bool:
+    """Whether the file system holding ``directory`` has no free block or inode left."""
+    try:
+        st = os.statvfs(directory)
+    except OSError:
+        return False
+    return st.f_bavail == 0 or st.f_favail == 0
+
+
 def _db_error(path: Path, exc: sqlite3.Error) -> CacheError:
     text = str(exc)
-    if getattr(exc, "sqlite_errorcode", None) == sqlite3.SQLITE_FULL or "disk is full" in text:
+    code = getattr(exc, "sqlite_errorcode", None)
+    primary = None if code is None else code & 0xFF  # extended codes keep it in the low byte
+    # ENOSPC while SQLite writes its WAL or shm file comes back as SQLITE_IOERR
+    # ("disk I/O error"), not SQLITE_FULL: look at the file system to tell them apart.
+    io_error = primary == sqlite3.SQLITE_IOERR
+    full = primary == sqlite3.SQLITE_FULL or "disk is full" in text
+    if full or (io_error and _no_space_left(path.parent)):
         return CacheError(f"index {path}: {exc}", hint=disk_full_hint(path.parent))
+    if io_error:
+        return CacheError(
+            f"index {path}: {exc}",
+            hint="the file system under the store failed a read or write: check the disk "
+            "(free space, kernel log), then run `pybuild cache verify`",
+        )
     damaged = type(exc) is sqlite3.DatabaseError or any(
         word in text for word in ("malformed", "not a database", "no such table", "no such column")
     )

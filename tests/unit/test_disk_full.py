@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+import cache.index
 from builder.cli import _guarded
 from cache.errors import DiskFull, LayerError
 from cache.index import _db_error
@@ -58,6 +59,38 @@ def test_a_full_disk_under_the_index_is_not_called_a_busy_store(tmp_path: Path) 
     error = _db_error(tmp_path / "index.db", sqlite3.OperationalError("database or disk is full"))
     assert error.hint is not None
     assert "is full" in error.hint and "busy" not in error.hint
+
+
+def _io_error() -> sqlite3.OperationalError:
+    """What SQLite raises when a write of its WAL or shm file meets ENOSPC."""
+    exc = sqlite3.OperationalError("disk I/O error")
+    exc.sqlite_errorcode = sqlite3.SQLITE_IOERR | (3 << 8)  # SQLITE_IOERR_WRITE
+    return exc
+
+
+def test_a_disk_io_error_on_a_full_disk_names_the_full_disk(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(cache.index, "_no_space_left", lambda directory: True)
+    error = _db_error(tmp_path / "index.db", _io_error())
+    assert error.hint is not None
+    assert "is full" in error.hint and "busy" not in error.hint
+
+
+def test_a_disk_io_error_with_space_left_is_not_called_a_busy_store(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(cache.index, "_no_space_left", lambda directory: False)
+    error = _db_error(tmp_path / "index.db", _io_error())
+    assert error.hint is not None
+    assert "busy" not in error.hint and "pybuild cache verify" in error.hint
+
+
+def test_a_locked_index_is_called_busy(tmp_path: Path) -> None:
+    exc = sqlite3.OperationalError("database is locked")
+    exc.sqlite_errorcode = sqlite3.SQLITE_BUSY
+    error = _db_error(tmp_path / "index.db", exc)
+    assert error.hint is not None and "busy" in error.hint
 
 
 def test_an_unexpected_disk_full_error_is_a_message_not_a_traceback(
