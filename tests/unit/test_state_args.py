@@ -12,7 +12,7 @@ def test_redeclared_arg_keeps_first_position_with_latest_value() -> None:
         state = state.with_arg(name, value)
     assert state.history_args() == ("A=3", "B=2", "C=")
     # The process environment order is BuildKit's too: a re-declared ARG moves last.
-    assert [k for k, _ in state.args] == ["B", "C", "A"]
+    assert [k for k, _ in state.args.items()] == ["B", "C", "A"]
 
 
 def test_env_of_the_same_name_shows_in_the_prefix() -> None:
