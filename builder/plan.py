@@ -53,6 +53,8 @@ class StagePlan:
     base_config: ImageConfig
     steps: tuple[PlannedStep, ...]
     deps: frozenset[int]
+    triggers: int = 0  # the first steps that are the base image's ONBUILD triggers
+    only_stage: bool = False  # the Dockerfile has this stage alone (no name in progress)
 
     @property
     def label(self) -> str:
@@ -280,7 +282,7 @@ def _plan_stage(
     config = base_config.config
     if not any(e.startswith("PATH=") for e in config.env):
         config = replace(config, env=set_env(config.env, "PATH", DEFAULT_PATH))
-    instructions = stage.instructions
+    instructions: tuple[ins.Instruction, ...] = stage.instructions
     if config.on_build:
         triggers = trigger_instructions(config.on_build, stage.base, base_name)
         instructions = (*triggers, *instructions)
@@ -330,6 +332,8 @@ def _plan_stage(
         replace(base_config, config=config, author=state.author),
         tuple(steps),
         frozenset(d for d in deps if d is not None),
+        triggers=len(instructions) - len(stage.instructions),
+        only_stage=len(df.stages) == 1,
     )
 
 

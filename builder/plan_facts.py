@@ -42,8 +42,7 @@ def check_facts(
             continue  # an image named by COPY --from: no instructions of ours
         if stage.base_stage is None and stage.base_image is not None:
             names = {e.partition("=")[0] for e in stage.base_config.config.env}
-            written = len(df.stages[stage.index].instructions)
-            triggers = [s.instruction for s in stage.steps[: len(stage.steps) - written]]
+            triggers = [s.instruction for s in stage.steps[: stage.triggers]]
             base_env[stage.index] = frozenset(names | _defined_names(triggers))
         for step in stage.steps:
             action = step.action
