@@ -26,9 +26,11 @@ class _Log:
     def __init__(self) -> None:
         self.entries: list[tuple[str, str | None]] = []
         self.positions: dict[str, list[int]] = {}
+        self.ranks: dict[str, int] = {}  # name -> how many names were declared before it
 
     def append(self, name: str, value: str | None) -> None:
         self.positions.setdefault(name, []).append(len(self.entries))
+        self.ranks.setdefault(name, len(self.ranks))
         self.entries.append((name, value))
 
     def prefix(self, size: int) -> _Log:
@@ -72,6 +74,10 @@ class ArgScope:
         """The latest value of ``name``; None when undeclared or declared without one."""
         at = self._latest(name)
         return None if at is None else self._log.entries[at][1]
+
+    def rank(self, name: str) -> int | None:
+        """Where ``name`` is in ``first_order()`` (None: undeclared), in O(1)."""
+        return self._log.ranks[name] if name in self else None
 
     def items(self) -> Iterator[tuple[str, str | None]]:
         """Each declared name once with its latest value, ordered by latest declaration."""

@@ -77,6 +77,48 @@ def set_env(env: tuple[str, ...], key: str, value: str) -> tuple[str, ...]:
 
 
 @dataclass(frozen=True)
+class EnvIndex:
+    """An env tuple (``("K=V", ...)``) looked up in O(1): ``scope`` holds each name's
+    value and, as its rank, its position in ``env`` (when ``exact``: no name twice)."""
+
+    env: tuple[str, ...]
+    scope: ArgScope
+    exact: bool
+
+    @staticmethod
+    def of(env: tuple[str, ...]) -> EnvIndex:
+        scope = ArgScope()
+        names: set[str] = set()
+        for item in env:
+            key, _, value = item.partition("=")
+            scope = scope.declare(key, value)
+            names.add(key)
+        return EnvIndex(env, scope, len(names) == len(env))
+
+
+class _ScopeView(Mapping[str, str]):
+    """An ``ArgScope`` whose names all have values, as a read-only mapping."""
+
+    def __init__(self, scope: ArgScope) -> None:
+        self._scope = scope
+
+    def __getitem__(self, key: str) -> str:
+        value = self._scope.value(key)
+        if value is None:
+            raise KeyError(key)
+        return value
+
+    def __contains__(self, key: object) -> bool:
+        return key in self._scope
+
+    def __iter__(self) -> Iterator[str]:
+        return self._scope.first_order()
+
+    def __len__(self) -> int:
+        return sum(1 for _ in self._scope.first_order())
+
+
+@dataclass(frozen=True)
 class StageState:
     """The state of a stage after some instructions.
 
@@ -94,10 +136,43 @@ class StageState:
     # value to the build environment (d.state.AddEnv), so it wins over that ENV in RUN
     # and in expansion until the next ENV of the name; the image config keeps the ENV.
     args_over_env: frozenset[str] = frozenset()
+    # ``config.env`` indexed (valid while ``env_index.env is config.env``), carried from
+    # state to state so an ENV or a lookup costs O(1), not a pass over every variable.
+    env_index: EnvIndex | None = field(default=None, compare=False, repr=False)
+
+    def _env_index(self) -> EnvIndex:
+        index = self.env_index
+        if index is None or index.env is not self.config.env:
+            index = EnvIndex.of(self.config.env)
+            object.__setattr__(self, "env_index", index)  # a cache of config.env alone
+        return index
 
     @property
-    def env(self) -> dict[str, str]:
-        return env_to_dict(self.config.env)
+    def env(self) -> Mapping[str, str]:
+        """The config's env by name (a later duplicate wins, as in a process env)."""
+        return _ScopeView(self._env_index().scope)
+
+    def with_env_values(self, pairs: Sequence[tuple[str, str]]) -> StageState:
+        """ENV ``pairs`` set in order: a name already set is replaced in place, a new
+        one appended (docker keeps the order); ENV wins again over their ARGs."""
+        index = self._env_index()
+        names = {k for k, _ in pairs}
+        if not index.exact:  # a name twice in the base image's env: the plain way
+            env = self.config.env
+            for key, value in pairs:
+                env = set_env(env, key, value)
+            return self.with_env(env, names)
+        out, scope = list(self.config.env), index.scope
+        for key, value in pairs:
+            at = scope.rank(key)
+            if at is None:
+                out.append(f"{key}={value}")
+            else:
+                out[at] = f"{key}={value}"
+            scope = scope.declare(key, value)
+        env = tuple(out)
+        state = self.with_env(env, names)
+        return replace(state, env_index=EnvIndex(env, scope, True))
 
     @property
     def arg_values(self) -> dict[str, str]:

@@ -65,6 +65,11 @@ def _global_args(n: int) -> str:
     return "\n".join([*lines, "FROM scratch", "ARG a1", "LABEL l=$a1"]) + "\n"
 
 
+def _envs(n: int) -> str:
+    lines = ["FROM scratch", "ENV e0=x", *(f"ENV e{i}=$e{i - 1}" for i in range(1, n))]
+    return "\n".join(lines) + "\n"
+
+
 def test_reading_chained_stages_does_work_linear_in_the_chain_length() -> None:
     assert _ratio(_chained_stages, 100) < LINEAR
 
@@ -75,3 +80,8 @@ def test_reading_args_in_a_stage_does_work_linear_in_their_number() -> None:
 
 def test_reading_global_args_does_work_linear_in_their_number() -> None:
     assert _ratio(_global_args, 1500) < LINEAR
+
+
+def test_reading_envs_does_python_work_linear_in_their_number() -> None:
+    # Each ENV still copies the env tuple (C-level) for the step's image config.
+    assert _ratio(_envs, 1000) < LINEAR
