@@ -19,6 +19,7 @@ from builder.expand import expand_word
 from builder.onbuild import trigger_instructions
 from builder.plan_facts import check_facts
 from builder.state import BUILTIN_ARGS, DEFAULT_PATH, PLATFORM_ARGS, StageState, set_env
+from builder.stepnumbers import step_numbers
 from builder.steps import PlanContext, apply
 from builder.suggest import did_you_mean
 from cache.images import StoredImage
@@ -55,6 +56,8 @@ class StagePlan:
     deps: frozenset[int]
     triggers: int = 0  # the first steps that are the base image's ONBUILD triggers
     only_stage: bool = False  # the Dockerfile has this stage alone (no name in progress)
+    numbers: tuple[int, ...] = ()  # each step's number in progress (builder.stepnumbers)
+    total: int = 0  # the stage's step count in progress
 
     @property
     def label(self) -> str:
@@ -321,6 +324,10 @@ def _plan_stage(
                 config=state.config,
             )
         )
+    triggers_count = len(instructions) - len(stage.instructions)
+    numbers, total = step_numbers(
+        [(s.instruction, s.action) for s in steps], triggers_count, base_image is not None
+    )
     return StagePlan(
         stage.index,
         stage.name,
@@ -332,8 +339,10 @@ def _plan_stage(
         replace(base_config, config=config, author=state.author),
         tuple(steps),
         frozenset(d for d in deps if d is not None),
-        triggers=len(instructions) - len(stage.instructions),
+        triggers=triggers_count,
         only_stage=len(df.stages) == 1,
+        numbers=numbers,
+        total=total,
     )
 
 

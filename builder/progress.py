@@ -15,8 +15,6 @@ import time
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, TextIO
 
-from builder import instructions as ins
-
 if TYPE_CHECKING:  # annotations only: `pybuild --help` need not import the solver
     from builder.plan import PlannedStep, StagePlan
     from builder.progress_tty import TtyProgress
@@ -24,23 +22,16 @@ if TYPE_CHECKING:  # annotations only: `pybuild --help` need not import the solv
 
 
 def step_label(stage: StagePlan, step: PlannedStep) -> str:
-    """The step's name in progress, numbered as BuildKit numbers it (dockerfile2llb
-    convert.go prefixCommand): ``[name n/total] INSTR``. The total counts a FROM of an
-    image (not scratch, not a stage), each RUN, COPY, ADD and WORKDIR written in the
-    stage and each ONBUILD trigger of the base; the number counts the steps that make
-    a vertex (FROM of an image is 1; a WORKDIR / makes none), right-aligned to the
+    """The step's name in progress, numbered as BuildKit numbers it
+    (``builder.stepnumbers``): ``[name n/total] INSTR``, ``n`` right-aligned to the
     total's width. The name is the stage's (``stage-<i>`` when unnamed), left out when
     the Dockerfile has one stage; a trigger's instruction reads ``ONBUILD INSTR``."""
-    from_image = int(stage.base_image is not None and stage.base_stage is None)
-    written = stage.steps[stage.triggers :]
-    total = from_image + stage.triggers
-    total += sum(1 for s in written if isinstance(s.instruction, _NUMBERED))
-    if total == 0:
+    if stage.total == 0:
         return step.title
-    number = from_image + sum(1 for s in stage.steps[: step.position] if s.action is not None)
+    number = stage.numbers[step.position - 1]
     name = "" if stage.only_stage else f"{stage.label} "
     onbuild = "ONBUILD " if step.position <= stage.triggers else ""
-    return f"[{name}{number:>{len(str(total))}}/{total}] {onbuild}{step.title}"
+    return f"[{name}{number:>{len(str(stage.total))}}/{stage.total}] {onbuild}{step.title}"
 
 
 class PlainProgress:
@@ -136,9 +127,6 @@ class JsonProgress:
 
     def close(self) -> None:
         return None
-
-
-_NUMBERED = (ins.Run, ins.Copy, ins.Workdir)  # Copy includes Add
 
 
 def _now() -> str:
