@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
 """How reading a Dockerfile scales: parse, build checks and planning of large files.
 
-Usage: ``python3 benchmarks/bench_dockerfile_scaling.py [STAGES] [ARGS] [ENVS]``
+Usage, from the repository root (so this checkout's code is measured, not an installed
+one): ``python3 -m benchmarks.bench_dockerfile_scaling [STAGES] [ARGS] [ENVS]``
 (default 800 stages, 20000 ARGs, 20000 ENVs). Times, for each shape at n/2 and n:
 
 - ``stages``: n stages, each ``FROM`` the one before (``FROM scratch AS s0``, ``FROM s0

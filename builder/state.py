@@ -162,15 +162,20 @@ class StageState:
             for key, value in pairs:
                 env = set_env(env, key, value)
             return self.with_env(env, names)
-        out, scope = list(self.config.env), index.scope
+        scope, changes = index.scope, dict[int, str]()
         for key, value in pairs:
-            at = scope.rank(key)
-            if at is None:
-                out.append(f"{key}={value}")
-            else:
-                out[at] = f"{key}={value}"
             scope = scope.declare(key, value)
-        env = tuple(out)
+            changes[scope.rank(key) or 0] = f"{key}={value}"  # declared: never None
+        old = self.config.env
+        added = tuple(changes[r] for r in range(len(old), len(old) + len(changes)) if r in changes)
+        if len(added) == len(changes):  # only new names: one copy of the tuple, not two
+            env = old + added
+        else:
+            out = list(old)
+            for at, entry in changes.items():
+                if at < len(old):
+                    out[at] = entry
+            env = (*out, *added)
         state = self.with_env(env, names)
         return replace(state, env_index=EnvIndex(env, scope, True))
 

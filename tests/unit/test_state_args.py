@@ -42,3 +42,8 @@ def test_env_set_through_with_config_is_seen_by_lookups() -> None:
     state = StageState(ContainerConfig(env=("A=1",)))
     assert state.env["A"] == "1"
     assert state.with_config(env=("A=2",)).env["A"] == "2"
+
+
+def test_env_values_naming_a_new_variable_twice_append_it_once_with_the_last_value() -> None:
+    state = StageState(ContainerConfig(env=("A=1",))).with_env_values([("N", "1"), ("N", "2")])
+    assert state.config.env == ("A=1", "N=2") and state.env["N"] == "2"
