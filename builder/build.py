@@ -203,6 +203,7 @@ def run_build(
             request.target,
             request.network,
             allow_insecure=request.secrets.allow_insecure,
+            ignore_patterns=context.matcher.patterns,
         ),
         _BaseResolver(storage, request),
     )

@@ -324,12 +324,13 @@ def parse_dockerfile(text: str, file: str = "Dockerfile") -> Dockerfile:
     tree = parse_nodes(text, file)
     global_args: list[Arg] = []
     stages: list[_StageBuilder] = []
+    names: set[str] = set()  # stage names so far: one set lookup per FROM, not a scan
     for node in tree.children:
         try:
             instruction = instruction_from_node(node, file)
         except DockerfileError as err:
             raise err.located(file, node.start_line) from None
-        _place(instruction, node, global_args, stages, file)
+        _place(instruction, node, global_args, stages, names, file)
     if not stages:
         raise DockerfileError(
             "dockerfile contains no stages to build",
@@ -363,10 +364,11 @@ def _place(
     node: Node,
     global_args: list[Arg],
     stages: list[_StageBuilder],
+    names: set[str],
     file: str,
 ) -> None:
     if isinstance(instruction, From):
-        if instruction.name is not None and any(s.base.name == instruction.name for s in stages):
+        if instruction.name is not None and instruction.name in names:
             raise DockerfileError(
                 f'duplicate stage name "{instruction.name}"',
                 file=file,
@@ -374,6 +376,8 @@ def _place(
                 hint="give each stage a different name after AS",
             )
         stages.append(_StageBuilder(len(stages), instruction, []))
+        if instruction.name is not None:
+            names.add(instruction.name)
     elif stages:
         stages[-1].instructions.append(instruction)
     elif isinstance(instruction, Arg):

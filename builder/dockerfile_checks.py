@@ -10,12 +10,13 @@ a typo is an error, as in BuildKit, rather than silently ignored.
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
 
+from builder.dockerfile_checks_copy import ContextCopy, copy_ignored_file
 from builder.dockerfile_checks_inline import skipped_here
 from builder.dockerfile_checks_rules import TEXT_RULES, Finding
-from builder.dockerfile_checks_vars import VAR_RULES
+from builder.dockerfile_checks_vars import VAR_RULES, undefined_var
 from builder.errors import DockerfileError
 from builder.instructions import Dockerfile
 
@@ -62,14 +63,31 @@ def parse_check(value: str, file: str) -> CheckOptions:
     return options
 
 
-def findings(df: Dockerfile) -> list[Finding]:
+@dataclass(frozen=True)
+class CheckFacts:
+    """What the planner learnt that the dispatch-time checks need, as BuildKit knows it
+    while dispatching: ``base_env``, the ENV names of the base image of each stage built
+    on an image whose config was read (UndefinedVar); ``copies``, the expanded context
+    sources of each COPY/ADD and ``ignore_patterns``, the ``.dockerignore``'s
+    (CopyIgnoredFile)."""
+
+    base_env: Mapping[int, frozenset[str]] = field(default_factory=dict)
+    copies: tuple[ContextCopy, ...] = ()
+    ignore_patterns: tuple[str, ...] = ()
+
+
+def findings(df: Dockerfile, facts: CheckFacts | None = None) -> list[Finding]:
     """Every rule violation in ``df`` (the parser's and each build check's), by line;
-    the ``# check=`` directive is not applied."""
+    the ``# check=`` directive is not applied. Without ``facts`` UndefinedVar checks
+    only stages rooted in scratch, and CopyIgnoredFile is not checked."""
     found = [
         Finding(EMPTY_CONTINUATION_RULE, w.line, f"{w.message} ({w.detail})") for w in df.warnings
     ]
     for rule in (*TEXT_RULES, *VAR_RULES):
         found.extend(rule(df))
+    found.extend(undefined_var(df, facts.base_env if facts else None))
+    if facts is not None:
+        found.extend(copy_ignored_file(facts.copies, facts.ignore_patterns))
     return sorted(found, key=lambda f: f.line)
 
 
@@ -91,13 +109,17 @@ DISPATCH_RULES = frozenset(
 
 
 def check_warnings(
-    df: Dockerfile, override: str | None = None, built: Callable[[int], bool] | None = None
+    df: Dockerfile,
+    override: str | None = None,
+    built: Callable[[int], bool] | None = None,
+    facts: CheckFacts | None = None,
 ) -> tuple[str, ...]:
     """Build-check warnings (``file:line: Rule: message``), minus the skipped rules;
     raises DockerfileError at the first one's line when ``error=true`` and any remain.
     ``override`` (``--build-arg BUILDKIT_DOCKERFILE_CHECK``) replaces the directive, as
     in BuildKit (dockerui/config.go LinterConfig, dockerfile2llb newRuleLinter);
-    ``built`` keeps a DISPATCH_RULES finding only if its line is in a built stage."""
+    ``built`` keeps a DISPATCH_RULES finding only if its line is in a built stage;
+    ``facts`` (the planner's) feed UndefinedVar and CopyIgnoredFile."""
     if override is not None:
         try:
             options = parse_check(override, df.file)
@@ -110,7 +132,7 @@ def check_warnings(
         options = parse_check(value, df.file)
     if options.skip_all:
         return ()
-    kept = [f for f in findings(df) if f.rule not in options.skip]
+    kept = [f for f in findings(df, facts) if f.rule not in options.skip]
     kept = [f for f in kept if not skipped_here(df.lines, f.line, f.rule)]
     if built is not None:  # ``built(line)``: the line is in a stage being built
         kept = [f for f in kept if f.rule not in DISPATCH_RULES or built(f.line)]

@@ -13,6 +13,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 from builder import instructions as ins
+from builder.dockerfile_stages import stage_has, stage_tree
 
 
 @dataclass(frozen=True)
@@ -53,25 +54,6 @@ def all_instructions(df: ins.Dockerfile) -> Iterator[ins.Instruction]:
     for stage in df.stages:
         yield stage.base
         yield from stage.instructions
-
-
-def parent_stage(df: ins.Dockerfile, stage: ins.Stage) -> ins.Stage | None:
-    """The earlier stage ``stage`` is built FROM (by name or index), if any."""
-    image = stage.base.image.lower()
-    for earlier in df.stages[: stage.index]:
-        if earlier.name == image or str(earlier.index) == image:
-            return earlier
-    return None
-
-
-def stage_chain(df: ins.Dockerfile, stage: ins.Stage) -> list[ins.Stage]:
-    """``stage`` and the stages it derives from, nearest first."""
-    chain = [stage]
-    parent = parent_stage(df, stage)
-    while parent is not None:
-        chain.append(parent)
-        parent = parent_stage(df, parent)
-    return chain
 
 
 def _written_stage_name(base: ins.From) -> str | None:
@@ -138,11 +120,13 @@ def reserved_stage_name(df: ins.Dockerfile) -> list[Finding]:
 
 
 def json_args_recommended(df: ins.Dockerfile) -> list[Finding]:
+    # A SHELL in the stage or the stages it derives from means the shell form is a
+    # deliberate choice; BuildKit stays quiet then too.
+    own = stage_has(df, lambda i: isinstance(i, ins.Shell))
+    inherited = stage_tree(df).inherited(own)
     found: list[Finding] = []
     for stage in df.stages:
-        # A SHELL in the stage or the stages it derives from means the shell form is a
-        # deliberate choice; BuildKit stays quiet then too.
-        if any(isinstance(i, ins.Shell) for s in stage_chain(df, stage) for i in s.instructions):
+        if own[stage.index] or inherited[stage.index]:
             continue
         for i in stage.instructions:
             if isinstance(i, ins.Cmd | ins.Entrypoint) and i.shell_form and i.command:
@@ -168,14 +152,13 @@ def maintainer_deprecated(df: ins.Dockerfile) -> list[Finding]:
 
 
 def workdir_relative_path(df: ins.Dockerfile) -> list[Finding]:
+    # Only a stage's first WORKDIR can depend on the base image's directory: fixing it
+    # fixes every later relative one (BuildKit reports the first only, too).
+    inherited = stage_tree(df).inherited(stage_has(df, lambda i: isinstance(i, ins.Workdir)))
     found: list[Finding] = []
     for stage in df.stages:
-        # Only a stage's first WORKDIR can depend on the base image's directory: fixing it
-        # fixes every later relative one (BuildKit reports the first only, too).
-        chain = stage_chain(df, stage)
-        inherited = any(isinstance(i, ins.Workdir) for s in chain[1:] for i in s.instructions)
         first = next((i for i in stage.instructions if isinstance(i, ins.Workdir)), None)
-        if inherited or first is None or first.path.startswith(("/", "$")):
+        if inherited[stage.index] or first is None or first.path.startswith(("/", "$")):
             continue
         message = (
             f"Relative workdir '{first.path}' depends on the base image's working "

@@ -1,18 +1,20 @@
 """BuildKit's build checks about variables: ARGs in FROM, ``--platform`` values, secret-
 looking ARG/ENV names and ``$VAR`` references nothing defines.
 
-UndefinedVar only looks where every definition is visible in the Dockerfile: stages
-rooted in ``scratch`` (directly or through earlier stages). Elsewhere the base image's
-environment, unknown before it is pulled, may define the variable.
+UndefinedVar only looks where every definition is known: stages rooted in ``scratch`` or
+in an image whose config the planner read (directly or through earlier stages), whose
+ENV names count as defined. Elsewhere the base image's environment is unknown.
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections import ChainMap
+from collections.abc import Collection, Mapping
 
 from builder import instructions as ins
-from builder.dockerfile_checks_rules import Finding, Rule, stage_chain
+from builder.dockerfile_checks_rules import Finding, Rule
+from builder.dockerfile_stages import stage_tree
 from builder.errors import DockerfileError, UsageError
 from builder.expand import expand_word_tracked
 from builder.refs import split_ref
@@ -167,33 +169,66 @@ def _expanded_words(i: ins.Instruction) -> tuple[list[str], list[str]]:
     return [], []  # RUN/CMD/ENTRYPOINT/SHELL: the shell expands them, at run time
 
 
-def _env_defined(df: ins.Dockerfile, stage: ins.Stage) -> set[str] | None:
-    """ENV names a stage starts with, or None when a base image's environment is unknown."""
-    chain = stage_chain(df, stage)
-    if chain[-1].base.image.lower() != "scratch":
-        return None
-    names = {_SCRATCH_PATH}
-    for ancestor in reversed(chain[1:]):
-        for i in ancestor.instructions:
-            if isinstance(i, ins.Env):
-                names.update(k for k, _ in i.pairs)
-    return names
+def _env_names(stage: ins.Stage) -> list[str]:
+    return [k for i in stage.instructions if isinstance(i, ins.Env) for k, _ in i.pairs]
 
 
-def undefined_var(df: ins.Dockerfile) -> list[Finding]:
+def _base_names(stage: ins.Stage, base_env: Mapping[int, Collection[str]]) -> set[str] | None:
+    """ENV names a stage based on an image starts with; None when they are unknown."""
+    if stage.base.image.lower() == "scratch":
+        return {_SCRATCH_PATH}
+    known = base_env.get(stage.index)
+    return None if known is None else {_SCRATCH_PATH, *known}
+
+
+def _roots(parents: tuple[int | None, ...]) -> list[int]:
+    return [i for i, parent in enumerate(parents) if parent is None]
+
+
+def undefined_var(
+    df: ins.Dockerfile, base_env: Mapping[int, Collection[str]] | None = None
+) -> list[Finding]:
+    """``$NAME`` that no ENV or ARG before it, in the stage or the stages it derives from,
+    and not its base image's ENV, defines. ``base_env``: the ENV names of the base image
+    of each stage based on an image whose config is known (the planner's); stages rooted
+    in another image are not checked. One walk over the stage forest keeps the names
+    the ancestors define in ``defined``, each added on entering its stage and removed
+    on leaving it, so the cost is linear in the Dockerfile's size."""
+    tree = stage_tree(df)
+    known = {i: _base_names(df.stages[i], base_env or {}) for i in _roots(tree.parents)}
+    roots = tree.root()
+    defined: dict[str, str] = {}
+    added: dict[int, list[str]] = {}
     found: list[Finding] = []
-    for stage in df.stages:
-        env = _env_defined(df, stage)
-        if env is None:
+    for index, entering in tree.walk():
+        if known.get(roots[index]) is None:
+            continue  # the base image's environment is unknown
+        if not entering:
+            for name in added.pop(index):
+                del defined[name]
             continue
-        defined = dict.fromkeys(env, "x")
-        for i in stage.instructions:
-            words, defines = _expanded_words(i)
-            names = dict.fromkeys(n for w in words for n in _unmatched(w, defined, df.escape))
-            for name in names:
-                message = f"Usage of undefined variable '${name}'"
-                found.append(Finding("UndefinedVar", i.location.line, message))
-            defined.update(dict.fromkeys(defines, "x"))
+        stage = df.stages[index]
+        fresh = [n for n in dict.fromkeys(known.get(index) or ()) if n not in defined]
+        defined.update(dict.fromkeys(fresh, "x"))
+        found += _undefined_in_stage(stage, ChainMap({}, defined), df.escape)
+        passed = [n for n in dict.fromkeys(_env_names(stage)) if n not in defined]
+        defined.update(dict.fromkeys(passed, "x"))
+        added[index] = fresh + passed
+    return found
+
+
+def _undefined_in_stage(
+    stage: ins.Stage, defined: ChainMap[str, str], escape: str
+) -> list[Finding]:
+    """Findings in one stage; what it defines goes into ``defined``'s first map only."""
+    found: list[Finding] = []
+    for i in stage.instructions:
+        words, defines = _expanded_words(i)
+        names = dict.fromkeys(n for w in words for n in _unmatched(w, defined, escape))
+        for name in names:
+            message = f"Usage of undefined variable '${name}'"
+            found.append(Finding("UndefinedVar", i.location.line, message))
+        defined.maps[0].update(dict.fromkeys(defines, "x"))
     return found
 
 
@@ -202,5 +237,4 @@ VAR_RULES: tuple[Rule, ...] = (
     invalid_default_arg_in_from,
     platform_flag_rules,
     secrets_used_in_arg_or_env,
-    undefined_var,
 )

@@ -140,7 +140,9 @@ def parse_mount(raw: str, stage_ref: Callable[[str], int]) -> RunMount:
     sharing = fields.get("sharing", "shared").lower()
     if sharing not in SHARING_MODES:
         raise DockerfileError(
-            f"--mount={raw}: invalid sharing {sharing!r}", hint="use shared, private or locked"
+            # BuildKit commands_runmount.go: suggest.WrapError(..., allShareModes())
+            f"--mount={raw}: invalid sharing {sharing!r}" + did_you_mean(sharing, SHARING_MODES),
+            hint="use shared, private or locked",
         )
     target = _need_target(raw, target)
     return RunMount(

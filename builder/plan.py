@@ -17,7 +17,9 @@ from builder.dockerfile_checks import check_warnings
 from builder.errors import BuildError, DockerfileError
 from builder.expand import expand_word
 from builder.onbuild import trigger_instructions
+from builder.plan_facts import check_facts
 from builder.state import BUILTIN_ARGS, DEFAULT_PATH, PLATFORM_ARGS, StageState, set_env
+from builder.stepnumbers import step_numbers
 from builder.steps import PlanContext, apply
 from builder.suggest import did_you_mean
 from cache.images import StoredImage
@@ -52,6 +54,10 @@ class StagePlan:
     base_config: ImageConfig
     steps: tuple[PlannedStep, ...]
     deps: frozenset[int]
+    triggers: int = 0  # the first steps that are the base image's ONBUILD triggers
+    only_stage: bool = False  # the Dockerfile has this stage alone (no name in progress)
+    numbers: tuple[int, ...] = ()  # each step's number in progress (builder.stepnumbers)
+    total: int = 0  # the stage's step count in progress
 
     @property
     def label(self) -> str:
@@ -78,6 +84,7 @@ class PlanRequest:
     target: str | None
     network: str
     allow_insecure: bool = False  # --allow security.insecure
+    ignore_patterns: tuple[str, ...] = ()  # the context's .dockerignore (CopyIgnoredFile)
 
 
 def make_plan(request: PlanRequest, resolve_image: ImageResolver) -> Plan:
@@ -92,10 +99,12 @@ def make_plan(request: PlanRequest, resolve_image: ImageResolver) -> Plan:
     def built(line: int) -> bool:  # a stage runs from its FROM to the next one
         return bisect.bisect_right(starts, line) - 1 in needed
 
-    # Raises for # check=error=true before anything runs.
-    override = request.build_args.get("BUILDKIT_DOCKERFILE_CHECK")
-    lint = check_warnings(df, override, built)
     planned = _plan_needed(request, meta_args, names, needed, resolve_image)
+    # After planning, as BuildKit lints while dispatching (base image configs known);
+    # raises for # check=error=true before anything runs.
+    override = request.build_args.get("BUILDKIT_DOCKERFILE_CHECK")
+    facts = check_facts(df, planned.values(), request.ignore_patterns)
+    lint = check_warnings(df, override, built, facts)
     declared = {
         n
         for s in planned.values()
@@ -173,18 +182,19 @@ def _meta_args(
     # last stage's name, else "default"; a --build-arg of that name overrides it.
     last = df.stages[-1].name if df.stages else None
     values["TARGETSTAGE"] = build_args.get("TARGETSTAGE", target or last or "default")
+    env = {k: v for k, v in values.items() if v is not None}  # kept in step with values
     for arg in df.global_args:
         for name, default in arg.args:
             if name in build_args and name not in PLATFORM_ARGS:
-                values[name] = build_args[name]
+                values[name] = env[name] = build_args[name]
             elif default is not None:
-                env = {k: v for k, v in values.items() if v is not None}
                 try:
-                    values[name] = expand_word(default, env, escape=df.escape)
+                    values[name] = env[name] = expand_word(default, env, escape=df.escape)
                 except BuildError as exc:
                     raise exc.located(arg.location.file, arg.location.line) from None
             elif name not in PLATFORM_ARGS and name != "TARGETSTAGE":
                 values[name] = None
+                env.pop(name, None)
     return values
 
 
@@ -275,7 +285,7 @@ def _plan_stage(
     config = base_config.config
     if not any(e.startswith("PATH=") for e in config.env):
         config = replace(config, env=set_env(config.env, "PATH", DEFAULT_PATH))
-    instructions = stage.instructions
+    instructions: tuple[ins.Instruction, ...] = stage.instructions
     if config.on_build:
         triggers = trigger_instructions(config.on_build, stage.base, base_name)
         instructions = (*triggers, *instructions)
@@ -314,6 +324,10 @@ def _plan_stage(
                 config=state.config,
             )
         )
+    triggers_count = len(instructions) - len(stage.instructions)
+    numbers, total = step_numbers(
+        [(s.instruction, s.action) for s in steps], triggers_count, base_image is not None
+    )
     return StagePlan(
         stage.index,
         stage.name,
@@ -325,6 +339,10 @@ def _plan_stage(
         replace(base_config, config=config, author=state.author),
         tuple(steps),
         frozenset(d for d in deps if d is not None),
+        triggers=triggers_count,
+        only_stage=len(df.stages) == 1,
+        numbers=numbers,
+        total=total,
     )
 
 

@@ -22,9 +22,16 @@ if TYPE_CHECKING:  # annotations only: `pybuild --help` need not import the solv
 
 
 def step_label(stage: StagePlan, step: PlannedStep) -> str:
-    total = sum(1 for s in stage.steps if s.action is not None)
-    number = sum(1 for s in stage.steps[: step.position] if s.action is not None)
-    return f"[{stage.label} {number}/{total}] {step.title}"
+    """The step's name in progress, numbered as BuildKit numbers it
+    (``builder.stepnumbers``): ``[name n/total] INSTR``, ``n`` right-aligned to the
+    total's width. The name is the stage's (``stage-<i>`` when unnamed), left out when
+    the Dockerfile has one stage; a trigger's instruction reads ``ONBUILD INSTR``."""
+    if stage.total == 0:
+        return step.title
+    number = stage.numbers[step.position - 1]
+    name = "" if stage.only_stage else f"{stage.label} "
+    onbuild = "ONBUILD " if step.position <= stage.triggers else ""
+    return f"[{name}{number:>{len(str(stage.total))}}/{stage.total}] {onbuild}{step.title}"
 
 
 class PlainProgress:

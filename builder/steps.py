@@ -22,7 +22,7 @@ from builder.errors import BuildError
 from builder.expand import ShellLexer
 from builder.healthcheck import health_config, history_text
 from builder.mounts import RunMount, parse_mount
-from builder.state import DEFAULT_HOSTNAME, StageState, proxy_env, run_env, set_env
+from builder.state import DEFAULT_HOSTNAME, StageState, proxy_env, run_env
 from builder.stepbase import Outcome, PlanContext, expand_in, fail
 
 _fail = fail
@@ -133,10 +133,7 @@ def handle_env(state: StageState, instr: ins.Env, ctx: PlanContext) -> Outcome:
     # Every value sees the environment from before the instruction (BuildKit expands the
     # whole command first, dockerfile2llb dispatch): ``ENV A=2 B=$A`` gives B the old A.
     values = [(key, _expand(raw, state, ctx, instr)) for key, raw in instr.pairs]
-    env = state.config.env
-    for key, value in values:
-        env = set_env(env, key, value)
-    state = state.with_env(env, {k for k, _ in values})
+    state = state.with_env_values(values)
     return _meta(state, "ENV " + " ".join(f"{k}={v}" for k, v in values))
 
 
