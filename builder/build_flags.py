@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from builder.errors import UsageError
+from cache.tarcheck import UnsafeTarEntry, check_member
 
 STDIN = "-"
 _ANNOTATION_LEVELS = ("manifest",)
@@ -160,8 +161,7 @@ def stdin_inputs(context: str, dockerfile: str | None) -> Iterator[StdinInputs]:
     work = Path(tempfile.mkdtemp(prefix="pybuild-stdin-"))
     try:
         if _is_tar(data):
-            with tarfile.open(fileobj=io.BytesIO(data)) as tar:
-                tar.extractall(work, filter="tar")
+            _extract_context(data, work)
             yield StdinInputs(work, None)
         else:
             try:
@@ -174,6 +174,23 @@ def stdin_inputs(context: str, dockerfile: str | None) -> Iterator[StdinInputs]:
             yield StdinInputs(work, text)
     finally:
         shutil.rmtree(work, ignore_errors=True)
+
+
+def _extract_context(data: bytes, work: Path) -> None:
+    """A context tar from stdin into ``work``; a member no file system takes (a NUL in a
+    name, a path out of the tree) is a UsageError naming it."""
+    try:
+        with tarfile.open(fileobj=io.BytesIO(data)) as tar:
+            for member in tar:
+                check_member(member, "the context tar on stdin")
+            tar.extractall(work, filter="tar")
+    except UnsafeTarEntry as exc:
+        raise UsageError(exc.message, hint=exc.hint) from None
+    except (tarfile.TarError, EOFError) as exc:
+        raise UsageError(
+            f"cannot extract the context tar on stdin: {exc}",
+            hint="pipe a plain or compressed tar of the context (tar -c .)",
+        ) from None
 
 
 def _is_tar(data: bytes) -> bool:
