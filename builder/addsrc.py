@@ -170,7 +170,11 @@ class RemoteSource:
 
 
 def remote_source(source: str, checksum: str | None, keep_git_dir: bool) -> RemoteSource | None:
-    """``source`` as a RemoteSource, or None when it is a local path."""
+    """``source`` as a RemoteSource, or None when it is a local path.
+
+    A URL that does not parse (``http://[::1``, a port out of range) is a BuildError."""
+    if remote.is_url(source):
+        remote.check_url(source)
     git = parse_git_ref(source)
     if git is not None:
         return RemoteSource(source, git, checksum, keep_git_dir)
