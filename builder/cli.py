@@ -340,7 +340,7 @@ def make_parser() -> argparse.ArgumentParser:
 
 def _env_int(name: str) -> int | None:
     value = os.environ.get(name)
-    return int(value) if value and value.isdigit() else None
+    return int(value) if value and value.isascii() and value.isdigit() else None
 
 
 def _version() -> str:

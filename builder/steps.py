@@ -23,6 +23,7 @@ from builder.expand import ShellLexer
 from builder.healthcheck import health_config, history_text
 from builder.mounts import RunMount, parse_mount
 from builder.pathcheck import nul_problem
+from builder.signals import MAX_SIGNAL, parse_signal
 from builder.state import DEFAULT_HOSTNAME, StageState, proxy_env, run_env, set_env
 from builder.stepbase import Outcome, PlanContext, expand_in, fail
 
@@ -268,6 +269,12 @@ def handle_volume(state: StageState, instr: ins.Volume, ctx: PlanContext) -> Out
 
 def handle_stopsignal(state: StageState, instr: ins.StopSignal, ctx: PlanContext) -> Outcome:
     signal = _expand(instr.signal, state, ctx, instr)
+    if parse_signal(signal) is None:  # BuildKit dispatchStopSignal: signal.ParseSignal
+        raise _fail(
+            instr,
+            f"invalid signal: {signal}",
+            f"name a signal (SIGTERM, KILL, RTMIN+1) or give its number, 1 to {MAX_SIGNAL}",
+        )
     return _meta(state.with_config(stop_signal=signal), f"STOPSIGNAL {signal}")
 
 
