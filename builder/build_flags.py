@@ -151,8 +151,8 @@ def stdin_inputs(context: str, dockerfile: str | None) -> Iterator[StdinInputs]:
             "the context and the Dockerfile cannot both come from stdin",
             hint="pass the Dockerfile in the context tar, or a context directory",
         )
-    if dockerfile == STDIN:
-        yield StdinInputs(Path(context), sys.stdin.read())
+    if dockerfile == STDIN:  # invalid UTF-8 becomes U+FFFD, as for a Dockerfile file
+        yield StdinInputs(Path(context), sys.stdin.buffer.read().decode("utf-8", "replace"))
         return
     if context != STDIN:
         yield StdinInputs(Path(context), None)
