@@ -346,7 +346,8 @@ def apply(state: StageState, instr: ins.Instruction, ctx: PlanContext) -> Outcom
         keyword = type(instr).__name__.upper()
         raise _fail(
             instr,
-            f"{keyword}: {problem} holds a NUL byte, which no path or argument can hold",
+            f"{keyword}: {problem} holds a NUL byte; paths, arguments and environment "
+            "entries cannot",
             "remove the \\0 from the Dockerfile (or from the ARG or ENV value it came from)",
         )
     return outcome
