@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from builder.errors import UsageError
+from cache.errors import is_disk_full
 from cache.tarcheck import UnsafeTarEntry, check_member
 
 STDIN = "-"
@@ -161,7 +162,7 @@ def stdin_inputs(context: str, dockerfile: str | None) -> Iterator[StdinInputs]:
     work = Path(tempfile.mkdtemp(prefix="pybuild-stdin-"))
     try:
         if _is_tar(data):
-            _extract_context(data, work)
+            extract_context_tar(data, work)
             yield StdinInputs(work, None)
         else:
             try:
@@ -176,7 +177,7 @@ def stdin_inputs(context: str, dockerfile: str | None) -> Iterator[StdinInputs]:
         shutil.rmtree(work, ignore_errors=True)
 
 
-def _extract_context(data: bytes, work: Path) -> None:
+def extract_context_tar(data: bytes, work: Path) -> None:
     """A context tar from stdin into ``work``; a member no file system takes (a NUL in a
     name, a path out of the tree) is a UsageError naming it."""
     try:
@@ -186,7 +187,9 @@ def _extract_context(data: bytes, work: Path) -> None:
             tar.extractall(work, filter="tar")
     except UnsafeTarEntry as exc:
         raise UsageError(exc.message, hint=exc.hint) from None
-    except (tarfile.TarError, EOFError) as exc:
+    except (tarfile.TarError, EOFError, OSError) as exc:
+        if is_disk_full(exc):
+            raise
         raise UsageError(
             f"cannot extract the context tar on stdin: {exc}",
             hint="pipe a plain or compressed tar of the context (tar -c .)",

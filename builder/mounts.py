@@ -227,7 +227,7 @@ def _size(text: str) -> int | None:
     unit = unit.lower().rstrip("b")
     if not (number.isascii() and number.isdigit()) or unit not in _UNITS:
         raise DockerfileError(f"invalid tmpfs size {text!r}", hint="write size=64m")
-    size = int(number) * _UNITS[unit]
+    size = int(number) * _UNITS[unit] if len(number) <= 20 else _MAX_SIZE + 1
     if size > _MAX_SIZE:  # BuildKit's units.RAMInBytes is an int64
         raise DockerfileError(f"invalid value for size: {text}", hint="write size=64m")
     return size

@@ -40,7 +40,7 @@ def split_ref(ref: str) -> tuple[str, str]:
             f"{MAX_NAME} characters"
         )
     port = _PORT.match(name)
-    if port and not 1 <= int(port.group(1)) <= 65535:
+    if port and (len(port.group(1)) > 5 or not 1 <= int(port.group(1)) <= 65535):
         raise UsageError(
             f"invalid image name {ref!r}: registry port {port.group(1)} is out of range",
             hint="a port is 1 to 65535",

@@ -21,6 +21,6 @@ _NAMED |= {f"RTMAX-{i}": MAX_SIGNAL - i for i in range(1, 15)}
 def parse_signal(text: str) -> int | None:
     """The signal number ``text`` names, or None when it names none."""
     if text.isascii() and text.isdigit():
-        number = int(text)
+        number = int(text) if len(text) <= 3 else 0  # int() refuses over 4300 digits
         return number if 1 <= number <= MAX_SIGNAL else None
     return _NAMED.get(text.upper().removeprefix("SIG"))
