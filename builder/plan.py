@@ -240,7 +240,7 @@ def _needed_stages(
         for instr in stage.instructions:
             if isinstance(instr, ins.Copy) and instr.from_:
                 ref = instr.from_.lower()
-                if ref.isascii() and ref.isdigit() and int(ref) < index:
+                if ref.isascii() and ref.isdigit() and len(ref) < 10 and int(ref) < index:
                     todo.append(int(ref))
                 elif ref in names and names[ref] < index:
                     todo.append(names[ref])
