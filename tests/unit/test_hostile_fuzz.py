@@ -171,6 +171,9 @@ def scratch(tmp_path_factory: pytest.TempPathFactory) -> Path:
     b"FROM base\nHEALTHCHECK --interval=9999999999h CMD true\nSTOPSIGNAL 99999999999999999999\n"
 )
 @example(b"FROM base\nLABEL x=\xff\n")
+@example(b"FROM base\nCOPY --from=" + b"1" * 5000 + b" /a /b\n")
+@example(b"FROM base\nRUN " + b"1" * 5000 + b"<<EOF cat\nx\nEOF\n")
+@example(b"FROM base\nHEALTHCHECK --retries=" + b"1" * 5000 + b" CMD true\n")
 def test_hostile_dockerfiles_plan_or_fail_with_our_error_and_a_line(
     scratch: Path, data: bytes
 ) -> None:
@@ -304,6 +307,7 @@ def test_hostile_archives_added_or_fail_with_a_build_error(work: Path, data: byt
 
 @FUZZ
 @given(archive())
+@example(tarfile.TarInfo("").tobuf(tarfile.PAX_FORMAT) + b"\0" * 1024)
 def test_hostile_context_tars_extract_or_fail_with_a_build_error(work: Path, data: bytes) -> None:
     for dest in _fresh(work):
         with contextlib.suppress(BuildError):
