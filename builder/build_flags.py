@@ -187,7 +187,8 @@ def extract_context_tar(data: bytes, work: Path) -> None:
             tar.extractall(work, filter="tar")
     except UnsafeTarEntry as exc:
         raise UsageError(exc.message, hint=exc.hint) from None
-    except (tarfile.TarError, EOFError, OSError) as exc:
+    except (tarfile.TarError, EOFError, OSError, OverflowError) as exc:
+        # OverflowError: a size past 2**63 makes tarfile seek beyond what a file can be.
         if is_disk_full(exc):
             raise
         raise UsageError(
@@ -202,7 +203,7 @@ def _is_tar(data: bytes) -> bool:
     try:
         with tarfile.open(fileobj=io.BytesIO(data)) as tar:
             return tar.next() is not None
-    except tarfile.TarError:
+    except (tarfile.TarError, OverflowError):
         return False
 
 

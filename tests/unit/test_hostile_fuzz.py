@@ -295,8 +295,15 @@ def test_hostile_layers_extract_or_fail_with_a_cache_error(
             extract_layer(blobs, layer, dest, mode=mode)
 
 
+def _huge_member() -> bytes:
+    info = tarfile.TarInfo("a")
+    info.size = 10**20  # past 2**63: a seek over its data overflows
+    return info.tobuf(tarfile.PAX_FORMAT)
+
+
 @FUZZ
 @given(archive())
+@example(_huge_member() + tarfile.TarInfo("b").tobuf(tarfile.PAX_FORMAT))
 def test_hostile_archives_added_or_fail_with_a_build_error(work: Path, data: bytes) -> None:
     for dest in _fresh(work):
         source = dest.parent / "a.tar"
@@ -308,6 +315,7 @@ def test_hostile_archives_added_or_fail_with_a_build_error(work: Path, data: byt
 @FUZZ
 @given(archive())
 @example(tarfile.TarInfo("").tobuf(tarfile.PAX_FORMAT) + b"\0" * 1024)
+@example(_huge_member() + tarfile.TarInfo("b").tobuf(tarfile.PAX_FORMAT))
 def test_hostile_context_tars_extract_or_fail_with_a_build_error(work: Path, data: bytes) -> None:
     for dest in _fresh(work):
         with contextlib.suppress(BuildError):
