@@ -6,8 +6,9 @@ NAME_MAX or a path longer than PATH_MAX, owner ids and modes beyond what the ker
 takes, device numbers ``makedev`` cannot encode, an mtime that is not a number or not
 a 64-bit nanosecond count. Python reports those as ValueError or OverflowError from
 deep inside an extraction; here they become one :class:`UnsafeTarEntry` naming the
-member. Path safety (``..``, absolute names, links out of the tree) stays with each
-extractor, which knows its root.
+member. Sparse entries are refused too: their holes would be written out as zeros, so a
+tar of a few hundred bytes could fill the disk. Path safety (``..``, absolute names,
+links out of the tree) stays with each extractor, which knows its root.
 """
 
 from __future__ import annotations
@@ -46,6 +47,7 @@ def member_problem(member: tarfile.TarInfo) -> str | None:
     return (
         _path_problem("name", member.name)
         or (_path_problem("link name", member.linkname) if member.linkname else None)
+        or _sparse_problem(member)
         or _number_problems(member)
         or _xattr_problem(member)
     )
@@ -60,6 +62,15 @@ def _path_problem(what: str, path: str) -> str | None:
     longest = max((len(part) for part in data.split(b"/")), default=0)
     if longest > NAME_MAX:
         return f"its {what} has a component of {longest} bytes (the limit is {NAME_MAX})"
+    return None
+
+
+def _sparse_problem(member: tarfile.TarInfo) -> str | None:
+    # A sparse entry's holes read as zeros: a few hundred bytes of tar can claim an
+    # exabyte, which an extractor writing every byte would put on the disk. Image layers
+    # never hold one (Go's tar writer, so docker and BuildKit, cannot make them).
+    if member.issparse() or any(k.startswith("GNU.sparse.") for k in member.pax_headers):
+        return "it is a sparse file, which pybuild does not extract"
     return None
 
 

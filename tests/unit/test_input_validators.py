@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import io
 import tarfile
+from pathlib import Path
 
 import pytest
 
@@ -14,8 +16,11 @@ from builder.refs import normalize
 from builder.remote import check_url
 from builder.runimage import parse_resources
 from builder.signals import parse_signal
+from cache.extract import extract_layer
+from cache.oci import MEDIA_OCI_LAYER, Descriptor
 from cache.refs import parse_reference
 from cache.registry_errors import InvalidReference
+from cache.store import BlobStore
 from cache.tarcheck import UnsafeTarEntry, check_member, member_problem
 
 
@@ -133,3 +138,30 @@ def test_mount_owner_ids_are_32_bit_and_tmpfs_sizes_int64() -> None:
     ):
         with pytest.raises(DockerfileError):
             parse_mount(raw, stage)
+
+
+def _sparse_bomb() -> bytes:
+    """A PAX 1.0 sparse entry: 512 bytes of map claiming a 1 TB file of holes."""
+    info = tarfile.TarInfo("placeholder")
+    info.pax_headers = {
+        "GNU.sparse.major": "1",
+        "GNU.sparse.minor": "0",
+        "GNU.sparse.name": "bomb",
+        "GNU.sparse.realsize": str(10**12),
+    }
+    sparse_map = b"1\n0\n0\n".ljust(512, b"\0")
+    info.size = len(sparse_map)
+    return info.tobuf(tarfile.PAX_FORMAT) + sparse_map + b"\0" * 1024
+
+
+def test_a_sparse_entry_is_refused_before_its_holes_fill_the_disk(tmp_path: Path) -> None:
+    data = _sparse_bomb()
+    with tarfile.open(fileobj=io.BytesIO(data)) as tar:
+        member = tar.next()
+    assert member is not None and member.issparse()  # tarfile would write 1 TB of zeros
+    blobs = BlobStore(tmp_path / "store")
+    layer = Descriptor(MEDIA_OCI_LAYER, blobs.put_bytes(data), len(data))
+    (tmp_path / "out").mkdir()
+    with pytest.raises(UnsafeTarEntry, match="sparse file"):
+        extract_layer(blobs, layer, tmp_path / "out", mode="apply")
+    assert list((tmp_path / "out").iterdir()) == []
