@@ -187,6 +187,13 @@ def extract_context_tar(data: bytes, work: Path) -> None:
             tar.extractall(work, filter="tar")
     except UnsafeTarEntry as exc:
         raise UsageError(exc.message, hint=exc.hint) from None
+    except RecursionError:
+        # tarfile copies a link's target when the link cannot be made; a link to
+        # itself makes that copy recurse without end.
+        raise UsageError(
+            "cannot extract the context tar on stdin: a link in it leads back to itself",
+            hint="pipe a tar of the context made by tar -c .",
+        ) from None
     except (tarfile.TarError, EOFError, OSError, OverflowError) as exc:
         # OverflowError: a size past 2**63 makes tarfile seek beyond what a file can be.
         if is_disk_full(exc):

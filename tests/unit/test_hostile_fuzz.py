@@ -295,6 +295,15 @@ def test_hostile_layers_extract_or_fail_with_a_cache_error(
             extract_layer(blobs, layer, dest, mode=mode)
 
 
+def _self_link() -> bytes:
+    """A dir ``a`` and a symlink ``a/.`` to ``.``: tarfile's fallback copy recurses."""
+    top = tarfile.TarInfo("a")
+    top.type = tarfile.DIRTYPE
+    link = tarfile.TarInfo("a/.")
+    link.type, link.linkname = tarfile.SYMTYPE, "."
+    return top.tobuf(tarfile.PAX_FORMAT) + link.tobuf(tarfile.PAX_FORMAT) + b"\0" * 1024
+
+
 def _huge_member() -> bytes:
     info = tarfile.TarInfo("a")
     info.size = 10**20  # past 2**63: a seek over its data overflows
@@ -316,6 +325,7 @@ def test_hostile_archives_added_or_fail_with_a_build_error(work: Path, data: byt
 @given(archive())
 @example(tarfile.TarInfo("").tobuf(tarfile.PAX_FORMAT) + b"\0" * 1024)
 @example(_huge_member() + tarfile.TarInfo("b").tobuf(tarfile.PAX_FORMAT))
+@example(_self_link())
 def test_hostile_context_tars_extract_or_fail_with_a_build_error(work: Path, data: bytes) -> None:
     for dest in _fresh(work):
         with contextlib.suppress(BuildError):
