@@ -187,11 +187,12 @@ def extract_context_tar(data: bytes, work: Path) -> None:
             tar.extractall(work, filter="tar")
     except UnsafeTarEntry as exc:
         raise UsageError(exc.message, hint=exc.hint) from None
-    except RecursionError:
-        # tarfile copies a link's target when the link cannot be made; a link to
-        # itself makes that copy recurse without end.
+    except (RecursionError, KeyError):
+        # tarfile copies a link's target when the link cannot be made: a link to itself
+        # makes that copy recurse without end, one to a missing member is a KeyError.
         raise UsageError(
-            "cannot extract the context tar on stdin: a link in it leads back to itself",
+            "cannot extract the context tar on stdin: a link in it cannot be made (it "
+            "leads back to itself, or to an entry the tar does not hold)",
             hint="pipe a tar of the context made by tar -c .",
         ) from None
     except (tarfile.TarError, EOFError, OSError, OverflowError) as exc:
