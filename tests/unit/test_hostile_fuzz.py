@@ -297,7 +297,7 @@ def test_hostile_layers_extract_or_fail_with_a_cache_error(
 
 def _self_link(target: bytes = b".") -> bytes:
     """A dir ``a`` and a symlink ``a/.`` to ``target``, which cannot be made: tarfile's
-    fallback copies the target, recursing for ``.``, a KeyError for a missing one."""
+    fallback copies the target, and for ``.`` that copy recurses without end."""
     top = tarfile.TarInfo("a")
     top.type = tarfile.DIRTYPE
     link = tarfile.TarInfo("a/.")
@@ -327,7 +327,6 @@ def test_hostile_archives_added_or_fail_with_a_build_error(work: Path, data: byt
 @example(tarfile.TarInfo("").tobuf(tarfile.PAX_FORMAT) + b"\0" * 1024)
 @example(_huge_member() + tarfile.TarInfo("b").tobuf(tarfile.PAX_FORMAT))
 @example(_self_link())
-@example(_self_link(b"/abs"))
 def test_hostile_context_tars_extract_or_fail_with_a_build_error(work: Path, data: bytes) -> None:
     for dest in _fresh(work):
         with contextlib.suppress(BuildError):
