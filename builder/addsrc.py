@@ -34,7 +34,9 @@ from builder.copy import SourceItem, replace_entry, walk_tree
 from builder.errors import BuildError
 from builder.gitsource import GitRef, checkout, parse_git_ref, resolve_commit
 from builder.rootpath import clean, resolve_in_root
+from cache.errors import is_disk_full
 from cache.layers import Compression, detect_compression, open_decompressed
+from cache.tarcheck import UnsafeTarEntry, check_member
 from fstree.tree import remove_tree
 
 
@@ -77,9 +79,19 @@ def extract_archive(
     try:
         with _open_tar(archive) as tar:
             for member in tar:
+                check_member(member, archive.name)
                 _extract_member(root, tar, member, dest_dir, dir_mode)
     except (tarfile.TarError, zstandard.ZstdError, EOFError) as exc:
         raise BuildError(f"cannot extract {archive.name}: {exc}") from None
+    except UnsafeTarEntry as exc:
+        raise BuildError(exc.message, hint=exc.hint) from None
+    except OSError as exc:
+        if is_disk_full(exc):
+            raise
+        raise BuildError(
+            f"cannot extract {archive.name}: {exc.strerror or exc}",
+            hint="the archive holds an entry this file system cannot take",
+        ) from None
 
 
 def _parent(root: Path, container_dir: str, mode: int, owner: tuple[int, int] = (0, 0)) -> Path:
@@ -158,7 +170,11 @@ class RemoteSource:
 
 
 def remote_source(source: str, checksum: str | None, keep_git_dir: bool) -> RemoteSource | None:
-    """``source`` as a RemoteSource, or None when it is a local path."""
+    """``source`` as a RemoteSource, or None when it is a local path.
+
+    A URL that does not parse (``http://[::1``, a port out of range) is a BuildError."""
+    if remote.is_url(source):
+        remote.check_url(source)
     git = parse_git_ref(source)
     if git is not None:
         return RemoteSource(source, git, checksum, keep_git_dir)

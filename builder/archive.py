@@ -51,6 +51,7 @@ from cache.oci import (
     select_platform,
 )
 from cache.store import BlobStore
+from cache.tarcheck import check_member
 
 _CHUNK = 1 << 20
 _SMALL_FILE = 1 << 20  # other members up to this size wait in memory (configs, JSON)
@@ -199,6 +200,7 @@ def _open_tar(path: Path) -> Iterator[tarfile.TarFile]:
 def _scan(path: Path, tar: tarfile.TarFile, members: _Members) -> None:
     try:
         while (member := tar.next()) is not None:
+            check_member(member, "archive")
             members.add(tar, member)
             tar.members.clear()  # type: ignore[attr-defined]  # stream mode keeps them all
     except CacheError as exc:

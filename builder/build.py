@@ -150,7 +150,8 @@ def _warnings_before(path: Path, line: int) -> list[str]:
     from builder.dockerfile_checks import check_warnings  # only after a parse error
 
     try:
-        prefix = "".join(path.read_text(encoding="utf-8").splitlines(True)[: line - 1])
+        text = path.read_text(encoding="utf-8", errors="replace")
+        prefix = "".join(text.splitlines(True)[: line - 1])
         checked = check_warnings(parse_dockerfile(prefix, str(path)))
     except (BuildError, OSError, UnicodeDecodeError):
         return []  # the part before the error does not parse on its own either
@@ -165,7 +166,8 @@ def parse_dockerfile_at(path: Path) -> ins.Dockerfile:
     found = resolve_beside(path)
     try:
         fd = os.open(found, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
-        with open(fd, encoding="utf-8") as file:
+        # Invalid UTF-8 becomes U+FFFD, as BuildKit's parser (Go strings) reads it.
+        with open(fd, encoding="utf-8", errors="replace") as file:
             text = file.read()
     except FileNotFoundError:
         if leads_out(path):

@@ -20,6 +20,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from builder.errors import UsageError
+from cache.errors import is_disk_full
+from cache.tarcheck import UnsafeTarEntry, check_member
 
 STDIN = "-"
 _ANNOTATION_LEVELS = ("manifest",)
@@ -150,8 +152,8 @@ def stdin_inputs(context: str, dockerfile: str | None) -> Iterator[StdinInputs]:
             "the context and the Dockerfile cannot both come from stdin",
             hint="pass the Dockerfile in the context tar, or a context directory",
         )
-    if dockerfile == STDIN:
-        yield StdinInputs(Path(context), sys.stdin.read())
+    if dockerfile == STDIN:  # invalid UTF-8 becomes U+FFFD, as for a Dockerfile file
+        yield StdinInputs(Path(context), sys.stdin.buffer.read().decode("utf-8", "replace"))
         return
     if context != STDIN:
         yield StdinInputs(Path(context), None)
@@ -160,8 +162,7 @@ def stdin_inputs(context: str, dockerfile: str | None) -> Iterator[StdinInputs]:
     work = Path(tempfile.mkdtemp(prefix="pybuild-stdin-"))
     try:
         if _is_tar(data):
-            with tarfile.open(fileobj=io.BytesIO(data)) as tar:
-                tar.extractall(work, filter="tar")
+            extract_context_tar(data, work)
             yield StdinInputs(work, None)
         else:
             try:
@@ -176,13 +177,41 @@ def stdin_inputs(context: str, dockerfile: str | None) -> Iterator[StdinInputs]:
         shutil.rmtree(work, ignore_errors=True)
 
 
+def extract_context_tar(data: bytes, work: Path) -> None:
+    """A context tar from stdin into ``work``; a member no file system takes (a NUL in a
+    name, a path out of the tree) is a UsageError naming it."""
+    try:
+        with tarfile.open(fileobj=io.BytesIO(data)) as tar:
+            for member in tar:
+                check_member(member, "the context tar on stdin")
+            tar.extractall(work, filter="tar")
+    except UnsafeTarEntry as exc:
+        raise UsageError(exc.message, hint=exc.hint) from None
+    except (RecursionError, KeyError):
+        # tarfile copies a link's target when the link cannot be made: a link to itself
+        # makes that copy recurse without end, one to a missing member is a KeyError.
+        raise UsageError(
+            "cannot extract the context tar on stdin: a link in it cannot be made (it "
+            "leads back to itself, or to an entry the tar does not hold)",
+            hint="pipe a tar of the context made by tar -c .",
+        ) from None
+    except (tarfile.TarError, EOFError, OSError, OverflowError) as exc:
+        # OverflowError: a size past 2**63 makes tarfile seek beyond what a file can be.
+        if is_disk_full(exc):
+            raise
+        raise UsageError(
+            f"cannot extract the context tar on stdin: {exc}",
+            hint="pipe a plain or compressed tar of the context (tar -c .)",
+        ) from None
+
+
 def _is_tar(data: bytes) -> bool:
     if not data:
         return False
     try:
         with tarfile.open(fileobj=io.BytesIO(data)) as tar:
             return tar.next() is not None
-    except tarfile.TarError:
+    except (tarfile.TarError, OverflowError):
         return False
 
 

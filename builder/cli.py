@@ -20,6 +20,7 @@ COMMANDS += ("pull", "push", "login", "logout")  # in builder.registry_commands
 COMMANDS += ("cache",)
 COMMANDS += ("ps", "logs", "stop", "rm", "bundle")  # in builder.containers
 EXIT_RUN_FAILURE = 125  # docker's code when the container could not be started
+EXIT_INTERNAL_ERROR = 70  # sysexits.h EX_SOFTWARE: a bug in pybuild, not in the input
 
 
 def _add_build(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -339,7 +340,7 @@ def make_parser() -> argparse.ArgumentParser:
 
 def _env_int(name: str) -> int | None:
     value = os.environ.get(name)
-    return int(value) if value and value.isdigit() else None
+    return int(value) if value and value.isascii() and value.isdigit() else None
 
 
 def _version() -> str:
@@ -381,7 +382,32 @@ def _check_not_a_typo(word: str) -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Entry point of the console script; returns the process exit code."""
+    """Entry point of the console script; returns the process exit code.
+
+    The backstop: an exception no handler expected is a bug in pybuild. It is shown as
+    one line and a hint (the traceback only with ``PYBUILD_DEBUG=1``), exit code 70."""
+    try:
+        return _main(argv)
+    except Exception as exc:  # the one place every unexpected error ends
+        return _internal_error(exc)
+
+
+def _internal_error(exc: Exception) -> int:
+    if os.environ.get("PYBUILD_DEBUG") == "1":
+        import traceback
+
+        traceback.print_exception(exc, file=sys.stderr)
+    message = str(exc).splitlines()[0] if str(exc) else "(no message)"
+    sys.stderr.write(
+        f"pybuild: internal error: {type(exc).__name__}: {message}\n"
+        "hint: this is a bug in pybuild, not in your input: please report it with the "
+        "command line and the output of the same command run with PYBUILD_DEBUG=1\n"
+    )
+    sys.stderr.flush()
+    return EXIT_INTERNAL_ERROR
+
+
+def _main(argv: Sequence[str] | None) -> int:
     parser = make_parser()
     try:
         words = _with_shorthand(sys.argv[1:] if argv is None else argv)

@@ -55,6 +55,12 @@ def cmd_build(args: argparse.Namespace) -> int:
         return _build(args, inputs.context, inputs.dockerfile_text)
 
 
+def _jobs(jobs: int) -> int:
+    if jobs < 1:
+        raise UsageError(f"--jobs {jobs}: expected at least 1", hint="e.g. --jobs 2")
+    return jobs
+
+
 def _build(args: argparse.Namespace, context: Path, dockerfile_text: str | None) -> int:
     from builder.build import BuildRequest, git_source_date_epoch, parse_build_args, run_build
     from builder.build_flags import (
@@ -113,7 +119,7 @@ def _build(args: argparse.Namespace, context: Path, dockerfile_text: str | None)
             no_cache=args.no_cache,
             compression=Compression(args.compression),
             source_date_epoch=epoch,
-            jobs=max(1, args.jobs),
+            jobs=_jobs(args.jobs),
             no_cache_stages=frozenset(n.lower() for n in args.no_cache_filter),
         ),
         labels=parse_pairs(args.label, "--label"),

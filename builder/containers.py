@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from builder.errors import UsageError
+from builder.signals import parse_signal
 from fstree.tree import remove_tree
 
 if TYPE_CHECKING:
@@ -343,15 +344,10 @@ def _container_pid1(init_pid: int) -> int | None:
 
 
 def _signal_number(name: str) -> int:
-    """STOPSIGNAL as docker reads it: SIGTERM, TERM or 15."""
-    text = name.strip().upper()
-    if text.isdigit():
-        return int(text)
-    text = text if text.startswith("SIG") else "SIG" + text
-    try:
-        return int(signal.Signals[text])
-    except KeyError:
-        return int(signal.SIGTERM)
+    """STOPSIGNAL as docker reads it: SIGTERM, TERM or 15; SIGTERM when it names none
+    (an image from elsewhere may carry any string)."""
+    number = parse_signal(name.strip())
+    return int(signal.SIGTERM) if number is None else number
 
 
 def cmd_rm(args: argparse.Namespace) -> int:

@@ -172,8 +172,8 @@ def _history_text(
 
 def stage_index(ref: str, ctx: PlanContext, instr: ins.Instruction) -> int:
     """A ``--from`` value as a stage index: a previous stage (name or number) or an image."""
-    if ref.isdigit():
-        index = int(ref)
+    if ref.isascii() and ref.isdigit():
+        index = int(ref) if len(ref) < 10 else ctx.current_stage  # int() stops at 4300 digits
         if index >= ctx.current_stage:
             raise fail(instr, f"--from={ref}: stage {index} is not a previous stage")
         return index

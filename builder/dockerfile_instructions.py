@@ -375,7 +375,7 @@ def _retries_flag(flags: Flags) -> str | None:
     value = flags.string("retries")
     if not value:
         return value
-    if not re.fullmatch(r"[+-]?[0-9]+", value) or not -(2**31) <= int(value) < 2**31:
+    if not re.fullmatch(r"[+-]?[0-9]{1,12}", value) or not -(2**31) <= int(value) < 2**31:
         raise DockerfileError(
             f'strconv.ParseInt: parsing "{value}": invalid syntax', hint="write --retries=3"
         )

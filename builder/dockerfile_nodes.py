@@ -346,6 +346,8 @@ def parse_heredoc_word(word: str) -> NodeHeredoc | None:
     if len(raw) != 1:
         raise DockerfileError(f"internal lexing of heredoc produced inconsistent results: {rest}")
     expand = _count_quotes(plain[0]) == _count_quotes(raw[0])
+    if len(fd or "") > 9:  # int() refuses 4300 digits; no fd is this large
+        raise DockerfileError(f"heredoc file descriptor {fd[:20]}... is out of range")
     return NodeHeredoc(plain[0], "", expand, chomp == "-", int(fd or "0"))
 
 

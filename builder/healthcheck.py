@@ -21,6 +21,7 @@ from cache.oci import HealthConfig
 _PART = re.compile(r"([0-9]*(?:\.[0-9]*)?)(ns|us|µs|μs|ms|s|m|h)")
 _UNIT_NS = {"ns": 1, "us": 10**3, "µs": 10**3, "μs": 10**3, "ms": 10**6, "s": 10**9}
 _UNIT_NS |= {"m": 60 * 10**9, "h": 3600 * 10**9}
+MAX_DURATION_NS = 2**63 - 1
 
 
 def parse_duration_ns(value: str | None) -> int:
@@ -42,7 +43,13 @@ def parse_duration_ns(value: str | None) -> int:
         if number in ("", "."):
             raise DockerfileError(f'time: invalid duration "{value}"')
         total += Decimal(number) * _UNIT_NS[unit]
-    return sign * int(total)
+    ns = sign * int(total)
+    if not -(2**63) <= ns <= MAX_DURATION_NS:  # Go's time.Duration is an int64 of ns
+        raise DockerfileError(
+            f'time: invalid duration "{value}"',
+            hint="a duration is at most 2562047h47m16.854775807s (about 292 years)",
+        )
+    return ns
 
 
 def go_duration(ns: int) -> str:

@@ -38,6 +38,8 @@ _SOURCE_KEYS = ("source", "src")
 _RO_KEYS = ("ro", "readonly", "rw", "readwrite")
 _OWNER_KEYS = ("mode", "uid", "gid")
 _UNITS = {"": 1, "k": 1024, "m": 1024**2, "g": 1024**3}
+_MAX_SIZE = 2**63 - 1
+_MAX_ID = 2**32 - 2
 # Which keys each type takes (besides "type"); anything else is an error, as in BuildKit.
 _KEYS: dict[str, tuple[str, ...]] = {
     "bind": (*_TARGET_KEYS, *_SOURCE_KEYS, *_RO_KEYS, "from"),
@@ -181,8 +183,13 @@ def _owner(raw: str, kind: str, fields: dict[str, str]) -> tuple[int, int, int]:
         raise DockerfileError(
             f"--mount={raw}: mode must be octal and uid/gid numbers", hint="e.g. mode=0700,uid=1000"
         ) from None
-    if not 0 <= mode <= 0o7777 or uid < 0 or gid < 0:
-        raise DockerfileError(f"--mount={raw}: mode, uid or gid out of range")
+    # BuildKit parses uid/gid as 32-bit (strconv.ParseUint(v, 10, 32)); 2**32 - 1 is the
+    # kernel's "unchanged" id, so it cannot own a directory.
+    if not 0 <= mode <= 0o7777 or not 0 <= uid <= _MAX_ID or not 0 <= gid <= _MAX_ID:
+        raise DockerfileError(
+            f"--mount={raw}: mode, uid or gid out of range",
+            hint=f"mode is octal up to 7777, uid and gid are 0 to {_MAX_ID}",
+        )
     return mode, uid, gid
 
 
@@ -220,9 +227,12 @@ def _size(text: str) -> int | None:
         return None
     number, unit = text.rstrip("kKmMgGbB"), text[len(text.rstrip("kKmMgGbB")) :]
     unit = unit.lower().rstrip("b")
-    if not number.isdigit() or unit not in _UNITS:
+    if not (number.isascii() and number.isdigit()) or unit not in _UNITS:
         raise DockerfileError(f"invalid tmpfs size {text!r}", hint="write size=64m")
-    return int(number) * _UNITS[unit]
+    size = int(number) * _UNITS[unit] if len(number) <= 20 else _MAX_SIZE + 1
+    if size > _MAX_SIZE:  # BuildKit's units.RAMInBytes is an int64
+        raise DockerfileError(f"invalid value for size: {text}", hint="write size=64m")
+    return size
 
 
 @dataclass(frozen=True)

@@ -75,6 +75,7 @@ class Plan:
 
 
 ImageResolver = Callable[[str, ins.From], StoredImage]
+MAX_EPOCH = 253402300799  # 9999-12-31T23:59:59Z
 
 
 @dataclass(frozen=True)
@@ -249,7 +250,7 @@ def _needed_stages(
         for instr in stage.instructions:
             if isinstance(instr, ins.Copy) and instr.from_:
                 ref = instr.from_.lower()
-                if ref.isdigit() and int(ref) < index:
+                if ref.isascii() and ref.isdigit() and len(ref) < 10 and int(ref) < index:
                     todo.append(int(ref))
                 elif ref in names and names[ref] < index:
                     todo.append(names[ref])
@@ -382,7 +383,7 @@ def source_date_epoch(
     raw = build_args.get("SOURCE_DATE_EPOCH", declared)
     given = "--build-arg" if "SOURCE_DATE_EPOCH" in build_args else "ARG"
     if raw is None or raw == "" or raw == "context":
-        return default
+        return check_epoch(default, "--source-date-epoch or $SOURCE_DATE_EPOCH")
     try:
         value = int(raw)
     except ValueError:
@@ -391,6 +392,15 @@ def source_date_epoch(
             "seconds since 1970 or `context`",
             hint="e.g. --build-arg SOURCE_DATE_EPOCH=$(git log -1 --format=%ct)",
         ) from None
-    if value < 0:
-        raise BuildError(f"invalid SOURCE_DATE_EPOCH: {raw}: must not be negative")
+    return check_epoch(value, f"{given} SOURCE_DATE_EPOCH")
+
+
+def check_epoch(value: int | None, given: str) -> int | None:
+    """``value`` when it is None or a time from 1970 to the end of year 9999 (the range
+    an RFC 3339 timestamp in an image config can show), else BuildError."""
+    if value is not None and not 0 <= value <= MAX_EPOCH:
+        raise BuildError(
+            f"invalid SOURCE_DATE_EPOCH: {value} ({given}): out of range",
+            hint=f"give whole seconds since 1970, from 0 to {MAX_EPOCH} (9999-12-31)",
+        )
     return value

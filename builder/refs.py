@@ -13,6 +13,8 @@ _HOST = r"(?:[a-zA-Z0-9-]+(?:\.[a-zA-Z0-9-]+)*(?::[0-9]+)?/)?"
 _NAME = re.compile(rf"^{_HOST}{_COMPONENT}(?:/{_COMPONENT})*$")
 _TAG = re.compile(r"^[\w][\w.-]{0,127}$")
 _DOCKER_HUB_DOMAINS = ("docker.io/", "index.docker.io/")
+_PORT = re.compile(r"^[^/]*:([0-9]+)/")  # the registry's port, when the name has one
+MAX_NAME = 255
 
 
 def split_ref(ref: str) -> tuple[str, str]:
@@ -32,7 +34,22 @@ def split_ref(ref: str) -> tuple[str, str]:
             f"invalid image name {ref!r}",
             hint="names are lowercase letters, digits and . _ - separators, optionally with :TAG",
         )
+    if len(name) > MAX_NAME:  # distribution/reference: NameTotalLengthMax
+        raise UsageError(
+            f"invalid image name {_shown(ref)}: repository name must not be more than "
+            f"{MAX_NAME} characters"
+        )
+    port = _PORT.match(name)
+    if port and (len(port.group(1)) > 5 or not 1 <= int(port.group(1)) <= 65535):
+        raise UsageError(
+            f"invalid image name {ref!r}: registry port {port.group(1)} is out of range",
+            hint="a port is 1 to 65535",
+        )
     return familiar(name), tag
+
+
+def _shown(ref: str) -> str:
+    return repr(ref) if len(ref) <= 80 else repr(ref[:77] + "...")
 
 
 def familiar(name: str) -> str:

@@ -41,6 +41,23 @@ def is_url(source: str) -> bool:
     return lowered.startswith("http://") or lowered.startswith("https://")
 
 
+def check_url(url: str) -> None:
+    """BuildError unless ``url`` parses as an http(s) URL with a host and a valid port."""
+    try:
+        parts = urllib.parse.urlsplit(url)
+        port = parts.port  # parsed lazily: an out-of-range port raises only here
+    except ValueError as exc:
+        raise BuildError(
+            f"invalid URL {redact(url)!r}: {exc}",
+            hint="check the brackets around an IPv6 address and the port (1-65535)",
+        ) from None
+    problem = "no host" if not parts.hostname else "port 0" if port == 0 else None
+    if problem:
+        raise BuildError(
+            f"invalid URL {redact(url)!r}: {problem}", hint="write http(s)://HOST[:PORT]/PATH"
+        )
+
+
 def url_filename(url: str) -> str:
     """The name BuildKit gives a downloaded file: the URL path's last element."""
     path = urllib.parse.urlsplit(url).path

@@ -29,6 +29,8 @@ from runtime.spec import BindMount, ContainerSpec, Resources, Rootfs, RunResult,
 DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 _UNITS = {"": 1, "b": 1, "k": 2**10, "m": 2**20, "g": 2**30, "t": 2**40}
 _SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([bkmgt]?)b?\s*$", re.IGNORECASE)
+MIN_MEMORY = 6 * 2**20  # docker: "Minimum memory limit allowed is 6MB"
+MIN_CPUS = 0.01  # docker: NanoCPUs of at least 1e7
 _VOLUME_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 
 
@@ -72,7 +74,10 @@ def parse_bytes(text: str, flag: str) -> int:
         raise UsageError(
             f"{flag} {text!r}: expected a positive size", hint="e.g. 512m, 2g or 1048576"
         )
-    return int(float(match.group(1)) * _UNITS[match.group(2).lower()])
+    size = float(match.group(1)) * _UNITS[match.group(2).lower()]
+    if not size < 2**63:  # docker's sizes are int64 (inf and nan fail this too)
+        raise UsageError(f"{flag} {text!r}: too large", hint="e.g. 512m, 2g or 1048576")
+    return int(size)
 
 
 def parse_security_opts(opts: list[str]) -> bool:
@@ -100,8 +105,18 @@ def parse_resources(memory: str | None, pids: int | None, cpus: float | None) ->
     """``--memory``/``--pids-limit``/``--cpus`` as docker reads them (pids <= 0: none)."""
     if cpus is not None and not cpus > 0:
         raise UsageError(f"--cpus {cpus}: expected a positive number", hint="e.g. 0.5 or 2")
+    if cpus is not None and not MIN_CPUS <= cpus < 2**63 / 1e9:  # docker: NanoCPUs >= 1e7
+        raise UsageError(
+            f"--cpus {cpus}: out of range", hint=f"give at least {MIN_CPUS} (docker's minimum)"
+        )
+    limit = None if memory is None else parse_bytes(memory, "--memory")
+    if limit is not None and limit < MIN_MEMORY:
+        raise UsageError(
+            f"--memory {memory}: the minimum memory limit allowed is 6MB (as in docker)",
+            hint="give at least 6m; a container needs some memory to start",
+        )
     return Resources(
-        memory=None if memory is None else parse_bytes(memory, "--memory"),
+        memory=limit,
         pids=pids if pids is not None and pids > 0 else None,
         cpus=cpus,
     )

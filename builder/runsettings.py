@@ -102,6 +102,6 @@ def parse_ulimit(text: str) -> Rlimit:
 def _limit(value: str, text: str) -> int:
     if value in ("-1", "unlimited"):
         return -1
-    if not value.isdigit():
+    if not (value.isascii() and value.isdigit()):
         raise UsageError(f"--ulimit {text!r}: {value!r} is not a number")
     return int(value)

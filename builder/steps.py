@@ -22,6 +22,8 @@ from builder.errors import BuildError
 from builder.expand import ShellLexer
 from builder.healthcheck import health_config, history_text
 from builder.mounts import RunMount, parse_mount
+from builder.pathcheck import nul_problem
+from builder.signals import MAX_SIGNAL, parse_signal
 from builder.state import DEFAULT_HOSTNAME, StageState, proxy_env, run_env
 from builder.stepbase import Outcome, PlanContext, expand_in, fail
 
@@ -264,6 +266,12 @@ def handle_volume(state: StageState, instr: ins.Volume, ctx: PlanContext) -> Out
 
 def handle_stopsignal(state: StageState, instr: ins.StopSignal, ctx: PlanContext) -> Outcome:
     signal = _expand(instr.signal, state, ctx, instr)
+    if parse_signal(signal) is None:  # BuildKit dispatchStopSignal: signal.ParseSignal
+        raise _fail(
+            instr,
+            f"invalid signal: {signal}",
+            f"name a signal (SIGTERM, KILL, RTMIN+1) or give its number, 1 to {MAX_SIGNAL}",
+        )
     return _meta(state.with_config(stop_signal=signal), f"STOPSIGNAL {signal}")
 
 
@@ -323,8 +331,20 @@ HANDLERS: Mapping[type[ins.Instruction], Handler] = {
 
 
 def apply(state: StageState, instr: ins.Instruction, ctx: PlanContext) -> Outcome:
-    """Run the handler for ``instr``'s type."""
+    """Run the handler for ``instr``'s type; a BuildError it raises gets the line."""
     handler = HANDLERS.get(type(instr))
     if handler is None:
         return handle_unsupported(state, instr, ctx)
-    return handler(state, instr, ctx)
+    try:
+        outcome: Outcome = handler(state, instr, ctx)
+    except BuildError as exc:
+        raise exc.located(instr.location.file, instr.location.line) from None
+    if problem := nul_problem(outcome.action):
+        keyword = type(instr).__name__.upper()
+        raise _fail(
+            instr,
+            f"{keyword}: {problem} holds a NUL byte; paths, arguments and environment "
+            "entries cannot",
+            "remove the \\0 from the Dockerfile (or from the ARG or ENV value it came from)",
+        )
+    return outcome

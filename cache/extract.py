@@ -34,6 +34,7 @@ from cache.layers import (
 )
 from cache.oci import Descriptor
 from cache.store import BlobStore
+from cache.tarcheck import check_member
 from fstree.tree import remove_entry
 
 _CHUNK = 1 << 20
@@ -79,7 +80,7 @@ def extract_layer(
     with blobs.open(layer.digest) as raw:
         try:
             with _Extractor(dest, overlay=mode == "overlay") as ex:
-                diff_id = _extract_stream(raw, compression, ex)
+                diff_id = _extract_stream(raw, compression, ex, f"layer {layer.digest}")
         except FORMAT_ERRORS as exc:
             _drain(raw)  # a corrupt blob explains a broken tar best: DigestMismatch
             msg = f"layer {layer.digest} is not a valid {compression.value} tar: {exc}"
@@ -91,10 +92,11 @@ def extract_layer(
     return diff_id
 
 
-def _extract_stream(raw: BinaryIO, compression: Compression, ex: _Extractor) -> Digest:
+def _extract_stream(raw: BinaryIO, compression: Compression, ex: _Extractor, where: str) -> Digest:
     source = _TarSource(open_decompressed(raw, compression))
     with tarfile.open(fileobj=source, mode="r|", errors="surrogateescape") as tar:
         while (member := tar.next()) is not None:
+            check_member(member, where)
             ex.add(member, tar)
             # Stream mode keeps every member (an undocumented list); drop them so
             # memory stays flat however many files the layer has.

@@ -91,6 +91,9 @@ def parse_reference(text: str) -> Reference:
     registry, repository = _split_domain(name)
     if not _DOMAIN.match(registry):
         raise _invalid(text, f"bad registry name {registry!r}")
+    port = registry.rpartition(":")[2] if ":" in registry else None
+    if port is not None and (len(port) > 5 or not 1 <= int(port) <= 65535):
+        raise _invalid(text, f"registry port {port} is out of range (1-65535)")
     if not _PATH.match(repository):
         raise _invalid(text, "repository names are lowercase letters, digits and . _ - separators")
     if len(repository) + len(registry) + 1 > _MAX_NAME:

@@ -87,7 +87,7 @@ def read_capped_hook(response: httpx.Response) -> None:
                 hint="check that the registry is sound",
             )
         declared = response.headers.get("Content-Length", "").strip()
-        if declared.isdigit() and int(declared) > limit:
+        if declared.isascii() and declared.isdigit() and int(declared) > limit:
             raise _too_large(what, limit)  # no need to read what it says it will send
         response.stream = _Capped(response.stream, limit, what)  # type: ignore[arg-type]
         response.read()
