@@ -139,12 +139,15 @@ def test_copy_unix_socket_in_context_becomes_empty_file(pybuild: Pybuild, tmp_pa
         tmp_path / "ctx", {"d/keep.txt": "k"}, "FROM busybox\nCOPY d /d\nCOPY d/app.sock /one\n"
     )
     sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    here = Path.cwd()
     try:
-        sock.bind(str(ctx / "d" / "app.sock"))
-        os.chmod(ctx / "d" / "app.sock", 0o751)
-        out = _rootfs(pybuild, ctx, tmp_path / "out")
+        os.chdir(ctx / "d")  # a relative name: AF_UNIX paths are short
+        sock.bind("app.sock")
     finally:
-        sock.close()
+        os.chdir(here)
+        sock.close()  # the socket file stays
+    os.chmod(ctx / "d" / "app.sock", 0o751)
+    out = _rootfs(pybuild, ctx, tmp_path / "out")
     for copied in (out / "d" / "app.sock", out / "one"):
         st = os.lstat(copied)
         assert stat.S_ISREG(st.st_mode) and st.st_size == 0
@@ -178,3 +181,17 @@ def test_copy_from_stage_keeps_hard_links(pybuild: Pybuild, tmp_path: Path) -> N
             if all(pair):
                 kinds = {m.type for m in pair if m is not None}
     assert kinds == {tarfile.REGTYPE, tarfile.LNKTYPE}
+
+
+def test_copy_keeps_hard_links_between_context_files(pybuild: Pybuild, tmp_path: Path) -> None:
+    # BuildKit's context transfer (fsutil send/diskwriter) keeps hard links, and the
+    # copy from the transferred context keeps them too.
+    dockerfile = (
+        "FROM busybox\n"
+        "COPY d /d\n"
+        'RUN [ "$(stat -c %h /d/a)" = 2 ] && [ "$(stat -c %i /d/a)" = "$(stat -c %i /d/s/b)" ]'
+        ' && [ "$(stat -c %h /d/solo)" = 1 ]\n'
+    )
+    ctx = write_context(tmp_path / "ctx", {"d/a": "a", "d/solo": "s", "d/s/.keep": ""}, dockerfile)
+    os.link(ctx / "d" / "a", ctx / "d" / "s" / "b")
+    pybuild.build(ctx)
