@@ -33,7 +33,7 @@ from builder import remote
 from builder.copy import SourceItem, replace_entry, walk_tree
 from builder.errors import BuildError
 from builder.gitsource import GitRef, checkout, parse_git_ref, resolve_commit
-from builder.rootpath import clean, resolve_in_root
+from builder.rootpath import clean, make_dirs, resolve_in_root
 from cache.errors import is_disk_full
 from cache.layers import Compression, detect_compression, open_decompressed
 from cache.tarcheck import UnsafeTarEntry, check_member
@@ -65,14 +65,23 @@ def is_archive(path: Path) -> bool:
 
 
 def extract_archive(
-    root: Path, archive: Path, dest: str, owner: tuple[int, int] = (0, 0), dir_mode: int = 0o755
+    root: Path,
+    archive: Path,
+    dest: str,
+    owner: tuple[int, int] = (0, 0),
+    dir_mode: int = 0o755,
+    *,
+    members: tuple[int, int] | None = None,
 ) -> None:
     """Extract ``archive`` into container directory ``dest`` of the rootfs at ``root``.
 
-    As BuildKit: the entries keep the archive's uid/gid and modes (``--chown`` and
-    ``--chmod`` do not apply to them); ``dest`` and its missing parents are created
-    ``dir_mode`` and owned by ``owner`` (the ``--chown`` owner), an existing ``dest``
-    is left as it is; directories the archive implies without an entry are 0:0.
+    As BuildKit (solver/llbsolver/file/unpack.go): the entries keep the archive's
+    modes (``--chmod`` does not apply to them) and its uid/gid, unless ``members`` (the
+    ``--chown`` owner, BuildKit 0.23+ ``TarOptions.ChownOpts``) replaces the owner of
+    every entry the archive lists; ``dest`` and its missing parents are created
+    ``dir_mode`` and owned by ``owner``, an existing ``dest`` is left as it is;
+    directories the archive implies without an entry are 0:0 (go-archive
+    createImpliedDirectories).
     """
     dest_dir = clean(dest)
     _parent(root, dest_dir, dir_mode, owner)
@@ -80,7 +89,7 @@ def extract_archive(
         with _open_tar(archive) as tar:
             for member in tar:
                 check_member(member, archive.name)
-                _extract_member(root, tar, member, dest_dir, dir_mode)
+                _extract_member(root, tar, member, dest_dir, dir_mode, members)
     except (tarfile.TarError, zstandard.ZstdError, EOFError) as exc:
         raise BuildError(f"cannot extract {archive.name}: {exc}") from None
     except UnsafeTarEntry as exc:
@@ -95,21 +104,12 @@ def extract_archive(
 
 
 def _parent(root: Path, container_dir: str, mode: int, owner: tuple[int, int] = (0, 0)) -> Path:
-    """The host dir of ``container_dir``, making missing ones (iteratively: any depth)."""
-    missing: list[tuple[str, Path]] = []
-    current = container_dir
-    while not (host := resolve_in_root(root, current)).is_dir():
-        missing.append((current, host))
-        if current == "/":
-            break
-        current = posixpath.dirname(current)
-    for current, host in reversed(missing):
-        if host.exists() or host.is_symlink():
-            raise BuildError(f"cannot extract into {current}: not a directory")
-        os.mkdir(host, mode)
-        os.chmod(host, mode)
-        os.chown(host, *owner)
-    return resolve_in_root(root, container_dir)
+    """The host dir of ``container_dir``, making missing ones along its resolved path
+    (a symlink whose target does not exist yet gets it made inside the root)."""
+    host = resolve_in_root(root, container_dir)
+    if not host.is_dir():
+        make_dirs(root, host, mode, owner)
+    return host
 
 
 def _extract_member(
@@ -118,12 +118,13 @@ def _extract_member(
     member: tarfile.TarInfo,
     dest: str,
     dir_mode: int,
+    owner: tuple[int, int] | None,
 ) -> None:
     container = clean(posixpath.join(dest, member.name.lstrip("/")))
     if container == dest and member.isdir():
         return
     host = _parent(root, posixpath.dirname(container), dir_mode) / posixpath.basename(container)
-    uid, gid = member.uid, member.gid
+    uid, gid = owner if owner is not None else (member.uid, member.gid)
     if member.isdir():
         if not host.is_dir() or host.is_symlink():
             replace_entry(host)

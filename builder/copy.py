@@ -2,10 +2,25 @@
 
 The rules (Dockerfile reference, COPY): a directory source copies its *contents*; a file
 source lands at ``dest`` unless ``dest`` ends in ``/`` or is an existing directory, in
-which case it lands inside it; several sources need a ``dest`` ending in ``/``. New files
-are owned by 0:0 unless ``--chown``; modes and mtimes come from the source; missing
-parents of ``dest`` are created 0755 (owned by the ``--chown`` owner), and so is ``dest``
-itself for a directory source; an existing destination directory keeps its mode and owner.
+which case it lands inside it; several sources need a ``dest`` ending in ``/``.
+
+As BuildKit's fileop runs fsutil ``copy.Copy`` (solver/llbsolver/file/backend.go,
+tonistiigi/fsutil copy/copy.go):
+
+- Owner: ``--chown`` when given; otherwise each entry keeps its source's owner
+  (``CopyOptions.owner`` None: ``COPY --from``), and context files are 0:0 (the client
+  resets them when it sends the context, client/solve.go resetUIDAndGID).
+- Modes and mtimes come from the source (``--chmod`` changes the mode).
+- Missing parents of ``dest``, and ``dest`` itself for a directory source, are created
+  0755, or with an octal ``--chmod``'s permission bits (fsutil 183e7fb: MkdirAll takes
+  ``CopyInfo.Mode``; a symbolic ``--chmod`` leaves them 0755), owned by the ``--chown``
+  owner or 0:0. An existing destination directory keeps its mode and owner.
+- ``dest`` is resolved inside the root following every symlink, the last one too, so a
+  link whose target does not exist yet gets that target created (``fs.RootPath``).
+- Hard links between the files of one source stay hard links (fsutil getLinkSource).
+- A unix socket becomes an empty regular file with the socket's permission bits (fsutil
+  clears the socket bit: stat.go, and copyDevice makes a stub); devices and fifos are
+  made as nodes.
 """
 
 from __future__ import annotations
@@ -20,17 +35,32 @@ from pathlib import Path
 
 from builder.errors import BuildError
 from builder.modes import Chmod
-from builder.rootpath import clean, resolve_in_root
+from builder.rootpath import clean, make_dirs, resolve_in_root
 from fstree.tree import remove_tree
 
 
 @dataclass(frozen=True)
 class CopyOptions:
-    owner: tuple[int, int] = (0, 0)
+    # None: every entry keeps its source's owner (COPY --from without --chown).
+    owner: tuple[int, int] | None = (0, 0)
     chmod: Chmod | None = None
     # Owner for parent directories of dest that the copy creates (BuildKit chowns them
     # like the copied files when --chown is given).
     chown_parents: bool = False
+
+    @property
+    def dir_mode(self) -> int:
+        """The mode of directories the copy creates (parents of dest, a dir's dest)."""
+        if self.chmod is not None and self.chmod.octal is not None:
+            return self.chmod.octal & 0o777  # Go's os.Chmod drops the raw special bits
+        return 0o755
+
+    @property
+    def dir_owner(self) -> tuple[int, int]:
+        return self.owner if self.chown_parents and self.owner is not None else (0, 0)
+
+    def owner_of(self, st: os.stat_result) -> tuple[int, int]:
+        return self.owner if self.owner is not None else (st.st_uid, st.st_gid)
 
 
 @dataclass(frozen=True)
@@ -80,62 +110,65 @@ def copy_sources(
             target = posixpath.join(dest_clean, source.name)
         else:
             target = dest_clean
-        _copy_one(root, source, target, opts)
+        # A file lands on dest with its symlinks followed, the last one too (fsutil
+        # resolves dest with fs.RootPath), or inside the resolved dest dir as itself.
+        _copy_one(root, source, target, opts, follow_last=not dest_is_dir)
 
 
-def _copy_one(root: Path, source: SourceItem, target: str, opts: CopyOptions) -> None:
+def _copy_one(
+    root: Path, source: SourceItem, target: str, opts: CopyOptions, *, follow_last: bool
+) -> None:
     dirs: dict[str, Path] = {}
     dir_times: list[tuple[Path, os.stat_result]] = []
+    links: dict[tuple[int, int], Path] = {}  # (dev, inode) -> first copy, per source
     for rel, src in source.entries:
         container = posixpath.join(target, rel) if rel else target
-        parent = _ensure_dir(root, posixpath.dirname(container), dirs, opts)
-        host = parent / posixpath.basename(container) if container != "/" else root
         st = os.lstat(src) if rel else os.stat(src)
         if not rel and stat.S_ISDIR(st.st_mode):
             # A directory source copies its contents: BuildKit makes the destination
-            # like a missing parent (0755, --chown owner) and leaves an existing one as
-            # it is; neither the source dir's mode nor --chmod applies to it.
+            # like a missing parent (dir_mode, --chown owner) and leaves an existing one
+            # as it is; the source dir's mode does not apply to it.
             dirs[container] = _ensure_dir(root, container, dirs, opts)
-        elif stat.S_ISDIR(st.st_mode):
+            continue
+        if rel:
+            parent = _ensure_dir(root, posixpath.dirname(container), dirs, opts)
+            host = parent / posixpath.basename(container)
+        else:
+            host = resolve_in_root(root, container, follow_last=follow_last)
+            if container != "/":
+                make_dirs(root, host.parent, opts.dir_mode, opts.dir_owner)
+        if stat.S_ISDIR(st.st_mode):
             _make_dir(host, st, opts)
             dirs[container] = host
             dir_times.append((host, st))
-        else:
-            replace_entry(host)
-            _copy_entry(src, host, st, opts)
+            continue
+        replace_entry(host)
+        first = links.get((st.st_dev, st.st_ino)) if st.st_nlink > 1 else None
+        if first is not None and stat.S_ISREG(st.st_mode):
+            os.link(first, host, follow_symlinks=False)
+            continue
+        _copy_entry(src, host, st, opts)
+        if st.st_nlink > 1 and stat.S_ISREG(st.st_mode):
+            links[(st.st_dev, st.st_ino)] = host
     # Directory mtimes last: writing their contents changed them.
     for host, st in reversed(dir_times):
         os.utime(host, ns=(st.st_atime_ns, st.st_mtime_ns), follow_symlinks=False)
 
 
 def _ensure_dir(root: Path, container_dir: str, cache: dict[str, Path], opts: CopyOptions) -> Path:
-    """The host path of a container dir, creating missing ones (0755, owner per opts).
+    """The host path of a container dir, creating missing ones (dir_mode, dir_owner).
 
-    Iterative: a destination may have more components than the recursion limit.
+    Missing directories are made along the resolved host path, so a symlink to a
+    directory that does not exist yet gets its target made inside the root.
     """
-    missing: list[tuple[str, Path]] = []
-    current = container_dir
-    while current not in cache:
-        host = resolve_in_root(root, current)
-        if host.is_dir():
-            cache[current] = host
-            break
-        missing.append((current, host))
-        if current == "/":
-            break
-        current = posixpath.dirname(current)
-    for current, host in reversed(missing):
-        if host.exists() or host.is_symlink():
-            raise BuildError(
-                f"cannot copy to {current}: it exists and is not a directory",
-                hint="choose a destination that is a directory or a new path",
-            )
-        os.mkdir(host, 0o755)
-        os.chmod(host, 0o755)
-        owner = opts.owner if opts.chown_parents else (0, 0)
-        os.chown(host, *owner)
-        cache[current] = host
-    return cache[container_dir]
+    known = cache.get(container_dir)
+    if known is not None:
+        return known
+    host = resolve_in_root(root, container_dir)
+    if not host.is_dir():
+        make_dirs(root, host, opts.dir_mode, opts.dir_owner)
+    cache[container_dir] = host
+    return host
 
 
 def _make_dir(host: Path, st: os.stat_result, opts: CopyOptions) -> None:
@@ -146,7 +179,7 @@ def _make_dir(host: Path, st: os.stat_result, opts: CopyOptions) -> None:
     mode = stat.S_IMODE(st.st_mode)
     if opts.chmod is not None:
         mode = opts.chmod.apply(mode, is_dir=True)
-    os.chown(host, *opts.owner)
+    os.chown(host, *opts.owner_of(st))
     os.chmod(host, mode)
 
 
@@ -164,23 +197,42 @@ def replace_entry(host: Path) -> None:
 
 def _copy_entry(src: Path, host: Path, st: os.stat_result, opts: CopyOptions) -> None:
     mode = stat.S_IMODE(st.st_mode)
+    owner = opts.owner_of(st)
     if stat.S_ISLNK(st.st_mode):
         os.symlink(os.readlink(src), host)
-        os.chown(host, *opts.owner, follow_symlinks=False)
+        os.chown(host, *owner, follow_symlinks=False)
         os.utime(host, ns=(st.st_atime_ns, st.st_mtime_ns), follow_symlinks=False)
         return
     if stat.S_ISREG(st.st_mode):
         _copy_file(src, host)
+    elif stat.S_ISSOCK(st.st_mode):
+        # fsutil copyDevice clears S_IFSOCK before mknod ("socket copied as stub"), and
+        # its context sender sends a socket as a file it cannot open: both leave an
+        # empty regular file.
+        os.close(os.open(host, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600))
     elif stat.S_ISFIFO(st.st_mode):
         os.mkfifo(host, 0o600)
+    elif stat.S_ISCHR(st.st_mode) or stat.S_ISBLK(st.st_mode):
+        _make_device(src, host, st)
     else:
         raise BuildError(
-            f"cannot copy {src}: only files, directories and symlinks can be copied",
+            f"cannot copy {src}: only files, directories, symlinks, sockets, fifos and "
+            "devices can be copied",
             hint="add it to .dockerignore",
         )
-    os.chown(host, *opts.owner)
+    os.chown(host, *owner)
     os.chmod(host, opts.chmod.apply(mode, is_dir=False) if opts.chmod is not None else mode)
     os.utime(host, ns=(st.st_atime_ns, st.st_mtime_ns))
+
+
+def _make_device(src: Path, host: Path, st: os.stat_result) -> None:
+    try:
+        os.mknod(host, stat.S_IFMT(st.st_mode) | 0o600, st.st_rdev)
+    except PermissionError:
+        raise BuildError(
+            f"cannot copy device {src}: creating device nodes needs root",
+            hint="add it to .dockerignore, or build as root",
+        ) from None
 
 
 def _copy_file(src: Path, dst: Path) -> None:

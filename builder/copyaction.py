@@ -12,7 +12,7 @@ import fnmatch
 import posixpath
 from collections.abc import Iterator, Set
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -95,8 +95,12 @@ class CopyAction:
                 items = [*(self._context_item(ctx, r, b) for r, b in sources), *items]
                 self._copy(root, items, opts, kept)
             else:
+                # Without --chown a stage's files keep their owners (fsutil copy with
+                # no Chowner); context, heredoc and remote files are 0:0.
+                stage_opts = replace(opts, owner=None) if not self.chown else opts
                 with stage_view(ctx, self.from_stage) as stage_root:
-                    self._copy(root, [*self._stage_items(stage_root), *items], opts, kept)
+                    self._copy(root, self._stage_items(stage_root), stage_opts, kept)
+                self._copy(root, items, opts, kept)
 
     def _copy(
         self,
@@ -115,7 +119,10 @@ class CopyAction:
             extract = self.unpack and not item.is_dir and item.path not in kept
             if extract and is_archive(item.path):
                 dest = self.dest if not self.parents else _parents_dest(self.dest, rel, item)
-                extract_archive(root, item.path, dest, opts.owner)
+                # BuildKit 0.23+ (file/unpack.go, ChownOpts) gives every archive
+                # member the --chown owner; without it members keep their own.
+                members = opts.owner if self.chown else None
+                extract_archive(root, item.path, dest, opts.dir_owner, members=members)
             elif self.parents and rel:
                 copy_sources(
                     root, [item], _parents_dest(self.dest, rel, item), force_dir=True, opts=opts

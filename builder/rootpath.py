@@ -66,6 +66,33 @@ def resolve_in_root(root: Path, path: str, *, follow_last: bool = True) -> Path:
     return root.joinpath(*done)
 
 
+def make_dirs(root: Path, host_dir: Path, mode: int, owner: tuple[int, int]) -> None:
+    """Create ``host_dir`` (a result of ``resolve_in_root``) and its missing parents.
+
+    Works on the resolved host path, as BuildKit's fileop does (``fs.RootPath`` then
+    fsutil ``MkdirAll``): a symlink whose target does not exist yet, such as
+    ``/link -> /opt/app``, gets ``/opt/app`` made inside the root. New directories get
+    exactly ``mode`` (no umask) and ``owner``; existing ones are left as they are.
+    """
+    current = root
+    for part in host_dir.relative_to(root).parts:
+        current = current / part
+        try:
+            st = os.lstat(current)
+        except FileNotFoundError:
+            os.mkdir(current, mode)
+            os.chmod(current, mode)
+            os.chown(current, *owner)
+            continue
+        if not stat.S_ISDIR(st.st_mode):
+            where = to_container_path(root, current)
+            raise BuildError(
+                f"cannot create {to_container_path(root, host_dir)}: {where} exists and is "
+                "not a directory",
+                hint="choose a destination that is a directory or a new path",
+            )
+
+
 def to_container_path(root: Path, host_path: Path) -> str:
     """The inverse of resolve_in_root for a path known to lie under ``root``."""
     rel = host_path.relative_to(root).as_posix()

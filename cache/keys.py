@@ -18,7 +18,10 @@ from cache.oci import canonical_json
 
 # Bump when the meaning or the serialisation of any field changes: every old key then
 # misses instead of matching a result built under different rules.
-KEY_VERSION = 1
+# 2: COPY --from and RUN --mount=from= key on the content they use; COPY/ADD results
+# changed for the same inputs (stage owners and hard links kept, --chmod on created
+# dirs, ADD --chown on archive members).
+KEY_VERSION = 2
 
 Pairs = tuple[tuple[str, str], ...]
 _SHOWN = 40  # longest value quoted in a reason before it is shortened

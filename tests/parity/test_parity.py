@@ -21,7 +21,9 @@ optional
   must fail, with no traceback; BuildKit must fail too); ``created``: the image
   config's ``created`` time (SOURCE_DATE_EPOCH).
 - ``case.json`` may also give ``cached_with`` (build args of a second pybuild build that
-  must take every step from the cache). A case is built without ``-f``; one whose
+  must take every step from the cache), and ``sockets`` (context path -> mode, as
+  ``"0o751"``): git cannot hold a unix socket, so the case is copied to a temp dir and
+  these are bound there before both builds. A case is built without ``-f``; one whose
   Dockerfile has another name (Dockerfile discovery) needs a ``case.json``.
 
 The pybuild half always runs. The BuildKit half runs when a dockerd answers and a docker
@@ -36,6 +38,7 @@ import json
 import os
 import re
 import shutil
+import socket
 import subprocess
 import sys
 import tarfile
@@ -311,6 +314,25 @@ def _strip_copy_flags(entry: dict[str, Any]) -> dict[str, Any]:
     return {**entry, "created_by": " ".join(kept)}
 
 
+def _with_sockets(case: Path, sockets: dict[str, str], tmp_path: Path) -> Path:
+    """A copy of ``case`` with unix sockets bound at the given paths (then closed: the
+    socket file stays)."""
+    copy = tmp_path / "context" / case.name
+    shutil.copytree(case, copy, symlinks=True)
+    here = Path.cwd()
+    for rel, mode in sockets.items():
+        path = copy / rel
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        try:
+            os.chdir(path.parent)  # a relative name: AF_UNIX paths are short
+            sock.bind(path.name)
+        finally:
+            os.chdir(here)
+            sock.close()
+        os.chmod(path, int(mode, 8))
+    return copy
+
+
 def test_corpus_has_enough_cases() -> None:
     assert len(CASE_NAMES) >= 30, CASE_NAMES
 
@@ -325,6 +347,8 @@ def test_parity(
 ) -> None:
     case = CASES / name
     options = _options(case)
+    if "sockets" in options:
+        case = _with_sockets(case, options["sockets"], tmp_path)
     flags = _build_flags(options)
     tag = f"parity-{name}:latest"
     expect_file = case / "expect.json"

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from builder.copy import CopyOptions
 from builder.errors import DockerfileError
 from builder.modes import parse_chmod
 
@@ -32,3 +33,20 @@ def test_chmod_applies_like_chmod_1(spec: str, before: int, is_dir: bool, after:
 def test_chmod_refuses_bad_modes(spec: str) -> None:
     with pytest.raises(DockerfileError):
         parse_chmod(spec)
+
+
+@pytest.mark.parametrize(
+    ("spec", "dir_mode"),
+    [(None, 0o755), ("770", 0o770), ("4755", 0o755), ("0640", 0o640), ("u+x", 0o755)],
+)
+def test_created_dirs_take_an_octal_chmods_permission_bits(spec: str | None, dir_mode: int) -> None:
+    # fsutil MkdirAll(CopyInfo.Mode): only an octal --chmod sets Mode, and Go's
+    # os.Chmod keeps only its permission bits.
+    opts = CopyOptions(chmod=parse_chmod(spec) if spec else None)
+    assert opts.dir_mode == dir_mode
+
+
+def test_created_dirs_are_root_owned_without_chown() -> None:
+    assert CopyOptions(owner=None).dir_owner == (0, 0)
+    assert CopyOptions(owner=(5, 6)).dir_owner == (0, 0)
+    assert CopyOptions(owner=(5, 6), chown_parents=True).dir_owner == (5, 6)

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import os
+import stat
 from pathlib import Path
 
 import pytest
 
-from builder.rootpath import clean, resolve_in_root
+from builder.errors import BuildError
+from builder.rootpath import clean, make_dirs, resolve_in_root
 
 
 @pytest.mark.parametrize(
@@ -39,3 +41,28 @@ def test_dotdot_link_never_climbs_above_the_root(tmp_path: Path) -> None:
 def test_final_link_is_kept_when_not_followed(tmp_path: Path) -> None:
     os.symlink("/target", tmp_path / "link")
     assert resolve_in_root(tmp_path, "/link", follow_last=False) == tmp_path / "link"
+
+
+def test_make_dirs_creates_a_dangling_links_target_inside_the_root(tmp_path: Path) -> None:
+    root = tmp_path / "root"
+    root.mkdir()
+    os.symlink("/opt/app", root / "app")
+    os.symlink("/../../outside", root / "climb")
+    me = (os.getuid(), os.getgid())
+    make_dirs(root, resolve_in_root(root, "/app/sub"), 0o750, me)
+    make_dirs(root, resolve_in_root(root, "/climb/x"), 0o700, me)
+    assert os.readlink(root / "app") == "/opt/app"
+    assert (root / "opt" / "app" / "sub").is_dir()
+    assert stat.S_IMODE(os.lstat(root / "opt").st_mode) == 0o750
+    assert (root / "outside" / "x").is_dir()
+    assert not (tmp_path / "outside").exists()
+
+
+def test_make_dirs_leaves_existing_dirs_and_refuses_a_file_in_the_way(tmp_path: Path) -> None:
+    (tmp_path / "keep").mkdir(mode=0o711)
+    (tmp_path / "file").write_text("x")
+    me = (os.getuid(), os.getgid())
+    make_dirs(tmp_path, tmp_path / "keep" / "new", 0o700, me)
+    assert stat.S_IMODE(os.lstat(tmp_path / "keep").st_mode) == 0o711
+    with pytest.raises(BuildError, match="/file exists and is not a directory"):
+        make_dirs(tmp_path, tmp_path / "file" / "sub", 0o700, me)
