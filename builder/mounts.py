@@ -20,6 +20,7 @@ import shutil
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING, TypedDict
 
 from builder.cachemounts import SHARING_MODES, CacheRequest, cache_dir
@@ -101,6 +102,15 @@ class RunMount:
                 f"from={self.from_stage},ro={self.readonly},{owner}"
             )
         return f"{common},id={self.id},env={self.env},required={self.required},{owner}"
+
+
+def cache_mount_ids(mounts: tuple[RunMount, ...]) -> dict[str, bool]:
+    """The cache ids ``mounts`` use -> whether one is seeded (``from=``)."""
+    ids: dict[str, bool] = {}
+    for m in mounts:
+        if m.kind == "cache":
+            ids[m.id] = ids.get(m.id, False) or m.from_stage is not None
+    return ids
 
 
 def parse_mount(raw: str, stage_ref: Callable[[str], int]) -> RunMount:
@@ -295,7 +305,24 @@ def _cache(mount: RunMount, ctx: ExecContext, stack: ExitStack, i: int) -> BindM
     )
     store_root = ctx.store_root if ctx.store_root is not None else ctx.scratch
     host = stack.enter_context(cache_dir(store_root, request))
+    if mount.from_stage is None and mount.source not in ("", "/"):
+        host = _cache_subdir(host, mount)
     return BindMount(host, mount.target, readonly=mount.readonly)
+
+
+def _cache_subdir(cache: Path, mount: RunMount) -> Path:
+    """``source=`` of a cache without ``from=``: that path inside the cache (BuildKit
+    mounts the cache with the source as its selector, executor/oci/spec.go subMount),
+    its links resolved inside the cache; it must exist, as BuildKit opens it."""
+    host = resolve_in_root(cache, mount.source)
+    if not host.exists():
+        raise BuildError(
+            f"RUN --mount=type=cache,id={mount.id},source={mount.source.lstrip('/')}: "
+            f"{mount.source} does not exist in the cache",
+            hint="create it in the cache first (an earlier RUN with the cache mounted "
+            "whole), or drop source=",
+        )
+    return host
 
 
 def _secret(mount: RunMount, ctx: ExecContext, stack: ExitStack, env: list[str]) -> list[BindMount]:
