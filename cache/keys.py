@@ -18,7 +18,7 @@ from cache.oci import canonical_json
 
 # Bump when the meaning or the serialisation of any field changes: every old key then
 # misses instead of matching a result built under different rules.
-KEY_VERSION = 1
+KEY_VERSION = 2  # 2: COPY --from and RUN --mount=from= key on the content they use
 
 Pairs = tuple[tuple[str, str], ...]
 _SHOWN = 40  # longest value quoted in a reason before it is shortened
