@@ -151,7 +151,9 @@ def test_inconsistent_and_untyped_records_are_skipped(store: tuple[BlobStore, In
     odd = StepRecord(
         odd.key, Descriptor("text/plain", odd.layer.digest, 1), odd.diff_id, odd.inputs, 1, 0
     )
-    result = import_records(CacheConfig(KEY_VERSION, (forged, odd, good)), _NoFetch(), blobs, index, "c")
+    result = import_records(
+        CacheConfig(KEY_VERSION, (forged, odd, good)), _NoFetch(), blobs, index, "c"
+    )
     assert result.imported == 1 and len(result.warnings) == 2
     assert index.get_step(forged.key) is None and index.get_step(odd.key) is None
 
