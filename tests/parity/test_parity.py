@@ -20,8 +20,9 @@ optional
   ``fails``: texts the failed build's error output must show, in this order (the build
   must fail, with no traceback; BuildKit must fail too); ``created``: the image
   config's ``created`` time (SOURCE_DATE_EPOCH).
-- ``case.json`` may also give ``cached_with`` (build args of a second pybuild build that
-  must take every step from the cache). A case is built without ``-f``; one whose
+- ``case.json`` may also give ``"no_cache": true`` (the case is built with
+  ``--no-cache``; its ``bases`` are not), and ``cached_with`` (build args of a second
+  pybuild build that must take every step from the cache). A case is built without ``-f``; one whose
   Dockerfile has another name (Dockerfile discovery) needs a ``case.json``.
 
 The pybuild half always runs. The BuildKit half runs when a dockerd answers and a docker
@@ -72,6 +73,8 @@ def _build_flags(options: dict[str, Any]) -> list[str]:
         flags += ["--build-arg", f"{key}={value}"]
     if options.get("target"):
         flags += ["--target", options["target"]]
+    if options.get("no_cache"):
+        flags.append("--no-cache")
     return flags
 
 
