@@ -92,24 +92,44 @@ def copy_content(
     lowers: Sequence[Path], sources: Sequence[str], hash_file: FileHasher
 ) -> StageContent:
     """What ``COPY --from`` of ``sources`` reads from the stage of ``lowers``: each source
-    (wildcards in its last part, links resolved inside the stage) and all below it,
-    named by its path in the stage. A missing source keys as missing (the copy fails)."""
+    (links resolved inside the stage) and all below it, named by its path in the stage.
+    A wildcard in the last part keys its matches; one higher up keys everything below
+    the directory before it (more than is copied: never a stale hit). A missing source
+    keys as missing (the copy itself fails). Raises BuildError if the store is unreadable.
+    """
     tree = StageTree(lowers)
     out = _Collector(tree, hash_file)
-    for source in sources:
-        path = clean(source)
-        if not any(c in path for c in "*?["):
-            node = tree.lookup(path)
-            out.add(node, path, "/" + node.rel if node is not None else path)
-            continue
-        parent = tree.lookup(posixpath.dirname(path))
-        pattern = posixpath.basename(path)
-        matches = tree.children(parent) if parent is not None and parent.is_dir else []
-        out.walked.append(["pattern", path])
-        for node in matches:
-            if fnmatch.fnmatchcase(posixpath.basename(node.rel), pattern):
-                out.add(node, path, "/" + node.rel)
+    try:
+        for source in sources:
+            _add_source(tree, out, clean(source))
+    except OSError as exc:
+        raise _unreadable(exc) from None
     return out.result()
+
+
+def _add_source(tree: StageTree, out: _Collector, path: str) -> None:
+    parts = path.split("/")
+    wild = [i for i, part in enumerate(parts) if any(c in part for c in "*?[")]
+    if not wild:
+        node = tree.lookup(path)
+        out.add(node, path, "/" + node.rel if node is not None else path)
+        return
+    parent = tree.lookup("/".join(parts[: wild[0]]) or "/")
+    if wild[0] != len(parts) - 1:  # e.g. --parents /src/**/x: the whole tree it searches
+        out.add(parent, path, "/" + parent.rel if parent is not None else path)
+        return
+    out.walked.append(["pattern", path])
+    for node in tree.children(parent) if parent is not None and parent.is_dir else []:
+        if fnmatch.fnmatchcase(posixpath.basename(node.rel), parts[-1]):
+            out.add(node, path, "/" + node.rel)
+
+
+def _unreadable(exc: OSError) -> BuildError:
+    return BuildError(
+        f"cannot read a layer of the stage to key this step: {exc.strerror or exc}"
+        + (f": {exc.filename}" if exc.filename else ""),
+        hint="check the store's permissions; `pybuild cache verify` checks its layers",
+    )
 
 
 def mount_content(
@@ -119,5 +139,8 @@ def mount_content(
     resolved inside the stage) and all below it, named where the RUN sees them."""
     tree = StageTree(lowers)
     out = _Collector(tree, hash_file)
-    out.add(tree.lookup(clean(source)), clean(source), target)
+    try:
+        out.add(tree.lookup(clean(source)), clean(source), target)
+    except OSError as exc:
+        raise _unreadable(exc) from None
     return out.result()

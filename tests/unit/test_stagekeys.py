@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from builder.context import _read_file
+from builder.errors import BuildError
 from builder.stagekeys import copy_content, mount_content
 from builder.stagetree import StageTree
 from cache.keys import KeyInputs, explain_miss
@@ -100,3 +101,35 @@ def test_copy_key_of_a_missing_source_differs_from_an_existing_one(tmp_path: Pat
     assert missing.fingerprint != copy_content([stage], ["/a"], _read_file).fingerprint
     added = _layer(tmp_path / "t", {"a": "A", "nope": ""})
     assert copy_content([added], ["/nope"], _read_file).fingerprint != missing.fingerprint
+
+
+def test_wildcard_above_the_last_part_keys_the_whole_tree_below(tmp_path: Path) -> None:
+    one = _layer(tmp_path / "one", {"src/a/x.py": "1", "src/b/y.txt": "1", "etc/z": "1"})
+    two = _layer(tmp_path / "two", {"src/a/x.py": "1", "src/b/y.txt": "2", "etc/z": "2"})
+    deep_one = copy_content([one], ["/src/*/x.py"], _read_file)
+    deep_two = copy_content([two], ["/src/*/x.py"], _read_file)
+    assert deep_one.fingerprint != deep_two.fingerprint  # src/b is searched too
+    assert copy_content([one], ["/etc/../src/a/x.py"], _read_file).files == (
+        copy_content([two], ["/src/a/x.py"], _read_file).files
+    )
+
+
+def test_an_unreadable_layer_is_a_build_error(tmp_path: Path) -> None:
+    stage = _layer(tmp_path / "s", {"w/a": "A"})
+    with pytest.raises(BuildError, match="cannot read"):
+        mount_content([stage], "/w", "/w", _broken)
+
+
+def _broken(path: Path, st: os.stat_result | None = None) -> bytes:
+    raise PermissionError(13, "Permission denied", str(path))
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="chown to another uid needs root")
+def test_owner_counts_and_a_rootless_owner_xattr_stands_for_it(tmp_path: Path) -> None:
+    plain = _layer(tmp_path / "plain", {"w/a": "A"})
+    chowned = _layer(tmp_path / "chowned", {"w/a": "A"})
+    os.chown(chowned / "w" / "a", 7, 8)
+    recorded = _layer(tmp_path / "recorded", {"w/a": "A"})
+    os.setxattr(recorded / "w" / "a", "user.pybuild.owner", b"7:8")
+    assert _mount_fp([plain], "/w") != _mount_fp([chowned], "/w")
+    assert _mount_fp([recorded], "/w") == _mount_fp([chowned], "/w")
