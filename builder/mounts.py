@@ -86,6 +86,10 @@ class RunMount:
     gid: int = 0
     required: bool = False
     env: str = ""
+    # A cache given mode=, uid= or gid= (and no source=) is a cache of its own per
+    # setting: BuildKit seeds it from a "/cache" dir made with them (dockerfile2llb
+    # convert_runmount.go setCacheUIDGID), and keys the cache on that parent.
+    owner_set: bool = False
 
     def describe(self) -> str:
         """The mount as the cache key sees it: its definition, never its content."""
@@ -105,11 +109,12 @@ class RunMount:
 
 
 def cache_mount_ids(mounts: tuple[RunMount, ...]) -> dict[str, bool]:
-    """The cache ids ``mounts`` use -> whether one is seeded (``from=``)."""
+    """The cache ids ``mounts`` use -> whether one has a parent (``from=``, or its own
+    mode/uid/gid), whose caches BuildKit prunes as well on ``--no-cache``."""
     ids: dict[str, bool] = {}
     for m in mounts:
         if m.kind == "cache":
-            ids[m.id] = ids.get(m.id, False) or m.from_stage is not None
+            ids[m.id] = ids.get(m.id, False) or m.from_stage is not None or m.owner_set
     return ids
 
 
@@ -162,6 +167,7 @@ def parse_mount(raw: str, stage_ref: Callable[[str], int]) -> RunMount:
         id=fields.get("id") or target,
         sharing=sharing,
         **_owner_args(raw, kind, fields),
+        owner_set=not source and any(k in fields for k in _OWNER_KEYS),
     )
 
 
@@ -300,6 +306,8 @@ def _cache(mount: RunMount, ctx: ExecContext, stack: ExitStack, i: int) -> BindM
         root = stack.enter_context(stage_view(ctx, mount.from_stage, f"mount-{i}"))
         seed = resolve_in_root(root, mount.source or "/")
         seed_key = f"{ctx.stage_keys[mount.from_stage]}:{mount.source or '/'}"
+    elif mount.owner_set:
+        seed_key = f"owner:{mount.mode:o}:{mount.uid}:{mount.gid}"
     request = CacheRequest(
         mount.id, mount.sharing, mount.mode, mount.uid, mount.gid, seed, seed_key
     )

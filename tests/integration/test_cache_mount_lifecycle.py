@@ -94,3 +94,29 @@ def test_cache_mount_source_link_cannot_leave_the_cache(pybuild: Pybuild, tmp_pa
     result = pybuild.build(write_context(tmp_path / "ctx", {}, dockerfile), ok=False)
     assert result.code != 0
     assert "does not exist in the cache" in " ".join(result.err.split())
+
+
+def test_no_cache_empties_a_cache_given_mode_too(pybuild: Pybuild, tmp_path: Path) -> None:
+    # moby/buildkit#5305: with mode= the cache has a parent, and was left full.
+    run = "RUN --mount=type=cache,id=npm,mode=0755,target=/root/.npm"
+    dockerfile = f"FROM busybox\n{run} echo {{w}} >> /root/.npm/log && cp /root/.npm/log /seen\n"
+    ctx = write_context(tmp_path / "ctx", {}, dockerfile.format(w="one"))
+    pybuild.build(ctx)
+    (ctx / "Dockerfile").write_text(dockerfile.format(w="two"))
+    out = tmp_path / "out"
+    pybuild.build(ctx, "--no-cache", "-o", f"type=local,dest={out}")
+    assert (out / "seen").read_text() == "two\n"
+
+
+def test_each_mode_uid_gid_setting_is_a_cache_of_its_own(pybuild: Pybuild, tmp_path: Path) -> None:
+    dockerfile = (
+        "FROM busybox\n"
+        "RUN --mount=type=cache,id=o,target=/c echo plain > /c/f\n"
+        "RUN --mount=type=cache,id=o,mode=0700,target=/d echo m700 > /d/f\n"
+        "RUN --mount=type=cache,id=o,target=/c cat /c/f > /plain\n"
+        "RUN --mount=type=cache,id=o,mode=0700,target=/d cat /d/f > /m700\n"
+    )
+    out = tmp_path / "out"
+    pybuild.build(write_context(tmp_path / "ctx", {}, dockerfile), "-o", f"type=local,dest={out}")
+    assert (out / "plain").read_text() == "plain\n"
+    assert (out / "m700").read_text() == "m700\n"
