@@ -9,8 +9,8 @@ Types, with BuildKit's options and defaults:
 - ``secret``: a ``--secret`` as a read-only file and/or an env var (``builder.secrets``).
 - ``ssh``: a ``--ssh`` agent socket, with ``SSH_AUTH_SOCK`` pointing at it.
 
-Nothing a mount shows ever lands in the step's layer, and only the mount's definition
-(never a cache's or secret's content) enters the step's key.
+Nothing a mount shows ever lands in the step's layer. The step's key has every mount's
+definition and a bind mount's content (``builder.actions``), never a cache's or secret's.
 """
 
 from __future__ import annotations
