@@ -134,12 +134,14 @@ class Solver:
 
     def _prune_ignored_cache_mounts(self, plan: Plan) -> None:
         """RUNs that ignore the cache start their cache mounts empty (BuildKit #5305)."""
-        ids: dict[str, bool] = {}
-        for stage in plan.stages:
-            for step in stage.steps:
-                if isinstance(step.action, RunAction) and self._no_cache(step):
-                    for cache_id, nested in cache_mount_ids(step.action.run_mounts).items():
-                        ids[cache_id] = ids.get(cache_id, False) or nested
+        ignored = [
+            mount
+            for stage in plan.stages
+            for step in stage.steps
+            if isinstance(step.action, RunAction) and self._no_cache(step)
+            for mount in step.action.run_mounts
+        ]
+        ids = cache_mount_ids(tuple(ignored))
         if ids and self._ctx.store_root is not None:
             prune_ids(self._ctx.store_root, ids)
 
