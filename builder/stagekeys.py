@@ -78,7 +78,8 @@ class _Collector:
         for entry in self.tree.walk(node):
             below = entry.rel[len(node.rel) :].lstrip("/") if node.rel else entry.rel
             name = posixpath.join(shown, below) if below else shown
-            record = _record(entry, self.hash_file)
+            # The root's own metadata is that of the top layer's store dir, not content.
+            record = _record(entry, self.hash_file) if entry.rel else "dir||||"
             self.walked.append([below, record])
             self.files.setdefault(name, record)
 

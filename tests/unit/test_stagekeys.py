@@ -133,3 +133,10 @@ def test_owner_counts_and_a_rootless_owner_xattr_stands_for_it(tmp_path: Path) -
     os.setxattr(recorded / "w" / "a", "user.pybuild.owner", b"7:8")
     assert _mount_fp([plain], "/w") != _mount_fp([chowned], "/w")
     assert _mount_fp([recorded], "/w") == _mount_fp([chowned], "/w")
+
+
+def test_the_store_dir_of_the_top_layer_is_not_content(tmp_path: Path) -> None:
+    one = _layer(tmp_path / "one", {"a": "A"})
+    two = _layer(tmp_path / "two", {"a": "A"})
+    two.chmod(0o700)
+    assert _mount_fp([one], "/") == _mount_fp([two], "/")
