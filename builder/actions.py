@@ -8,9 +8,10 @@ upper dir becomes the step's layer.
 from __future__ import annotations
 
 import os
+import posixpath
 import threading
 from collections import deque
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
@@ -23,7 +24,7 @@ from builder.rootpath import resolve_in_root
 from builder.runsettings import RunSettings
 from builder.secrets import BuildSecrets
 from builder.state import DEFAULT_HOSTNAME
-from cache.keys import KeyInputs
+from cache.keys import KeyInputs, Pairs
 from runtime.errors import RuntimeFailure
 from runtime.rootfs import mounted_overlay
 from runtime.spec import BindMount, ContainerSpec, Rootfs, RunResult
@@ -86,9 +87,20 @@ class RunAction:
             extra += (("hostname", self.hostname),)
         extra += tuple(("mount", m.describe()) for m in self.run_mounts)
         extra += ctx.run_settings.key_extra()
-        sources = tuple(_mount_source(m, ctx) for m in self.run_mounts if m.kind == "bind")
+        sources: list[tuple[str, str]] = []
+        files: list[tuple[str, str]] = []
+        for mount in self.run_mounts:
+            if mount.kind == "bind":
+                source, shown = _mount_source(mount, ctx)
+                sources.append(source)
+                files += shown
         return KeyInputs(
-            parent=parent, instruction=instruction, env=self.key_env, extra=extra, sources=sources
+            parent=parent,
+            instruction=instruction,
+            env=self.key_env,
+            extra=extra,
+            sources=tuple(sources),
+            files=tuple(files),
         )
 
     def execute(self, rootfs: Rootfs, ctx: ExecContext) -> None:
@@ -134,12 +146,32 @@ class RunAction:
         return tuple(mounts)
 
 
-def _mount_source(mount: RunMount, ctx: ExecContext) -> tuple[str, str]:
-    """What a bind mount's content adds to the key: the stage's key or the context's."""
+def _mount_source(mount: RunMount, ctx: ExecContext) -> tuple[tuple[str, str], Pairs]:
+    """What a bind mount adds to the key: the content it shows (``source``'s, from the
+    stage or the context, never a whole stage's key), and per-file records named where
+    the RUN sees them, so a miss names the file that changed."""
+    from builder.filekeys import file_records
+    from builder.stagekeys import mount_content
+
+    name = f"mount:{mount.target}"
     if mount.from_stage is not None:
-        return (f"mount:{mount.target}", ctx.stage_keys[mount.from_stage])
+        lowers = ctx.stage_roots[mount.from_stage]
+        content = mount_content(lowers, mount.source or "/", mount.target, ctx.context.hash_file)
+        return (name, content.fingerprint), content.files
     rels = ctx.context.resolve_sources(mount.source)
-    return (f"mount:{mount.target}", ctx.context.fingerprint(rels))
+    fingerprint = ctx.context.fingerprint(rels)
+    records = file_records(ctx.context, rels)
+    return (name, fingerprint), tuple((_seen_at(mount.target, rels, r), v) for r, v in records)
+
+
+def _seen_at(target: str, tops: Sequence[str], rel: str) -> str:
+    """Where context path ``rel``, mounted from one of ``tops``, shows in the RUN."""
+    for top in tops:
+        if not top:
+            return posixpath.join(target, rel)
+        if rel == top or rel.startswith(top + "/"):
+            return posixpath.join(target, rel[len(top) :].lstrip("/")).rstrip("/")
+    return posixpath.join(target, rel)
 
 
 def _run_logged(ctx: ExecContext, spec: ContainerSpec) -> tuple[RunResult, list[str]]:

@@ -29,7 +29,11 @@ _KINDS: tuple[tuple[str, str], ...] = (
     ("ARG ", "arg"),
     ("ENV ", "env"),
     ("file ", "source"),
+    ("directory ", "source"),  # the per-file reasons (cache.keys._file_reasons)
+    ("symlink ", "source"),
+    ("and ", "source"),  # "and 3 more files"
     ("source", "source"),
+    ("stage ", "source"),
     ("platform changed", "platform"),
     ("option ", "option"),
     ("not in the cache", "evicted"),

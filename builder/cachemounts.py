@@ -3,7 +3,10 @@
 Each cache id has a home ``<store>/cachemounts/<sha256 of id and seed>/`` holding the
 id (for people), numbered instances ``0``, ``1``... and one lock file per instance.
 They outlive builds, never enter a layer or a step key, and go with
-``pybuild cache prune --all``.
+``pybuild cache prune --all``. A RUN that ignores the cache (``--no-cache``, or
+``--no-cache-filter`` naming its stage) starts its caches empty: before the build,
+``prune_ids`` drops every cache of those ids, as BuildKit's solver does for the cache
+mounts of an op with IgnoreCache (llbsolver/vertex.go detectPrunedCacheID, #5305).
 
 Sharing, as BuildKit's: ``shared`` users hold a shared lock on instance 0 and use it at
 once; ``locked`` users take it exclusively, one RUN at a time; ``private`` users take
@@ -18,7 +21,7 @@ import hashlib
 import os
 import subprocess
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -64,6 +67,33 @@ def cache_dir(store_root: Path, request: CacheRequest) -> Iterator[Path]:
         if not data.is_dir():
             _create(data, request)
         yield data
+
+
+def prune_ids(store_root: Path, ids: Mapping[str, bool]) -> None:
+    """Drop the caches of ``ids`` (id -> also those seeded from a stage or image).
+
+    Each home is renamed aside first, so a build starting meanwhile makes a new one
+    instead of finding a half-removed tree; one in use keeps its open mounts.
+    """
+    top = store_root / CACHE_DIR_NAME
+    if not ids or not top.is_dir():
+        return
+    for home in sorted(top.iterdir()):
+        try:
+            cache_id = (home / "id").read_text().removesuffix("\n")
+        except OSError:
+            continue  # not a cache home (or one being removed)
+        if cache_id not in ids:
+            continue
+        plain = home == cache_home(store_root, CacheRequest(cache_id))
+        if not plain and not ids[cache_id]:
+            continue
+        doomed = top / f".pruned-{home.name}-{os.getpid()}-{threading.get_ident()}"
+        try:
+            os.rename(home, doomed)
+        except FileNotFoundError:
+            continue  # pruned by a concurrent build
+        remove_tree(doomed, ignore_errors=True)
 
 
 @contextmanager

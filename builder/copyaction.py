@@ -51,8 +51,12 @@ class CopyAction:
     def key_inputs(self, parent: str, instruction: str, ctx: ExecContext) -> KeyInputs:
         sources: tuple[tuple[str, str], ...]
         if self.from_stage is not None:
-            sources = ((f"stage:{self.from_stage}", ctx.stage_keys[self.from_stage]),)
-            files: tuple[tuple[str, str], ...] = ()
+            from builder.stagekeys import copy_content  # the content of what it copies
+
+            lowers = ctx.stage_roots[self.from_stage]
+            content = copy_content(lowers, self.sources, ctx.context.hash_file)
+            sources = ((f"stage:{self.from_stage}", content.fingerprint),)
+            files: tuple[tuple[str, str], ...] = content.files
         else:
             from builder.filekeys import file_records  # per-file records explain misses
 

@@ -9,8 +9,8 @@ Types, with BuildKit's options and defaults:
 - ``secret``: a ``--secret`` as a read-only file and/or an env var (``builder.secrets``).
 - ``ssh``: a ``--ssh`` agent socket, with ``SSH_AUTH_SOCK`` pointing at it.
 
-Nothing a mount shows ever lands in the step's layer, and only the mount's definition
-(never a cache's or secret's content) enters the step's key.
+Nothing a mount shows ever lands in the step's layer. The step's key has every mount's
+definition and a bind mount's content (``builder.actions``), never a cache's or secret's.
 """
 
 from __future__ import annotations
@@ -20,6 +20,7 @@ import shutil
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING, TypedDict
 
 from builder.cachemounts import SHARING_MODES, CacheRequest, cache_dir
@@ -87,6 +88,10 @@ class RunMount:
     gid: int = 0
     required: bool = False
     env: str = ""
+    # A cache given mode=, uid= or gid= (and no source=) is a cache of its own per
+    # setting: BuildKit seeds it from a "/cache" dir made with them (dockerfile2llb
+    # convert_runmount.go setCacheUIDGID), and keys the cache on that parent.
+    owner_set: bool = False
 
     def describe(self) -> str:
         """The mount as the cache key sees it: its definition, never its content."""
@@ -103,6 +108,16 @@ class RunMount:
                 f"from={self.from_stage},ro={self.readonly},{owner}"
             )
         return f"{common},id={self.id},env={self.env},required={self.required},{owner}"
+
+
+def cache_mount_ids(mounts: tuple[RunMount, ...]) -> dict[str, bool]:
+    """The cache ids ``mounts`` use -> whether one has a parent (``from=``, or its own
+    mode/uid/gid), whose caches BuildKit prunes as well on ``--no-cache``."""
+    ids: dict[str, bool] = {}
+    for m in mounts:
+        if m.kind == "cache":
+            ids[m.id] = ids.get(m.id, False) or m.from_stage is not None or m.owner_set
+    return ids
 
 
 def parse_mount(raw: str, stage_ref: Callable[[str], int]) -> RunMount:
@@ -156,6 +171,7 @@ def parse_mount(raw: str, stage_ref: Callable[[str], int]) -> RunMount:
         id=fields.get("id") or target,
         sharing=sharing,
         **_owner_args(raw, kind, fields),
+        owner_set=not source and any(k in fields for k in _OWNER_KEYS),
     )
 
 
@@ -302,12 +318,31 @@ def _cache(mount: RunMount, ctx: ExecContext, stack: ExitStack, i: int) -> BindM
         root = stack.enter_context(stage_view(ctx, mount.from_stage, f"mount-{i}"))
         seed = resolve_in_root(root, mount.source or "/")
         seed_key = f"{ctx.stage_keys[mount.from_stage]}:{mount.source or '/'}"
+    elif mount.owner_set:
+        seed_key = f"owner:{mount.mode:o}:{mount.uid}:{mount.gid}"
     request = CacheRequest(
         mount.id, mount.sharing, mount.mode, mount.uid, mount.gid, seed, seed_key
     )
     store_root = ctx.store_root if ctx.store_root is not None else ctx.scratch
     host = stack.enter_context(cache_dir(store_root, request))
+    if mount.from_stage is None and mount.source not in ("", "/"):
+        host = _cache_subdir(host, mount)
     return BindMount(host, mount.target, readonly=mount.readonly)
+
+
+def _cache_subdir(cache: Path, mount: RunMount) -> Path:
+    """``source=`` of a cache without ``from=``: that path inside the cache (BuildKit
+    mounts the cache with the source as its selector, executor/oci/spec.go subMount),
+    its links resolved inside the cache; it must exist, as BuildKit opens it."""
+    host = resolve_in_root(cache, mount.source)
+    if not host.exists():
+        raise BuildError(
+            f"RUN --mount=type=cache,id={mount.id},source={mount.source.lstrip('/')}: "
+            f"{mount.source} does not exist in the cache",
+            hint="create it in the cache first (an earlier RUN with the cache mounted "
+            "whole), or drop source=",
+        )
+    return host
 
 
 def _secret(mount: RunMount, ctx: ExecContext, stack: ExitStack, env: list[str]) -> list[BindMount]:

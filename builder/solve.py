@@ -18,7 +18,9 @@ from pathlib import Path
 from typing import Protocol
 
 from builder.actions import Action, ExecContext, RunAction
+from builder.cachemounts import prune_ids
 from builder.errors import BuildError
+from builder.mounts import cache_mount_ids
 from builder.plan import Plan, PlannedStep, StagePlan
 from builder.storage import Storage
 from cache.digest import Digest, sha256_file
@@ -118,6 +120,7 @@ class Solver:
         """Build every stage of the plan; return the target stage's result."""
         futures: dict[int, Future[StageResult]] = {}
         self._stage_names = {s.index: (s.name or "").lower() for s in plan.stages}
+        self._prune_ignored_cache_mounts(plan)
         with ThreadPoolExecutor(max_workers=max(1, self._options.jobs)) as pool:
             for stage in plan.stages:  # dependencies first, so FIFO start order cannot deadlock
                 deps = [futures[d] for d in stage.deps]
@@ -128,6 +131,19 @@ class Solver:
             futures[stage.index].result()
         self.steps.sort(key=lambda r: (r.stage, r.position))
         return self._results[plan.target]
+
+    def _prune_ignored_cache_mounts(self, plan: Plan) -> None:
+        """RUNs that ignore the cache start their cache mounts empty (BuildKit #5305)."""
+        ignored = [
+            mount
+            for stage in plan.stages
+            for step in stage.steps
+            if isinstance(step.action, RunAction) and self._no_cache(step)
+            for mount in step.action.run_mounts
+        ]
+        ids = cache_mount_ids(tuple(ignored))
+        if ids and self._ctx.store_root is not None:
+            prune_ids(self._ctx.store_root, ids)
 
     def _stage_after(self, stage: StagePlan, deps: list[Future[StageResult]]) -> StageResult:
         for dep in deps:

@@ -20,9 +20,10 @@ optional
   ``fails``: texts the failed build's error output must show, in this order (the build
   must fail, with no traceback; BuildKit must fail too); ``created``: the image
   config's ``created`` time (SOURCE_DATE_EPOCH).
-- ``case.json`` may also give ``cached_with`` (build args of a second pybuild build that
-  must take every step from the cache), and ``sockets`` (context path -> mode, as
-  ``"0o751"``): git cannot hold a unix socket, so the case is copied to a temp dir and
+- ``case.json`` may also give ``"no_cache": true`` (the case is built with
+  ``--no-cache``; its ``bases`` are not), ``cached_with`` (build args of a second pybuild
+  build that must take every step from the cache), and ``sockets`` (context path -> mode,
+  as ``"0o751"``): git cannot hold a unix socket, so the case is copied to a temp dir and
   these are bound there before both builds. A case is built without ``-f``; one whose
   Dockerfile has another name (Dockerfile discovery) needs a ``case.json``.
 
@@ -75,6 +76,8 @@ def _build_flags(options: dict[str, Any]) -> list[str]:
         flags += ["--build-arg", f"{key}={value}"]
     if options.get("target"):
         flags += ["--target", options["target"]]
+    if options.get("no_cache"):
+        flags.append("--no-cache")
     return flags
 
 

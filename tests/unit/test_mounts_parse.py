@@ -33,6 +33,14 @@ def test_cache_mount_options_are_parsed() -> None:
     assert mount.readonly
 
 
+def test_cache_mount_owner_settings_make_their_own_cache_unless_a_source_is_given() -> None:
+    assert parse_mount("type=cache,target=/c,mode=0755", _no_stage).owner_set
+    assert parse_mount("type=cache,target=/c,uid=0", _no_stage).owner_set
+    assert not parse_mount("type=cache,target=/c", _no_stage).owner_set
+    # BuildKit ignores mode/uid/gid when source= selects a path (convert_runmount.go).
+    assert not parse_mount("type=cache,target=/c,mode=0700,source=sub", _no_stage).owner_set
+
+
 def test_secret_target_defaults_to_run_secrets_id() -> None:
     mount = parse_mount("type=secret,id=npm", _no_stage)
     assert (mount.target, mount.mode, mount.required) == ("/run/secrets/npm", 0o400, False)
