@@ -13,12 +13,12 @@ import time
 from collections.abc import Iterable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, replace
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Protocol
 
 from builder.actions import Action, ExecContext, RunAction
 from builder.errors import BuildError
+from builder.history import fill_history, image_created, rfc3339
 from builder.plan import Plan, PlannedStep, StagePlan
 from builder.storage import Storage
 from cache.digest import Digest, sha256_file
@@ -59,6 +59,7 @@ class StepResult:
     started: float
     finished: float
     saved: float = 0.0  # on a hit: how long the step took when it ran (the time saved)
+    made: float = 0.0  # unix time its layer was made (the cache record's; kept on a hit)
 
 
 @dataclass(frozen=True)
@@ -82,12 +83,6 @@ def _blob_hash(path: Path) -> bytes:
     return sha256_file(path).hex.encode()
 
 
-def timestamp(epoch: int | None) -> str:
-    """RFC 3339 UTC time: SOURCE_DATE_EPOCH when given, else now."""
-    moment = datetime.fromtimestamp(epoch, UTC) if epoch is not None else datetime.now(UTC)
-    return moment.strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
 class Solver:
     """Builds the stages of one plan against one store."""
 
@@ -107,7 +102,10 @@ class Solver:
         self._ctx = ctx
         self._events = events
         self._options = options
-        self._created = timestamp(options.source_date_epoch)
+        # Every new history entry's time with SOURCE_DATE_EPOCH; "" without one: the
+        # layer's own time, or one filled in at the end (builder.history).
+        epoch = options.source_date_epoch
+        self._created = rfc3339(epoch) if epoch is not None else ""
         self._lock = threading.Lock()
         self._results: dict[int, StageResult] = {}
         self._built: set[str] = set()  # keys executed in this build (see _lookup)
@@ -127,7 +125,10 @@ class Solver:
         for stage in plan.stages:
             futures[stage.index].result()
         self.steps.sort(key=lambda r: (r.stage, r.position))
-        return self._results[plan.target]
+        target = self._results[plan.target]
+        history = fill_history(target.config.history)
+        config = replace(target.config, created=image_created(history), history=history)
+        return replace(target, config=config)
 
     def _stage_after(self, stage: StagePlan, deps: list[Future[StageResult]]) -> StageResult:
         for dep in deps:
@@ -181,14 +182,15 @@ class Solver:
                 layers.append(result.layer)
                 diff_ids.append(diff_id)
                 lowers = list(_top_most_once([lower, *lowers]))
-            history.append(History(self._created, step.created_by, _COMMENT, result.layer is None))
+            created = self._created or (rfc3339(result.made) if result.layer else "")
+            history.append(History(created, step.created_by, _COMMENT, result.layer is None))
             with self._lock:
                 self.steps.append(result)
             self._events.step_finished(stage, step, result)
         final = stage.steps[-1].config if stage.steps else stage.base_config.config
         config = replace(
             stage.base_config,
-            created=self._created,
+            created="",  # set once, on the target (solve)
             config=final,
             diff_ids=tuple(diff_ids),
             history=tuple(history),
@@ -222,13 +224,15 @@ class Solver:
             reason = self._reason(step, key, inputs)
             layer, diff_id, lower = self._execute(step, action, ctx, lowers)
             result = self._result(step, key, False, reason, layer, started)
+            result = replace(result, made=result.finished)
             with self._lock:
                 self._built.add(key)
             # The record keeps the duration this build reports, so a later hit's
-            # time_saved equals what this run took.
+            # time_saved equals what this run took, and the time its layer was made,
+            # which a hit puts in the image's history as BuildKit does.
             self._storage.index.put_step(
                 StepRecord(
-                    key, layer, diff_id, inputs_to_json(inputs), result.duration, time.time()
+                    key, layer, diff_id, inputs_to_json(inputs), result.duration, result.made
                 )
             )
         self._storage.index.set_last_inputs(step.id, inputs_to_json(inputs))
@@ -254,7 +258,7 @@ class Solver:
             else None
         )
         result = self._result(step, key, True, "", record.layer, started)
-        return replace(result, saved=record.duration), record.diff_id, lower
+        return replace(result, saved=record.duration, made=record.created), record.diff_id, lower
 
     def _usable(self, record: StepRecord) -> bool:
         # A record without a layer was written by a pybuild that skipped empty layers:

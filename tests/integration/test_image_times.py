@@ -1,0 +1,66 @@
+"""Image IDs that do not depend on when or where a build ran.
+
+BuildKit takes the ``created`` times of an image's history and config from the cache
+records of its layers, never from the clock (exporter/containerimage/writer.go,
+``normalizeLayersAndHistory`` and ``patchImageConfig``), so a fully cached rebuild gives
+the same image ID and manifest digest.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+import pytest
+
+from tests.integration.clihelp import Pybuild, steps_of, write_context
+
+pytestmark = [pytest.mark.requires_root, pytest.mark.requires_overlay]
+
+DOCKERFILE = 'FROM busybox\nENV A=1\nCOPY a.txt /a\nRUN echo x > /x\nCMD ["sh"]\n'
+
+
+def _digests(meta: Path) -> tuple[str, str]:
+    doc = json.loads(meta.read_text())
+    return doc["image.id"], doc["containerimage.digest"]
+
+
+def test_fully_cached_rebuild_in_a_later_second_gives_the_same_image_id_and_digest(
+    pybuild: Pybuild, tmp_path: Path
+) -> None:
+    ctx = write_context(tmp_path / "ctx", {"a.txt": "a"}, DOCKERFILE)
+    meta = tmp_path / "meta.json"
+    first_id = pybuild.build(ctx, "-q", "--metadata-file", meta).out.strip()
+    first = _digests(meta)
+    time.sleep(1.1)  # a clock-made time would differ now
+    second_id = pybuild.build(ctx, "-q", "--metadata-file", meta).out.strip()
+    assert all(s["cached"] for s in steps_of(meta))
+    assert first_id.startswith("sha256:") and second_id == first_id == first[0]
+    assert _digests(meta) == first
+
+
+def test_history_takes_each_layers_time_and_metadata_steps_the_layer_time_before_them(
+    pybuild: Pybuild, tmp_path: Path
+) -> None:
+    ctx = write_context(tmp_path / "ctx", {"a.txt": "a"}, DOCKERFILE)
+    before = time.time()
+    image = pybuild.build(ctx, "-q").out.strip()
+    config = pybuild.inspect(image)["Config"]
+    base = len(pybuild.inspect("busybox")["Config"].get("history", []))
+    env, copy, run, cmd = config["history"][base:]
+    assert env["created"] == copy["created"]  # before the first new layer: its time
+    assert cmd["created"] == run["created"]  # after a layer: that layer's time
+    assert copy["created"] <= run["created"]
+    assert config["created"] == cmd["created"]  # the last history entry's time
+    made = time.strptime(run["created"][:19], "%Y-%m-%dT%H:%M:%S")
+    assert abs(time.mktime(made) - time.timezone - before) < 120
+
+
+def test_image_created_follows_the_epoch_when_given(pybuild: Pybuild, tmp_path: Path) -> None:
+    ctx = write_context(tmp_path / "ctx", {"a.txt": "a"}, DOCKERFILE)
+    image = pybuild.build(ctx, "-q", "--source-date-epoch", "1700000000").out.strip()
+    config = pybuild.inspect(image)["Config"]
+    base = len(pybuild.inspect("busybox")["Config"].get("history", []))
+    assert {h["created"] for h in config["history"][base:]} == {"2023-11-14T22:13:20Z"}
+    assert config["created"] == "2023-11-14T22:13:20Z"
