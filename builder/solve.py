@@ -69,6 +69,7 @@ class StageResult:
     layers: tuple[Descriptor, ...]
     config: ImageConfig  # with diff_ids and history
     lowers: tuple[Path, ...]  # unpacked layer dirs, top-most first
+    base_layers: int = 0  # how many of ``layers``, from the bottom, are the base image's
 
 
 class Events(Protocol):
@@ -146,8 +147,9 @@ class Solver:
             return StageResult(stage.index, "scratch", (), ImageConfig(), ())
         image = stage.base_image
         lowers = self._unpack(image.manifest.layers, image.config.diff_ids)
+        layers = image.manifest.layers
         return StageResult(
-            stage.index, f"image:{image.digest}", image.manifest.layers, image.config, lowers
+            stage.index, f"image:{image.digest}", layers, image.config, lowers, len(layers)
         )
 
     def _unpack(
@@ -195,7 +197,8 @@ class Solver:
             diff_ids=tuple(diff_ids),
             history=tuple(history),
         )
-        return StageResult(stage.index, key, tuple(layers), config, tuple(lowers))
+        base = current.base_layers
+        return StageResult(stage.index, key, tuple(layers), config, tuple(lowers), base)
 
     def _run_step(
         self,
@@ -326,11 +329,10 @@ class Solver:
                 step, action, Rootfs(lowers, upper, overlay_work), replace(ctx, scratch=scratch)
             )
             try:
+                # The file times as they are: the cached layer serves builds with any
+                # epoch; the image clamps them (builder.image, cache.clamp).
                 blob = write_layer(
-                    upper,
-                    self._storage.blobs,
-                    compression=self._options.compression,
-                    source_date_epoch=self._options.source_date_epoch,
+                    upper, self._storage.blobs, compression=self._options.compression
                 )
             except CacheError as exc:
                 location = step.instruction.location

@@ -18,7 +18,9 @@ from cache.oci import canonical_json
 
 # Bump when the meaning or the serialisation of any field changes: every old key then
 # misses instead of matching a result built under different rules.
-KEY_VERSION = 1
+# 2: a record's layer keeps its files' real times; SOURCE_DATE_EPOCH is applied when
+# the image is assembled (cache.clamp), so version 1 layers clamped at build time miss.
+KEY_VERSION = 2
 
 Pairs = tuple[tuple[str, str], ...]
 _SHOWN = 40  # longest value quoted in a reason before it is shortened

@@ -64,3 +64,60 @@ def test_image_created_follows_the_epoch_when_given(pybuild: Pybuild, tmp_path: 
     base = len(pybuild.inspect("busybox")["Config"].get("history", []))
     assert {h["created"] for h in config["history"][base:]} == {"2023-11-14T22:13:20Z"}
     assert config["created"] == "2023-11-14T22:13:20Z"
+
+
+# BuildKit docs/build-repro.md "SOURCE_DATE_EPOCH": the epoch applies to file times in
+# the image's layers through the exporter (``rewrite-timestamp``), which rewrites the
+# layers when the image is assembled; the cache keeps the layers as they were made.
+EPOCH = "1700000000"
+WORKDIR_FILE = "FROM busybox\nWORKDIR /app\nCOPY a.txt .\nRUN echo x > /app/x\n"
+
+
+def _epoch_digest(cli: Pybuild, ctx: Path, meta: Path, epoch: str) -> tuple[str, str]:
+    cli.build(ctx, "--source-date-epoch", epoch, "--metadata-file", meta)
+    return _digests(meta)
+
+
+def test_epoch_build_gives_the_same_digest_whatever_the_store_held_before(
+    pybuild: Pybuild, tmp_path: Path, base_archive: Path
+) -> None:
+    ctx = write_context(tmp_path / "ctx", {"a.txt": "a"}, WORKDIR_FILE)
+    meta = tmp_path / "meta.json"
+    pybuild.build(ctx, "--metadata-file", meta)  # store A: first without an epoch
+    time.sleep(1.1)  # store B's layers are made in another second
+    warm = _epoch_digest(pybuild, ctx, meta, EPOCH)
+    assert all(s["cached"] for s in steps_of(meta))  # the epoch reuses the layers
+    empty = Pybuild(tmp_path / "storeB")
+    empty("load", "-i", base_archive)
+    cold = _epoch_digest(empty, ctx, tmp_path / "metaB.json", EPOCH)
+    assert warm == cold
+
+
+def test_epoch_build_after_a_build_with_another_epoch_gives_the_same_digest(
+    pybuild: Pybuild, tmp_path: Path, base_archive: Path
+) -> None:
+    ctx = write_context(tmp_path / "ctx", {"a.txt": "a"}, WORKDIR_FILE)
+    meta = tmp_path / "meta.json"
+    _epoch_digest(pybuild, ctx, meta, "1600000000")
+    warm = _epoch_digest(pybuild, ctx, meta, EPOCH)
+    empty = Pybuild(tmp_path / "storeB")
+    empty("load", "-i", base_archive)
+    assert warm == _epoch_digest(empty, ctx, tmp_path / "metaB.json", EPOCH)
+
+
+def test_epoch_clamps_the_file_times_of_reused_layers(pybuild: Pybuild, tmp_path: Path) -> None:
+    ctx = write_context(tmp_path / "ctx", {"a.txt": "a"}, WORKDIR_FILE)
+    pybuild.build(ctx)  # layers made now, unclamped
+    out = pybuild.rootfs(ctx, tmp_path / "out", "--source-date-epoch", EPOCH)
+    for path in ("app", "app/a.txt", "app/x"):
+        assert (out / path).lstat().st_mtime == int(EPOCH), path
+
+
+def test_build_without_epoch_after_an_epoch_build_keeps_the_real_file_times(
+    pybuild: Pybuild, tmp_path: Path
+) -> None:
+    ctx = write_context(tmp_path / "ctx", {"a.txt": "a"}, WORKDIR_FILE)
+    before = time.time()
+    pybuild.build(ctx, "--source-date-epoch", EPOCH)
+    out = pybuild.rootfs(ctx, tmp_path / "out")
+    assert (out / "app" / "x").lstat().st_mtime >= int(before)  # the cache was not clamped

@@ -26,7 +26,7 @@ from cache.cachelayout import LayoutSource, write_layout
 from cache.digest import sha256_bytes
 from cache.errors import CacheError
 from cache.index import Index, StepRecord
-from cache.keys import KeyInputs, inputs_to_json, step_key
+from cache.keys import KEY_VERSION, KeyInputs, inputs_to_json, step_key
 from cache.oci import MEDIA_OCI_CONFIG, MEDIA_OCI_LAYER_ZSTD, Descriptor, Manifest
 from cache.store import BlobStore
 
@@ -50,7 +50,7 @@ def store(tmp_path: Path) -> tuple[BlobStore, Index]:
 def test_config_round_trips_every_record_field() -> None:
     records = [_record(None, "RUN a", b"one"), _record(None, "RUN b", None)]
     config = decode_config(encode_config(records), "test")
-    assert config.key_version == 1
+    assert config.key_version == KEY_VERSION
     assert sorted(config.records, key=lambda r: r.key) == sorted(records, key=lambda r: r.key)
 
 
@@ -151,7 +151,9 @@ def test_inconsistent_and_untyped_records_are_skipped(store: tuple[BlobStore, In
     odd = StepRecord(
         odd.key, Descriptor("text/plain", odd.layer.digest, 1), odd.diff_id, odd.inputs, 1, 0
     )
-    result = import_records(CacheConfig(1, (forged, odd, good)), _NoFetch(), blobs, index, "c")
+    result = import_records(
+        CacheConfig(KEY_VERSION, (forged, odd, good)), _NoFetch(), blobs, index, "c"
+    )
     assert result.imported == 1 and len(result.warnings) == 2
     assert index.get_step(forged.key) is None and index.get_step(odd.key) is None
 

@@ -34,14 +34,14 @@ GOLDEN_JSON = (
     '"extra":[["user","root"],["workdir","/app"]],'
     '"instruction":"RUN --network=none echo hi",'
     '"parent":"image:sha256:' + "ab" * 32 + '",'
-    '"platform":"linux/amd64","sources":[["app.py","0123abcd"]],"version":1}'
+    '"platform":"linux/amd64","sources":[["app.py","0123abcd"]],"version":2}'
 )
 # Changing this value invalidates every user's cache: bump KEY_VERSION when you do.
-GOLDEN_KEY = "43d3ab024099d30a03738765febe83ef13a6bac8fc45728937d3a45c3355e481"
+GOLDEN_KEY = "6c4f6fcfaa80ca94f3aef02ed1cb2fdce83a09af8e0870b9ce0c83aed0eda4c0"
 
 
-def test_key_version_is_one() -> None:
-    assert KEY_VERSION == 1
+def test_key_version_is_two() -> None:
+    assert KEY_VERSION == 2
 
 
 def test_golden_inputs_serialise_to_golden_json() -> None:
@@ -101,7 +101,7 @@ def test_json_round_trip_preserves_inputs_and_key(
 
 def test_inputs_from_json_rejects_other_versions_with_hint() -> None:
     with pytest.raises(CacheError) as info:
-        inputs_from_json(GOLDEN_JSON.replace('"version":1', '"version":2'))
+        inputs_from_json(GOLDEN_JSON.replace('"version":2', '"version":1'))
     assert info.value.hint
 
 
