@@ -66,6 +66,25 @@ def test_image_created_follows_the_epoch_when_given(pybuild: Pybuild, tmp_path: 
     assert config["created"] == "2023-11-14T22:13:20Z"
 
 
+def test_build_from_an_imported_cache_gives_the_image_id_of_the_exporting_build(
+    pybuild: Pybuild, tmp_path: Path, base_archive: Path
+) -> None:
+    """BuildKit carries each layer's creation time in its cache ("buildkit/createdat",
+    cache/refs.go; remotecache/import.go)."""
+    ctx = write_context(tmp_path / "ctx", {"a.txt": "a"}, DOCKERFILE)
+    cache = tmp_path / "cache"
+    meta = tmp_path / "meta.json"
+    pybuild.build(ctx, "--metadata-file", meta, "--cache-to", f"type=local,dest={cache},mode=max")
+    exported = _digests(meta)
+    time.sleep(1.1)
+    other = Pybuild(tmp_path / "storeB")
+    other("load", "-i", base_archive)
+    meta_b = tmp_path / "metaB.json"
+    other.build(ctx, "--metadata-file", meta_b, "--cache-from", f"type=local,src={cache}")
+    assert all(s["cached"] for s in steps_of(meta_b))
+    assert _digests(meta_b) == exported
+
+
 # BuildKit docs/build-repro.md "SOURCE_DATE_EPOCH": the epoch applies to file times in
 # the image's layers through the exporter (``rewrite-timestamp``), which rewrites the
 # layers when the image is assembled; the cache keeps the layers as they were made.
