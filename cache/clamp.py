@@ -206,3 +206,28 @@ def _write_memo(blobs: BlobStore, path: Path, result: ClampedLayer) -> None:
             f"cannot record the clamped layer in {path}: {exc.strerror or exc}",
             hint="check free space and permissions in the pybuild store",
         ) from None
+
+
+def sweep_memos(blobs: BlobStore) -> int:
+    """Remove the records whose clamped blob is gone (pruned), and emptied dirs; returns
+    how many records went. A new epoch (each git commit) adds a record per layer, so
+    prune keeps them from piling up."""
+    removed = 0
+    top = blobs.root / MEMO_DIR
+    if not top.is_dir():
+        return 0
+    for path in sorted(top.glob("*/*/*")):
+        try:
+            digest = Digest.parse(str(json.loads(path.read_bytes())["digest"]))
+            if blobs.has(digest):
+                continue
+        except (OSError, ValueError, TypeError, KeyError, InvalidDigest):
+            pass  # unreadable: as good as gone
+        path.unlink(missing_ok=True)
+        removed += 1
+    for folder in sorted(top.glob("*/*"), reverse=True) + sorted(top.glob("*")):
+        try:
+            folder.rmdir()  # only when empty
+        except OSError:
+            continue
+    return removed

@@ -26,6 +26,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from cache.clamp import sweep_memos
 from cache.digest import Digest
 from cache.errors import CacheError, InvalidDigest, StoreLocked
 from cache.images import read_image
@@ -326,6 +327,7 @@ def _sweep(
         blobs.remove(digest)
         freed += size
         removed += 1
+    sweep_memos(blobs)  # clamped-layer records whose blob just went
     unpacked = 0
     for path in _dirs(layers.root):
         try:

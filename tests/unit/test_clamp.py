@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 import zstandard
 
-from cache.clamp import clamp_layer
+from cache.clamp import clamp_layer, sweep_memos
 from cache.digest import Digest
 from cache.layers import Compression, write_layer
 from cache.oci import Descriptor
@@ -129,3 +129,18 @@ def test_a_clamped_layer_is_remembered_and_made_again_once_its_blob_is_gone(
     blobs.remove(first.layer.digest)
     assert clamp_layer(blobs, desc, diff_id, EPOCH) == first
     assert blobs.has(first.layer.digest)
+
+
+def test_sweep_removes_records_whose_clamped_blob_was_pruned(
+    blobs: BlobStore, tmp_path: Path
+) -> None:
+    kept = _layer(blobs, _tree(tmp_path / "a", EPOCH + 1))
+    gone = _layer(blobs, _tree(tmp_path / "b", EPOCH + 2))
+    clamp_layer(blobs, *kept, EPOCH)
+    clamp_layer(blobs, *kept, EPOCH + 1)  # another epoch: another record
+    blobs.remove(clamp_layer(blobs, *gone, EPOCH - 1).layer.digest)
+    assert sweep_memos(blobs) == 1
+    records = sorted(p.relative_to(blobs.root / "clamped") for p in
+                     (blobs.root / "clamped").glob("*/*/*"))  # fmt: skip
+    assert [r.parts[0] for r in records] == [str(EPOCH), str(EPOCH + 1)]
+    assert not (blobs.root / "clamped" / str(EPOCH - 1)).exists()
