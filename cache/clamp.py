@@ -231,3 +231,17 @@ def sweep_memos(blobs: BlobStore) -> int:
         except OSError:
             continue
     return removed
+
+
+def clamped_from(blobs: BlobStore, clamped: frozenset[Digest]) -> frozenset[Digest]:
+    """The diff_ids of the layers that were clamped into any of the ``clamped`` blobs (a
+    tagged image's layers): prune keeps the step records that made them, so rebuilding
+    the image still hits."""
+    sources: set[Digest] = set()
+    for path in (blobs.root / MEMO_DIR).glob("*/*/*"):
+        try:
+            if Digest.parse(str(json.loads(path.read_bytes())["digest"])) in clamped:
+                sources.add(Digest("sha256", path.name))
+        except (OSError, ValueError, TypeError, KeyError, InvalidDigest):
+            continue
+    return frozenset(sources)

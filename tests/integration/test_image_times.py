@@ -140,3 +140,16 @@ def test_build_without_epoch_after_an_epoch_build_keeps_the_real_file_times(
     pybuild.build(ctx, "--source-date-epoch", EPOCH)
     out = pybuild.rootfs(ctx, tmp_path / "out")
     assert (out / "app" / "x").lstat().st_mtime >= int(before)  # the cache was not clamped
+
+
+def test_prune_keeps_the_records_behind_a_tagged_epoch_images_clamped_layers(
+    pybuild: Pybuild, tmp_path: Path
+) -> None:
+    ctx = write_context(tmp_path / "ctx", {"a.txt": "a"}, WORKDIR_FILE)
+    meta = tmp_path / "meta.json"
+    first = _epoch_digest(pybuild, ctx, meta, EPOCH)
+    pybuild.build(ctx, "-t", "kept:1", "--source-date-epoch", EPOCH)
+    pybuild("cache", "prune", "--all")
+    assert pybuild("run", "--rm", "kept:1", "cat", "/app/x").out == "x\n"
+    assert _epoch_digest(pybuild, ctx, meta, EPOCH) == first
+    assert all(s["cached"] for s in steps_of(meta))  # the tagged image still hits
