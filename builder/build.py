@@ -230,7 +230,14 @@ def run_build(
         context.hash_file = stat_cache.cached(context.hash_file)  # unchanged files: no read
         import_caches(storage, request.cache_from, lambda m: _warn(events, m))
         result = solver.solve(plan)
-        image = commit_image(storage, result, request.tags, request.labels, request.annotations)
+        image = commit_image(
+            storage,
+            result,
+            request.tags,
+            request.labels,
+            request.annotations,
+            request.solve.source_date_epoch,
+        )
         build_id = uuid.uuid4().hex
         shown = (
             "-" if request.dockerfile_text is not None else str(dockerfile_path(request).resolve())

@@ -13,7 +13,6 @@ import time
 from collections.abc import Iterable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, replace
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Protocol
 
@@ -21,6 +20,7 @@ from builder.actions import Action, ExecContext, RunAction
 from builder.cachemounts import prune_ids
 from builder.errors import BuildError
 from builder.mounts import cache_mount_ids
+from builder.history import fill_history, image_created, rfc3339
 from builder.plan import Plan, PlannedStep, StagePlan
 from builder.storage import Storage
 from cache.digest import Digest, sha256_file
@@ -61,6 +61,7 @@ class StepResult:
     started: float
     finished: float
     saved: float = 0.0  # on a hit: how long the step took when it ran (the time saved)
+    made: float = 0.0  # unix time its layer was made (the cache record's; kept on a hit)
 
 
 @dataclass(frozen=True)
@@ -70,6 +71,7 @@ class StageResult:
     layers: tuple[Descriptor, ...]
     config: ImageConfig  # with diff_ids and history
     lowers: tuple[Path, ...]  # unpacked layer dirs, top-most first
+    base_layers: int = 0  # how many of ``layers``, from the bottom, are the base image's
 
 
 class Events(Protocol):
@@ -82,12 +84,6 @@ class Events(Protocol):
 
 def _blob_hash(path: Path) -> bytes:
     return sha256_file(path).hex.encode()
-
-
-def timestamp(epoch: int | None) -> str:
-    """RFC 3339 UTC time: SOURCE_DATE_EPOCH when given, else now."""
-    moment = datetime.fromtimestamp(epoch, UTC) if epoch is not None else datetime.now(UTC)
-    return moment.strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 class Solver:
@@ -109,7 +105,10 @@ class Solver:
         self._ctx = ctx
         self._events = events
         self._options = options
-        self._created = timestamp(options.source_date_epoch)
+        # Every new history entry's time with SOURCE_DATE_EPOCH; "" without one: the
+        # layer's own time, or one filled in at the end (builder.history).
+        epoch = options.source_date_epoch
+        self._created = rfc3339(epoch) if epoch is not None else ""
         self._lock = threading.Lock()
         self._results: dict[int, StageResult] = {}
         self._built: set[str] = set()  # keys executed in this build (see _lookup)
@@ -130,7 +129,10 @@ class Solver:
         for stage in plan.stages:
             futures[stage.index].result()
         self.steps.sort(key=lambda r: (r.stage, r.position))
-        return self._results[plan.target]
+        target = self._results[plan.target]
+        history = fill_history(target.config.history)
+        config = replace(target.config, created=image_created(history), history=history)
+        return replace(target, config=config)
 
     def _prune_ignored_cache_mounts(self, plan: Plan) -> None:
         """RUNs that ignore the cache start their cache mounts empty (BuildKit #5305)."""
@@ -161,8 +163,9 @@ class Solver:
             return StageResult(stage.index, "scratch", (), ImageConfig(), ())
         image = stage.base_image
         lowers = self._unpack(image.manifest.layers, image.config.diff_ids)
+        layers = image.manifest.layers
         return StageResult(
-            stage.index, f"image:{image.digest}", image.manifest.layers, image.config, lowers
+            stage.index, f"image:{image.digest}", layers, image.config, lowers, len(layers)
         )
 
     def _unpack(
@@ -197,19 +200,21 @@ class Solver:
                 layers.append(result.layer)
                 diff_ids.append(diff_id)
                 lowers = list(_top_most_once([lower, *lowers]))
-            history.append(History(self._created, step.created_by, _COMMENT, result.layer is None))
+            created = self._created or (rfc3339(result.made) if result.layer else "")
+            history.append(History(created, step.created_by, _COMMENT, result.layer is None))
             with self._lock:
                 self.steps.append(result)
             self._events.step_finished(stage, step, result)
         final = stage.steps[-1].config if stage.steps else stage.base_config.config
         config = replace(
             stage.base_config,
-            created=self._created,
+            created="",  # set once, on the target (solve)
             config=final,
             diff_ids=tuple(diff_ids),
             history=tuple(history),
         )
-        return StageResult(stage.index, key, tuple(layers), config, tuple(lowers))
+        base = current.base_layers
+        return StageResult(stage.index, key, tuple(layers), config, tuple(lowers), base)
 
     def _run_step(
         self,
@@ -238,13 +243,15 @@ class Solver:
             reason = self._reason(step, key, inputs)
             layer, diff_id, lower = self._execute(step, action, ctx, lowers)
             result = self._result(step, key, False, reason, layer, started)
+            result = replace(result, made=result.finished)
             with self._lock:
                 self._built.add(key)
             # The record keeps the duration this build reports, so a later hit's
-            # time_saved equals what this run took.
+            # time_saved equals what this run took, and the time its layer was made,
+            # which a hit puts in the image's history as BuildKit does.
             self._storage.index.put_step(
                 StepRecord(
-                    key, layer, diff_id, inputs_to_json(inputs), result.duration, time.time()
+                    key, layer, diff_id, inputs_to_json(inputs), result.duration, result.made
                 )
             )
         self._storage.index.set_last_inputs(step.id, inputs_to_json(inputs))
@@ -270,7 +277,7 @@ class Solver:
             else None
         )
         result = self._result(step, key, True, "", record.layer, started)
-        return replace(result, saved=record.duration), record.diff_id, lower
+        return replace(result, saved=record.duration, made=record.created), record.diff_id, lower
 
     def _usable(self, record: StepRecord) -> bool:
         # A record without a layer was written by a pybuild that skipped empty layers:
@@ -338,11 +345,10 @@ class Solver:
                 step, action, Rootfs(lowers, upper, overlay_work), replace(ctx, scratch=scratch)
             )
             try:
+                # The file times as they are: the cached layer serves builds with any
+                # epoch; the image clamps them (builder.image, cache.clamp).
                 blob = write_layer(
-                    upper,
-                    self._storage.blobs,
-                    compression=self._options.compression,
-                    source_date_epoch=self._options.source_date_epoch,
+                    upper, self._storage.blobs, compression=self._options.compression
                 )
             except CacheError as exc:
                 location = step.instruction.location

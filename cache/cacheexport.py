@@ -3,9 +3,9 @@
 Like BuildKit's ``image-manifest=true`` cache form, a cache export is an ordinary OCI
 image manifest, so any OCI layout or registry can hold it: its ``config`` (and its
 ``artifactType``) is our own media type, a JSON document of step records (cache key ->
-layer descriptor, diff_id, the key's inputs, the duration of the run that made it, and
-the key format version); its ``layers`` are the layer blobs those records name, each
-once. Nothing here touches a file or the network.
+layer descriptor, diff_id, the key's inputs, the duration of the run that made it, the
+time it made the layer, and the key format version); its ``layers`` are the layer blobs
+those records name, each once. Nothing here touches a file or the network.
 """
 
 from __future__ import annotations
@@ -130,6 +130,9 @@ def _record_json(record: StepRecord) -> dict[str, JSON]:
         "diffID": None if record.diff_id is None else str(record.diff_id),
         "inputs": record.inputs,
         "duration": record.duration,
+        # When its layer was made: an image built from the imported record gets the
+        # same history times, hence the same ID (BuildKit's "buildkit/createdat").
+        "created": record.created,
     }
 
 
@@ -139,11 +142,13 @@ def _record_from(obj: JSON, where: str) -> StepRecord:
     try:
         key, inputs = obj["key"], obj["inputs"]
         layer, diff_id = obj.get("layer"), obj.get("diffID")
-        duration = obj.get("duration", 0.0)
+        duration, created = obj.get("duration", 0.0), obj.get("created", 0.0)
         if not isinstance(key, str) or not isinstance(inputs, str):
             raise TypeError("key and inputs must be strings")
         if not isinstance(duration, int | float):
             raise TypeError("duration must be a number")
+        if not isinstance(created, int | float) or isinstance(created, bool) or created < 0:
+            raise TypeError("created must be a unix time")
         if (layer is None) != (diff_id is None):
             raise TypeError("layer and diffID go together")
         return StepRecord(
@@ -152,7 +157,7 @@ def _record_from(obj: JSON, where: str) -> StepRecord:
             diff_id=None if diff_id is None else Digest.parse(str(diff_id)),
             inputs=inputs,
             duration=float(duration),
-            created=0.0,
+            created=float(created),  # 0.0: exported by a pybuild that did not keep it
         )
     except (KeyError, TypeError, InvalidDigest, InvalidImage) as exc:
         detail = exc.message if isinstance(exc, CacheError) else str(exc)

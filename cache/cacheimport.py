@@ -76,6 +76,9 @@ def import_records(
             except CacheError as exc:
                 warnings.append(f"{exc.message}; step {record.key[:12]} will run")
                 continue
-        index.put_step(replace(record, created=now, used=None))
+        # The layer keeps the time it was made (history times, hence the image ID);
+        # marked used now, so prune counts its age from the import.
+        made = record.created if record.created > 0 else now
+        index.put_step(replace(record, created=made, used=now))
         imported += 1
     return ImportResult(imported, present, tuple(warnings))

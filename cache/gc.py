@@ -26,6 +26,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from cache.clamp import clamped_from, sweep_memos
 from cache.digest import Digest
 from cache.errors import CacheError, InvalidDigest, StoreLocked
 from cache.images import read_image
@@ -92,6 +93,14 @@ class Needed:
     broken_tags: tuple[str, ...] = ()  # tags whose image cannot be read
     leased_blobs: frozenset[Digest] = frozenset()  # what live containers use
     leased_diff_ids: frozenset[Digest] = frozenset()
+    # diff_ids of step layers clamped to SOURCE_DATE_EPOCH into a tagged image's layers
+    clamped_sources: frozenset[Digest] = frozenset()
+
+    def made_tagged(self, record: StepRecord) -> bool:
+        """The record made a tagged image's layer (as it is, or clamped)."""
+        if record.layer is not None and record.layer.digest in self.tagged_blobs:
+            return True
+        return record.diff_id is not None and record.diff_id in self.clamped_sources
 
     @property
     def blobs(self) -> frozenset[Digest]:
@@ -122,6 +131,7 @@ def needed(blobs: BlobStore, index: Index, records: list[StepRecord] | None = No
         diff_ids.update(image.config.diff_ids)
     records = index.steps() if records is None else records
     leases = live_leases(blobs.root)
+    layers = frozenset(tagged) - frozenset(manifests)
     return Needed(
         tagged_blobs=frozenset(tagged),
         tagged_diff_ids=frozenset(diff_ids),
@@ -131,6 +141,7 @@ def needed(blobs: BlobStore, index: Index, records: list[StepRecord] | None = No
         broken_tags=tuple(broken),
         leased_blobs=frozenset(d for lease in leases for d in lease.blobs),
         leased_diff_ids=frozenset(d for lease in leases for d in lease.diff_ids),
+        clamped_sources=clamped_from(blobs, layers),
     )
 
 
@@ -279,7 +290,7 @@ def _doomed(
 ) -> set[str]:
     doomed: set[str] = set()
     for record in records:
-        if record.layer is not None and record.layer.digest in tagged.tagged_blobs:
+        if tagged.made_tagged(record):
             continue  # a tagged image's layer: rebuilding that image must still hit
         old = options.unused_for is None or now - _last_used(record) > options.unused_for
         if old:
@@ -305,7 +316,7 @@ def _over_budget(
     for record in sorted(kept, key=_last_used):
         if kept_bytes <= options.keep_storage:
             break
-        if record.layer is None or record.layer.digest in tagged.tagged_blobs:
+        if record.layer is None or tagged.made_tagged(record):
             continue
         more.add(record.key)
         kept_bytes -= record.layer.size
@@ -326,6 +337,7 @@ def _sweep(
         blobs.remove(digest)
         freed += size
         removed += 1
+    sweep_memos(blobs)  # clamped-layer records whose blob just went
     unpacked = 0
     for path in _dirs(layers.root):
         try:

@@ -21,6 +21,8 @@ from cache.oci import canonical_json
 # 2: COPY --from and RUN --mount=from= key on the content they use; COPY/ADD results
 # changed for the same inputs (stage owners and hard links kept, --chmod on created
 # dirs, ADD --chown on archive members).
+#    a record's layer keeps its files' real times; SOURCE_DATE_EPOCH is applied when
+# the image is assembled (cache.clamp), so version 1 layers clamped at build time miss.
 KEY_VERSION = 2
 
 Pairs = tuple[tuple[str, str], ...]

@@ -214,7 +214,7 @@ class TarPipe:
         pass
 
 
-class _TarSink(TarPipe):
+class TarSink(TarPipe):
     """tar bytes -> sha256 (diff_id) -> compressor -> BlobWriter (which hashes the blob)."""
 
     def __init__(self, compressor: Compressor, out: BlobWriter) -> None:
@@ -236,7 +236,7 @@ class _TarSink(TarPipe):
         return self._diff.digest()
 
 
-class _TarInfo(tarfile.TarInfo):
+class LayerTarInfo(tarfile.TarInfo):
     """A TarInfo whose PAX records carry raw bytes, as GNU tar and Go's archive/tar write.
 
     tarfile marks a header holding any non-UTF-8 value (a binary xattr such as
@@ -298,7 +298,7 @@ def write_layer(
     count = 0
     try:
         with blobs.writer() as out:
-            sink = _TarSink(make_compressor(compression), out)
+            sink = TarSink(make_compressor(compression), out)
             entries = _walk(diff_dir)
             first = next(entries, None)
             if first is None:
@@ -412,7 +412,7 @@ def _emit(
     links: dict[tuple[int, int], str],
     epoch: int | None,
 ) -> None:
-    info = _TarInfo(entry.arc)
+    info = LayerTarInfo(entry.arc)
     info.uname = info.gname = ""
     if entry.st is None or entry.whiteout:
         # Markers are fixed (empty, root-owned, mode 0, mtime 0): the time a file was

@@ -69,8 +69,12 @@ def test_prune_with_keep_storage_and_until_keeps_a_tagged_image_buildable_and_ru
 
 
 def _layer_mtimes(pybuild: Pybuild, meta: Path) -> dict[str, int]:
-    layer = steps_of(meta)[0]["layer"]
-    blob = pybuild.root / "blobs" / "sha256" / layer.removeprefix("sha256:")
+    """File times in the image's top layer (the cached step's layer keeps the real ones:
+    the epoch is applied when the image is assembled, as BuildKit's rewrite-timestamp)."""
+    blobs = pybuild.root / "blobs" / "sha256"
+    manifest = json.loads(meta.read_text())["containerimage.digest"].removeprefix("sha256:")
+    layer = json.loads((blobs / manifest).read_text())["layers"][-1]["digest"]
+    blob = blobs / layer.removeprefix("sha256:")
     with blob.open("rb") as raw:
         compression = detect_compression(raw.read(8))
         raw.seek(0)

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
+import time
 from pathlib import Path
 
 import pytest
@@ -30,6 +32,8 @@ from cache.keys import KEY_VERSION, KeyInputs, inputs_to_json, step_key
 from cache.oci import MEDIA_OCI_CONFIG, MEDIA_OCI_LAYER_ZSTD, Descriptor, Manifest
 from cache.store import BlobStore
 
+MADE = 1_700_000_000.25  # when a record's layer was made
+
 
 def _record(blobs: BlobStore | None, instruction: str, content: bytes | None) -> StepRecord:
     inputs = KeyInputs(parent="image:sha256:" + "a" * 64, instruction=instruction, env=())
@@ -38,7 +42,7 @@ def _record(blobs: BlobStore | None, instruction: str, content: bytes | None) ->
         digest = blobs.put_bytes(content) if blobs is not None else sha256_bytes(content)
         layer = Descriptor(MEDIA_OCI_LAYER_ZSTD, digest, len(content))
         diff_id = sha256_bytes(b"diff:" + content)
-    return StepRecord(step_key(inputs), layer, diff_id, inputs_to_json(inputs), 1.5, 0.0)
+    return StepRecord(step_key(inputs), layer, diff_id, inputs_to_json(inputs), 1.5, MADE)
 
 
 @pytest.fixture
@@ -215,3 +219,27 @@ def test_min_mode_exports_the_target_and_the_stages_it_is_built_from() -> None:
     plan = make_plan(PlanRequest(dockerfile, {}, None, "host"), no_images)  # type: ignore[arg-type]
     assert exported_stages(plan, "min") == {1, 2}
     assert exported_stages(plan, "max") == {0, 1, 2}
+
+
+def test_an_imported_record_keeps_the_time_its_layer_was_made(
+    store: tuple[BlobStore, Index],
+) -> None:
+    blobs, index = store
+    record = _record(blobs, "RUN a", b"x")
+    before = time.time()
+    result = import_records(CacheConfig(KEY_VERSION, (record,)), _NoFetch(), blobs, index, "c")
+    assert result.imported == 1
+    stored = index.get_step(record.key)
+    assert stored is not None and stored.created == MADE
+    assert stored.used is not None and stored.used >= before  # prune counts from the import
+
+
+def test_a_record_exported_without_its_time_is_imported_as_made_now(
+    store: tuple[BlobStore, Index],
+) -> None:
+    blobs, index = store
+    record = dataclasses.replace(_record(blobs, "RUN a", b"x"), created=0.0)
+    before = time.time()
+    import_records(CacheConfig(KEY_VERSION, (record,)), _NoFetch(), blobs, index, "c")
+    stored = index.get_step(record.key)
+    assert stored is not None and stored.created >= before
