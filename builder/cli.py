@@ -240,8 +240,9 @@ def _add_run_completeness_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--init",
         action=argparse.BooleanOptionalAction,
-        default=True,
-        help="an init as PID 1 that forwards signals and reaps zombies (default: on)",
+        default=False,
+        help="run an init as PID 1 that forwards signals and reaps zombies (default: off, "
+        "the command is PID 1, as in docker run)",
     )
     p.add_argument(
         "--security-opt",
