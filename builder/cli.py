@@ -425,9 +425,10 @@ def _guarded(handler: Callable[[argparse.Namespace], int], args: argparse.Namesp
     except (CacheError, RuntimeFailure) as exc:
         print_error(exc.message, exc.hint)
         return failure or 1
-    except KeyboardInterrupt:
-        print_error("interrupted", None)
-        return 130
+    except KeyboardInterrupt as exc:  # BuildInterrupted: SIGINT/SIGTERM cancelled a build
+        print_error(str(exc) or "interrupted", getattr(exc, "hint", None))
+        code: int = getattr(exc, "exit_code", 130)
+        return code
     except OSError as exc:
         if not is_disk_full(exc):
             raise  # a bug: the traceback is what a report needs
