@@ -103,7 +103,7 @@ class Solver:
     ) -> None:
         self._storage = storage
         # Set when the build is being cancelled (a signal): no further step starts.
-        self._stop = stop or threading.Event()
+        self._stop = stop if stop is not None else threading.Event()
         # Remembers which layer blobs were checked, so a hit re-reads a blob only when
         # its stat changed (as a write to it does); None: check every hit in full.
         self._stat_cache = stat_cache
