@@ -117,7 +117,6 @@ class RunAction:
                 mounts=(*self._script_mounts(ctx.scratch), *extra.binds),
                 tmpfs=extra.tmpfs,
                 privileged=self.privileged,
-                primary_gid_in_groups=False,  # BuildKit's RUN: only /etc/group's groups
                 scratch=ctx.scratch,  # in the step's locked store temp dir: swept if killed
                 hosts=ctx.run_settings.hosts_file("pybuild"),
                 shm_size=ctx.run_settings.shm_size,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import subprocess
+import threading
 import time
 import uuid
 from collections.abc import Callable, Mapping, Sequence
@@ -193,8 +194,10 @@ def run_build(
     events: Events,
     sandbox: Sandbox,
     warn: Events | None = None,
+    stop: threading.Event | None = None,
 ) -> BuildOutcome:
-    """Build the request against ``storage``; every step is reported through ``events``."""
+    """Build the request against ``storage``; every step is reported through ``events``.
+    Once ``stop`` is set no further step starts (the build is being cancelled)."""
     started = time.time()
     dockerfile = read_dockerfile(request, lambda m: _warn(events, m))
     context = BuildContext(request.context, dockerfile=request.dockerfile)
@@ -226,7 +229,7 @@ def run_build(
     # Held until the image is tagged and exported: a concurrent prune never takes blobs
     # we made but have not recorded yet.
     with build_guard(storage.root), open_stat_cache(storage.root) as stat_cache:
-        solver = Solver(storage, exec_ctx, events, request.solve, stat_cache)
+        solver = Solver(storage, exec_ctx, events, request.solve, stat_cache, stop=stop)
         context.hash_file = stat_cache.cached(context.hash_file)  # unchanged files: no read
         import_caches(storage, request.cache_from, lambda m: _warn(events, m))
         result = solver.solve(plan)

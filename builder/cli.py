@@ -241,8 +241,9 @@ def _add_run_completeness_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--init",
         action=argparse.BooleanOptionalAction,
-        default=True,
-        help="an init as PID 1 that forwards signals and reaps zombies (default: on)",
+        default=False,
+        help="run an init as PID 1 that forwards signals and reaps zombies (default: off, "
+        "the command is PID 1, as in docker run)",
     )
     p.add_argument(
         "--security-opt",
@@ -450,9 +451,10 @@ def _guarded(handler: Callable[[argparse.Namespace], int], args: argparse.Namesp
     except (CacheError, RuntimeFailure) as exc:
         print_error(exc.message, exc.hint)
         return failure or 1
-    except KeyboardInterrupt:
-        print_error("interrupted", None)
-        return 130
+    except KeyboardInterrupt as exc:  # BuildInterrupted: SIGINT/SIGTERM cancelled a build
+        print_error(str(exc) or "interrupted", getattr(exc, "hint", None))
+        code: int = getattr(exc, "exit_code", 130)
+        return code
     except OSError as exc:
         if not is_disk_full(exc):
             raise  # a bug: the traceback is what a report needs

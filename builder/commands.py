@@ -6,6 +6,7 @@ import argparse
 import contextlib
 import json
 import sys
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
@@ -71,6 +72,7 @@ def _build(args: argparse.Namespace, context: Path, dockerfile_text: str | None)
         write_iidfile,
     )
     from builder.cache_transfer import parse_cache_specs
+    from builder.interrupt import cancel_on_signals
     from builder.metadata import write_metadata
     from builder.namedcontexts import parse_build_contexts
     from builder.outputs import parse_output
@@ -81,7 +83,7 @@ def _build(args: argparse.Namespace, context: Path, dockerfile_text: str | None)
     from builder.solve import SolveOptions
     from cache.gc import clean_dead_tmp
     from cache.layers import Compression
-    from runtime import sandbox
+    from runtime.sandboxes import Sandboxes
 
     if not context.is_dir():
         raise UsageError(
@@ -134,7 +136,8 @@ def _build(args: argparse.Namespace, context: Path, dockerfile_text: str | None)
     check_stdout_outputs(request.outputs, args.quiet)
     _private_mounts()
     progress = make_progress(args.progress, quiet=args.quiet)
-    with _storage(args) as storage:
+    sandboxes, stop = Sandboxes(), threading.Event()
+    with cancel_on_signals(sandboxes, stop), _storage(args) as storage:
         from builder.registry_commands import enable_pull
 
         enable_pull(storage, args)
@@ -142,7 +145,7 @@ def _build(args: argparse.Namespace, context: Path, dockerfile_text: str | None)
         clean_dead_tmp(storage.blobs)  # what builds killed mid-step left
         sweep_dead_secrets(store_tag(storage.root))  # and their secrets on /dev/shm
         try:
-            outcome = run_build(request, storage, progress, sandbox)
+            outcome = run_build(request, storage, progress, sandboxes, stop=stop)
         finally:
             progress.close()
         _stream_outputs(storage, request, outcome.image.digest)

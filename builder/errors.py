@@ -52,3 +52,27 @@ class UsageError(BuildError):
     """Bad command-line input."""
 
     exit_code = 2
+
+
+class BuildCancelled(BuildError):
+    """A step was not started (or was stopped) because the build is being cancelled."""
+
+    exit_code = 130
+
+
+class BuildInterrupted(KeyboardInterrupt):
+    """SIGINT or SIGTERM stopped the build; the CLI exits with 128 + the signal number.
+
+    A KeyboardInterrupt, so no ``except Exception`` on the way up swallows it."""
+
+    def __init__(self, signum: int) -> None:
+        import signal
+
+        self.signum = signum
+        self.exit_code = 128 + signum
+        name = signal.Signals(signum).name
+        super().__init__(
+            f"build cancelled by {name}: running steps were killed and nothing they made "
+            "was committed; the store is intact"
+        )
+        self.hint: str | None = None

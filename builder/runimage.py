@@ -52,7 +52,7 @@ class RunRequest:
     read_only: bool = False
     env_files: tuple[Path, ...] = ()
     add_hosts: tuple[str, ...] = ()  # HOST:IP
-    init: bool = True
+    init: bool = False  # --init: ours as PID 1; off: the command is PID 1 (docker)
     no_new_privs: bool = False  # --security-opt no-new-privileges
 
 

@@ -18,7 +18,7 @@ from typing import Protocol
 
 from builder.actions import Action, ExecContext, RunAction
 from builder.cachemounts import prune_ids
-from builder.errors import BuildError
+from builder.errors import BuildCancelled, BuildError
 from builder.mounts import cache_mount_ids
 from builder.history import fill_history, image_created, rfc3339
 from builder.plan import Plan, PlannedStep, StagePlan
@@ -96,8 +96,12 @@ class Solver:
         events: Events,
         options: SolveOptions,
         stat_cache: StatCache | None = None,
+        *,
+        stop: threading.Event | None = None,
     ) -> None:
         self._storage = storage
+        # Set when the build is being cancelled (a signal): no further step starts.
+        self._stop = stop if stop is not None else threading.Event()
         # Remembers which layer blobs were checked, so a hit re-reads a blob only when
         # its stat changed (as a write to it does); None: check every hit in full.
         self._stat_cache = stat_cache
@@ -150,10 +154,15 @@ class Solver:
     def _stage_after(self, stage: StagePlan, deps: list[Future[StageResult]]) -> StageResult:
         for dep in deps:
             dep.result()
+        self._check_stop()
         result = self._build_stage(stage)
         with self._lock:
             self._results[stage.index] = result
         return result
+
+    def _check_stop(self) -> None:
+        if self._stop.is_set():
+            raise BuildCancelled("the build is being cancelled: no further step starts")
 
     def _start(self, stage: StagePlan) -> StageResult:
         if stage.base_stage is not None:
@@ -193,6 +202,7 @@ class Solver:
                         History(self._created, step.created_by, _COMMENT, empty_layer=True)
                     )
                 continue
+            self._check_stop()
             self._events.step_started(stage, step)
             result, diff_id, lower = self._run_step(stage, step, step.action, key, tuple(lowers))
             key = result.key or key

@@ -39,6 +39,10 @@ class SyscallError(SandboxError):
         self.path = path
 
 
+class SandboxCancelled(RuntimeFailure):
+    """The caller cancelled its sandboxes (a signal): this one was killed or never started."""
+
+
 class UserNotFound(RuntimeFailure):
     """A USER name or group is not in the rootfs's /etc/passwd or /etc/group."""
 

@@ -350,7 +350,7 @@ def _start_session(tty: bool) -> None:
 def _exec(spec: ContainerSpec, install_filter: Callable[[], None] | None) -> None:
     """Become the user, lock down, enter the working dir and exec; raises
     :class:`_ExecFailure`. ``install_filter`` None: privileged, no lock-down."""
-    user = resolve_user(Path("/"), spec.user, primary_in_groups=spec.primary_gid_in_groups)
+    user = resolve_user(Path("/"), spec.user)
     _set_rlimits(spec)  # as root, before the capabilities to raise a hard limit go
     if install_filter is not None:  # as root: the bounding set needs CAP_SETPCAP to shrink
         start_lock_down(install_filter, no_new_privs=spec.no_new_privs)

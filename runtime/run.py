@@ -23,6 +23,7 @@ from runtime.sandbox import Sandbox, start
 from runtime.spec import ContainerSpec, RunResult
 
 RELAYED_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
 CHUNK = 65536
 CTRL_D = b"\x04"
 
@@ -33,26 +34,40 @@ def run_container(spec: ContainerSpec, *, interactive: bool, tty: bool) -> RunRe
     Without ``interactive`` the container's stdin is /dev/null. With ``tty`` it gets a new
     pty as its controlling terminal: our terminal is put in raw mode (when stdin is one),
     bytes are copied both ways and the window size follows ours. SIGINT, SIGTERM and SIGHUP
-    sent to us are relayed to the container.
+    sent to us are relayed to the container; a second SIGINT/SIGTERM kills it (as PID 1
+    it ignores signals it has no handler for), and we then end as that signal would:
+    128+N (130, 143), with an error saying so.
     """
     spec = dataclasses.replace(spec, tty=tty)
+    relay = _Relay()
+    result = _run_relayed(spec, interactive, tty, relay)
+    if relay.killed_for and result.signal == signal.SIGKILL:
+        name = signal.Signals(relay.killed_for).name
+        why = f"killed the container after a second {name} (it did not stop on the first)"
+        return RunResult(128 + relay.killed_for, signal.SIGKILL, why)
+    return result
+
+
+def _run_relayed(spec: ContainerSpec, interactive: bool, tty: bool, relay: _Relay) -> RunResult:
     with ExitStack() as stack:
         stdin = None
         if not interactive:
             stdin = os.open(os.devnull, os.O_RDONLY)
             stack.callback(os.close, stdin)
+        # Installed before the start, so no signal finds the container unattended.
+        stack.enter_context(_relay_signals(relay))
         if not tty:
-            box = start(spec, stdin=stdin, own_process_group=True)
-            stack.enter_context(_relay_signals(box, master=None))
-            return _wait(box)
+            relay.box = start(spec, stdin=stdin, own_process_group=True)
+            return _wait(relay.box)
         master, slave = os.openpty()
         stack.callback(os.close, master)
+        relay.master = master
         _copy_window_size(master)
         try:
             box = start(spec, stdin=slave, stdout=slave, stderr=slave, own_process_group=True)
         finally:
             os.close(slave)  # the container holds the only copies: EIO on master = it exited
-        stack.enter_context(_relay_signals(box, master=master))
+        relay.box = box
         if interactive and os.isatty(0):
             stack.enter_context(_raw_mode(0))
         try:
@@ -78,22 +93,39 @@ def _kill(box: Sandbox) -> None:
             box.wait()
 
 
+class _Relay:
+    """Where our signals go: the container once started (``box``), its pty's size."""
+
+    def __init__(self) -> None:
+        self.box: Sandbox | None = None
+        self.master: int | None = None
+        self.stops = 0  # SIGINT/SIGTERM received so far
+        self.killed_for = 0  # the signal a container was killed for (0: none)
+
+    def relay(self, signum: int, _frame: object) -> None:
+        if self.box is None:  # not started yet: stop as Python would
+            raise KeyboardInterrupt
+        if signum in STOP_SIGNALS:
+            self.stops += 1
+            if self.stops > 1:
+                self.killed_for = signum
+                self.box.kill()
+                return
+        self.box.send_signal(signum)
+
+    def resize(self, _signum: int, _frame: object) -> None:
+        if self.master is not None:
+            _copy_window_size(self.master)
+
+
 @contextmanager
-def _relay_signals(box: Sandbox, master: int | None) -> Iterator[None]:
+def _relay_signals(relay: _Relay) -> Iterator[None]:
     """Relay our signals to the container while the block runs (main thread only)."""
     if threading.current_thread() is not threading.main_thread():
         yield
         return
-
-    def relay(signum: int, _frame: object) -> None:
-        box.send_signal(signum)
-
-    def resize(_signum: int, _frame: object) -> None:
-        if master is not None:
-            _copy_window_size(master)
-
-    previous = {s: signal.signal(s, relay) for s in RELAYED_SIGNALS}
-    previous[signal.SIGWINCH] = signal.signal(signal.SIGWINCH, resize)
+    previous = {s: signal.signal(s, relay.relay) for s in RELAYED_SIGNALS}
+    previous[signal.SIGWINCH] = signal.signal(signal.SIGWINCH, relay.resize)
     try:
         yield
     finally:

@@ -110,9 +110,6 @@ class ContainerSpec:
     # Where the sandbox makes its scratch dir for the run (None: the system temp dir).
     # Callers pass a dir they own and sweep, so a killed run leaves nothing elsewhere.
     scratch: Path | None = None
-    # docker run lists the primary gid among the supplementary groups; BuildKit's RUN
-    # does not (runtime.users.resolve_user).
-    primary_gid_in_groups: bool = True
     # The size of /dev/shm in bytes (docker's --shm-size); None: docker's 64 MiB.
     shm_size: int | None = None
     rlimits: tuple[Rlimit, ...] = ()  # docker's --ulimit
@@ -210,7 +207,6 @@ def spec_to_json(spec: ContainerSpec) -> str:
         "privileged": spec.privileged,
         "init": spec.init,
         "no_new_privs": spec.no_new_privs,
-        "primary_gid_in_groups": spec.primary_gid_in_groups,
         "scratch": None if spec.scratch is None else str(spec.scratch),
         "shm_size": spec.shm_size,
         "rlimits": [[r.name, r.soft, r.hard] for r in spec.rlimits],
@@ -253,7 +249,6 @@ def spec_from_json(text: str) -> ContainerSpec:
             privileged=_bool(body["privileged"]),
             init=_bool(body.get("init", False)),
             no_new_privs=_bool(body.get("no_new_privs", False)),
-            primary_gid_in_groups=_bool(body.get("primary_gid_in_groups", True)),
             scratch=None if body.get("scratch") is None else Path(_str(body["scratch"])),
             shm_size=_opt_int(body.get("shm_size")),
             rlimits=tuple(

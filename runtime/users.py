@@ -7,10 +7,14 @@ Semantics follow runc's ``GetExecUser`` (which docker and BuildKit use):
 - a name must have a passwd entry, else :class:`UserNotFound`.
 - an explicit group (``user:group``) replaces the primary gid; a numeric group needs no
   entry, a named one must exist. Supplementary groups: only when no group is given,
-  every group of /etc/group that lists the matched user name as a member (BuildKit's
-  RUN: ``USER app:grp`` runs with none); ``docker run`` also puts the primary gid first
-  (``primary_in_groups``, checked against dockerd 20.10: ``-u app:grp`` gives
-  ``groups=<grp>``, ``-u app`` gives ``groups=<gid>,<member groups>``).
+  every group of /etc/group that lists the matched user name as a member.
+- the primary gid is always one of the supplementary groups, for RUN and ``pybuild run``
+  alike: the fix for CVE-2023-25173 in containerd (``pkg/oci/spec_opts.go``,
+  ``WithAdditionalGIDs``) and BuildKit (``executor/oci/user.go``, ``WithUIDGID`` ->
+  ``ensureAdditionalGids``, v0.12 and backports). So ``id`` as root shows
+  ``groups=0(root),10(wheel)`` when /etc/group lists root in wheel, and ``USER app:grp``
+  runs with ``groups=<grp>``.
+  (dockerd 20.10's BuildKit predates it: its RUN had no primary gid among the groups.)
 """
 
 from __future__ import annotations
@@ -49,7 +53,7 @@ class _GroupEntry:
     members: tuple[str, ...]
 
 
-def resolve_user(rootfs_root: Path, user: str, *, primary_in_groups: bool = True) -> ResolvedUser:
+def resolve_user(rootfs_root: Path, user: str) -> ResolvedUser:
     """Resolve ``user`` (``name``, ``uid``, ``name:group``, ``uid:gid``, or ``""``).
 
     Reads ``<rootfs_root>/etc/passwd`` and ``/etc/group``, resolving symlinks as if
@@ -81,9 +85,8 @@ def resolve_user(rootfs_root: Path, user: str, *, primary_in_groups: bool = True
         gid = _resolve_group(rootfs_root, group_part)
     elif matched_name:
         member_of = [g.gid for g in _read_group(rootfs_root) if matched_name in g.members]
-    # Docker puts the primary gid first in the supplementary list (moby daemon getUser);
-    # BuildKit's executor passes runc's Sgids alone.
-    groups = tuple(dict.fromkeys((gid, *member_of) if primary_in_groups else member_of))
+    # ensureAdditionalGids: the primary gid is prepended unless already listed.
+    groups = tuple(member_of) if gid in member_of else (gid, *member_of)
     return ResolvedUser(uid=uid, gid=gid, groups=groups, home=home or "/")
 
 

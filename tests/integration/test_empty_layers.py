@@ -64,8 +64,8 @@ def test_image_with_a_repeated_layer_runs(pybuild: Pybuild, tmp_path: Path) -> N
 def test_run_user_with_group_gets_docker_run_groups(pybuild: Pybuild, tmp_path: Path) -> None:
     """``docker run -u``: the primary gid is the only supplementary group when the group
     is given, and comes first before the user's /etc/group groups when it is not
-    (checked against dockerd 20.10). A build's RUN differs: see the user_group parity case
-    and the unit tests of runtime.users."""
+    (checked against dockerd 20.10). A build's RUN does the same (current BuildKit's
+    ensureAdditionalGids; see the user_group and run_groups_primary parity cases)."""
     ctx = write_context(
         tmp_path / "ctx",
         {},
@@ -79,6 +79,6 @@ def test_run_user_with_group_gets_docker_run_groups(pybuild: Pybuild, tmp_path: 
     script = "cat /tmp/build-groups; grep ^Groups: /proc/self/status"
     explicit = pybuild("run", "--rm", "-u", "svc:grp", "groups:1", "sh", "-c", script).out
     lines = [line.split() for line in explicit.splitlines()]
-    assert lines == [["Groups:"], ["Groups:", "2345"]]  # RUN: none; run: the gid
+    assert lines == [["Groups:", "2345"], ["Groups:", "2345"]]  # RUN and run: the gid
     named = pybuild("run", "--rm", "-u", "svc", "groups:1", "grep", "^Groups:", "/proc/self/status")
     assert named.out.split() == ["Groups:", "2345", "3000"]

@@ -11,10 +11,11 @@ import struct
 import sys
 import termios
 import time
+from pathlib import Path
 
 import pytest
 
-from tests.integration.clihelp import REPO, Pybuild
+from tests.integration.clihelp import REPO, Pybuild, write_context
 
 pytestmark = [pytest.mark.requires_root, pytest.mark.requires_overlay]
 
@@ -91,8 +92,8 @@ def test_init_reaps_orphaned_zombies(pybuild: Pybuild) -> None:
     script = (
         "sh -c \"(sleep 0.1 &); sleep 0.6; ps -o stat,comm | grep -c '^Z' || true\" & exec sleep 1"
     )
-    assert pybuild("run", "busybox", "sh", "-c", script).out.strip() == "0"
-    without = pybuild("run", "--no-init", "busybox", "sh", "-c", script).out.strip()
+    assert pybuild("run", "--init", "busybox", "sh", "-c", script).out.strip() == "0"
+    without = pybuild("run", "busybox", "sh", "-c", script).out.strip()
     assert without == "1"  # the shell as PID 1 does not reap what it did not start
 
 
@@ -109,3 +110,16 @@ def test_sigterm_to_pybuild_reaches_the_container(pybuild: Pybuild) -> None:
     os.kill(session.pid, 15)
     assert session.exit_status() == 7
     assert b"got-term" in session.buffer
+
+
+def test_command_is_pid_1_by_default_as_in_docker_run(pybuild: Pybuild, tmp_path: Path) -> None:
+    ctx = write_context(tmp_path / "ctx", {}, 'FROM busybox\nCMD ["sh", "-c", "echo pid=$$"]\n')
+    pybuild.build(ctx, "-t", "pid:1")
+    assert pybuild("run", "pid:1").out == "pid=1\n"
+    assert pybuild("run", "--no-init", "pid:1").out == "pid=1\n"
+
+
+def test_init_is_opt_in_and_runs_the_command_as_its_child(pybuild: Pybuild, tmp_path: Path) -> None:
+    ctx = write_context(tmp_path / "ctx", {}, 'FROM busybox\nCMD ["sh", "-c", "echo pid=$$"]\n')
+    pybuild.build(ctx, "-t", "pid:1")
+    assert pybuild("run", "--init", "pid:1").out == "pid=2\n"

@@ -55,21 +55,12 @@ def test_user_spec_resolves_like_docker(root: Path, user: str, expected: Resolve
     assert resolve_user(root, user) == expected
 
 
-@pytest.mark.parametrize(
-    ("user", "groups"),
-    [
-        ("app", (50, 60)),  # only the groups listing the user, no primary gid
-        ("1000", (50, 60)),
-        ("app:staff", ()),  # an explicit group: no supplementary groups at all
-        ("app:777", ()),
-        ("4242", ()),
-        ("", (10,)),
-    ],
-)
-def test_buildkit_run_groups_omit_primary_gid_and_explicit_group(
-    root: Path, user: str, groups: tuple[int, ...]
-) -> None:
-    assert resolve_user(root, user, primary_in_groups=False).groups == groups
+def test_primary_gid_listed_among_member_groups_is_not_repeated(tmp_path: Path) -> None:
+    # BuildKit's ensureAdditionalGids prepends the gid only when it is not listed yet.
+    (tmp_path / "etc").mkdir()
+    (tmp_path / "etc" / "passwd").write_text("app:x:1000:50::/home/app:/bin/sh\n")
+    (tmp_path / "etc" / "group").write_text("dev:x:60:app\nstaff:x:50:app\n")
+    assert resolve_user(tmp_path, "app").groups == (60, 50)
 
 
 def test_unknown_user_name_raises_with_hint(root: Path) -> None:

@@ -1,0 +1,120 @@
+"""The sandboxes one caller (a build) has running, so that a signal can stop them all.
+
+Steps run in worker threads, each blocked in :meth:`Sandbox.wait`; a Ctrl-C reaches only
+the main thread. :meth:`Sandboxes.cancel` is what the main thread's signal handler calls:
+no sandbox starts any more, every live one is asked to die (its init SIGKILLs the
+container's PID 1, which takes the whole PID namespace, then cleans up and reports), and
+whatever still runs after ``grace`` seconds is SIGKILLed through its process group.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import threading
+
+from runtime.errors import RuntimeFailure, SandboxCancelled
+from runtime.sandbox import Sandbox, start
+from runtime.spec import ContainerSpec, RunResult
+
+DEFAULT_GRACE = 3.0  # seconds an init gets to clean up before it is SIGKILLed
+
+
+class Sandboxes:
+    """Runs specs like :func:`runtime.sandbox.run` and keeps the live ones cancellable.
+
+    Each sandbox's init gets a process group of its own, so a terminal's Ctrl-C reaches
+    only us and :meth:`cancel` decides what happens to the containers.
+    """
+
+    def __init__(self, grace: float = DEFAULT_GRACE) -> None:
+        self._grace = grace
+        # Reentrant: cancel() runs in a signal handler, maybe on a thread holding it.
+        self._lock = threading.RLock()
+        self._live: set[Sandbox] = set()
+        self._cancelled = False
+
+    @property
+    def cancelled(self) -> bool:
+        return self._cancelled
+
+    def live_pids(self) -> list[int]:
+        """Host pids of the live sandboxes' inits."""
+        with self._lock:
+            return [box.pid for box in self._live]
+
+    def run(
+        self,
+        spec: ContainerSpec,
+        *,
+        stdin: int | None = None,
+        stdout: int | None = None,
+        stderr: int | None = None,
+    ) -> RunResult:
+        """Run ``spec`` to completion; raises :class:`SandboxCancelled` once :meth:`cancel`
+        was called (before the start, or while the container ran)."""
+        with self._lock:
+            if self._cancelled:
+                raise SandboxCancelled("not started: the build is being cancelled")
+        box = start(spec, stdin=stdin, stdout=stdout, stderr=stderr, own_process_group=True)
+        with self._lock:
+            self._live.add(box)
+            cancelled = self._cancelled  # cancel() ran between the check and the start
+        if cancelled:
+            box.kill()
+        try:
+            result = box.wait()
+        except RuntimeFailure:
+            if self._cancelled:  # e.g. an init killed before it could report
+                raise SandboxCancelled("killed: the build is being cancelled") from None
+            raise
+        except BaseException:
+            _stop(box)
+            raise
+        finally:
+            with self._lock:
+                self._live.discard(box)
+        if self._cancelled:
+            raise SandboxCancelled("killed: the build is being cancelled")
+        return result
+
+    def cancel(self) -> None:
+        """Start no sandbox any more and kill the live ones; returns at once (safe in a
+        signal handler). A second call SIGKILLs what is still running."""
+        with self._lock:
+            again = self._cancelled
+            self._cancelled = True
+            boxes = list(self._live)
+        if again:
+            _kill_groups(boxes)
+            return
+        for box in boxes:
+            with contextlib.suppress(OSError):
+                box.kill()
+        if boxes:
+            timer = threading.Timer(self._grace, self._kill_remaining)
+            timer.daemon = True
+            timer.start()
+
+    def _kill_remaining(self) -> None:
+        with self._lock:
+            boxes = list(self._live)
+        _kill_groups(boxes)
+
+
+def _kill_groups(boxes: list[Sandbox]) -> None:
+    """SIGKILL each init's process group; the container dies with its init (its PID 1
+    has PR_SET_PDEATHSIG, and the kernel kills a PID namespace with its PID 1)."""
+    for box in boxes:
+        if box.running():
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(box.pid, signal.SIGKILL)
+
+
+def _stop(box: Sandbox) -> None:
+    """Interrupted while waiting: do not leave the container behind."""
+    if box.running():
+        box.kill()
+        with contextlib.suppress(RuntimeFailure):
+            box.wait()
