@@ -19,8 +19,8 @@ from typing import Protocol
 from builder.actions import Action, ExecContext, RunAction
 from builder.cachemounts import prune_ids
 from builder.errors import BuildCancelled, BuildError
-from builder.mounts import cache_mount_ids
 from builder.history import fill_history, image_created, rfc3339
+from builder.mounts import cache_mount_ids
 from builder.plan import Plan, PlannedStep, StagePlan
 from builder.storage import Storage
 from cache.digest import Digest, sha256_file
