@@ -227,7 +227,9 @@ EXPECTED_CORPUS = {
 def _parse_or_expected_failure(path: Path) -> Dockerfile | None:
     """The parsed Dockerfile, or None for a parity case that expects the build to fail."""
     try:
-        return parse_dockerfile(path.read_text(), str(path))
+        # Read as a build reads it: invalid UTF-8 becomes U+FFFD.
+        text = path.read_bytes().decode("utf-8", errors="replace")
+        return parse_dockerfile(text, str(path))
     except DockerfileError:
         expect = path.parent / "expect.json"
         assert expect.is_file() and "fails" in json.loads(expect.read_text()), path
