@@ -58,6 +58,15 @@ def _processes_with(marker: str) -> list[int]:
     return found
 
 
+def _wait_for_process(marker: str, timeout: float = 10.0) -> list[int]:
+    """The pids running ``marker``, waited for: the step's echo is printed before its
+    shell has started the next command."""
+    deadline = time.monotonic() + timeout
+    while not (found := _processes_with(marker)) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    return found
+
+
 def _assert_store_clean(pybuild: Pybuild) -> None:
     report = json.loads(pybuild("cache", "verify", "--json").out)
     assert report["clean"], report["findings"]
@@ -81,7 +90,7 @@ def test_signal_stops_a_running_step_and_the_next_build_works(
     proc = _start(pybuild, ctx, seconds, "-t", "cancel:1")
     try:
         _wait_for_step(proc)
-        assert _processes_with(f"sleep {seconds}"), "the step's sleep is not running"
+        assert _wait_for_process(f"sleep {seconds}"), "the step's sleep is not running"
         sent = time.monotonic()
         if to_group:
             os.killpg(proc.pid, signum)
