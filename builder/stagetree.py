@@ -17,8 +17,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from builder.errors import BuildError
-from cache.layers import OPAQUE_XATTRS, OWNER_XATTR
-from runtime.snapshot import visible_lowers
+from cache.layers import OWNER_XATTR
+from runtime.snapshot import is_opaque, is_whiteout, visible_lowers
 
 _MAX_LINKS = 40
 
@@ -49,20 +49,6 @@ class StageNode:
         return self.st.st_uid, self.st.st_gid
 
 
-def _is_whiteout(st: os.stat_result) -> bool:
-    return stat.S_ISCHR(st.st_mode) and st.st_rdev == 0
-
-
-def _is_opaque(path: Path) -> bool:
-    for name in OPAQUE_XATTRS:
-        try:
-            if os.getxattr(path, name, follow_symlinks=False) == b"y":
-                return True
-        except OSError:
-            continue
-    return False
-
-
 def _join(parent: str, name: str) -> str:
     return f"{parent}/{name}" if parent else name
 
@@ -91,14 +77,14 @@ class StageTree:
                 st = os.lstat(path)
             except (FileNotFoundError, NotADirectoryError):
                 continue
-            if _is_whiteout(st) or (dirs and not stat.S_ISDIR(st.st_mode)):
+            if is_whiteout(st) or (dirs and not stat.S_ISDIR(st.st_mode)):
                 break  # hides this name in every layer below
             if found is None:
                 found = StageNode(rel, path, st)
             if not stat.S_ISDIR(st.st_mode):
                 break
             dirs.append(layer)
-            if _is_opaque(path):
+            if is_opaque(path):
                 break
         if found is not None and dirs:
             found = StageNode(found.rel, found.path, found.st, tuple(dirs))

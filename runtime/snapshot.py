@@ -73,7 +73,7 @@ def visible_lowers(lowers: Iterable[Path]) -> tuple[Path, ...]:
     kept: list[Path] = []
     for lower in lowers:
         kept.append(lower)
-        if _is_opaque(str(lower)):
+        if is_opaque(str(lower)):
             break
     return tuple(kept)
 
@@ -193,11 +193,13 @@ def _scan(root: str) -> Iterator[tuple[str, os.stat_result]]:
     return walk(root)
 
 
-def _is_whiteout(st: os.stat_result) -> bool:
+def is_whiteout(st: os.stat_result) -> bool:
+    """An overlayfs whiteout: a 0/0 character device."""
     return stat.S_ISCHR(st.st_mode) and st.st_rdev == 0
 
 
-def _is_opaque(path: str) -> bool:
+def is_opaque(path: str | Path) -> bool:
+    """An overlayfs opaque directory (either xattr namespace)."""
     for name in OPAQUE_XATTRS:
         try:
             if os.getxattr(path, name, follow_symlinks=False) == b"y":
@@ -215,12 +217,12 @@ def _apply(src: str, dst: str) -> None:
         if not os.path.isdir(os.path.dirname(target)) or os.path.islink(os.path.dirname(target)):
             continue  # below a whiteout or a non-dir that replaced the dir: hidden
         existing = _lstat(target)
-        if _is_whiteout(st):
+        if is_whiteout(st):
             if existing is not None:
                 _remove(target)
             continue
         if stat.S_ISDIR(st.st_mode):
-            if existing is not None and (not stat.S_ISDIR(existing.st_mode) or _is_opaque(source)):
+            if existing is not None and (not stat.S_ISDIR(existing.st_mode) or is_opaque(source)):
                 _remove(target)
                 existing = None
             if existing is None:
