@@ -25,9 +25,9 @@ import sys
 import time
 from collections.abc import Callable
 
-from builder import instructions as ins
-from builder.dockerfile import parse_dockerfile
-from builder.plan import PlanRequest, make_plan
+from builder.frontend import instructions as ins
+from builder.frontend.dockerfile import parse_dockerfile
+from builder.plan.planner import PlanRequest, make_plan
 from cache.images import StoredImage
 
 

@@ -204,7 +204,7 @@ def replay_generated(
     for name, edit in revisions(ctx):
         edit()
         for tool, builder in builders.items():
-            out[tool].append(builder.build(name, ctx, ctx / "Dockerfile"))
+            out[tool].append(builder.api(name, ctx, ctx / "Dockerfile"))
     return out
 
 
@@ -233,7 +233,7 @@ def replay_git(
         commit, _, subject = line.partition(" ")
         _git(clone, "checkout", "-q", "--detach", commit)
         for tool, builder in builders.items():
-            out[tool].append(builder.build(f"{commit} {subject[:40]}", clone, dockerfile))
+            out[tool].append(builder.api(f"{commit} {subject[:40]}", clone, dockerfile))
     return out
 
 

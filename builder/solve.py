@@ -16,13 +16,13 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Protocol
 
-from builder.actions import Action, ExecContext, RunAction
-from builder.cachemounts import prune_ids
 from builder.errors import BuildCancelled, BuildError
-from builder.history import fill_history, image_created, rfc3339
-from builder.mounts import cache_mount_ids
-from builder.plan import Plan, PlannedStep, StagePlan
-from builder.storage import Storage
+from builder.images.history import fill_history, image_created, rfc3339
+from builder.images.store import Storage
+from builder.ops.cachemounts import prune_ids
+from builder.ops.mounts import cache_mount_ids
+from builder.ops.run import Action, ExecContext, RunAction
+from builder.plan.planner import Plan, PlannedStep, StagePlan
 from cache.digest import Digest, sha256_file
 from cache.errors import CacheError
 from cache.fscache import StatCache
@@ -75,7 +75,7 @@ class StageResult:
 
 
 class Events(Protocol):
-    """What the solver tells the user about (``builder.progress`` implements it)."""
+    """What the solver tells the user about (``builder.cli.progress`` implements it)."""
 
     def step_started(self, stage: StagePlan, step: PlannedStep) -> None: ...
     def step_log(self, step: PlannedStep, line: str) -> None: ...
@@ -110,7 +110,7 @@ class Solver:
         self._events = events
         self._options = options
         # Every new history entry's time with SOURCE_DATE_EPOCH; "" without one: the
-        # layer's own time, or one filled in at the end (builder.history).
+        # layer's own time, or one filled in at the end (builder.images.history).
         epoch = options.source_date_epoch
         self._created = rfc3339(epoch) if epoch is not None else ""
         self._lock = threading.Lock()
@@ -356,7 +356,7 @@ class Solver:
             )
             try:
                 # The file times as they are: the cached layer serves builds with any
-                # epoch; the image clamps them (builder.image, cache.clamp).
+                # epoch; the image clamps them (builder.exporters.image, cache.clamp).
                 blob = write_layer(
                     upper, self._storage.blobs, compression=self._options.compression
                 )

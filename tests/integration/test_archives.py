@@ -18,8 +18,8 @@ from pathlib import Path
 
 import pytest
 
-from builder.archive import LoadedImage, load_archive
-from builder.export import write_docker_archive, write_oci_archive, write_rootfs
+from builder.images.load import LoadedImage, load_archive
+from builder.images.save import write_docker_archive, write_oci_archive, write_rootfs
 from cache.images import read_image
 from cache.index import Index
 from cache.layers import Compression

@@ -15,8 +15,8 @@ from typing import Any
 
 import pytest
 
-from builder.archive import load_archive
-from builder.export import write_docker_archive, write_oci_archive
+from builder.images.load import load_archive
+from builder.images.save import write_docker_archive, write_oci_archive
 from cache.index import Index
 from cache.store import BlobStore
 from tests.archive_samples import make_base_module

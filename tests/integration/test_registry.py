@@ -11,11 +11,11 @@ from pathlib import Path
 
 import pytest
 
-from builder.pull import RemoteOptions, pull_image
+from builder.registry.pull import RemoteOptions, pull_image
+from cache.distribution.client import RegistryClient
+from cache.distribution.reference import parse_reference
 from cache.index import Index as TagIndex
 from cache.oci import MEDIA_OCI_INDEX, Descriptor, Index, Platform
-from cache.refs import parse_reference
-from cache.registry import RegistryClient
 from cache.store import BlobStore
 from tests.integration.clihelp import Pybuild, Result, write_context
 from tests.integration.registry_server import (

@@ -19,6 +19,8 @@ from pathlib import Path
 import httpx
 import pytest
 
+from cache.distribution.client import RegistryClient, RegistryOptions
+from cache.distribution.reference import parse_reference
 from cache.oci import (
     MEDIA_DOCKER_MANIFEST,
     MEDIA_OCI_LAYER_GZIP,
@@ -26,8 +28,6 @@ from cache.oci import (
     MEDIA_OCI_MANIFEST,
     Descriptor,
 )
-from cache.refs import parse_reference
-from cache.registry import RegistryClient, RegistryOptions
 from cache.store import BlobStore
 from tests.docker_cli import docker
 from tests.integration.clihelp import Pybuild, Result, write_context

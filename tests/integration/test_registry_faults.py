@@ -8,10 +8,10 @@ from pathlib import Path
 
 import pytest
 
-from builder.pull import RemoteOptions, pull_image
+from builder.registry.pull import RemoteOptions, pull_image
+from cache.distribution.client import RegistryOptions
+from cache.distribution.errors import RegistryUnreachable
 from cache.index import Index as TagIndex
-from cache.registry import RegistryOptions
-from cache.registry_errors import RegistryUnreachable
 from cache.store import BlobStore
 from tests.integration.clihelp import Pybuild
 from tests.integration.registry_server import FakeRegistry, fake_image, non_loopback_address

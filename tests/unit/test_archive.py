@@ -1,4 +1,4 @@
-"""builder.archive: loading docker-archives and OCI archives into the store."""
+"""builder.images.load: loading docker-archives and OCI archives into the store."""
 
 from __future__ import annotations
 
@@ -11,8 +11,8 @@ from pathlib import Path
 import pytest
 import zstandard
 
-from builder.archive import LoadedImage, load_archive
 from builder.errors import BuildError
+from builder.images.load import LoadedImage, load_archive
 from cache.digest import Digest
 from cache.images import read_image
 from cache.index import Index

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from builder.argscope import ArgScope
+from builder.plan.argscope import ArgScope
 
 
 def test_declaring_leaves_the_earlier_scope_unchanged() -> None:

@@ -9,11 +9,17 @@ from pathlib import Path
 
 import pytest
 
-from builder.cache_transfer import CacheSpec, exported_stages, parse_cache_spec
-from builder.dockerfile import parse_dockerfile
 from builder.errors import UsageError
-from builder.plan import PlanRequest, make_plan
-from cache.cacheexport import (
+from builder.exporters.cache_transfer import CacheSpec, exported_stages, parse_cache_spec
+from builder.frontend.dockerfile import parse_dockerfile
+from builder.plan.planner import PlanRequest, make_plan
+from cache.digest import sha256_bytes
+from cache.errors import CacheError
+from cache.index import Index, StepRecord
+from cache.keys import KEY_VERSION, KeyInputs, inputs_to_json, step_key
+from cache.oci import MEDIA_OCI_CONFIG, MEDIA_OCI_LAYER_ZSTD, Descriptor, Manifest
+from cache.store import BlobStore
+from cache.transfer.exporter import (
     MEDIA_CACHE_CONFIG,
     CacheConfig,
     InvalidCache,
@@ -23,14 +29,8 @@ from cache.cacheexport import (
     make_manifest,
     parse_manifest,
 )
-from cache.cacheimport import import_records
-from cache.cachelayout import LayoutSource, write_layout
-from cache.digest import sha256_bytes
-from cache.errors import CacheError
-from cache.index import Index, StepRecord
-from cache.keys import KEY_VERSION, KeyInputs, inputs_to_json, step_key
-from cache.oci import MEDIA_OCI_CONFIG, MEDIA_OCI_LAYER_ZSTD, Descriptor, Manifest
-from cache.store import BlobStore
+from cache.transfer.importer import import_records
+from cache.transfer.layout import LayoutSource, write_layout
 
 MADE = 1_700_000_000.25  # when a record's layer was made
 

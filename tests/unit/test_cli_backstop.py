@@ -6,8 +6,8 @@ import argparse
 
 import pytest
 
-from builder import commands
-from builder.cli import EXIT_INTERNAL_ERROR, main
+from builder.cli import commands
+from builder.cli.main import EXIT_INTERNAL_ERROR, main
 
 
 def _broken(args: argparse.Namespace) -> int:

@@ -7,11 +7,11 @@ from pathlib import Path
 
 import pytest
 
-from builder.build_flags import check_platform, parse_annotations, parse_pairs
-from builder.cli import main
-from builder.commands import human_age
+from builder.cli.build_flags import check_platform, parse_annotations, parse_pairs
+from builder.cli.commands import human_age
+from builder.cli.main import main
 from builder.errors import UsageError
-from builder.runsettings import parse_run_settings, parse_shm_size, parse_ulimit
+from builder.ops.runsettings import parse_run_settings, parse_shm_size, parse_ulimit
 from runtime.spec import Rlimit
 
 
@@ -35,7 +35,7 @@ def test_a_mistyped_command_suggests_the_closest_one(
 def test_an_existing_directory_still_builds_by_shorthand(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from builder.cli import _with_shorthand
+    from builder.cli.main import _with_shorthand
 
     monkeypatch.chdir(tmp_path)
     (tmp_path / "imgaes").mkdir()

@@ -9,9 +9,9 @@ from typing import Any
 
 import pytest
 
-from builder.context import BuildContext
 from builder.errors import BuildError
-from builder.ignore import PatternMatcher, clean_path, read_ignore_file
+from builder.frontend.dockerignore import PatternMatcher, clean_path, read_ignore_file
+from builder.ops.context import BuildContext
 
 CASES_FILE = (
     Path(__file__).parents[2].parent

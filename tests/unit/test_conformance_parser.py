@@ -12,14 +12,15 @@ from typing import Any
 
 import pytest
 
-from builder.dockerfile import (
+from builder.errors import DockerfileError
+from builder.frontend.dockerfile import (
     detect_syntax,
     find_directive,
     parse_directives,
     parse_dockerfile,
     parse_nodes,
 )
-from builder.dockerfile_nodes import (
+from builder.frontend.nodes import (
     NotStringArrayError,
     dump_node,
     heredocs_in_line,
@@ -28,7 +29,6 @@ from builder.dockerfile_nodes import (
     parse_json_array,
     parse_words,
 )
-from builder.errors import DockerfileError
 
 BASE = Path(__file__).parents[2].parent / "shared" / "conformance" / "buildkit-dockerfile-parser"
 MISSING = pytest.mark.skip(reason=f"conformance data not found at {BASE}")

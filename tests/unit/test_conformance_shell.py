@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 
 from builder.errors import DockerfileError
-from builder.expand import env_from_list, expand_word, expand_word_tracked, expand_words
+from builder.frontend.expand import env_from_list, expand_word, expand_word_tracked, expand_words
 
 BASE = Path(__file__).parents[2].parent / "shared" / "conformance" / "buildkit-dockerfile-shell"
 MISSING = pytest.mark.skip(reason=f"conformance data not found at {BASE}")

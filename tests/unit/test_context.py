@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from builder.context import BuildContext
 from builder.errors import BuildError
+from builder.ops.context import BuildContext
 
 Tree = Callable[..., Path]
 

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-import builder.context
-from builder.context import BuildContext
+import builder.ops.context
+from builder.ops.context import BuildContext
 
 
 @pytest.fixture
@@ -122,13 +122,13 @@ def test_excludes_leave_excluded_files_out(root: Path) -> None:
 
 def test_each_file_is_read_once_per_call(root: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     reads: list[Path] = []
-    real = builder.context._hash_file
+    real = builder.ops.context._hash_file
 
     def counting(path: Path) -> bytes:
         reads.append(path)
         return real(path)
 
-    monkeypatch.setattr(builder.context, "_hash_file", counting)
+    monkeypatch.setattr(builder.ops.context, "_hash_file", counting)
     BuildContext(root).fingerprint(["src", "src/a.py", "src/sub"])
     assert sorted(reads) == sorted({root / "src" / "a.py", root / "src" / "sub" / "b.py"})
 

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from builder.context import BuildContext
-from builder.filekeys import file_records
+from builder.ops.context import BuildContext
+from builder.ops.filekeys import file_records
 from fstree.tree import remove_tree
 
 

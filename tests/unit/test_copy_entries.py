@@ -7,7 +7,7 @@ import socket
 import stat
 from pathlib import Path
 
-from builder.copy import CopyOptions, SourceItem, copy_sources, walk_tree
+from builder.ops.copyfiles import CopyOptions, SourceItem, copy_sources, walk_tree
 
 
 def _source(top: Path) -> SourceItem:

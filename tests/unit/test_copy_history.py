@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import pytest
 
-from builder.dockerfile import parse_dockerfile
 from builder.errors import BuildError
-from builder.plan import PlanRequest, make_plan
+from builder.frontend.dockerfile import parse_dockerfile
+from builder.plan.planner import PlanRequest, make_plan
 
 
 def history_of(text: str) -> list[str]:

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from builder.copy import CopyOptions
 from builder.errors import DockerfileError
-from builder.modes import parse_chmod
+from builder.ops.copyfiles import CopyOptions
+from builder.plan.chmod import parse_chmod
 
 
 @pytest.mark.parametrize(

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 import cache.index
-from builder.cli import _guarded
+from builder.cli.main import _guarded
 from cache.errors import DiskFull, LayerError
 from cache.index import _db_error
 from cache.layers import write_layer

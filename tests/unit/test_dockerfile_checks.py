@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from builder.dockerfile import parse_dockerfile
-from builder.dockerfile_checks import CheckOptions, check_warnings, parse_check
 from builder.errors import DockerfileError
+from builder.frontend.checks.directive import CheckOptions, check_warnings, parse_check
+from builder.frontend.dockerfile import parse_dockerfile
 
 BODY = "FROM busybox\nRUN echo a \\\n\n  b\n"
 
@@ -42,7 +42,7 @@ def test_skipped_rule_gives_no_warning_even_with_error_true() -> None:
 
 
 def test_check_comment_above_an_instruction_skips_only_there() -> None:
-    from builder.dockerfile_checks_inline import skipped_here
+    from builder.frontend.checks.inline import skipped_here
 
     lines = ["FROM x", "# check=skip=A,B // why", "", "CMD a", "CMD b", "#", "# other", "CMD c"]
     assert skipped_here(lines, 4, "B")

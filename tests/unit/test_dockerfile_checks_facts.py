@@ -5,11 +5,11 @@ validations.go reportUnmatchedVariables and validateCopySourcePath)."""
 
 from __future__ import annotations
 
-from builder import instructions as ins
-from builder.dockerfile import parse_dockerfile
-from builder.dockerfile_checks import CheckFacts, findings
-from builder.dockerfile_checks_copy import ContextCopy, copy_ignored_file
-from builder.plan import ImageResolver, PlanRequest, make_plan
+from builder.frontend import instructions as ins
+from builder.frontend.checks.copy import ContextCopy, copy_ignored_file
+from builder.frontend.checks.directive import CheckFacts, findings
+from builder.frontend.dockerfile import parse_dockerfile
+from builder.plan.planner import ImageResolver, PlanRequest, make_plan
 from cache.digest import sha256_bytes
 from cache.images import StoredImage
 from cache.oci import MEDIA_OCI_CONFIG, ContainerConfig, Descriptor, ImageConfig, Manifest

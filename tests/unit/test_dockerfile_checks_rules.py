@@ -8,10 +8,10 @@ from pathlib import Path
 
 import pytest
 
-from builder.dockerfile import parse_dockerfile
-from builder.dockerfile_checks import check_warnings, findings
 from builder.errors import DockerfileError
-from builder.instructions import Dockerfile
+from builder.frontend.checks.directive import check_warnings, findings
+from builder.frontend.dockerfile import parse_dockerfile
+from builder.frontend.instructions import Dockerfile
 
 ROOT = Path(__file__).resolve().parents[2]
 

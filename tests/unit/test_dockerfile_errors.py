@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from builder.dockerfile import parse_dockerfile
 from builder.errors import DockerfileError
+from builder.frontend.dockerfile import parse_dockerfile
 
 
 def refuse(text: str) -> DockerfileError:

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from builder.dockerfile import parse_dockerfile
 from builder.errors import DockerfileError
-from builder.instructions import Copy, Heredoc, Location, Run
+from builder.frontend.dockerfile import parse_dockerfile
+from builder.frontend.instructions import Copy, Heredoc, Location, Run
 
 
 def instructions(text: str) -> tuple[object, ...]:

@@ -4,10 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from builder.dockerfile import parse_dockerfile
-from builder.dockerfile_instructions import handled_instructions
-from builder.dockerfile_nodes import KNOWN_INSTRUCTIONS
-from builder.instructions import (
+from builder.frontend.convert import handled_instructions
+from builder.frontend.dockerfile import parse_dockerfile
+from builder.frontend.instructions import (
     Add,
     Arg,
     Cmd,
@@ -29,6 +28,7 @@ from builder.instructions import (
     Volume,
     Workdir,
 )
+from builder.frontend.nodes import KNOWN_INSTRUCTIONS
 
 
 def only(text: str) -> Instruction:

@@ -7,8 +7,8 @@ from pathlib import Path
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from builder.dockerfile import parse_dockerfile
 from builder.errors import DockerfileError
+from builder.frontend.dockerfile import parse_dockerfile
 
 TESTFILES = (
     Path(__file__).parents[2].parent

@@ -13,9 +13,9 @@ from collections.abc import Callable
 from types import FrameType
 from typing import Any
 
-from builder import instructions as ins
-from builder.dockerfile import parse_dockerfile
-from builder.plan import PlanRequest, make_plan
+from builder.frontend import instructions as ins
+from builder.frontend.dockerfile import parse_dockerfile
+from builder.plan.planner import PlanRequest, make_plan
 from cache.images import StoredImage
 
 LINEAR = 2.6  # allowed ratio of work between 2n and n

@@ -1,11 +1,11 @@
-"""builder.expand: BuildKit's word expansion, beyond the upstream vectors."""
+"""builder.frontend.expand: BuildKit's word expansion, beyond the upstream vectors."""
 
 from __future__ import annotations
 
 import pytest
 
 from builder.errors import DockerfileError
-from builder.expand import (
+from builder.frontend.expand import (
     ShellLexer,
     env_from_list,
     expand_word,

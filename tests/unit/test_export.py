@@ -1,4 +1,4 @@
-"""builder.export: OCI and docker archives, and the flattened root filesystem."""
+"""builder.images.save: OCI and docker archives, and the flattened root filesystem."""
 
 from __future__ import annotations
 
@@ -13,9 +13,9 @@ from pathlib import Path
 import pytest
 import zstandard
 
-from builder.archive import LoadedImage, load_archive
 from builder.errors import BuildError
-from builder.export import write_docker_archive, write_oci_archive, write_rootfs
+from builder.images.load import LoadedImage, load_archive
+from builder.images.save import write_docker_archive, write_oci_archive, write_rootfs
 from cache.digest import Digest, sha256_bytes
 from cache.images import write_image
 from cache.index import Index

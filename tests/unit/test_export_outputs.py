@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from builder.errors import UsageError
-from builder.outputs import Output, parse_compression, parse_output
+from builder.exporters.outputs import Output, parse_compression, parse_output
 from cache.layers import Compression
 
 

@@ -3,7 +3,7 @@
 
 from __future__ import annotations
 
-from builder.history import fill_history, image_created, rfc3339
+from builder.images.history import fill_history, image_created, rfc3339
 from cache.oci import History
 
 

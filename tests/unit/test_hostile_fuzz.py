@@ -32,18 +32,19 @@ import pytest
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
-from builder import instructions as ins
-from builder.addsrc import extract_archive
-from builder.build import parse_dockerfile_at
-from builder.build_flags import extract_context_tar
+from builder.api import parse_dockerfile_at
+from builder.cli.build_flags import extract_context_tar
 from builder.errors import BuildError
-from builder.healthcheck import parse_duration_ns
-from builder.plan import ImageResolver, PlanRequest, make_plan, source_date_epoch
-from builder.refs import normalize
-from builder.remote import check_url
-from builder.runimage import parse_resources
-from builder.signals import parse_signal
+from builder.frontend import instructions as ins
+from builder.frontend.refs import normalize
+from builder.frontend.signals import parse_signal
+from builder.ops.sources.add import extract_archive
+from builder.ops.sources.http import check_url
+from builder.plan.healthcheck import parse_duration_ns
+from builder.plan.planner import ImageResolver, PlanRequest, make_plan, source_date_epoch
+from builder.run.container_spec import parse_resources
 from cache.digest import sha256_bytes
+from cache.distribution.reference import parse_reference
 from cache.errors import CacheError
 from cache.extract import extract_layer
 from cache.images import StoredImage
@@ -55,7 +56,6 @@ from cache.oci import (
     ImageConfig,
     Manifest,
 )
-from cache.refs import parse_reference
 from cache.store import BlobStore
 
 EXAMPLES = int(os.environ.get("PYBUILD_FUZZ_EXAMPLES", "60"))

@@ -1,4 +1,4 @@
-"""Behaviour of .dockerignore reading and matching (builder/ignore.py)."""
+"""Behaviour of .dockerignore reading and matching (builder/frontend/dockerignore.py)."""
 
 from __future__ import annotations
 
@@ -7,7 +7,13 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from builder.errors import BuildError
-from builder.ignore import Glob, PatternMatcher, clean_path, has_wildcards, read_ignore_file
+from builder.frontend.dockerignore import (
+    Glob,
+    PatternMatcher,
+    clean_path,
+    has_wildcards,
+    read_ignore_file,
+)
 
 
 def test_read_ignore_file_drops_comments_blank_lines_and_leading_slash() -> None:

@@ -9,17 +9,17 @@ from pathlib import Path
 import pytest
 
 from builder.errors import BuildError, DockerfileError, UsageError
-from builder.healthcheck import MAX_DURATION_NS, parse_duration_ns
-from builder.mounts import parse_mount
-from builder.plan import MAX_EPOCH, check_epoch, source_date_epoch
-from builder.refs import normalize
-from builder.remote import check_url
-from builder.runimage import parse_resources
-from builder.signals import parse_signal
+from builder.frontend.refs import normalize
+from builder.frontend.signals import parse_signal
+from builder.ops.mounts import parse_mount
+from builder.ops.sources.http import check_url
+from builder.plan.healthcheck import MAX_DURATION_NS, parse_duration_ns
+from builder.plan.planner import MAX_EPOCH, check_epoch, source_date_epoch
+from builder.run.container_spec import parse_resources
+from cache.distribution.errors import InvalidReference
+from cache.distribution.reference import parse_reference
 from cache.extract import extract_layer
 from cache.oci import MEDIA_OCI_LAYER, Descriptor
-from cache.refs import parse_reference
-from cache.registry_errors import InvalidReference
 from cache.store import BlobStore
 from cache.tarcheck import UnsafeTarEntry, check_member, member_problem
 

@@ -3,7 +3,7 @@ reads is unchanged in what counts (path, type, mode, owner, link target, content
 
 Random edits (see test_key_property_model.py) are applied to a small context; after
 each, the real key functions (BuildContext.fingerprint via CopyAction.key_inputs, then
-cache.keys.step_key) are compared with an oracle written without builder.context. A
+cache.keys.step_key) are compared with an oracle written without builder.ops.context. A
 miss must also be explained by naming only files that really changed.
 """
 
@@ -17,10 +17,10 @@ from pathlib import Path
 import pytest
 from hypothesis import HealthCheck, given, settings
 
-import builder.context
-from builder.actions import ExecContext
-from builder.context import BuildContext, ContextEntry
-from builder.copyaction import CopyAction
+import builder.ops.context
+from builder.ops.context import BuildContext, ContextEntry
+from builder.ops.copy import CopyAction
+from builder.ops.run import ExecContext
 from cache.keys import KeyInputs, explain_miss, step_key
 from tests.unit.test_key_property_model import (
     SOURCES,
@@ -87,7 +87,7 @@ def test_copy_key_hits_exactly_when_the_files_it_reads_are_unchanged(
 
 
 def _drop(field: str, value: object) -> Callable[[str, Path, object], ContextEntry]:
-    real = builder.context._entry
+    real = builder.ops.context._entry
 
     def entry(rel: str, path: Path, st: object) -> ContextEntry:
         return dataclasses.replace(real(rel, path, st), **{field: value})  # type: ignore[arg-type]
@@ -100,7 +100,7 @@ def test_property_fails_when_a_field_is_dropped_from_the_fingerprint(
     monkeypatch: pytest.MonkeyPatch, field: str, value: object
 ) -> None:
     """The property test can fail: with a field left out of the key it finds a false hit."""
-    monkeypatch.setattr(builder.context, "_entry", _drop(field, value))
+    monkeypatch.setattr(builder.ops.context, "_entry", _drop(field, value))
     falsified = settings(_SETTINGS, max_examples=500, print_blob=False)(given(edits())(check_edits))
     with pytest.raises(AssertionError, match="key hit but the files it reads changed"):
         falsified()

@@ -2,7 +2,7 @@
 
 A small Python-app context, a set of random edits to it (content, mode, rename, symlink
 retarget, new ignored file, touch, owner change, new file no step reads...), and an
-oracle that says, independently of ``builder.context``, what a COPY of each source reads
+oracle that says, independently of ``builder.ops.context``, what a COPY of each source reads
 "in what counts": path, type, mode, uid/gid, link target and content, never times. The
 property: a step's key is unchanged exactly when the oracle's view of what it reads is.
 Shared by tests/unit/test_key_property.py (key functions, many examples) and
@@ -151,7 +151,7 @@ def apply(root: Path, edit: Edit) -> None:
         os.lchown(root / rel, uid, gid)
 
 
-# ---- the oracle: what a COPY reads, written without builder.context -------------------
+# ---- the oracle: what a COPY reads, written without builder.ops.context -------------------
 
 
 def _ignored(rel: str) -> bool:

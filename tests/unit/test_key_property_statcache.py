@@ -12,8 +12,8 @@ from pathlib import Path
 import pytest
 import xxhash
 
-import builder.context
-from builder.context import BuildContext
+import builder.ops.context
+from builder.ops.context import BuildContext
 from cache.fscache import StatCache
 from tests.unit.test_key_property_model import write_model_context
 
@@ -31,7 +31,7 @@ class _Counting:
 
     def __call__(self, path: Path) -> bytes:
         self.opened.append(path.name)
-        return builder.context._hash_file(path)
+        return builder.ops.context._hash_file(path)
 
 
 def _fingerprint(root: Path, db: Path, counter: _Counting) -> str:
@@ -94,4 +94,6 @@ def test_mode_change_is_seen_without_reading_unchanged_content_elsewhere(
 
 def test_file_fingerprint_is_xxh3_128_of_the_content(root: Path) -> None:
     data = (root / "app" / "main.py").read_bytes()
-    assert builder.context._hash_file(root / "app" / "main.py") == xxhash.xxh3_128(data).digest()
+    assert (
+        builder.ops.context._hash_file(root / "app" / "main.py") == xxhash.xxh3_128(data).digest()
+    )

@@ -6,7 +6,7 @@ import os
 import threading
 from pathlib import Path
 
-from builder.cachemounts import CacheRequest, cache_dir, cache_home
+from builder.ops.cachemounts import CacheRequest, cache_dir, cache_home
 
 _ME = {"uid": os.getuid(), "gid": os.getgid()}
 

@@ -9,8 +9,14 @@ from pathlib import Path
 import pytest
 
 from builder.errors import DockerfileError, UsageError
-from builder.mounts import RunMount, parse_mount
-from builder.secrets import agent_relay, parse_allow, parse_secret_flag, parse_ssh_flag, read_secret
+from builder.ops.mounts import RunMount, parse_mount
+from builder.ops.secrets import (
+    agent_relay,
+    parse_allow,
+    parse_secret_flag,
+    parse_ssh_flag,
+    read_secret,
+)
 
 
 def _no_stage(ref: str) -> int:

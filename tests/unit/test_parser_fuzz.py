@@ -16,10 +16,10 @@ from pathlib import Path
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
-from builder import instructions as ins
-from builder.dockerfile import parse_dockerfile
 from builder.errors import BuildError
-from builder.plan import ImageResolver, PlanRequest, make_plan
+from builder.frontend import instructions as ins
+from builder.frontend.dockerfile import parse_dockerfile
+from builder.plan.planner import ImageResolver, PlanRequest, make_plan
 from cache.digest import sha256_bytes
 from cache.images import StoredImage
 from cache.oci import MEDIA_OCI_CONFIG, ContainerConfig, Descriptor, ImageConfig, Manifest

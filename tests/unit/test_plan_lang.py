@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import pytest
 
-from builder import instructions as ins
-from builder.dockerfile import parse_dockerfile
 from builder.errors import BuildError
-from builder.onbuild import trigger_instructions
-from builder.plan import _meta_args, source_date_epoch
+from builder.frontend import instructions as ins
+from builder.frontend.dockerfile import parse_dockerfile
+from builder.frontend.onbuild import trigger_instructions
+from builder.plan.planner import _meta_args, source_date_epoch
 
 FROM = ins.From(ins.Location("Dockerfile", 4, 4), "FROM base", "base", None, None)
 

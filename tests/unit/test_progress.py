@@ -9,8 +9,8 @@ from pathlib import Path
 
 from rich.console import Console
 
-from builder.progress import print_error
-from builder.progress_tty import TtyProgress, print_table
+from builder.cli.progress import print_error
+from builder.cli.progress_tty import TtyProgress, print_table
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -21,8 +21,8 @@ def test_plain_cli_run_never_imports_rich(tmp_path: Path) -> None:
     (tmp_path / "ctx" / "Dockerfile").write_text("FROM scratch\nENV A=1\nLABEL b=2\n")
     probe = (
         "import sys\n"
-        "from builder import cli\n"
-        "code = cli.main(['--root', sys.argv[1], 'build', '--progress', 'auto', sys.argv[2]])\n"
+        "from builder.cli.main import main\n"
+        "code = main(['--root', sys.argv[1], 'build', '--progress', 'auto', sys.argv[2]])\n"
         "print('rich' in sys.modules, code)\n"
     )
     done = subprocess.run(

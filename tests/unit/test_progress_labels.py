@@ -3,10 +3,10 @@ prefixCommand and the cmdTotal count in buildDispatchStates / initOnBuildTrigger
 
 from __future__ import annotations
 
-from builder import instructions as ins
-from builder.dockerfile import parse_dockerfile
-from builder.plan import PlanRequest, make_plan
-from builder.progress import step_label
+from builder.cli.progress import step_label
+from builder.frontend import instructions as ins
+from builder.frontend.dockerfile import parse_dockerfile
+from builder.plan.planner import PlanRequest, make_plan
 from cache.digest import sha256_bytes
 from cache.images import StoredImage
 from cache.oci import MEDIA_OCI_CONFIG, ContainerConfig, Descriptor, ImageConfig, Manifest

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from builder.cache_history import reason_kinds
+from builder.cli.cache_history import reason_kinds
 
 
 @pytest.mark.parametrize(

@@ -10,7 +10,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from cache.registry_auth import (
+from cache.distribution.auth import (
     Credentials,
     RegistryAuth,
     erase_credentials,
@@ -18,7 +18,7 @@ from cache.registry_auth import (
     parse_challenge,
     store_credentials,
 )
-from cache.registry_errors import CredentialsError, RegistryAuthError
+from cache.distribution.errors import CredentialsError, RegistryAuthError
 
 
 def _config(tmp_path: Path, doc: dict[str, object]) -> Path:

@@ -6,9 +6,9 @@ from pathlib import Path
 
 import pytest
 
+from builder.cli.registry_commands import push_targets
 from builder.errors import UsageError
-from builder.outputs import Output, parse_output
-from builder.registry_commands import push_targets
+from builder.exporters.outputs import Output, parse_output
 
 
 def test_registry_output_takes_an_optional_name() -> None:
@@ -51,7 +51,7 @@ def test_a_push_without_any_name_is_a_usage_error() -> None:
 def test_docker_config_is_docker_config_env_else_home_dot_docker(
     monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
-    from builder.registry_commands import default_docker_config
+    from builder.cli.registry_commands import default_docker_config
 
     monkeypatch.delenv("DOCKER_CONFIG", raising=False)
     monkeypatch.setenv("HOME", str(tmp_path))

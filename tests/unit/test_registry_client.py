@@ -10,11 +10,11 @@ import httpx
 import pytest
 
 from cache.digest import Digest, sha256_bytes
+from cache.distribution.client import RegistryClient, RegistryOptions
+from cache.distribution.errors import ManifestNotFound, RegistryUnreachable
+from cache.distribution.reference import parse_reference
 from cache.errors import DigestMismatch
 from cache.oci import MEDIA_OCI_LAYER, MEDIA_OCI_MANIFEST, Descriptor
-from cache.refs import parse_reference
-from cache.registry import RegistryClient, RegistryOptions
-from cache.registry_errors import ManifestNotFound, RegistryUnreachable
 from cache.store import BlobStore
 
 Handler = Callable[[httpx.Request], httpx.Response]
@@ -201,7 +201,7 @@ class _Endless(httpx.SyncByteStream):
 
 
 def test_token_and_error_answers_stop_at_the_document_limit() -> None:
-    from cache.registry_body import MAX_DOCUMENT, ResponseTooLarge
+    from cache.distribution.body import MAX_DOCUMENT, ResponseTooLarge
 
     token, error = _Endless(), _Endless()
 

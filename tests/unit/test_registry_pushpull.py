@@ -6,11 +6,12 @@ import tarfile
 from io import BytesIO
 from pathlib import Path
 
-from builder.outputs import PushCompression, parse_output
-from builder.pull import local_name
-from builder.push import mount_sources, wire_manifest
-from builder.registry_commands import push_plan
+from builder.cli.registry_commands import push_plan
+from builder.exporters.outputs import PushCompression, parse_output
+from builder.exporters.push import mount_sources, wire_manifest
+from builder.registry.pull import local_name
 from cache.digest import Digest, sha256_bytes
+from cache.distribution.reference import parse_reference
 from cache.images import StoredImage, write_image
 from cache.index import Index as TagIndex
 from cache.layers import Compression, make_compressor
@@ -22,7 +23,6 @@ from cache.oci import (
     ImageConfig,
     Manifest,
 )
-from cache.refs import parse_reference
 from cache.store import BlobStore
 
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from cache.refs import is_insecure, parse_reference
-from cache.registry_errors import InvalidReference
+from cache.distribution.errors import InvalidReference
+from cache.distribution.reference import is_insecure, parse_reference
 
 DIGEST = "sha256:" + "ab" * 32
 
@@ -76,7 +76,7 @@ def test_plain_http_only_for_loopback_or_listed(
 
 
 def test_docker_hub_spellings_normalise_to_the_short_local_name() -> None:
-    from builder.refs import normalize
+    from builder.frontend.refs import normalize
 
     assert normalize("library/x:1") == "x:1"
     assert normalize("index.docker.io/x:1") == "x:1"

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import pytest
 
-from builder.addsrc import remote_source
 from builder.errors import BuildError
-from builder.gitsource import GitRef, parse_git_ref
-from builder.remote import UNNAMED, check_checksum, redact, url_filename
+from builder.ops.sources.add import remote_source
+from builder.ops.sources.git import GitRef, parse_git_ref
+from builder.ops.sources.http import UNNAMED, check_checksum, redact, url_filename
 
 
 @pytest.mark.parametrize(

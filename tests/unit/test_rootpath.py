@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from builder.errors import BuildError
-from builder.rootpath import clean, make_dirs, resolve_in_root
+from builder.ops.rootpath import clean, make_dirs, resolve_in_root
 
 
 @pytest.mark.parametrize(

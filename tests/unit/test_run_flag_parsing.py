@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from builder.errors import UsageError
-from builder.runimage import (
+from builder.run.container_spec import (
     bind_mounts,
     hosts_file,
     parse_bytes,

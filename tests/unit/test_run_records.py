@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from builder.containers import Record, _signal_number, find, load, records, save
 from builder.errors import UsageError
+from builder.run.containers import Record, _signal_number, find, load, records, save
 
 
 def make(root: Path, cid: str, name: str, **fields: object) -> Record:

@@ -7,7 +7,7 @@ import os
 import time
 from pathlib import Path
 
-from builder.secrets import store_tag, sweep_dead_secrets
+from builder.ops.secrets import store_tag, sweep_dead_secrets
 
 OLD = time.time() - 60
 

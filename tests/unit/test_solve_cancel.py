@@ -8,11 +8,11 @@ from pathlib import Path
 
 import pytest
 
-from builder.actions import ExecContext
-from builder.context import BuildContext
 from builder.errors import BuildCancelled
+from builder.images.store import Storage
+from builder.ops.context import BuildContext
+from builder.ops.run import ExecContext
 from builder.solve import SolveOptions, Solver
-from builder.storage import Storage
 from runtime.spec import ContainerSpec, RunResult
 from tests.unit.test_solve_fake_sandbox import Quiet, plan_of
 

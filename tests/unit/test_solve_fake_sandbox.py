@@ -7,13 +7,13 @@ from pathlib import Path
 
 import pytest
 
-from builder.actions import ExecContext
-from builder.context import BuildContext
-from builder.dockerfile import parse_dockerfile
 from builder.errors import BuildError
-from builder.plan import Plan, PlannedStep, PlanRequest, StagePlan, make_plan
+from builder.frontend.dockerfile import parse_dockerfile
+from builder.images.store import Storage
+from builder.ops.context import BuildContext
+from builder.ops.run import ExecContext
+from builder.plan.planner import Plan, PlannedStep, PlanRequest, StagePlan, make_plan
 from builder.solve import SolveOptions, Solver, StepResult
-from builder.storage import Storage
 from runtime.spec import ContainerSpec, RunResult
 
 

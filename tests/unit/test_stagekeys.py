@@ -9,10 +9,10 @@ from pathlib import Path
 
 import pytest
 
-from builder.context import _read_file
 from builder.errors import BuildError
-from builder.stagekeys import copy_content, mount_content
-from builder.stagetree import StageTree
+from builder.ops.context import _read_file
+from builder.ops.stagekeys import copy_content, mount_content
+from builder.ops.stagetree import StageTree
 from cache.keys import KeyInputs, explain_miss
 
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from builder.state import StageState
+from builder.plan.state import StageState
 from cache.oci import ContainerConfig
 
 

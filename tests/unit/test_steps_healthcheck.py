@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from builder.errors import DockerfileError
-from builder.healthcheck import go_duration, go_quote_rune, history_text, parse_duration_ns
+from builder.plan.healthcheck import go_duration, go_quote_rune, history_text, parse_duration_ns
 from cache.oci import HealthConfig
 
 

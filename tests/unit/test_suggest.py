@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from builder.suggest import closest, did_you_mean, distance
+from builder.frontend.suggest import closest, did_you_mean, distance
 
 
 def test_distance_counts_single_character_edits() -> None:

@@ -6,11 +6,11 @@ from __future__ import annotations
 
 import pytest
 
-from builder import instructions as ins
-from builder.dockerfile import parse_dockerfile
 from builder.errors import BuildError
-from builder.mounts import parse_mount
-from builder.plan import PlanRequest, make_plan
+from builder.frontend import instructions as ins
+from builder.frontend.dockerfile import parse_dockerfile
+from builder.ops.mounts import parse_mount
+from builder.plan.planner import PlanRequest, make_plan
 from cache.images import StoredImage
 
 

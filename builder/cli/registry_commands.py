@@ -1,0 +1,283 @@
+"""``pybuild pull|push|login|logout`` and the build's ``--pull``: parsers and handlers.
+
+``builder.cli.main`` calls ``add_registry_commands`` and ``add_build_registry_flags`` while
+building its parser, and dispatches the four commands here. The registry machinery
+(httpx) is imported only when one of them runs, so ``pybuild --help`` stays fast.
+"""
+
+from __future__ import annotations
+
+import argparse
+import getpass
+import os
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from builder.errors import UsageError
+
+if TYPE_CHECKING:
+    from builder.exporters.outputs import Output, PushCompression
+    from builder.images.store import Storage
+    from builder.registry.options import RemoteOptions
+    from cache.images import StoredImage
+
+REGISTRY_COMMANDS = ("pull", "push", "login", "logout")
+
+
+def _add_insecure(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--insecure-registry",
+        action="append",
+        default=[],
+        metavar="HOST[:PORT]",
+        help="allow plain HTTP (and unverified TLS) for this registry; loopback always may",
+    )
+
+
+def add_registry_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """Register pull, push, login and logout on the CLI's subparsers."""
+    p = sub.add_parser("pull", help="pull an image from a registry into the local store")
+    p.add_argument("image", metavar="NAME[:TAG|@DIGEST]")
+    p.add_argument("-q", "--quiet", action="store_true", help="print only the image name")
+    _add_insecure(p)
+    p = sub.add_parser("push", help="push an image from the local store to a registry")
+    p.add_argument("image", metavar="NAME[:TAG]")
+    p.add_argument("-q", "--quiet", action="store_true", help="print only the digest")
+    p.add_argument(
+        "--compression",
+        choices=("gzip", "zstd", "uncompressed"),
+        default="gzip",
+        help="layer compression on the registry (default: gzip, which every client pulls); "
+        "with zstd, gzip layers stay gzip unless --force-compression",
+    )
+    p.add_argument(
+        "--force-compression",
+        action="store_true",
+        help="convert every layer to --compression, also gzip ones under zstd",
+    )
+    _add_insecure(p)
+    p = sub.add_parser("login", help="log in to a registry (saved in docker's config.json)")
+    p.add_argument("server", nargs="?", default="docker.io", metavar="SERVER")
+    p.add_argument("-u", "--username")
+    p.add_argument("-p", "--password", help="the password (prefer --password-stdin)")
+    p.add_argument("--password-stdin", action="store_true", help="read the password from stdin")
+    _add_insecure(p)
+    p = sub.add_parser("logout", help="forget the credentials for a registry")
+    p.add_argument("server", nargs="?", default="docker.io", metavar="SERVER")
+
+
+def add_build_registry_flags(p: argparse.ArgumentParser) -> None:
+    """``--pull`` and ``--insecure-registry`` for ``pybuild build``."""
+    p.add_argument(
+        "--pull",
+        action="store_true",
+        help="always look base images up in their registry (default: local store first)",
+    )
+    p.add_argument(
+        "--push", action="store_true", help="push every -t name to its registry after the build"
+    )
+    _add_insecure(p)
+
+
+def default_docker_config() -> Path:
+    """``$DOCKER_CONFIG``, else ``~/.docker`` (where docker keeps config.json)."""
+    if explicit := os.environ.get("DOCKER_CONFIG"):
+        return Path(explicit)
+    return Path.home() / ".docker"
+
+
+def remote_options(args: argparse.Namespace) -> RemoteOptions:
+    from builder.registry.options import RemoteOptions
+    from cache.distribution.options import RegistryOptions
+
+    insecure = tuple(getattr(args, "insecure_registry", []) or [])
+    return RemoteOptions(
+        registry=RegistryOptions(insecure_registries=insecure),
+        docker_config=default_docker_config(),
+    )
+
+
+def enable_pull(storage: Storage, args: argparse.Namespace) -> None:
+    """Let the build's base-image lookups fall back to (or, with --pull, prefer) a pull."""
+    from builder.cli.progress import print_line
+
+    if getattr(args, "push", False) and not args.tag:
+        raise UsageError("--push needs a name to push to", hint="add -t REGISTRY/NAME:TAG")
+    storage.pull_policy = "always" if getattr(args, "pull", False) else "missing"
+    storage.pull_options = remote_options(args)
+    if not getattr(args, "quiet", False):
+        storage.pull_events = print_line
+
+
+def _open(args: argparse.Namespace) -> Storage:
+    from builder.cli.progress import print_line
+    from builder.images.store import Storage, default_root
+
+    return Storage.open(args.root or default_root(), warn=print_line)
+
+
+def cmd_pull(args: argparse.Namespace) -> int:
+    from builder.cli.progress import print_line
+    from builder.registry.pull import pull_image
+
+    storage = _open(args)
+    try:
+        events = None if args.quiet else print_line
+        result = pull_image(args.image, storage.blobs, storage.index, remote_options(args), events)
+    finally:
+        storage.close()
+    shown = result.local_name or f"{result.reference.familiar_name}@{result.image.digest}"
+    if args.quiet:
+        print_line(shown, err=False)
+    else:
+        print_line(f"Status: pulled {shown} ({result.fetched} blobs downloaded)")
+        print_line(str(result.reference), err=False)
+    return 0
+
+
+def cmd_push(args: argparse.Namespace) -> int:
+    from builder.cli.progress import print_line
+    from builder.exporters.push import push_image
+    from builder.frontend.refs import normalize
+
+    storage = _open(args)
+    try:
+        image = storage.get_image(args.image)
+        target = args.image if "@" in args.image else normalize(args.image)
+        events = None if args.quiet else print_line
+        options = remote_options(args)
+        wire = push_compression(args.compression, args.force_compression)
+        result = push_image(target, image, storage.blobs, options, events, storage.index, wire)
+    finally:
+        storage.close()
+    if args.quiet:
+        print_line(str(result.digest), err=False)
+    else:
+        print_line(
+            f"{result.reference.tag}: digest: {result.digest} size: {result.size}", err=False
+        )
+    return 0
+
+
+def push_compression(name: str | None, force: bool = False) -> PushCompression:
+    """``--compression``/``compression=`` for a push (None: gzip, BuildKit's default)."""
+    from builder.exporters.outputs import PushCompression, parse_compression
+    from cache.layers import Compression
+
+    target = Compression.GZIP if name is None else parse_compression(name, "--compression")
+    return PushCompression(target, force)
+
+
+def push_plan(
+    push: bool, outputs: Sequence[Output], tags: Sequence[str]
+) -> tuple[tuple[str, PushCompression], ...]:
+    """Where ``build --push`` and ``-o type=registry[,name=REF]`` send the image, in order,
+    each with its layer compression (``--push``: gzip; ``-o``: its compression= and
+    force-compression=). A name pushed twice goes once, as the first asked.
+
+    A push with no name of its own goes to every ``-t``; UsageError when there is none.
+    """
+    from builder.exporters.outputs import PushCompression
+    from builder.frontend.refs import normalize
+    from cache.layers import Compression
+
+    wanted: dict[str, PushCompression] = {}
+    if push:
+        if not tags:
+            raise UsageError("--push needs a name to push to", hint="add -t REGISTRY/NAME:TAG")
+        for tag in tags:
+            wanted.setdefault(tag, PushCompression())
+    for output in outputs:
+        if output.type != "registry":
+            continue
+        if not output.name and not tags:
+            raise UsageError(
+                "-o type=registry needs a name to push to",
+                hint="add name=REGISTRY/NAME:TAG to the -o, or -t REGISTRY/NAME:TAG",
+            )
+        names = [normalize(n) for n in (output.name or "").split(",") if n] or tags
+        wire = PushCompression(output.compression or Compression.GZIP, output.force)
+        for name in names:
+            wanted.setdefault(name, wire)
+    return tuple(wanted.items())
+
+
+def push_targets(push: bool, outputs: Sequence[Output], tags: Sequence[str]) -> tuple[str, ...]:
+    """The names of ``push_plan``, in order."""
+    return tuple(name for name, _ in push_plan(push, outputs, tags))
+
+
+def push_tags(
+    storage: Storage,
+    args: argparse.Namespace,
+    image: StoredImage,
+    plan: Sequence[tuple[str, PushCompression]],
+) -> None:
+    """``build --push``: push the built image under each of its names."""
+    from builder.cli.progress import print_line
+    from builder.exporters.push import push_image
+
+    events = None if args.quiet else print_line
+    for tag, wire in plan:
+        options = remote_options(args)
+        result = push_image(tag, image, storage.blobs, options, events, storage.index, wire)
+        if not args.quiet:
+            print_line(f"pushed {result.reference} digest: {result.digest}")
+
+
+def cmd_login(args: argparse.Namespace) -> int:
+    from builder.cli.progress import print_line
+    from cache.distribution.auth import Credentials, store_credentials
+    from cache.distribution.client import RegistryClient
+    from cache.distribution.reference import Reference
+
+    registry = _registry_name(args.server)
+    username = args.username or _prompt("Username: ", secret=False)
+    password = _password(args)
+    options = remote_options(args)
+    creds = Credentials(username, password)
+    probe = Reference(registry, "library/login-check")
+    with RegistryClient(probe, credentials=creds, options=options.registry, scope="") as client:
+        client.ping()
+    store_credentials(options.docker_config or default_docker_config(), registry, creds)
+    print_line("Login Succeeded", err=False)
+    return 0
+
+
+def cmd_logout(args: argparse.Namespace) -> int:
+    from builder.cli.progress import print_line
+    from cache.distribution.auth import erase_credentials
+
+    registry = _registry_name(args.server)
+    if erase_credentials(default_docker_config(), registry):
+        print_line(f"Removing login credentials for {registry}", err=False)
+    else:
+        print_line(f"Not logged in to {registry}", err=False)
+    return 0
+
+
+def _registry_name(server: str) -> str:
+    """``https://host:port/v1/`` or ``host:port`` -> the registry as References name it."""
+    host = server.split("://", 1)[-1].split("/", 1)[0]
+    if host in ("index.docker.io", "registry-1.docker.io", "docker.io", ""):
+        return "docker.io"
+    return host
+
+
+def _password(args: argparse.Namespace) -> str:
+    if args.password_stdin:
+        if args.password:
+            raise UsageError("--password and --password-stdin are mutually exclusive")
+        return sys.stdin.read().rstrip("\r\n")
+    return str(args.password) if args.password else _prompt("Password: ", secret=True)
+
+
+def _prompt(label: str, *, secret: bool) -> str:
+    if not sys.stdin.isatty():
+        raise UsageError(
+            f"{label.rstrip(': ').lower()} required and stdin is not a terminal",
+            hint="pass -u USER and --password-stdin (or -p PASSWORD)",
+        )
+    return getpass.getpass(label) if secret else input(label)

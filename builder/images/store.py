@@ -1,0 +1,200 @@
+"""The local store as the builder uses it: blobs, unpacked layers, the index, tags.
+
+The store root is always passed explicitly (STYLE habit 5); ``default_root`` is the one
+place the environment decides it, and only the CLI calls it.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from builder.errors import BuildError
+from builder.frontend.refs import normalize
+from cache.digest import Digest
+from cache.errors import CacheError, InvalidDigest
+from cache.images import StoredImage, read_image
+from cache.index import Index
+from cache.store import BlobStore
+from cache.storeroot import PRIVATE_MODE, prepare_root
+from cache.unpacked import UnpackedLayers
+
+if TYPE_CHECKING:
+    from builder.registry.options import RemoteOptions
+
+
+def default_root() -> Path:
+    """``$PYBUILD_ROOT``, else ``$XDG_DATA_HOME/pybuild``, else ``~/.local/share/pybuild``."""
+    if explicit := os.environ.get("PYBUILD_ROOT"):
+        return Path(explicit)
+    data_home = os.environ.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
+    return Path(data_home) / "pybuild"
+
+
+@dataclass
+class Storage:
+    """Everything under one store root, opened together."""
+
+    root: Path
+    blobs: BlobStore
+    layers: UnpackedLayers
+    index: Index
+    # Registry fallback for get_image (builds): "never", "missing" (local store first)
+    # or "always" (--pull: re-resolve every base once per build).
+    pull_policy: str = "never"
+    pull_options: RemoteOptions | None = None
+    pull_events: Callable[[str], None] | None = None
+    _pulled: dict[str, StoredImage] = field(default_factory=dict)
+
+    @classmethod
+    def open(cls, root: Path, *, warn: Callable[[str], None] | None = None) -> Storage:
+        """Open (creating if missing) the store at ``root``, private to its owner.
+
+        Raises StoreRootError when the root belongs to another user, or is a wide
+        directory holding other files (see cache.storeroot). A store found readable by
+        others is made private and ``warn`` is told so.
+        """
+        state = prepare_root(root)
+        if state.widened_mode is not None and warn is not None:
+            warn(
+                f"warning: the store {root} was mode {state.widened_mode:04o}, open to other "
+                f"users; it is now {PRIVATE_MODE:04o} (only its owner can reach it)"
+            )
+        blobs = BlobStore(root)
+        return cls(root, blobs, UnpackedLayers(blobs), Index(root))
+
+    def close(self) -> None:
+        self.index.close()
+
+    def __enter__(self) -> Storage:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    def find_image(self, name: str) -> StoredImage | None:
+        """Look an image up by name[:tag], by (a prefix of) its manifest digest, or by its
+        image ID (the config digest, as docker shows it; a prefix for tagged images)."""
+        digest = self._lookup(name)
+        if digest is None:
+            return None
+        try:
+            return read_image(self.blobs, digest)
+        except CacheError as exc:
+            raise BuildError(
+                f"image {name} is damaged in the store: {exc.message}",
+                hint="run `pybuild cache verify --repair`, then load, pull or build it again",
+            ) from None
+
+    def get_image(self, name: str) -> StoredImage:
+        """Like find_image, but a missing image is a BuildError saying how to get one.
+
+        With a ``pull_policy`` other than "never", a missing image (or, with "always",
+        any name that is not a digest) is pulled from its registry first.
+        """
+        if self.pull_policy == "always" and not name.startswith("sha256:"):
+            return self._pull(name)
+        image = self.find_image(name)
+        if image is None and self.pull_policy == "missing" and not name.startswith("sha256:"):
+            return self._pull(name)
+        if image is None:
+            raise BuildError(
+                f"image {name!r} not found in the local store ({self.root})",
+                hint="load it with `pybuild load -i IMAGE.tar` (a docker-archive or OCI "
+                "archive), build it with `pybuild build -t NAME`, or use `FROM scratch`",
+            )
+        return image
+
+    def _pull(self, name: str) -> StoredImage:
+        """Pull once per name per Storage (a build resolves each base once)."""
+        if name not in self._pulled:
+            from builder.registry.pull import RemoteOptions, pull_image
+            from cache.distribution.errors import RegistryUnreachable
+
+            options = self.pull_options or RemoteOptions()
+            try:
+                pulled = pull_image(name, self.blobs, self.index, options, self.pull_events)
+            except RegistryUnreachable as exc:
+                # --pull while offline: the image we already have still builds.
+                local = self.find_image(name)
+                if local is None:
+                    raise _pull_failed(name, exc) from None
+                if self.pull_events is not None:
+                    self.pull_events(f"warning: {exc.message}; using the local {name}")
+                pulled_image = local
+            except CacheError as exc:
+                raise _pull_failed(name, exc) from None
+            else:
+                pulled_image = pulled.image
+            self._pulled[name] = pulled_image
+        return self._pulled[name]
+
+    def _lookup(self, name: str) -> Digest | None:
+        if name.startswith("sha256:") and len(name) == 71:
+            digest = Digest.parse(name)
+            if not self.blobs.has(digest):
+                return None
+            return digest if self._is_manifest(digest) else self._by_image_id(digest)
+        if "@" in name:  # name@digest: the digest alone decides, as in docker
+            try:
+                digest = Digest.parse(name.rsplit("@", 1)[1])
+            except InvalidDigest:
+                return None
+            return digest if self.blobs.has(digest) else None
+        try:
+            tagged = self.index.get_tag(normalize(name))
+        except BuildError:
+            tagged = None
+        if tagged is not None:
+            return tagged
+        prefix = name.removeprefix("sha256:")
+        if len(prefix) >= 6 and all(c in "0123456789abcdef" for c in prefix):
+            matches = {d for _, d in self.index.tags() if d.hex.startswith(prefix)}
+            matches |= {m for c, m in self._image_ids().items() if c.hex.startswith(prefix)}
+            if len(matches) == 1:
+                return matches.pop()
+        return None
+
+    def _is_manifest(self, digest: Digest) -> bool:
+        try:
+            read_image(self.blobs, digest)
+        except CacheError:
+            return False
+        return True
+
+    def _by_image_id(self, config: Digest) -> Digest | None:
+        """The manifest whose config is ``config``: a tagged image's, else the newest
+        build's that made it (an untagged build's `-q` output names it this way)."""
+        return self._image_ids().get(config) or self._built_with(config)
+
+    def _image_ids(self) -> dict[Digest, Digest]:
+        """Config digest -> manifest digest, over the tagged images."""
+        ids: dict[Digest, Digest] = {}
+        for _, manifest in self.index.tags():
+            try:
+                ids.setdefault(read_image(self.blobs, manifest).config_digest, manifest)
+            except CacheError:
+                continue  # a damaged image: `cache verify` reports it
+        return ids
+
+    def _built_with(self, config: Digest) -> Digest | None:
+        for build in reversed(self.index.builds()):
+            if build.image_id == str(config) and build.image:
+                manifest = Digest.parse(build.image)
+                if self.blobs.has(manifest):
+                    return manifest
+        return None
+
+
+def _pull_failed(name: str, exc: CacheError) -> BuildError:
+    local = (
+        "if it is a local image, load it with `pybuild load -i IMAGE.tar` or build it "
+        "with `pybuild build -t NAME`"
+    )
+    return BuildError(
+        f"image {name!r} is not in the local store and pulling it failed: {exc.message}",
+        hint=f"{exc.hint}; {local}" if exc.hint else local,
+    )

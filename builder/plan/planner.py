@@ -1,0 +1,406 @@
+"""From a parsed Dockerfile to the stages and steps a build needs.
+
+Planning is pure apart from reading base images' configs from the store: it expands
+words, threads each stage's config through its instructions (``builder.plan.handlers``), prunes
+stages the target does not need, and orders the rest so dependencies come first.
+"""
+
+from __future__ import annotations
+
+import bisect
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, replace
+
+from builder.errors import BuildError, DockerfileError
+from builder.frontend import instructions as ins
+from builder.frontend.checks.directive import check_warnings
+from builder.frontend.expand import expand_word
+from builder.frontend.onbuild import trigger_instructions
+from builder.frontend.suggest import did_you_mean
+from builder.ops.run import Action, CopyAction, RunAction
+from builder.plan.facts import check_facts
+from builder.plan.handlers import PlanContext, apply
+from builder.plan.state import BUILTIN_ARGS, DEFAULT_PATH, PLATFORM_ARGS, StageState, set_env
+from builder.plan.stepnumbers import step_numbers
+from cache.images import StoredImage
+from cache.oci import ContainerConfig, ImageConfig
+
+
+@dataclass(frozen=True)
+class PlannedStep:
+    """One instruction of a stage, expanded, with the config it leaves behind."""
+
+    id: str  # "<dockerfile>#<stage>#<position>": the same step across builds
+    stage: int
+    position: int
+    instruction: ins.Instruction
+    action: Action | None
+    created_by: str
+    key_text: str
+    config: ContainerConfig
+
+    @property
+    def title(self) -> str:
+        return self.instruction.original
+
+
+@dataclass(frozen=True)
+class StagePlan:
+    index: int
+    name: str | None
+    base_name: str  # "scratch", an image name, or "stage:<index>"
+    base_stage: int | None
+    base_image: StoredImage | None
+    base_config: ImageConfig
+    steps: tuple[PlannedStep, ...]
+    deps: frozenset[int]
+    triggers: int = 0  # the first steps that are the base image's ONBUILD triggers
+    only_stage: bool = False  # the Dockerfile has this stage alone (no name in progress)
+    numbers: tuple[int, ...] = ()  # each step's number in progress (builder.plan.stepnumbers)
+    total: int = 0  # the stage's step count in progress
+
+    @property
+    def label(self) -> str:
+        return self.name or f"stage-{self.index}"
+
+
+@dataclass(frozen=True)
+class Plan:
+    stages: tuple[StagePlan, ...]  # only those the target needs, dependencies first
+    target: int
+    warnings: tuple[str, ...]
+
+    def stage(self, index: int) -> StagePlan:
+        return next(s for s in self.stages if s.index == index)
+
+
+ImageResolver = Callable[[str, ins.From], StoredImage]
+MAX_EPOCH = 253402300799  # 9999-12-31T23:59:59Z
+
+
+@dataclass(frozen=True)
+class PlanRequest:
+    dockerfile: ins.Dockerfile
+    build_args: Mapping[str, str]
+    target: str | None
+    network: str
+    allow_insecure: bool = False  # --allow security.insecure
+    ignore_patterns: tuple[str, ...] = ()  # the context's .dockerignore (CopyIgnoredFile)
+
+
+def make_plan(request: PlanRequest, resolve_image: ImageResolver) -> Plan:
+    """Plan the build; ``resolve_image`` finds a base image by name (or raises BuildError)."""
+    df = request.dockerfile
+    meta_args = _meta_args(df, request.build_args, request.target)
+    names = {s.name: s.index for s in df.stages if s.name}
+    target = _target_index(df, request.target, names)
+    needed = _needed_stages(df, target, names, meta_args)
+    starts = [s.base.location.line for s in df.stages]
+
+    def built(line: int) -> bool:  # a stage runs from its FROM to the next one
+        return bisect.bisect_right(starts, line) - 1 in needed
+
+    planned = _plan_needed(request, meta_args, names, needed, resolve_image)
+    # After planning, as BuildKit lints while dispatching (base image configs known);
+    # raises for # check=error=true before anything runs.
+    override = request.build_args.get("BUILDKIT_DOCKERFILE_CHECK")
+    facts = check_facts(df, planned.values(), request.ignore_patterns)
+    lint = check_warnings(df, override, built, facts)
+    declared = {
+        n
+        for s in planned.values()
+        for i in s.steps
+        if isinstance(i.instruction, ins.Arg)
+        for n, _ in i.instruction.args
+    }
+    declared |= set(meta_args)
+    unused = sorted(k for k in request.build_args if k not in declared | BUILTIN_ARGS)
+    if unused:
+        lint += (f"build-args not consumed by any ARG: {', '.join(unused)}",)
+    # Image stages (COPY --from=<image>) first: the solver starts stages in this order.
+    real = len(df.stages)
+    order = tuple(planned[i] for i in sorted(planned, key=lambda i: (i < real, i)))
+    return Plan(order, target, lint)
+
+
+def _plan_needed(
+    request: PlanRequest,
+    meta_args: Mapping[str, str | None],
+    names: Mapping[str, int],
+    needed: set[int],
+    resolve_image: ImageResolver,
+) -> dict[int, StagePlan]:
+    """Plan the needed stages in order; an ONBUILD trigger of a base image may read a
+    stage (``COPY --from``) nothing else needed, so plan again with it until none is new."""
+    while True:
+        planned: dict[int, StagePlan] = {}
+        images = _ImageStages(len(request.dockerfile.stages), resolve_image, planned)
+        for stage in request.dockerfile.stages:
+            if stage.index in needed:
+                planned[stage.index] = _plan_stage(
+                    stage, request, meta_args, names, planned, images
+                )
+        missing = (
+            {d for s in planned.values() for d in s.deps} - needed - set(images.by_name.values())
+        )
+        if not missing:
+            return planned
+        needed |= missing
+
+
+class _ImageStages:
+    """``COPY --from=<image>``: each image named once becomes a stage without steps
+    (index after the Dockerfile's stages), so the solver unpacks it like any base."""
+
+    def __init__(
+        self, first: int, resolve_image: ImageResolver, planned: dict[int, StagePlan]
+    ) -> None:
+        self.first = first
+        self.resolve_image = resolve_image
+        self.planned = planned
+        self.by_name: dict[str, int] = {}
+
+    def __call__(self, name: str, instr: ins.Instruction) -> int:
+        if name in self.by_name:
+            return self.by_name[name]
+        base = ins.From(instr.location, instr.original, name, None, None)
+        image = self.resolve_image(name, base)
+        index = self.first + len(self.by_name)
+        self.by_name[name] = index
+        self.planned[index] = StagePlan(
+            index, None, name, None, image, image.config, (), frozenset()
+        )
+        return index
+
+
+def _meta_args(
+    df: ins.Dockerfile, build_args: Mapping[str, str], target: str | None = None
+) -> dict[str, str | None]:
+    """Global ARG values: the automatic platform ARGs and ``TARGETSTAGE``, then what the
+    ARGs before the first FROM declare (``--build-arg`` wins over a default)."""
+    values: dict[str, str | None] = dict(PLATFORM_ARGS)
+    # BuildKit dockerfile2llb/platform.go defaultArgs: the --target as given, else the
+    # last stage's name, else "default"; a --build-arg of that name overrides it.
+    last = df.stages[-1].name if df.stages else None
+    values["TARGETSTAGE"] = build_args.get("TARGETSTAGE", target or last or "default")
+    env = {k: v for k, v in values.items() if v is not None}  # kept in step with values
+    for arg in df.global_args:
+        for name, default in arg.args:
+            if name in build_args and name not in PLATFORM_ARGS:
+                values[name] = env[name] = build_args[name]
+            elif default is not None:
+                try:
+                    values[name] = env[name] = expand_word(default, env, escape=df.escape)
+                except BuildError as exc:
+                    raise exc.located(arg.location.file, arg.location.line) from None
+            elif name not in PLATFORM_ARGS and name != "TARGETSTAGE":
+                values[name] = None
+                env.pop(name, None)
+    return values
+
+
+def _target_index(df: ins.Dockerfile, target: str | None, names: Mapping[str, int]) -> int:
+    if not df.stages:
+        raise DockerfileError(
+            "the Dockerfile has no FROM instruction",
+            file=df.file,
+            hint="start the Dockerfile with FROM <image> or FROM scratch",
+        )
+    if target is None:
+        return df.stages[-1].index
+    if target.lower() in names:
+        return names[target.lower()]
+    raise BuildError(
+        f'target stage "{target}" could not be found in {df.file}'
+        + did_you_mean(target.lower(), names),
+        hint="stages: " + (", ".join(sorted(names)) or "(none are named: use FROM ... AS name)"),
+    )
+
+
+def _base_name(stage: ins.Stage, meta_args: Mapping[str, str | None], escape: str) -> str:
+    env = {k: v for k, v in meta_args.items() if v is not None}
+    try:
+        name = expand_word(stage.base.image, env, escape=escape)
+    except BuildError as exc:
+        raise exc.located(stage.base.location.file, stage.base.location.line) from None
+    if not name:
+        raise DockerfileError(
+            "FROM requires an image name",
+            file=stage.base.location.file,
+            line=stage.base.location.line,
+        )
+    return name
+
+
+def _needed_stages(
+    df: ins.Dockerfile, target: int, names: Mapping[str, int], meta_args: Mapping[str, str | None]
+) -> set[int]:
+    """The target and every stage it reaches through FROM or COPY --from."""
+    needed: set[int] = set()
+    todo = [target]
+    while todo:
+        index = todo.pop()
+        if index in needed:
+            continue
+        needed.add(index)
+        stage = df.stages[index]
+        base = _base_name(stage, meta_args, df.escape).lower()
+        if base in names and names[base] < index:
+            todo.append(names[base])
+        for instr in stage.instructions:
+            if isinstance(instr, ins.Copy) and instr.from_:
+                ref = instr.from_.lower()
+                if ref.isascii() and ref.isdigit() and len(ref) < 10 and int(ref) < index:
+                    todo.append(int(ref))
+                elif ref in names and names[ref] < index:
+                    todo.append(names[ref])
+    return needed
+
+
+def _plan_stage(
+    stage: ins.Stage,
+    request: PlanRequest,
+    meta_args: Mapping[str, str | None],
+    names: Mapping[str, int],
+    planned: Mapping[int, StagePlan],
+    images: _ImageStages,
+) -> StagePlan:
+    df = request.dockerfile
+    base_name = _base_name(stage, meta_args, df.escape)
+    if stage.base.platform:
+        _check_platform(stage.base, meta_args, df.escape)
+    base_stage = names.get(base_name.lower())
+    base_image: StoredImage | None = None
+    if base_stage is not None and base_stage < stage.index:
+        base_config = _stage_result_config(planned[base_stage])
+        base_label = f"stage:{base_stage}"
+    elif base_name == "scratch":
+        # BuildKit gives a scratch stage WorkingDir "/" (checked against dockerd's BuildKit).
+        scratch = ImageConfig()
+        scratch = replace(scratch, config=replace(scratch.config, working_dir="/"))
+        base_stage, base_config, base_label = None, scratch, "scratch"
+    else:
+        base_stage = None
+        base_image = images.resolve_image(base_name, stage.base)
+        base_config, base_label = base_image.config, base_name
+    config = base_config.config
+    if not any(e.startswith("PATH=") for e in config.env):
+        config = replace(config, env=set_env(config.env, "PATH", DEFAULT_PATH))
+    instructions: tuple[ins.Instruction, ...] = stage.instructions
+    if config.on_build:
+        triggers = trigger_instructions(config.on_build, stage.base, base_name)
+        instructions = (*triggers, *instructions)
+        config = replace(config, on_build=())
+    state = StageState(config, author=base_config.author)
+    ctx = PlanContext(
+        df.file,
+        df.escape,
+        request.build_args,
+        meta_args,
+        request.network,
+        names,
+        stage.index,
+        images,
+        allow_insecure=request.allow_insecure,
+    )
+    steps = []
+    deps = {base_stage} if base_stage is not None else set()
+    for position, instr in enumerate(instructions, start=1):
+        outcome = apply(state, instr, ctx)
+        state = outcome.state
+        action = outcome.action
+        if isinstance(action, CopyAction) and action.from_stage is not None:
+            deps.add(action.from_stage)
+        if isinstance(action, RunAction):
+            deps.update(m.from_stage for m in action.run_mounts if m.from_stage is not None)
+        steps.append(
+            PlannedStep(
+                id=f"{df.file}#{stage.index}#{position}",
+                stage=stage.index,
+                position=position,
+                instruction=instr,
+                action=action,
+                created_by=outcome.created_by,
+                key_text=outcome.key_text,
+                config=state.config,
+            )
+        )
+    triggers_count = len(instructions) - len(stage.instructions)
+    numbers, total = step_numbers(
+        [(s.instruction, s.action) for s in steps], triggers_count, base_image is not None
+    )
+    return StagePlan(
+        stage.index,
+        stage.name,
+        base_label,
+        base_stage,
+        base_image,
+        # The solver starts the stage's image config from here: author as the stage
+        # left it (MAINTAINER), the run config as the base gave it.
+        replace(base_config, config=config, author=state.author),
+        tuple(steps),
+        frozenset(d for d in deps if d is not None),
+        triggers=triggers_count,
+        only_stage=len(df.stages) == 1,
+        numbers=numbers,
+        total=total,
+    )
+
+
+def _check_platform(base: ins.From, meta_args: Mapping[str, str | None], escape: str) -> None:
+    env = {k: v for k, v in meta_args.items() if v is not None}
+    env.setdefault("BUILDPLATFORM", "linux/amd64")
+    env.setdefault("TARGETPLATFORM", "linux/amd64")
+    platform = expand_word(base.platform or "", env, escape=escape)
+    if platform not in ("linux/amd64", "linux/x86_64", "linux/amd64/v1"):
+        raise DockerfileError(
+            f"FROM --platform={platform}: only the local platform linux/amd64 can be built",
+            file=base.location.file,
+            line=base.location.line,
+            hint="drop --platform or use linux/amd64",
+        )
+
+
+def _stage_result_config(stage: StagePlan) -> ImageConfig:
+    """The config a later FROM <stage> starts from (history/diff_ids filled by the solver)."""
+    config = stage.steps[-1].config if stage.steps else stage.base_config.config
+    return ImageConfig(**{**stage.base_config.__dict__, "config": config})
+
+
+def declared_epoch(df: ins.Dockerfile) -> str | None:
+    """The default a global ``ARG SOURCE_DATE_EPOCH=<n>`` gives (None: not declared)."""
+    return _meta_args(df, {}).get("SOURCE_DATE_EPOCH")
+
+
+def source_date_epoch(
+    build_args: Mapping[str, str], default: int | None, declared: str | None = None
+) -> int | None:
+    """The image epoch as BuildKit reads it (dockerfile2llb/convert.go getBuildArgValue,
+    epoch.go resolveSourceDateEpochValue): ``--build-arg SOURCE_DATE_EPOCH``, else a
+    global ARG's default (``declared``); whole seconds, or ``context`` (the build
+    context's own time: here ``default``, which is a git context's commit time). Empty
+    or unset: ``default`` (``--source-date-epoch`` or the environment)."""
+    raw = build_args.get("SOURCE_DATE_EPOCH", declared)
+    given = "--build-arg" if "SOURCE_DATE_EPOCH" in build_args else "ARG"
+    if raw is None or raw == "" or raw == "context":
+        return check_epoch(default, "--source-date-epoch or $SOURCE_DATE_EPOCH")
+    try:
+        value = int(raw)
+    except ValueError:
+        raise BuildError(
+            f"invalid SOURCE_DATE_EPOCH: {raw} ({given} SOURCE_DATE_EPOCH): expected whole "
+            "seconds since 1970 or `context`",
+            hint="e.g. --build-arg SOURCE_DATE_EPOCH=$(git log -1 --format=%ct)",
+        ) from None
+    return check_epoch(value, f"{given} SOURCE_DATE_EPOCH")
+
+
+def check_epoch(value: int | None, given: str) -> int | None:
+    """``value`` when it is None or a time from 1970 to the end of year 9999 (the range
+    an RFC 3339 timestamp in an image config can show), else BuildError."""
+    if value is not None and not 0 <= value <= MAX_EPOCH:
+        raise BuildError(
+            f"invalid SOURCE_DATE_EPOCH: {value} ({given}): out of range",
+            hint=f"give whole seconds since 1970, from 0 to {MAX_EPOCH} (9999-12-31)",
+        )
+    return value

@@ -1,0 +1,399 @@
+"""Detached containers (``run -d``), their records in the store, and ``--runtime runc``.
+
+A detached container is run by a monitor process of ours (``python -m builder.run.containers
+--monitor``), started in its own session so it outlives the CLI. The monitor keeps the
+container's output in ``<store>/containers/<id>/log`` and its state in ``record.json``
+(written atomically: temp file, rename), so ``ps``, ``logs``, ``stop`` and ``rm`` work from
+any later pybuild process. Records of containers whose monitor died show as exited.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import asdict, dataclass, replace
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from builder.errors import UsageError
+from builder.frontend.signals import parse_signal
+from fstree.tree import remove_tree
+
+if TYPE_CHECKING:
+    from builder.run.container_spec import Prepared, RunRequest
+    from cache.leases import Lease
+
+CONTAINER_COMMANDS = ("ps", "logs", "stop", "rm", "bundle")
+START_TIMEOUT = 20.0
+SETTLE_TIME = 1.0
+_REPO_PARENT = str(Path(__file__).resolve().parent.parent)
+
+
+@dataclass(frozen=True)
+class Record:
+    """One container as ``pybuild ps`` shows it."""
+
+    id: str
+    name: str
+    image: str
+    command: tuple[str, ...]
+    created: str
+    status: str = "created"  # created | running | exited
+    pid: int = 0  # the monitor's pid
+    init_pid: int = 0  # the sandbox init's pid (the container's PID 1 is its child)
+    exit_code: int | None = None
+    error: str = ""
+    stop_signal: str = "SIGTERM"
+    remove: bool = False  # --rm: the monitor removes the container when it exits
+
+
+def containers_dir(root: Path) -> Path:
+    return root / "containers"
+
+
+def save(root: Path, record: Record) -> None:
+    """Write ``record`` atomically."""
+    path = containers_dir(root) / record.id / "record.json"
+    tmp = path.with_name(f"record.{os.getpid()}.tmp")
+    tmp.write_text(json.dumps(asdict(record), indent=1), encoding="utf-8")
+    os.replace(tmp, path)
+
+
+def load(root: Path, container_id: str) -> Record | None:
+    path = containers_dir(root) / container_id / "record.json"
+    try:
+        body = json.loads(path.read_text(encoding="utf-8"))
+        body["command"] = tuple(body["command"])
+        record = Record(**body)
+    except (OSError, ValueError, TypeError):
+        return None
+    if record.status == "running" and not _alive(record.pid):
+        record = replace(record, status="exited", error=record.error or "monitor died")
+    return record
+
+
+def records(root: Path) -> list[Record]:
+    """Every recorded container, newest first."""
+    found = []
+    base = containers_dir(root)
+    for entry in base.iterdir() if base.is_dir() else ():
+        record = load(root, entry.name)
+        if record is not None:
+            found.append(record)
+    return sorted(found, key=lambda r: r.created, reverse=True)
+
+
+def find(root: Path, ref: str) -> Record:
+    """The container named ``ref``, or with ``ref`` as its id or a unique id prefix."""
+    every = records(root)
+    matches = [r for r in every if r.name == ref] or [r for r in every if r.id.startswith(ref)]
+    if len(matches) != 1 or not ref:
+        what = "is ambiguous" if len(matches) > 1 else "does not exist"
+        raise UsageError(f"container {ref!r} {what}", hint="`pybuild ps -a` lists containers")
+    return matches[0]
+
+
+def _alive(pid: int) -> bool:
+    if pid <= 0:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _now() -> str:
+    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def run_other_ways(args: argparse.Namespace, request: RunRequest) -> int:
+    """``run -d`` and ``run --runtime runc``; returns the exit code for the CLI."""
+    from builder.cli.progress import print_line
+    from builder.images.store import Storage, default_root
+    from builder.run.container_spec import prepare_leased, run_runc
+
+    storage = Storage.open(args.root or default_root(), warn=print_line)
+    with contextlib.closing(storage):
+        if args.detach and (args.tty or args.interactive):
+            raise UsageError(
+                "-d with -i/-t is not supported: pybuild cannot attach to a container later",
+                hint="drop -i/-t to run it in the background, or -d to run it here",
+            )
+        if args.name and any(r.name == args.name for r in records(storage.root)):
+            raise UsageError(
+                f"the container name {args.name!r} is already in use",
+                hint=f"remove it with `pybuild rm {args.name}` or choose another --name",
+            )
+        if args.runtime == "runc" and args.detach:
+            raise UsageError("--runtime runc runs in the foreground only (no -d)")
+        # The lease keeps the image's layers from prune for the container's whole life
+        # (the monitor inherits it); prune does not wait for the container.
+        prepared, lease = prepare_leased(storage, request)
+        if args.runtime == "runc":
+            with lease:
+                return run_runc(storage, prepared)
+        record = Record(
+            id=prepared.container_id,
+            name=args.name or prepared.container_id[:12],
+            image=request.image,
+            command=prepared.spec.args,
+            created=_now(),
+            stop_signal=prepared.stop_signal,
+            remove=args.rm,
+        )
+        try:
+            return _detach(storage.root, prepared, record, lease)
+        finally:
+            lease.release()  # a no-op once handed to the monitor
+
+
+def _detach(root: Path, prepared: Prepared, record: Record, lease: Lease) -> int:
+    from builder.cli.progress import print_line
+    from runtime.spec import spec_to_json
+
+    (prepared.home / "spec.json").write_text(spec_to_json(prepared.spec), encoding="utf-8")
+    save(root, record)
+    env = {
+        **os.environ,
+        "PYTHONPATH": os.pathsep.join([_REPO_PARENT, os.environ.get("PYTHONPATH", "")]),
+    }
+    assert lease.fd is not None
+    subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "builder.run.containers",
+            "--monitor",
+            str(root),
+            record.id,
+            str(lease.fd),
+        ],
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,  # survives the CLI and its terminal
+        pass_fds=(lease.fd,),  # the monitor holds the lease from here on
+        env=env,
+    )
+    lease.hand_off()
+    deadline = time.monotonic() + START_TIMEOUT
+    current = load(root, record.id)
+    while current is not None and current.status == "created" and time.monotonic() < deadline:
+        time.sleep(0.05)
+        current = load(root, record.id)
+    settle = time.monotonic() + SETTLE_TIME  # set-up failures (e.g. unknown user) come fast
+    while current is not None and current.status == "running" and time.monotonic() < settle:
+        time.sleep(0.05)
+        current = load(root, record.id)
+    if current is not None and current.status == "exited" and current.exit_code == 125:
+        raise UsageError(f"the container did not start: {current.error}")
+    print_line(record.id, err=False)
+    return 0
+
+
+def _monitor(root: Path, container_id: str, lease_fd: int) -> int:
+    """Run the detached container; keep its log and record its state to the end."""
+    from cache.leases import adopt_lease
+
+    lease = adopt_lease(root, container_id, lease_fd)
+    record = load(root, container_id)
+    if record is None:
+        lease.release()
+        return 125
+    home = containers_dir(root) / container_id
+    with lease:  # for the container's whole life: prune keeps its layers
+        record = _supervise(root, home, record)
+    if record.remove:
+        remove_tree(home, ignore_errors=True)
+    else:
+        save(root, record)
+        for scratch in ("upper", "work"):
+            if record.exit_code == 125:
+                remove_tree(home / scratch, ignore_errors=True)
+    return 0
+
+
+def _supervise(root: Path, home: Path, record: Record) -> Record:
+    """Start the container from its saved spec, record it running, wait; the final record."""
+    from runtime import sandbox
+    from runtime.errors import RuntimeFailure
+    from runtime.rootfs import enter_private_mount_namespace
+    from runtime.spec import spec_from_json
+
+    try:
+        enter_private_mount_namespace()
+        spec = spec_from_json((home / "spec.json").read_text(encoding="utf-8"))
+        log = os.open(home / "log", os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o640)
+        null = os.open(os.devnull, os.O_RDONLY)
+        box = sandbox.start(spec, stdin=null, stdout=log, stderr=log, own_process_group=True)
+        os.close(log)
+        os.close(null)
+        record = replace(record, status="running", pid=os.getpid(), init_pid=box.pid)
+        save(root, record)
+        signal.signal(signal.SIGTERM, lambda *_: box.send_signal(signal.SIGTERM))
+        result = box.wait()
+        record = replace(
+            record, status="exited", exit_code=result.exit_code, error=result.error or ""
+        )
+    except (RuntimeFailure, OSError) as exc:
+        record = replace(record, status="exited", exit_code=125, error=str(exc))
+    return record
+
+
+def _root(args: argparse.Namespace) -> Path:
+    from builder.images.store import default_root
+
+    root: Path = args.root or default_root()
+    return root
+
+
+def cmd_ps(args: argparse.Namespace) -> int:
+    """``pybuild ps [-a]``: running containers (every recorded one with ``-a``)."""
+    from builder.cli.progress import print_line
+
+    rows = [("CONTAINER ID", "IMAGE", "COMMAND", "CREATED", "STATUS", "NAMES")]
+    for r in records(_root(args)):
+        if r.status != "running" and not args.all:
+            continue
+        status = "Up" if r.status == "running" else r.status.capitalize()
+        if r.status == "exited":
+            status = f"Exited ({r.exit_code if r.exit_code is not None else '?'})"
+        command = " ".join(r.command)
+        command = command if len(command) <= 30 else command[:27] + "..."
+        rows.append((r.id[:12], r.image, f'"{command}"', r.created[:19], status, r.name))
+    widths = [max(len(row[i]) for row in rows) for i in range(6)]
+    for row in rows:
+        text = "   ".join(c.ljust(w) for c, w in zip(row, widths, strict=True))
+        print_line(text.rstrip(), err=False)
+    return 0
+
+
+def cmd_logs(args: argparse.Namespace) -> int:
+    """``pybuild logs [-f] ID|NAME``: the container's output (following it with -f)."""
+    root = _root(args)
+    record = find(root, args.container)
+    path = containers_dir(root) / record.id / "log"
+    out = sys.stdout.buffer
+    with contextlib.suppress(FileNotFoundError), path.open("rb") as log:
+        while True:
+            chunk = log.read(65536)
+            if chunk:
+                out.write(chunk)
+                out.flush()
+                continue
+            current = load(root, record.id)
+            if not args.follow or current is None or current.status != "running":
+                break
+            time.sleep(0.1)
+        out.write(log.read())
+    out.flush()
+    return 0
+
+
+def cmd_stop(args: argparse.Namespace) -> int:
+    """``pybuild stop [-t SECS] ID|NAME``: STOPSIGNAL, then SIGKILL after the timeout."""
+    from builder.cli.progress import print_line
+
+    root = _root(args)
+    for ref in args.containers:
+        record = find(root, ref)
+        _stop(root, record, args.time)
+        print_line(ref, err=False)
+    return 0
+
+
+def _stop(root: Path, record: Record, timeout: float) -> None:
+    if record.status != "running":
+        return
+    pid1 = _container_pid1(record.init_pid)
+    if pid1 is None:
+        return
+    signum = _signal_number(record.stop_signal)
+    with contextlib.suppress(ProcessLookupError):
+        os.kill(pid1, signum)
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        current = load(root, record.id)
+        if current is None or current.status != "running":
+            return
+        time.sleep(0.05)
+    with contextlib.suppress(ProcessLookupError):
+        os.kill(pid1, signal.SIGKILL)  # PID 1 gone: the kernel kills the whole namespace
+    while (current := load(root, record.id)) is not None and current.status == "running":
+        time.sleep(0.05)
+
+
+def _container_pid1(init_pid: int) -> int | None:
+    """The container's PID 1 on the host: the sandbox init's only child."""
+    path = Path(f"/proc/{init_pid}/task/{init_pid}/children")
+    try:
+        children = path.read_text().split()
+    except OSError:
+        return None
+    return int(children[0]) if children else None
+
+
+def _signal_number(name: str) -> int:
+    """STOPSIGNAL as docker reads it: SIGTERM, TERM or 15; SIGTERM when it names none
+    (an image from elsewhere may carry any string)."""
+    number = parse_signal(name.strip())
+    return int(signal.SIGTERM) if number is None else number
+
+
+def cmd_rm(args: argparse.Namespace) -> int:
+    """``pybuild rm [-f] ID|NAME...``: remove stopped containers (``-f``: kill first)."""
+    from builder.cli.progress import print_line
+
+    root = _root(args)
+    for ref in args.containers:
+        record = find(root, ref)
+        if record.status == "running":
+            if not args.force:
+                raise UsageError(
+                    f"container {ref} is running",
+                    hint=f"stop it first (`pybuild stop {ref}`) or use `pybuild rm -f`",
+                )
+            _stop(root, record, 0)
+        remove_tree(containers_dir(root) / record.id, ignore_errors=True)
+        print_line(ref, err=False)
+    return 0
+
+
+def cmd_bundle(args: argparse.Namespace) -> int:
+    """``pybuild bundle IMAGE DIR``: an OCI runtime bundle, ``runc run`` ready."""
+    from builder.cli.progress import print_line
+    from builder.images.store import Storage
+    from builder.run.container_spec import RunRequest, prepare, write_bundle_dir
+
+    dest = Path(args.dir)
+    if dest.exists() and any(dest.iterdir()):
+        raise UsageError(f"bundle directory {dest} is not empty", hint="give a new directory")
+    storage = Storage.open(_root(args), warn=print_line)
+    with contextlib.closing(storage):
+        prepared = prepare(storage, RunRequest(args.image, tuple(args.command)))
+        try:
+            write_bundle_dir(storage, prepared, dest)
+        finally:
+            remove_tree(prepared.home, ignore_errors=True)
+    return 0
+
+
+def _monitor_main(argv: list[str]) -> int:
+    if len(argv) != 4 or argv[0] != "--monitor" or not argv[3].isdigit():
+        print("usage: python -m builder.run.containers --monitor ROOT ID LEASE_FD", file=sys.stderr)
+        return 2
+    return _monitor(Path(argv[1]), argv[2], int(argv[3]))
+
+
+if __name__ == "__main__":
+    sys.exit(_monitor_main(sys.argv[1:]))
