@@ -19,15 +19,13 @@ clamped again. A per-layer store lock makes concurrent builds clamp it once.
 from __future__ import annotations
 
 import json
-import os
 import tarfile
-import uuid
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO
 
 from cache.digest import Digest, Sha256, verify
-from cache.errors import CacheError, InvalidDigest, LayerError
+from cache.errors import InvalidDigest, LayerError
 from cache.layers import (
     FORMAT_ERRORS,
     Compression,
@@ -38,7 +36,8 @@ from cache.layers import (
     make_compressor,
     open_decompressed,
 )
-from cache.oci import Descriptor, canonical_json
+from cache.memo import read_memo, write_memo
+from cache.oci import Descriptor
 from cache.store import CORRUPT_HINT, BlobStore
 
 _CHUNK = 1 << 20
@@ -168,44 +167,24 @@ def _compression_of(blobs: BlobStore, layer: Descriptor) -> Compression:
 
 def _read_memo(blobs: BlobStore, path: Path, layer: Descriptor) -> ClampedLayer | None:
     """The remembered result, or None when there is none or its blob is gone."""
-    try:
-        record = json.loads(path.read_bytes())
-        digest, size = Digest.parse(str(record["digest"])), int(record["size"])
-        diff_id = Digest.parse(str(record["diff_id"]))
-    except FileNotFoundError:
+    memo = read_memo(blobs, path)
+    if memo is None:
         return None
-    except (OSError, ValueError, TypeError, KeyError, InvalidDigest):
-        return None  # unreadable or torn by hand: clamping again rewrites it
+    digest, size, record = memo
     try:
-        if blobs.size(digest) != size:
-            return None
-    except CacheError:
-        return None  # pruned since: clamp again
+        diff_id = Digest.parse(str(record["diff_id"]))
+    except (KeyError, InvalidDigest):
+        return None  # torn by hand: clamping again rewrites it
     return ClampedLayer(Descriptor(layer.media_type, digest, size, layer.annotations), diff_id)
 
 
 def _write_memo(blobs: BlobStore, path: Path, result: ClampedLayer) -> None:
-    """Write the record atomically: a temp file in the store's tmp dir, fsync, rename."""
     doc = {
         "digest": str(result.layer.digest),
         "size": result.layer.size,
         "diff_id": str(result.diff_id),
     }
-    tmp = blobs.tmp_dir / f"memo-{uuid.uuid4().hex}"
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o644)
-        with os.fdopen(fd, "wb") as f:
-            f.write(canonical_json(doc))
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except OSError as exc:
-        tmp.unlink(missing_ok=True)
-        raise LayerError(
-            f"cannot record the clamped layer in {path}: {exc.strerror or exc}",
-            hint="check free space and permissions in the pybuild store",
-        ) from None
+    write_memo(blobs, path, doc, "the clamped layer")
 
 
 def sweep_memos(blobs: BlobStore) -> int:

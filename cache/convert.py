@@ -14,14 +14,11 @@ record: their blob digest is the diff_id itself.
 
 from __future__ import annotations
 
-import json
-import os
-import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
 from cache.digest import Digest, Sha256, verify
-from cache.errors import CacheError, InvalidDigest, LayerError
+from cache.errors import LayerError
 from cache.layers import (
     FORMAT_ERRORS,
     Compression,
@@ -29,7 +26,8 @@ from cache.layers import (
     make_compressor,
     open_decompressed,
 )
-from cache.oci import Descriptor, canonical_json
+from cache.memo import read_memo, write_memo
+from cache.oci import Descriptor
 from cache.store import CORRUPT_HINT, BlobStore
 
 _CHUNK = 1 << 20
@@ -126,36 +124,9 @@ def _read_through(blobs: BlobStore, digest: Digest) -> None:
 
 def _read_memo(blobs: BlobStore, path: Path) -> _Blob | None:
     """The remembered conversion, or None when there is none or its blob is gone."""
-    try:
-        record = json.loads(path.read_bytes())
-        blob = _Blob(Digest.parse(str(record["digest"])), int(record["size"]))
-    except FileNotFoundError:
-        return None
-    except (OSError, ValueError, TypeError, KeyError, InvalidDigest):
-        return None  # unreadable or torn by hand: converting again rewrites it
-    try:
-        if blobs.size(blob.digest) != blob.size:
-            return None
-    except CacheError:
-        return None  # pruned since: convert again
-    return blob
+    memo = read_memo(blobs, path)
+    return None if memo is None else _Blob(memo[0], memo[1])
 
 
 def _write_memo(blobs: BlobStore, path: Path, blob: _Blob) -> None:
-    """Write the record atomically: a temp file in the store's tmp dir, fsync, rename."""
-    data = canonical_json({"digest": str(blob.digest), "size": blob.size})
-    tmp = blobs.tmp_dir / f"memo-{uuid.uuid4().hex}"
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o644)
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except OSError as exc:
-        tmp.unlink(missing_ok=True)
-        raise LayerError(
-            f"cannot record the conversion in {path}: {exc.strerror or exc}",
-            hint="check free space and permissions in the pybuild store",
-        ) from None
+    write_memo(blobs, path, {"digest": str(blob.digest), "size": blob.size}, "the conversion")
