@@ -75,9 +75,6 @@ class Reference:
         """What to ask the manifests endpoint for: the digest when known, else the tag."""
         return str(self.digest) if self.digest is not None else str(self.tag)
 
-    def with_tag(self, tag: str) -> Reference:
-        return Reference(self.registry, self.repository, tag, None)
-
     def __str__(self) -> str:
         out = self.name
         if self.tag is not None:
