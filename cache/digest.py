@@ -99,8 +99,3 @@ class Fingerprint:
 
     def hexdigest(self) -> str:
         return str(self._h.hexdigest())
-
-
-def fingerprint_bytes(data: bytes) -> str:
-    """xxh3-128 hex of a byte string."""
-    return str(xxhash.xxh3_128_hexdigest(data))

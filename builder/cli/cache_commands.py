@@ -16,15 +16,15 @@ from typing import TYPE_CHECKING, Any
 from builder.cli.cache_history import history_json, history_table, miss_kinds
 from builder.cli.progress import human_size, print_line
 from builder.errors import UsageError
+from builder.frontend.durations import parse_duration_ns
+from builder.frontend.units import storage_bytes
 from builder.images.store import Storage, default_root
 from cache.index import BuildRecord
 
 if TYPE_CHECKING:
     from cache.verify import VerifyReport
 
-_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
-_SIZES = {"": 1, "b": 1, "k": 10**3, "m": 10**6, "g": 10**9, "t": 10**12}
-_BINARY = {"ki": 2**10, "mi": 2**20, "gi": 2**30, "ti": 2**40}
+_DAYS = {"d": 86400 * 10**9, "w": 7 * 86400 * 10**9}  # in ns, besides Go's units
 
 
 def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -123,23 +123,25 @@ def _verify_command(root: Path, args: argparse.Namespace) -> int:
 
 
 def parse_duration(text: str) -> float:
-    """``90s``, ``30m``, ``24h``, ``7d``, ``1h30m`` or plain seconds, to seconds."""
+    """``90s``, ``30m``, ``24h``, ``7d``, ``1h30m`` (Go durations, with days and weeks) or
+    plain seconds, to seconds."""
     if re.fullmatch(r"\d+(\.\d+)?", text):
         return float(text)
-    parts = re.findall(r"(\d+(?:\.\d+)?)([smhdw])", text)
-    if not parts or "".join(n + u for n, u in parts) != text:
+    try:
+        ns = parse_duration_ns(text, _DAYS)
+    except ValueError:
+        ns = -1
+    if ns < 0:
         raise UsageError(f"invalid duration {text!r}", hint="write it like 30m, 24h or 7d")
-    return sum(float(n) * _UNITS[u] for n, u in parts)
+    return ns / 10**9
 
 
 def parse_size(text: str) -> int:
     """``512MB``, ``10GB``, ``1GiB``, ``2g`` or plain bytes, to bytes."""
-    match = re.fullmatch(r"(\d+(?:\.\d+)?)\s*([kmgt]i?)?b?", text.strip().lower())
-    if not match:
-        raise UsageError(f"invalid size {text!r}", hint="write it like 500MB or 10GB")
-    unit = match.group(2) or ""
-    factor = _BINARY[unit] if unit.endswith("i") else _SIZES[unit]
-    return int(float(match.group(1)) * factor)
+    try:
+        return storage_bytes(text)
+    except ValueError:
+        raise UsageError(f"invalid size {text!r}", hint="write it like 500MB or 10GB") from None
 
 
 def _stats(storage: Storage, args: argparse.Namespace) -> int:

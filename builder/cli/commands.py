@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING
 
 from builder.cli.progress import human_size, make_progress, print_error, print_line
 from builder.errors import BuildError, UsageError
-from builder.frontend.refs import normalize
+from builder.images.names import normalize
 from builder.images.store import Storage, default_root
 
 if TYPE_CHECKING:

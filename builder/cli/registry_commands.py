@@ -140,7 +140,7 @@ def cmd_pull(args: argparse.Namespace) -> int:
 def cmd_push(args: argparse.Namespace) -> int:
     from builder.cli.progress import print_line
     from builder.exporters.push import push_image
-    from builder.frontend.refs import normalize
+    from builder.images.names import normalize
 
     storage = _open(args)
     try:
@@ -180,7 +180,7 @@ def push_plan(
     A push with no name of its own goes to every ``-t``; UsageError when there is none.
     """
     from builder.exporters.outputs import PushCompression
-    from builder.frontend.refs import normalize
+    from builder.images.names import normalize
     from cache.layers import Compression
 
     wanted: dict[str, PushCompression] = {}

@@ -6,7 +6,7 @@ from collections.abc import Sequence
 from dataclasses import replace
 
 from builder.errors import BuildError
-from builder.frontend.refs import normalize
+from builder.images.names import normalize
 from builder.images.store import Storage
 from builder.solve import StageResult
 from cache.clamp import clamp_layer

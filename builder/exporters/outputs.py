@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import BinaryIO
 
 from builder.errors import UsageError
-from builder.frontend.refs import normalize
+from builder.images.names import normalize
 from builder.images.store import Storage
 from cache.digest import Digest
 from cache.layers import Compression

@@ -15,6 +15,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
 from builder.errors import DockerfileError
+from builder.frontend.durations import parse_duration_ns
 from builder.frontend.expand import go_trim_space
 from builder.frontend.instructions import (
     Add,
@@ -46,10 +47,6 @@ from builder.frontend.nodes import Node, chomp_heredoc, parse_heredoc_word
 
 _S, _B, _M = FlagKind.STRING, FlagKind.BOOL, FlagKind.STRINGS
 _STAGE_NAME = re.compile(r"[a-z][a-z0-9_.\-]*")
-_GO_DURATION = re.compile(r"[-+]?(?:(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)(?:ns|us|µs|μs|ms|s|m|h))+")
-_DURATION_PART = re.compile(r"([0-9]*(?:\.[0-9]*)?)(ns|us|µs|μs|ms|s|m|h)")
-_UNIT_SECONDS = {"ns": 1e-9, "us": 1e-6, "µs": 1e-6, "μs": 1e-6, "ms": 1e-3, "s": 1.0}
-_UNIT_SECONDS |= {"m": 60.0, "h": 3600.0}
 _ONBUILD_PREFIX = re.compile(r"^[\t\n\f\r ]*ONBUILD[\t\n\f\r ]*", re.IGNORECASE)
 
 
@@ -357,16 +354,12 @@ def _duration_flag(flags: Flags, name: str) -> str | None:
     value = flags.string(name)
     if not value:
         return value
-    if value.lstrip("+-") != "0" and not _GO_DURATION.fullmatch(value):
-        raise DockerfileError(
-            f'time: invalid duration "{value}"', hint=f"write --{name}=30s (units: ns us ms s m h)"
-        )
-    seconds = sum(
-        float(number or "0") * _UNIT_SECONDS[unit] for number, unit in _DURATION_PART.findall(value)
-    )
-    if value.startswith("-"):
-        seconds = -seconds
-    if seconds != 0 and seconds < 1e-3:
+    try:
+        ns = parse_duration_ns(value)
+    except ValueError as err:
+        hint = f"write --{name}=30s (units: ns us ms s m h)"
+        raise DockerfileError(str(err), hint=hint) from None
+    if ns != 0 and ns < 10**6:
         raise DockerfileError(f'Interval "{name}" cannot be less than 1ms')
     return value
 

@@ -33,7 +33,7 @@ from typing import IO
 import zstandard
 
 from builder.errors import BuildError, UsageError
-from builder.frontend.refs import normalize
+from builder.images.names import normalize
 from cache.digest import Digest, Sha256, verify
 from cache.errors import BlobNotFound, CacheError, DigestMismatch, InvalidImage
 from cache.images import StoredImage, read_image, write_image

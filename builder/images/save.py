@@ -35,7 +35,7 @@ from pathlib import Path
 from typing import IO
 
 from builder.errors import BuildError
-from builder.frontend.refs import normalize
+from builder.images.names import normalize
 from cache.convert import convert_layer
 from cache.digest import Digest, sha256_bytes, verify
 from cache.errors import CacheError

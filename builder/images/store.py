@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from builder.errors import BuildError
-from builder.frontend.refs import normalize
+from builder.images.names import normalize
 from cache.digest import Digest
 from cache.errors import CacheError, InvalidDigest
 from cache.images import StoredImage, read_image

@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING, TypedDict
 
 from builder.errors import BuildError, DockerfileError
 from builder.frontend.suggest import did_you_mean
+from builder.frontend.units import BINARY, MAX_SIZE
 from builder.ops.cachemounts import SHARING_MODES, CacheRequest, cache_dir
 from builder.ops.rootpath import clean, resolve_in_root
 from builder.ops.secrets import agent_relay, read_secret, secret_file, store_tag
@@ -38,8 +39,6 @@ _TARGET_KEYS = ("target", "dst", "destination")
 _SOURCE_KEYS = ("source", "src")
 _RO_KEYS = ("ro", "readonly", "rw", "readwrite")
 _OWNER_KEYS = ("mode", "uid", "gid")
-_UNITS = {"": 1, "k": 1024, "m": 1024**2, "g": 1024**3}
-_MAX_SIZE = 2**63 - 1
 _MAX_ID = 2**32 - 2
 # Which keys each type takes (besides "type"); anything else is an error, as in BuildKit.
 _KEYS: dict[str, tuple[str, ...]] = {
@@ -239,14 +238,15 @@ def _true(value: str | None) -> bool:
 
 
 def _size(text: str) -> int | None:
+    """A tmpfs ``size=``: whole bytes, or k/m/g (powers of 1024), then any ``b``s."""
     if not text:
         return None
     number, unit = text.rstrip("kKmMgGbB"), text[len(text.rstrip("kKmMgGbB")) :]
     unit = unit.lower().rstrip("b")
-    if not (number.isascii() and number.isdigit()) or unit not in _UNITS:
+    if not (number.isascii() and number.isdigit()) or unit not in ("", "k", "m", "g"):
         raise DockerfileError(f"invalid tmpfs size {text!r}", hint="write size=64m")
-    size = int(number) * _UNITS[unit] if len(number) <= 20 else _MAX_SIZE + 1
-    if size > _MAX_SIZE:  # BuildKit's units.RAMInBytes is an int64
+    size = int(number) * BINARY.get(unit, 1) if len(number) <= 20 else MAX_SIZE + 1
+    if size > MAX_SIZE:  # BuildKit's units.RAMInBytes is an int64
         raise DockerfileError(f"invalid value for size: {text}", hint="write size=64m")
     return size
 

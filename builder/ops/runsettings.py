@@ -7,14 +7,12 @@ the keys it always had.
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 
 from builder.errors import UsageError
+from builder.frontend.units import ram_in_bytes
 from runtime.spec import Rlimit
 
-_SIZE = re.compile(r"(\d+)([bkmg]?)b?", re.IGNORECASE)
-_UNITS = {"": 1, "b": 1, "k": 1 << 10, "m": 1 << 20, "g": 1 << 30}
 # The names docker's --ulimit takes (go-units), as RLIMIT_* suffixes.
 ULIMITS = (
     "as", "core", "cpu", "data", "fsize", "locks", "memlock", "msgqueue", "nice", "nofile",
@@ -73,11 +71,14 @@ def _add_host(item: str) -> tuple[str, str]:
 
 
 def parse_shm_size(text: str) -> int:
-    """``64m``, ``1g``, ``512k`` or bytes, as docker's --shm-size; at least 1 KiB."""
-    match = _SIZE.fullmatch(text.strip())
-    if not match or int(match.group(1)) == 0:
+    """``64m``, ``1g``, ``512k`` or bytes, as docker's --shm-size (go-units RAMInBytes);
+    at least 1 KiB."""
+    try:
+        size = ram_in_bytes(text)
+    except ValueError:
+        size = 0
+    if size == 0:
         raise UsageError(f"--shm-size {text!r}: expected a size", hint="e.g. 64m or 1g")
-    size = int(match.group(1)) * _UNITS[match.group(2).lower()]
     if size < 1024:
         raise UsageError(f"--shm-size {text!r}: must be at least 1k")
     return size

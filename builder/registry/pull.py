@@ -13,7 +13,6 @@ from collections.abc import Callable
 from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
 from dataclasses import dataclass
 
-from builder.frontend.refs import normalize
 from builder.registry.options import RemoteOptions as RemoteOptions
 from cache.digest import Digest
 from cache.distribution.auth import Credentials, load_credentials
@@ -57,7 +56,7 @@ def credentials_for(options: RemoteOptions, ref: Reference) -> Credentials | Non
 
 def local_name(ref: Reference) -> str:
     """The name the store shows for a pulled tag, as docker does (``busybox:latest``)."""
-    return normalize(f"{ref.familiar_name}:{ref.tag}") if ref.tag else ""
+    return f"{ref.familiar_name}:{ref.tag}" if ref.tag else ""
 
 
 def pull_image(

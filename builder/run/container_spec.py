@@ -18,6 +18,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from builder.errors import UsageError
+from builder.frontend.units import SizeOutOfRange, ram_in_bytes
 from builder.images.store import Storage
 from builder.plan.state import env_to_dict, set_env
 from cache.errors import CacheError
@@ -27,8 +28,6 @@ from fstree.tree import remove_tree
 from runtime.spec import BindMount, ContainerSpec, Resources, Rootfs, RunResult, TmpfsMount
 
 DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
-_UNITS = {"": 1, "b": 1, "k": 2**10, "m": 2**20, "g": 2**30, "t": 2**40}
-_SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([bkmgt]?)b?\s*$", re.IGNORECASE)
 MIN_MEMORY = 6 * 2**20  # docker: "Minimum memory limit allowed is 6MB"
 MIN_CPUS = 0.01  # docker: NanoCPUs of at least 1e7
 _VOLUME_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
@@ -68,16 +67,18 @@ class Prepared:
 
 
 def parse_bytes(text: str, flag: str) -> int:
-    """docker's sizes: a number with an optional b/k/m/g/t unit (powers of 1024)."""
-    match = _SIZE.match(text)
-    if not match or float(match.group(1)) <= 0:
-        raise UsageError(
-            f"{flag} {text!r}: expected a positive size", hint="e.g. 512m, 2g or 1048576"
-        )
-    size = float(match.group(1)) * _UNITS[match.group(2).lower()]
-    if not size < 2**63:  # docker's sizes are int64 (inf and nan fail this too)
-        raise UsageError(f"{flag} {text!r}: too large", hint="e.g. 512m, 2g or 1048576")
-    return int(size)
+    """docker's sizes (go-units RAMInBytes): a number with an optional b/k/m/g/t/p unit
+    (powers of 1024); UsageError naming ``flag`` unless it is positive."""
+    hint = "e.g. 512m, 2g or 1048576"
+    try:
+        size = ram_in_bytes(text)
+    except SizeOutOfRange:
+        raise UsageError(f"{flag} {text!r}: too large", hint=hint) from None
+    except ValueError:
+        size = 0
+    if size <= 0:
+        raise UsageError(f"{flag} {text!r}: expected a positive size", hint=hint)
+    return size
 
 
 def parse_security_opts(opts: list[str]) -> bool:

@@ -1,8 +1,11 @@
 """Image references as docker normalises them (distribution/reference, normalize.go).
 
+The one reference grammar of the project: registry pulls and pushes, local tags
+(builder.images.names) and the Dockerfile checks all parse with ``parse_reference``.
 ``busybox`` is ``docker.io/library/busybox:latest``; ``host:port/repo:tag@sha256:...``
-names a registry by its first component when that has a ``.`` or ``:`` or is
-``localhost``. The "familiar" form is the short one docker shows (``busybox:latest``).
+names a registry by its first component when that has a ``.`` or ``:``, is
+``localhost`` or has an uppercase letter. The "familiar" form is the short one docker
+shows (``busybox:latest``).
 """
 
 from __future__ import annotations
@@ -29,7 +32,10 @@ _DOMAIN = re.compile(
     r"(?::[0-9]+)?$"
 )
 _TAG = re.compile(r"^[\w][\w.-]{0,127}$")
-_MAX_NAME = 255
+# distribution/reference's RepositoryNameTotalLengthMax: the path, without the domain
+# (docker.io/library/x counts "library/x"), since distribution/reference v0.6.0.
+_MAX_PATH = 255
+_SHOWN = 80  # how much of an over-long reference its message shows
 
 
 @dataclass(frozen=True)
@@ -56,18 +62,18 @@ class Reference:
 
     @property
     def familiar_name(self) -> str:
-        """The name as docker shows it: Docker Hub's domain and ``library/`` dropped."""
+        """The name as docker shows it (reference.FamiliarName): Docker Hub's domain
+        dropped, and ``library/`` too when one path component is left
+        (``docker.io/library/x`` is ``x``, ``docker.io/library/a/b`` is ``library/a/b``)."""
         if self.registry != DOCKER_HUB:
             return self.name
-        return self.repository.removeprefix("library/")
+        rest = self.repository.removeprefix("library/")
+        return rest if "/" not in rest else self.repository
 
     @property
     def object(self) -> str:
         """What to ask the manifests endpoint for: the digest when known, else the tag."""
         return str(self.digest) if self.digest is not None else str(self.tag)
-
-    def with_tag(self, tag: str) -> Reference:
-        return Reference(self.registry, self.repository, tag, None)
 
     def __str__(self) -> str:
         out = self.name
@@ -96,8 +102,9 @@ def parse_reference(text: str) -> Reference:
         raise _invalid(text, f"registry port {port} is out of range (1-65535)")
     if not _PATH.match(repository):
         raise _invalid(text, "repository names are lowercase letters, digits and . _ - separators")
-    if len(repository) + len(registry) + 1 > _MAX_NAME:
-        raise _invalid(text, f"name longer than {_MAX_NAME} characters")
+    if len(repository) > _MAX_PATH:
+        shown = text if len(text) <= _SHOWN else text[: _SHOWN - 3] + "..."
+        raise _invalid(shown, f"repository name must not be more than {_MAX_PATH} characters")
     if tag is None and digest is None:
         tag = DEFAULT_TAG
     return Reference(registry, repository, tag, digest)

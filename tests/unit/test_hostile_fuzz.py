@@ -36,8 +36,8 @@ from builder.api import parse_dockerfile_at
 from builder.cli.build_flags import extract_context_tar
 from builder.errors import BuildError
 from builder.frontend import instructions as ins
-from builder.frontend.refs import normalize
 from builder.frontend.signals import parse_signal
+from builder.images.names import normalize
 from builder.ops.sources.add import extract_archive
 from builder.ops.sources.http import check_url
 from builder.plan.healthcheck import parse_duration_ns

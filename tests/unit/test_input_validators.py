@@ -9,15 +9,12 @@ from pathlib import Path
 import pytest
 
 from builder.errors import BuildError, DockerfileError, UsageError
-from builder.frontend.refs import normalize
 from builder.frontend.signals import parse_signal
 from builder.ops.mounts import parse_mount
 from builder.ops.sources.http import check_url
 from builder.plan.healthcheck import MAX_DURATION_NS, parse_duration_ns
 from builder.plan.planner import MAX_EPOCH, check_epoch, source_date_epoch
 from builder.run.container_spec import parse_resources
-from cache.distribution.errors import InvalidReference
-from cache.distribution.reference import parse_reference
 from cache.extract import extract_layer
 from cache.oci import MEDIA_OCI_LAYER, Descriptor
 from cache.store import BlobStore
@@ -86,16 +83,6 @@ def test_a_malformed_url_is_a_build_error(url: str) -> None:
 def test_a_well_formed_url_passes() -> None:
     check_url("http://[::1]:8080/a.tar")
     check_url("https://user:pw@example.com/x")
-
-
-def test_local_and_registry_names_refuse_long_names_and_bad_ports() -> None:
-    assert normalize("a" * 255) == "a" * 255 + ":latest"
-    for bad in ("a" * 256, "localhost:65536/x", "localhost:0/x"):
-        with pytest.raises(UsageError):
-            normalize(bad)
-        with pytest.raises(InvalidReference):
-            parse_reference(bad)
-    assert parse_reference("localhost:65535/x").registry == "localhost:65535"
 
 
 def test_durations_beyond_gos_int64_are_invalid() -> None:

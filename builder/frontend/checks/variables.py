@@ -12,13 +12,14 @@ import re
 from collections import ChainMap
 from collections.abc import Collection, Mapping
 
-from builder.errors import DockerfileError, UsageError
+from builder.errors import DockerfileError
 from builder.frontend import instructions as ins
 from builder.frontend.checks.rules import Finding, Rule
 from builder.frontend.expand import expand_word_tracked
-from builder.frontend.refs import split_ref
 from builder.frontend.stages import stage_tree
 from builder.plan.state import PLATFORM_ARGS
+from cache.distribution.errors import InvalidReference
+from cache.distribution.reference import parse_reference
 
 # Name parts BuildKit treats as secret-looking (whole ``_``-separated parts, any case),
 # unless a part says the value is public.
@@ -60,8 +61,8 @@ def _valid_base(image: str) -> bool:
     if image == "scratch" or "@" in image:
         return True  # digests are checked when the image is resolved
     try:
-        split_ref(image)
-    except UsageError:
+        parse_reference(image)
+    except InvalidReference:
         return False
     return True
 

@@ -1,11 +1,14 @@
-"""Reference normalisation as docker does it, and when plain HTTP is allowed."""
+"""Image references: one grammar (docker's distribution/reference) for registry
+references and local names."""
 
 from __future__ import annotations
 
 import pytest
 
+from builder.errors import UsageError
+from builder.images.names import normalize
 from cache.distribution.errors import InvalidReference
-from cache.distribution.reference import is_insecure, parse_reference
+from cache.distribution.reference import parse_reference
 
 DIGEST = "sha256:" + "ab" * 32
 
@@ -54,32 +57,52 @@ def test_malformed_reference_is_rejected_with_hint(text: str) -> None:
     assert info.value.hint
 
 
-@pytest.mark.parametrize(
-    ("host", "listed", "insecure"),
-    [
-        ("localhost:5000", (), True),
-        ("127.0.0.1:5000", (), True),
-        ("127.9.9.9", (), True),
-        ("[::1]:5000", (), True),
-        ("registry.example:5000", (), False),
-        ("registry.example:5000", ("registry.example:5000",), True),
-        ("registry.example:5000", ("registry.example",), True),
-        ("10.1.2.3:5000", ("10.0.0.0/8",), True),
-        ("10.1.2.3:5000", ("192.168.0.0/16",), False),
-        ("docker.io", (), False),
-    ],
-)
-def test_plain_http_only_for_loopback_or_listed(
-    host: str, listed: tuple[str, ...], insecure: bool
-) -> None:
-    assert is_insecure(host, listed) is insecure
-
-
 def test_docker_hub_spellings_normalise_to_the_short_local_name() -> None:
-    from builder.frontend.refs import normalize
-
     assert normalize("library/x:1") == "x:1"
     assert normalize("index.docker.io/x:1") == "x:1"
     assert normalize("docker.io/library/x") == "x:latest"
     assert normalize("library/a/b") == "library/a/b:latest"
     assert normalize("localhost:5000/library/x") == "localhost:5000/library/x:latest"
+
+
+def test_library_is_dropped_only_before_a_one_part_name() -> None:
+    assert parse_reference("library/a/b").familiar_name == "library/a/b"
+    assert parse_reference("docker.io/library/a/b:1").familiar_name == "library/a/b"
+
+
+@pytest.mark.parametrize(
+    "text", ["foo-/bar", "-foo.io/bar", "my_host.io/x", "a.-b.io/x", "host.io:/x"]
+)
+def test_a_registry_domain_follows_dockers_domain_grammar(text: str) -> None:
+    with pytest.raises(InvalidReference, match=r"bad registry name|repository names"):
+        parse_reference(text)
+    with pytest.raises(UsageError):
+        normalize(text)
+
+
+def test_the_length_limit_counts_the_repository_path_not_the_domain() -> None:
+    # docker.io/library/NAME: "library/" counts, "docker.io/" does not
+    assert normalize("a" * 247) == "a" * 247 + ":latest"
+    assert str(parse_reference("h.io/" + "a" * 255)) == "h.io/" + "a" * 255 + ":latest"
+    for bad in ("a" * 248, "h.io/" + "a" * 256):
+        with pytest.raises(InvalidReference, match="must not be more than 255 characters"):
+            parse_reference(bad)
+        with pytest.raises(UsageError, match=r"'a{77}\.\.\.'"):
+            normalize(bad.removeprefix("h.io/"))
+
+
+@pytest.mark.parametrize("bad", ["localhost:65536/x", "localhost:0/x", "localhost:123456/x"])
+def test_a_registry_port_is_1_to_65535(bad: str) -> None:
+    with pytest.raises(InvalidReference, match="out of range"):
+        parse_reference(bad)
+    with pytest.raises(UsageError, match="out of range"):
+        normalize(bad)
+    assert parse_reference("localhost:65535/x").registry == "localhost:65535"
+
+
+def test_local_names_are_usage_errors_with_the_grammars_message() -> None:
+    with pytest.raises(UsageError, match="invalid image reference 'Busybox'") as info:
+        normalize("Busybox")
+    assert info.value.hint
+    with pytest.raises(UsageError, match="digests are not supported for local names"):
+        normalize(f"busybox@{DIGEST}")
