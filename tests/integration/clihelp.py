@@ -96,6 +96,20 @@ def build_rootfs(
     return out
 
 
+def build_error(pybuild: Pybuild, tmp_path: Path, dockerfile: str, *args: str) -> str:
+    """Build ``dockerfile`` expecting a clean failure (exit 1, no traceback); its stderr."""
+    result = pybuild.build(write_context(tmp_path / "ctx", {}, dockerfile), *args, ok=False)
+    assert result.code == 1, result.err
+    assert "Traceback" not in result.err
+    return result.err
+
+
+def assert_verified_clean(pybuild: Pybuild) -> None:
+    """``pybuild cache verify`` exits 0 and finds the store clean."""
+    out = pybuild("cache", "verify").out
+    assert ": clean," in out, out
+
+
 def steps_of(metadata_file: Path) -> Sequence[dict[str, Any]]:
     doc = json.loads(metadata_file.read_text())
     steps: Sequence[dict[str, Any]] = doc["steps"]

@@ -281,3 +281,29 @@ def test_run_heredocs_follow_buildkit_forms(pybuild: Pybuild, tmp_path: Path) ->
     assert (root / "y").read_text() == "raw $HOME\n"
     assert (root / "script-ran").read_text() == "script /dev/pipes/EOT\n"
     assert not (root / "dev" / "pipes").exists()
+
+
+def test_undeclared_build_arg_warns_and_names_only_the_unused(
+    pybuild: Pybuild, tmp_path: Path
+) -> None:
+    ctx = write_context(tmp_path / "ctx", {}, "FROM busybox\nARG USED\nRUN echo $USED > /u\n")
+    result = pybuild.build(ctx, "--build-arg", "USED=1", "--build-arg", "NOPE=2")
+    assert "WARNING: build-args not consumed by any ARG: NOPE\n" in result.err
+
+
+def test_heredoc_interpreter_and_several_copy_heredocs(pybuild: Pybuild, tmp_path: Path) -> None:
+    dockerfile = (
+        "FROM busybox\n"
+        "RUN <<EOF tr a-z A-Z > /upper\n"
+        "shout\n"
+        "EOF\n"
+        "COPY <<one <<'two' /multi/\n"
+        "first $HOSTNAME-x\n"
+        "one\n"
+        "second $HOSTNAME\n"
+        "two\n"
+    )
+    out = build_rootfs(pybuild, tmp_path, dockerfile)
+    assert (out / "upper").read_text() == "SHOUT\n"
+    assert (out / "multi" / "one").read_text() == "first -x\n"
+    assert (out / "multi" / "two").read_text() == "second $HOSTNAME\n"

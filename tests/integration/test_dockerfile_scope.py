@@ -1,5 +1,7 @@
-"""The Dockerfile and its ignore files are read as BuildKit reads them: a symlink is
-followed only inside the directory that holds it, so nothing outside the context leaks."""
+"""The Dockerfile, its ignore files and COPY/ADD sources are read as BuildKit reads them:
+a symlink is followed only inside the directory that holds it and ``..`` stops at the
+context root, so nothing outside the context leaks; ``<Dockerfile>.dockerignore`` beside
+the Dockerfile wins over the context's ``.dockerignore``."""
 
 from __future__ import annotations
 
@@ -91,3 +93,49 @@ def test_dockerignore_symlinked_out_of_the_context_is_not_read(
     out = tmp_path / "out"
     pybuild.build(ctx, "-o", f"type=local,dest={out}")
     assert (out / "keep.txt").read_text() == "kept\n"
+
+
+def test_copy_sources_cannot_escape_the_context(pybuild: Pybuild, tmp_path: Path) -> None:
+    # BuildKit (checked with dockerd 20.10): `..` is cleaned against the context root and
+    # symlinks resolve inside it, so a path outside is simply not found there.
+    outside = tmp_path / "outside.txt"
+    outside.write_text("host secret")
+    ctx = write_context(tmp_path / "ctx", {"in.txt": "inside"}, "FROM busybox\n")
+    (ctx / "abs-link").symlink_to(outside)
+    (ctx / "rel-link").symlink_to("../outside.txt")
+    for source, hint in (
+        ("../outside.txt", "looked up in the build context"),
+        ("abs-link", "points outside the build context"),
+        ("rel-link", "points outside the build context"),
+    ):
+        for verb in ("COPY", "ADD"):
+            (ctx / "Dockerfile").write_text(f"FROM busybox\n{verb} {source} /x\n")
+            result = pybuild.build(ctx, ok=False)
+            assert result.code == 1 and "Dockerfile:2" in result.err, (verb, source)
+            assert "file not found in build context" in result.err and hint in result.err
+            assert "host secret" not in result.out + result.err
+    out = tmp_path / "rootfs"
+    (ctx / "Dockerfile").write_text("FROM busybox\nCOPY ../../in.txt /x\n")
+    pybuild.build(ctx, "-o", f"type=local,dest={out}")
+    assert (out / "x").read_text() == "inside"
+
+
+def test_dockerfile_named_dockerignore_takes_precedence(pybuild: Pybuild, tmp_path: Path) -> None:
+    files: dict[str, str | bytes] = {
+        "a.txt": "a",
+        "b.txt": "b",
+        ".dockerignore": "a.txt\n",
+        "build/app.Dockerfile": "FROM busybox\nCOPY . /ctx/\n",
+        "build/app.Dockerfile.dockerignore": "b.txt\n",
+    }
+    ctx = write_context(tmp_path / "ctx", files, "FROM busybox\nCOPY . /ctx/\n")
+    out = tmp_path / "named"
+    pybuild.build(ctx, "-f", ctx / "build" / "app.Dockerfile", "-o", f"type=local,dest={out}")
+    assert (out / "ctx" / "a.txt").exists() and not (out / "ctx" / "b.txt").exists()
+    plain = tmp_path / "plain"
+    pybuild.build(ctx, "-o", f"type=local,dest={plain}")
+    assert not (plain / "ctx" / "a.txt").exists() and (plain / "ctx" / "b.txt").exists()
+    (ctx / "Dockerfile.dockerignore").write_text("b.txt\n")
+    beside = tmp_path / "beside"
+    pybuild.build(ctx, "-o", f"type=local,dest={beside}")
+    assert (beside / "ctx" / "a.txt").exists() and not (beside / "ctx" / "b.txt").exists()

@@ -9,11 +9,14 @@ the same image ID and manifest digest.
 from __future__ import annotations
 
 import json
+import os
+import tarfile
 import time
 from pathlib import Path
 
 import pytest
 
+from cache.layers import detect_compression, open_decompressed
 from tests.integration.clihelp import Pybuild, steps_of, write_context
 
 pytestmark = [pytest.mark.requires_root, pytest.mark.requires_overlay]
@@ -153,3 +156,35 @@ def test_prune_keeps_the_records_behind_a_tagged_epoch_images_clamped_layers(
     assert pybuild("run", "--rm", "kept:1", "cat", "/app/x").out == "x\n"
     assert _epoch_digest(pybuild, ctx, meta, EPOCH) == first
     assert all(s["cached"] for s in steps_of(meta))  # the tagged image still hits
+
+
+OLD = 1_000_000_000  # 2001: older than EPOCH
+
+
+def _layer_mtimes(pybuild: Pybuild, meta: Path) -> dict[str, int]:
+    """File times in the image's top layer (the cached step's layer keeps the real ones:
+    the epoch is applied when the image is assembled, as BuildKit's rewrite-timestamp)."""
+    blobs = pybuild.root / "blobs" / "sha256"
+    manifest = json.loads(meta.read_text())["containerimage.digest"].removeprefix("sha256:")
+    layer = json.loads((blobs / manifest).read_text())["layers"][-1]["digest"]
+    blob = blobs / layer.removeprefix("sha256:")
+    with blob.open("rb") as raw:
+        compression = detect_compression(raw.read(8))
+        raw.seek(0)
+        with tarfile.open(fileobj=open_decompressed(raw, compression), mode="r|") as tar:
+            return {m.name: int(m.mtime) for m in tar}
+
+
+def test_source_date_epoch_clamps_newer_mtimes_and_keeps_older_ones(
+    pybuild: Pybuild, tmp_path: Path
+) -> None:
+    ctx = write_context(
+        tmp_path / "ctx", {"old.txt": "o", "new.txt": "n"}, "FROM busybox\nCOPY *.txt /d/\n"
+    )
+    os.utime(ctx / "old.txt", (OLD, OLD))
+    meta = tmp_path / "meta.json"
+    pybuild.build(ctx, "--source-date-epoch", EPOCH, "--metadata-file", meta)
+    mtimes = _layer_mtimes(pybuild, meta)
+    assert mtimes["d/old.txt"] == OLD
+    assert mtimes["d/new.txt"] == int(EPOCH)
+    assert all(t <= int(EPOCH) for t in mtimes.values())

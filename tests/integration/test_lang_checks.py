@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.integration.clihelp import Pybuild, write_context
+from tests.integration.clihelp import Pybuild, build_error, write_context
 
 pytestmark = [pytest.mark.requires_root, pytest.mark.requires_overlay]
 
@@ -44,3 +44,22 @@ def test_check_error_true_fails_before_any_step_with_location(
     assert "lint violation found for rules: WorkdirRelativePath" in result.err
     assert "touch /ran" not in result.out + result.err  # no step started
     assert "x:1" not in pybuild("images").out
+
+
+EMPTY_CONTINUATION = "FROM busybox\nRUN echo a \\\n\n  b > /x\n"
+
+
+def test_empty_continuation_line_warns_and_check_directive_controls_it(
+    pybuild: Pybuild, tmp_path: Path
+) -> None:
+    ctx = write_context(tmp_path / "warn", {}, EMPTY_CONTINUATION)
+    warned = pybuild.build(ctx)
+    assert "WARNING: " in warned.err and "Dockerfile:4: NoEmptyContinuation" in warned.err
+    err = build_error(pybuild, tmp_path / "error", "# check=error=true\n" + EMPTY_CONTINUATION)
+    assert "Dockerfile:5" in err and "lint violation found for rules: NoEmptyContinuation" in err
+    skipped = write_context(
+        tmp_path / "skip", {}, "# check=skip=NoEmptyContinuation;error=true\n" + EMPTY_CONTINUATION
+    )
+    assert "NoEmptyContinuation" not in pybuild.build(skipped).err
+    bad = build_error(pybuild, tmp_path / "bad", "# check=sikp=all\n" + EMPTY_CONTINUATION)
+    assert "Dockerfile:1" in bad and "invalid check option 'sikp'" in bad

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 import zstandard
 
-from tests.integration.clihelp import Pybuild, write_context
+from tests.integration.clihelp import Pybuild, build_rootfs, write_context
 
 pytestmark = [pytest.mark.requires_root, pytest.mark.requires_overlay]
 
@@ -172,3 +172,18 @@ def test_copy_never_extracts_archives(pybuild: Pybuild, tmp_path: Path) -> None:
     data = _tar_bytes()
     out = _rootfs(pybuild, tmp_path, "FROM busybox\nCOPY a.tar /opt/\n", {"a.tar": data})
     assert (out / "opt" / "a.tar").read_bytes() == data
+
+
+def test_add_local_chown_chmod_link_exclude(pybuild: Pybuild, tmp_path: Path) -> None:
+    dockerfile = (
+        "FROM busybox\n"
+        "ADD --chown=7:8 --chmod=640 f.txt /a/f.txt\n"
+        "ADD --link d /linked/\n"
+        "ADD --exclude=*.log --exclude=skip d /excl/\n"
+    )
+    files: dict[str, str | bytes] = {"f.txt": "f", "d/keep.txt": "k", "d/x.log": "l", "d/skip": "s"}
+    out = build_rootfs(pybuild, tmp_path, dockerfile, files)
+    st = os.lstat(out / "a" / "f.txt")
+    assert (st.st_uid, st.st_gid, stat.S_IMODE(st.st_mode)) == (7, 8, 0o640)
+    assert sorted(p.name for p in (out / "linked").iterdir()) == ["keep.txt", "skip", "x.log"]
+    assert sorted(p.name for p in (out / "excl").iterdir()) == ["keep.txt"]

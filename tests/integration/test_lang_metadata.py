@@ -1,4 +1,5 @@
-"""HEALTHCHECK, MAINTAINER, ONBUILD, automatic ARGs and SOURCE_DATE_EPOCH through the CLI."""
+"""HEALTHCHECK, MAINTAINER, ONBUILD, automatic ARGs, FROM --platform and SOURCE_DATE_EPOCH
+through the CLI."""
 
 from __future__ import annotations
 
@@ -6,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.integration.clihelp import Pybuild, write_context
+from tests.integration.clihelp import Pybuild, build_error, build_rootfs, write_context
 
 pytestmark = [pytest.mark.requires_root, pytest.mark.requires_overlay]
 
@@ -173,3 +174,19 @@ def test_source_date_epoch_build_arg_sets_image_times(pybuild: Pybuild, tmp_path
     assert image["created"] == "1970-01-02T00:00:00Z"
     assert image["history"][-1]["created"] == "1970-01-02T00:00:00Z"
     assert (out / "epoch").read_text() == "86400\n"
+
+
+def test_from_platform_local_builds_and_another_platform_fails_with_line(
+    pybuild: Pybuild, tmp_path: Path
+) -> None:
+    out = build_rootfs(
+        pybuild, tmp_path / "ok", "FROM --platform=linux/amd64 busybox\nRUN echo ok > /ok\n"
+    )
+    assert (out / "ok").read_text() == "ok\n"
+    err = build_error(
+        pybuild,
+        tmp_path / "bad",
+        "ARG P=linux/arm64\nFROM --platform=$P busybox\nRUN true\n",
+    )
+    assert "Dockerfile:2" in err and "--platform=linux/arm64" in err
+    assert "only the local platform linux/amd64" in err

@@ -1,4 +1,5 @@
-"""RUN --mount through the CLI: bind (context, stage, rw discarded) and tmpfs."""
+"""RUN --mount through the CLI: bind (context, stage, image, rw discarded), tmpfs, and a
+secret's target, mode and owner."""
 
 from __future__ import annotations
 
@@ -6,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.integration.clihelp import Pybuild, write_context
+from tests.integration.clihelp import Pybuild, build_rootfs, write_context
 
 pytestmark = [pytest.mark.requires_root, pytest.mark.requires_overlay]
 
@@ -74,3 +75,19 @@ def test_unsupported_mount_type_fails_with_line(pybuild: Pybuild, tmp_path: Path
     result = pybuild.build(ctx, ok=False)
     assert result.code != 0 and "Dockerfile:2" in result.err
     assert 'unsupported mount type "nfs"' in result.err
+
+
+def test_bind_mount_from_image_and_secret_mount_options(pybuild: Pybuild, tmp_path: Path) -> None:
+    secret = tmp_path / "s.txt"
+    secret.write_text("shh")
+    dockerfile = (
+        "FROM busybox\n"
+        "RUN --mount=type=bind,from=busybox:latest,source=/bin,target=/imgbin "
+        "test -x /imgbin/busybox && touch /bound\n"
+        "RUN --mount=type=secret,id=s,target=/sec,mode=0440,uid=5,gid=6 "
+        "stat -c '%a %u %g' /sec > /perm\n"
+    )
+    out = build_rootfs(pybuild, tmp_path, dockerfile, None, "--secret", f"id=s,src={secret}")
+    assert (out / "bound").exists() and not (out / "imgbin").exists()
+    assert (out / "perm").read_text() == "440 5 6\n"
+    assert not (out / "sec").exists()

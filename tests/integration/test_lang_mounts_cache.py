@@ -111,3 +111,19 @@ def test_mount_flag_errors_name_file_and_line(
     assert f"{ctx / 'Dockerfile'}:3:" in result.err
     assert expected in result.err
     assert "Traceback" not in result.err
+
+
+@pytest.mark.parametrize("sharing", ["shared", "private", "locked"])
+def test_cache_mount_sharing_modes_keep_contents(
+    pybuild: Pybuild, tmp_path: Path, sharing: str
+) -> None:
+    dockerfile = (
+        f"FROM busybox\nARG N=1\nRUN --mount=type=cache,id=s,target=/c,sharing={sharing} "
+        "echo run $N >> /c/log && wc -l < /c/log > /count\n"
+    )
+    ctx = write_context(tmp_path / "ctx", {}, dockerfile)
+    pybuild.build(ctx)
+    out = tmp_path / "rootfs"
+    # A new ARG value runs the step again (--no-cache would start the cache empty).
+    pybuild.build(ctx, "--build-arg", "N=2", "-o", f"type=local,dest={out}")
+    assert (out / "count").read_text().strip() == "2"

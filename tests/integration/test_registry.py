@@ -17,7 +17,7 @@ from cache.distribution.reference import parse_reference
 from cache.index import Index as TagIndex
 from cache.oci import MEDIA_OCI_INDEX, Descriptor, Index, Platform
 from cache.store import BlobStore
-from tests.integration.clihelp import Pybuild, Result, write_context
+from tests.integration.clihelp import Pybuild, Result, assert_verified_clean, write_context
 from tests.integration.registry_server import (
     HTPASSWD_BIN,
     MISSING_REASON,
@@ -281,7 +281,7 @@ def test_library_pull_records_fetched_blobs(store_root: Path, open_registry: Reg
 def test_build_from_a_registry_base_then_push_read_back_by_skopeo_and_umoci(
     cli: Cli, open_registry: Registry, tmp_path: Path
 ) -> None:
-    # An OCI base here; test_registry_audit.py builds FROM a docker-schema2 one.
+    # An OCI base here; test_registry_push.py builds FROM a docker-schema2 one.
     base = f"{open_registry.host}/oci/busybox:1"
     context = write_context(
         tmp_path / "ctx",
@@ -354,3 +354,40 @@ def test_build_push_without_a_name_is_a_usage_error(cli: Cli, tmp_path: Path) ->
     result = cli("build", "--push", context, ok=False)
     assert result.code == 2
     assert "--push needs a name" in result.err
+
+
+@pytest.mark.requires_root
+def test_from_prefers_the_local_base_pull_re_resolves_and_offline_still_builds(
+    cli: Cli, pybuild: Pybuild, base_archive: Path, tmp_path: Path
+) -> None:
+    with run_registry(tmp_path / "moving") as reg:
+        name = f"{reg.host}/moving/base:1"
+        _seed(reg, base_archive, f"docker://{name}")
+        context = write_context(tmp_path / "ctx", {}, f"FROM {name}\nENV STEP=1\n")
+        first = cli("build", "--progress", "plain", context)
+        assert f"Pulling {name}" in first.err
+        v1 = cli.pybuild.inspect(name)["Digest"]
+        # The tag moves on to a new image on the registry.
+        newer = write_context(tmp_path / "v2", {"v2": "2\n"}, "FROM busybox\nCOPY v2 /v2\n")
+        pybuild("build", "--progress", "plain", "-t", name, "--push", newer)
+        v2 = _inspect(reg, name)["Digest"]  # gzip on the registry: not the stored digest
+        assert v2 != v1
+        local_first = cli("build", "--progress", "plain", context)
+        assert "Pulling" not in local_first.err
+        assert cli.pybuild.inspect(name)["Digest"] == v1
+        pulled = cli("build", "--progress", "plain", "--pull", context)
+        assert f"Pulling {name}" in pulled.err
+        assert cli.pybuild.inspect(name)["Digest"] == v2
+    # The registry is gone: the cached manifest still builds, with and without --pull.
+    offline = cli("build", "--progress", "plain", context)
+    assert "Pulling" not in offline.err
+    with_pull = cli("build", "--progress", "plain", "--pull", context)
+    assert "using the local" in " ".join(with_pull.err.split())
+    assert_verified_clean(cli.pybuild)
+
+
+def test_missing_tag_leaves_the_store_verified_clean(cli: Cli, open_registry: Registry) -> None:
+    cli("pull", f"{open_registry.host}/lib/busybox:1")
+    missing = cli("pull", f"{open_registry.host}/lib/busybox:nope", ok=False)
+    assert missing.code == 1 and "no manifest for 'nope'" in missing.err
+    assert_verified_clean(cli.pybuild)

@@ -69,11 +69,6 @@ def test_run_uses_image_config_and_entrypoint_override(pybuild: Pybuild, tmp_pat
     assert pybuild("run", "--entrypoint", "echo", "cfg:1", "plain").out == "plain\n"
 
 
-def test_run_network_none_has_only_loopback(pybuild: Pybuild) -> None:
-    result = pybuild("run", "--network", "none", "busybox", "ls", "/sys/class/net")
-    assert result.out.split() == ["lo"]
-
-
 def test_run_bind_mount_reads_host_dir(pybuild: Pybuild, tmp_path: Path) -> None:
     shared = tmp_path / "shared"
     shared.mkdir()

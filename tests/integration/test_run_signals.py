@@ -84,3 +84,23 @@ def test_with_init_the_first_sigint_stops_the_command(pybuild: Pybuild) -> None:
     err = _finish(proc)
     assert proc.returncode == 130, err
     assert not _running(f"sleep {seconds}")
+
+
+def test_sigint_to_pybuild_run_reaches_the_container(pybuild: Pybuild) -> None:
+    script = "trap 'echo got-int; exit 5' INT; echo ready; while true; do sleep 0.1; done"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "builder.cli", "run", "--rm", "busybox", "sh", "-c", script],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        env={**os.environ, "PYBUILD_ROOT": str(pybuild.root)},
+        cwd=REPO,
+    )
+    try:
+        assert proc.stdout is not None
+        assert proc.stdout.readline() == b"ready\n"
+        proc.send_signal(signal.SIGINT)
+        out, err = proc.communicate(timeout=20)
+    finally:
+        proc.kill()
+    assert proc.returncode == 5, err
+    assert b"got-int" in out and b"Traceback" not in err

@@ -155,3 +155,26 @@ def test_clean_dead_tmp_removes_unlocked_leftovers_but_not_live_or_fresh_ones(
         assert clean_dead_tmp(store.blobs) == 2
         assert live.is_dir() and fresh.is_dir() and other.is_dir()
     assert not dead.exists() and not dead_blob.exists()
+
+
+def test_keep_storage_zero_still_keeps_a_tagged_images_layers(store: Store) -> None:
+    kept = store.record("kept", b"k" * 1000, used=time.time() - 10 * DAY)
+    gone = store.record("gone", b"g" * 1000, used=time.time() - 10 * DAY)
+    manifest = _tag(store, "app:1", kept)
+    _prune(store, unused_for=None, keep_storage=0)
+    assert store.blobs.has(manifest)
+    assert kept.layer is not None and store.blobs.has(kept.layer.digest)
+    assert kept.diff_id is not None and store.layers.get(kept.diff_id) is not None
+    assert gone.layer is not None and not store.blobs.has(gone.layer.digest)
+
+
+def test_keep_storage_with_until_drops_only_old_untagged_records(store: Store) -> None:
+    now = time.time()
+    tagged = store.record("tagged", b"t" * 1000, used=now - 5 * DAY)
+    store.record("old", b"o" * 1000, used=now - 5 * DAY)
+    store.record("fresh", b"f" * 1000, used=now - 60)
+    _tag(store, "app:1", tagged)
+    _prune(store, unused_for=DAY, keep_storage=10**9)
+    keys = {r.key for r in store.index.steps()}
+    assert "old" not in keys and "fresh" in keys
+    assert tagged.layer is not None and store.blobs.has(tagged.layer.digest)

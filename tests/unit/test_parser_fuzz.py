@@ -1,4 +1,4 @@
-"""Property (issue 3, acceptance 4): mutated real Dockerfiles never crash the front end.
+"""Property: mutated real Dockerfiles never crash the front end.
 
 Seeds are every Dockerfile of the BuildKit parser corpus (positive and negative), the
 repository's fixtures and a few hand-written ones; each example applies several

@@ -1,4 +1,4 @@
-"""Planner pieces of issue 3: ONBUILD trigger parsing, platform ARGs, SOURCE_DATE_EPOCH."""
+"""Planner pieces: ONBUILD trigger parsing, platform ARGs, SOURCE_DATE_EPOCH."""
 
 from __future__ import annotations
 
