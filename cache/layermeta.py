@@ -17,7 +17,6 @@ Walks are iterative (no recursion), so a deep tree cannot exhaust the stack.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import stat
@@ -25,6 +24,8 @@ import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+
+from cache.digest import Sha256
 
 _CHUNK = 1 << 20
 _VERSION = "1"
@@ -84,14 +85,14 @@ def fingerprint(root: Path) -> str:
 
     The root's own ctime is left out: placing a layer renames its root, which sets it.
     """
-    h = hashlib.sha256()
+    h = Sha256()
     for rel, st in _entries(root):
         ctime = 0 if rel == "" else st.st_ctime_ns
         h.update(
             f"{rel}\0{st.st_mode}\0{st.st_uid}\0{st.st_gid}\0{st.st_size}\0{st.st_mtime_ns}"
             f"\0{ctime}\0{st.st_ino}\0{st.st_nlink}\n".encode("utf-8", "surrogateescape")
         )
-    return f"{_VERSION}:{h.hexdigest()}"
+    return f"{_VERSION}:{h.digest().hex}"
 
 
 def manifest(root: Path) -> list[str]:
@@ -121,12 +122,12 @@ def manifest(root: Path) -> list[str]:
 
 
 def _hash_file(path: str) -> str:
-    h = hashlib.sha256()
+    h = Sha256()
     fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
     with os.fdopen(fd, "rb") as f:
         while chunk := f.read(_CHUNK):
             h.update(chunk)
-    return h.hexdigest()
+    return h.digest().hex
 
 
 def _xattrs(path: str) -> dict[str, str]:

@@ -81,6 +81,10 @@ def _opt_strs(value: JSON, what: str) -> tuple[str, ...] | None:
     return None if value is None else _strs(value, what)
 
 
+def _opt_list(value: tuple[str, ...] | None) -> list[str] | None:
+    return None if value is None else list(value)
+
+
 @dataclass(frozen=True)
 class Platform:
     os: str = "linux"
@@ -274,34 +278,24 @@ class ContainerConfig:
     args_escaped: bool = False
 
     def to_json(self) -> dict[str, JSON]:
-        out: dict[str, JSON] = {}
-        if self.user:
-            out["User"] = self.user
-        if self.exposed_ports:
-            out["ExposedPorts"] = {p: {} for p in self.exposed_ports}
-        if self.env:
-            out["Env"] = list(self.env)
-        if self.entrypoint is not None:
-            out["Entrypoint"] = list(self.entrypoint)
-        if self.cmd is not None:
-            out["Cmd"] = list(self.cmd)
-        if self.volumes:
-            out["Volumes"] = {v: {} for v in self.volumes}
-        if self.working_dir:
-            out["WorkingDir"] = self.working_dir
-        if self.labels:
-            out["Labels"] = dict(self.labels)
-        if self.stop_signal:
-            out["StopSignal"] = self.stop_signal
-        if self.shell is not None:
-            out["Shell"] = list(self.shell)
-        if self.healthcheck is not None:
-            out["Healthcheck"] = self.healthcheck.to_json()
-        if self.on_build:
-            out["OnBuild"] = list(self.on_build)
-        if self.args_escaped:
-            out["ArgsEscaped"] = True
-        return out
+        """Docker's form: empty fields are left out, but an Entrypoint, Cmd or Shell set
+        to an empty list is kept (only None, unset, is left out)."""
+        fields: tuple[tuple[str, JSON | None], ...] = (
+            ("User", self.user or None),
+            ("ExposedPorts", {p: {} for p in self.exposed_ports} or None),
+            ("Env", list(self.env) or None),
+            ("Entrypoint", _opt_list(self.entrypoint)),
+            ("Cmd", _opt_list(self.cmd)),
+            ("Volumes", {v: {} for v in self.volumes} or None),
+            ("WorkingDir", self.working_dir or None),
+            ("Labels", dict(self.labels) or None),
+            ("StopSignal", self.stop_signal or None),
+            ("Shell", _opt_list(self.shell)),
+            ("Healthcheck", None if self.healthcheck is None else self.healthcheck.to_json()),
+            ("OnBuild", list(self.on_build) or None),
+            ("ArgsEscaped", self.args_escaped or None),
+        )
+        return {key: value for key, value in fields if value is not None}
 
     @classmethod
     def from_json(cls, obj: Mapping[str, JSON] | None) -> ContainerConfig:

@@ -245,14 +245,22 @@ def _repair(blobs: BlobStore, layers: UnpackedLayers, index: Index, finding: Fin
         layers.remove(Digest("sha256", os.path.basename(finding.subject)))
         return f"removed unpacked layer {finding.subject}"
     if finding.kind == "stale-tmp":
-        if remove_if_unlocked(Path(finding.subject)):
-            return f"removed temp entry {finding.subject}"
-        return f"left temp entry {finding.subject}: a process took it meanwhile"
+        return _remove_stale_tmp(finding.subject)
     if finding.kind == "stray-file":
-        path = Path(finding.subject)
-        if path.is_dir() and not path.is_symlink():
-            force_rmtree(path)
-        else:
-            path.unlink(missing_ok=True)
-        return f"removed stray {finding.subject}"
+        return _remove_stray(finding.subject)
     return f"left {finding.kind} {finding.subject}"
+
+
+def _remove_stale_tmp(subject: str) -> str:
+    if remove_if_unlocked(Path(subject)):
+        return f"removed temp entry {subject}"
+    return f"left temp entry {subject}: a process took it meanwhile"
+
+
+def _remove_stray(subject: str) -> str:
+    path = Path(subject)
+    if path.is_dir() and not path.is_symlink():
+        force_rmtree(path)
+    else:
+        path.unlink(missing_ok=True)
+    return f"removed stray {subject}"

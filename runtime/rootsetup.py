@@ -109,36 +109,15 @@ def setup_root(spec: ContainerSpec, staging: Staging, report: Report) -> None:
     # cgroup): with CAP_MKNOD it may make device nodes, but never open one, e.g. a node
     # for the host's disk. The nodes bound into /dev are mounts of their own and work.
     locked = not spec.privileged
-    nodev = linux.MS_NODEV if locked else 0
-    if staging.copy_root is not None:
-        bind(str(staging.copy_root), root, nodev=locked)
-    else:
-        mount_overlay(spec.rootfs, root, empty_lower=staging.empty, flags=nodev)
-
-    def point(target: str, is_dir: bool) -> Path:
-        path, stub = make_mountpoint(root, target, is_dir=is_dir, upper=spec.rootfs.upper)
-        if stub is not None:  # reported at once, so a later failure still gets it cleaned
-            report({"stub": {"paths": list(stub.paths), "is_dir": stub.is_dir}})
-        return path
-
+    _mount_root(spec, staging, locked=locked)
+    point = _MountPoints(root, spec.rootfs.upper, report)
     mount_proc(point("/proc", True))
     console = os.ttyname(0) if spec.tty else None
     populate_dev(point("/dev", True), console, nodev=locked, shm_size=spec.shm_size)
     mount_sys(point("/sys", True))
     mounts: list[BindMount | TmpfsMount] = [*spec.mounts, *spec.tmpfs]
-    user_targets = {m.target.rstrip("/") for m in mounts}
-    for target, source in (("/etc/hosts", staging.hosts), ("/etc/resolv.conf", staging.resolv)):
-        if target not in user_targets:
-            bind(str(source), point(target, False), recursive=False)
-    # Parents before children, so a nested target lands inside its parent mount.
-    for mount in sorted(mounts, key=_depth):
-        if isinstance(mount, TmpfsMount):
-            _mount_tmpfs(mount, point(mount.target, True))
-            continue
-        if not os.path.exists(mount.source):
-            raise SandboxError(f"bind mount source {mount.source} does not exist")
-        where = point(mount.target, mount.source.is_dir())
-        bind(str(mount.source), where, readonly=mount.readonly, nodev=locked)
+    _bind_etc_files(staging, point, user_targets={m.target.rstrip("/") for m in mounts})
+    _mount_user_mounts(mounts, point, locked=locked)
     try:
         resolve_in_root(root, spec.cwd).mkdir(mode=0o755, parents=True, exist_ok=True)
     except OSError as exc:
@@ -150,6 +129,53 @@ def setup_root(spec: ContainerSpec, staging: Staging, report: Report) -> None:
         mask_paths(root)
     if spec.readonly_rootfs:
         remount_readonly(root)
+
+
+@dataclass(frozen=True)
+class _MountPoints:
+    """Makes mount points inside ``root``; each stub it creates in the upper dir is
+    reported at once, so a later failure still gets it cleaned."""
+
+    root: Path
+    upper: Path
+    report: Report
+
+    def __call__(self, target: str, is_dir: bool) -> Path:
+        path, stub = make_mountpoint(self.root, target, is_dir=is_dir, upper=self.upper)
+        if stub is not None:
+            self.report({"stub": {"paths": list(stub.paths), "is_dir": stub.is_dir}})
+        return path
+
+
+def _mount_root(spec: ContainerSpec, staging: Staging, *, locked: bool) -> None:
+    """The root: a bind of the staged copy when there is one, else the overlay."""
+    if staging.copy_root is not None:
+        bind(str(staging.copy_root), staging.root, nodev=locked)
+    else:
+        nodev = linux.MS_NODEV if locked else 0
+        mount_overlay(spec.rootfs, staging.root, empty_lower=staging.empty, flags=nodev)
+
+
+def _bind_etc_files(staging: Staging, point: _MountPoints, *, user_targets: set[str]) -> None:
+    """/etc/hosts and /etc/resolv.conf from the staging dir, unless a user mount is there."""
+    for target, source in (("/etc/hosts", staging.hosts), ("/etc/resolv.conf", staging.resolv)):
+        if target not in user_targets:
+            bind(str(source), point(target, False), recursive=False)
+
+
+def _mount_user_mounts(
+    mounts: list[BindMount | TmpfsMount], point: _MountPoints, *, locked: bool
+) -> None:
+    """The user's bind and tmpfs mounts; parents before children, so a nested target
+    lands inside its parent mount."""
+    for mount in sorted(mounts, key=_depth):
+        if isinstance(mount, TmpfsMount):
+            _mount_tmpfs(mount, point(mount.target, True))
+            continue
+        if not os.path.exists(mount.source):
+            raise SandboxError(f"bind mount source {mount.source} does not exist")
+        where = point(mount.target, mount.source.is_dir())
+        bind(str(mount.source), where, readonly=mount.readonly, nodev=locked)
 
 
 def _depth(mount: BindMount | TmpfsMount) -> int:

@@ -86,12 +86,7 @@ def parse_output(spec: str) -> Output:
         return Output("tar", Path(STDOUT))
     if "=" not in spec:
         return Output("local", Path(spec))
-    fields: dict[str, str] = {}
-    for part in spec.split(","):
-        key, sep, value = part.partition("=")
-        if not sep:
-            raise UsageError(f"-o {spec}: expected key=value pairs, got {part!r}")
-        fields[key.strip()] = value.strip()
+    fields = _spec_fields(spec)
     kind = fields.pop("type", "local")
     dest = fields.pop("dest", None)
     name = fields.pop("name", None)
@@ -108,23 +103,43 @@ def parse_output(spec: str) -> Output:
     if fields:
         raise UsageError(f"-o {spec}: unknown option(s) {', '.join(sorted(fields))}")
     if kind in ("local", "tar"):
-        if compression is not None:
-            raise UsageError(
-                f"-o {spec}: compression= applies to archives only",
-                hint="use it with type=oci or type=docker",
-            )
-        if kind == "local" and dest == STDOUT:
-            raise UsageError(
-                f"-o {spec}: a directory cannot go to stdout",
-                hint="use type=tar,dest=- (or -o -) for the root filesystem as a tar",
-            )
-        return Output(kind, Path(dest), name)
+        return _filesystem_output(spec, kind, dest, name, compression)
     chosen = (
         DEFAULT_EXPORT_COMPRESSION
         if compression is None
         else parse_compression(compression, f"-o {spec}")
     )
     return Output(kind, Path(dest), name, chosen)
+
+
+def _spec_fields(spec: str) -> dict[str, str]:
+    """The ``key=value`` pairs of an ``-o`` spec, blanks around each trimmed; a later
+    key wins."""
+    fields: dict[str, str] = {}
+    for part in spec.split(","):
+        key, sep, value = part.partition("=")
+        if not sep:
+            raise UsageError(f"-o {spec}: expected key=value pairs, got {part!r}")
+        fields[key.strip()] = value.strip()
+    return fields
+
+
+def _filesystem_output(
+    spec: str, kind: str, dest: str, name: str | None, compression: str | None
+) -> Output:
+    """``type=local`` (a directory) or ``type=tar`` (one tar): the root filesystem, never
+    compressed; only the tar may go to stdout."""
+    if compression is not None:
+        raise UsageError(
+            f"-o {spec}: compression= applies to archives only",
+            hint="use it with type=oci or type=docker",
+        )
+    if kind == "local" and dest == STDOUT:
+        raise UsageError(
+            f"-o {spec}: a directory cannot go to stdout",
+            hint="use type=tar,dest=- (or -o -) for the root filesystem as a tar",
+        )
+    return Output(kind, Path(dest), name)
 
 
 def _registry_output(

@@ -134,19 +134,9 @@ def _tokenize(p: str, *, double_star: bool) -> tuple[list[_Tok], str]:
     while i < len(p):
         ch = p[i]
         if ch == "*" and double_star and p.startswith("**", i):
-            i += 2
-            if p.startswith("/", i):  # "**/" is "**"
-                i += 1
-            if i < len(p):
-                toks.append(_Tok("dirs"))
-                kind = "regexp"
-            elif kind == "exact":
-                kind = "prefix"
-            else:
-                toks.append(_Tok("rest"))
-                kind = "regexp"
-            if first:
-                kind = "suffix"
+            tok, kind, i = _double_star(p, i, kind, first=first)
+            if tok is not None:
+                toks.append(tok)
         elif ch in "*?":
             toks.append(_Tok("star" if ch == "*" else "one"))
             kind, i = "regexp", i + 1
@@ -166,6 +156,22 @@ def _tokenize(p: str, *, double_star: bool) -> tuple[list[_Tok], str]:
             i += 1
         first = False
     return toks, kind
+
+
+def _double_star(p: str, i: int, kind: str, *, first: bool) -> tuple[_Tok | None, str, int]:
+    """The ``**`` at ``p[i]``: its token (None when it ends a pattern that is a plain
+    prefix), the match kind so far, and the index after it (and after a ``/``)."""
+    i += 2
+    if p.startswith("/", i):  # "**/" is "**"
+        i += 1
+    tok: _Tok | None = None
+    if i < len(p):
+        tok, kind = _Tok("dirs"), "regexp"
+    elif kind == "exact":
+        kind = "prefix"
+    else:
+        tok, kind = _Tok("rest"), "regexp"
+    return tok, ("suffix" if first else kind), i
 
 
 def _class_regex(tok: _Tok, *, strict: bool) -> str:

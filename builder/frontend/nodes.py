@@ -154,34 +154,24 @@ def parse_words(rest: str, escape: str) -> list[str]:
     """Split on blanks, keeping quotes and escape characters in the words (ARG/ENV/LABEL)."""
     words: list[str] = []
     word: list[str] = []
-    blank_ok = False
-    quote = ""
+    blank_ok = False  # a quote was seen: the word counts even when empty ("")
     pos = 0
     while pos < len(rest):
         ch = rest[pos]
         pos += 1
-        if quote:
-            if ch == quote:
-                quote = ""
-            elif ch == escape and quote != "'":
-                if pos == len(rest):
-                    quote = ""
-                    continue  # a trailing escape is dropped
-                word.append(ch)
-                ch = rest[pos]
-                pos += 1
-            word.append(ch)
-            continue
         if ch in GO_SPACE:
             if blank_ok or word:
                 words.append("".join(word))
             word, blank_ok = [], False
             continue
         if ch in "'\"":
-            quote, blank_ok = ch, True
-        elif ch == escape:
+            word.append(ch)
+            pos = _quoted_word_part(rest, pos, ch, escape, word)
+            blank_ok = True
+            continue
+        if ch == escape:
             if pos == len(rest):
-                continue
+                continue  # a trailing escape is dropped
             word.append(ch)
             ch = rest[pos]
             pos += 1
@@ -189,6 +179,26 @@ def parse_words(rest: str, escape: str) -> list[str]:
     if blank_ok or word:
         words.append("".join(word))
     return words
+
+
+def _quoted_word_part(rest: str, pos: int, quote: str, escape: str, word: list[str]) -> int:
+    """Append to ``word`` the text after an opening ``quote`` up to and including its
+    closing quote (or the end of ``rest``); return the position after it. The escape
+    character works inside double quotes only, and stays in the word."""
+    while pos < len(rest):
+        ch = rest[pos]
+        pos += 1
+        if ch == quote:
+            word.append(ch)
+            return pos
+        if ch == escape and quote != "'":
+            if pos == len(rest):
+                return pos  # a trailing escape is dropped
+            word.append(ch)
+            ch = rest[pos]
+            pos += 1
+        word.append(ch)
+    return pos
 
 
 def parse_json_array(rest: str) -> list[str] | None:

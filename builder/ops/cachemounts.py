@@ -17,7 +17,6 @@ The locks are ``flock``s on separate open files, so they also order threads of o
 from __future__ import annotations
 
 import fcntl
-import hashlib
 import os
 import subprocess
 import threading
@@ -27,6 +26,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from builder.errors import BuildError
+from cache.digest import sha256_bytes
 from fstree.tree import remove_tree
 
 SHARING_MODES = ("shared", "private", "locked")
@@ -48,7 +48,7 @@ class CacheRequest:
 
 def cache_home(store_root: Path, request: CacheRequest) -> Path:
     """The directory holding every instance of ``request``'s cache."""
-    name = hashlib.sha256(f"{request.id}\0{request.seed_key}".encode()).hexdigest()[:32]
+    name = sha256_bytes(f"{request.id}\0{request.seed_key}".encode()).hex[:32]
     return store_root / CACHE_DIR_NAME / name
 
 

@@ -11,7 +11,6 @@ output. SSH agents are forwarded by bind-mounting the agent's unix socket.
 from __future__ import annotations
 
 import fcntl
-import hashlib
 import os
 import socket
 import stat
@@ -24,6 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from builder.errors import BuildError, UsageError
+from cache.digest import sha256_bytes
 from cache.store import remove_if_unlocked
 from fstree.tree import remove_tree
 
@@ -173,7 +173,7 @@ def read_secret(source: SecretSource, environ: Mapping[str, str]) -> bytes:
 def store_tag(store_root: Path) -> str:
     """A short name for the store in the names of its secret dirs, so each store
     sweeps only its own (:func:`sweep_dead_secrets`)."""
-    return hashlib.sha256(os.fsencode(store_root.resolve())).hexdigest()[:16]
+    return sha256_bytes(os.fsencode(store_root.resolve())).hex[:16]
 
 
 @contextmanager

@@ -11,7 +11,6 @@ the same; a changed file is named in ``KeyInputs.files`` so a miss says which.
 from __future__ import annotations
 
 import fnmatch
-import hashlib
 import json
 import os
 import posixpath
@@ -23,6 +22,7 @@ from pathlib import Path
 from builder.errors import BuildError
 from builder.ops.rootpath import clean
 from builder.ops.stagetree import StageNode, StageTree
+from cache.digest import sha256_bytes
 from cache.fscache import FileHasher
 from cache.keys import Pairs, file_record
 
@@ -85,7 +85,7 @@ class _Collector:
 
     def result(self) -> StageContent:
         text = json.dumps([_VERSION, self.walked], separators=(",", ":"))
-        digest = hashlib.sha256(text.encode("utf-8", "surrogateescape")).hexdigest()
+        digest = sha256_bytes(text.encode("utf-8", "surrogateescape")).hex
         return StageContent(digest, tuple(sorted(self.files.items())))
 
 

@@ -389,7 +389,7 @@ def cmd_bundle(args: argparse.Namespace) -> int:
 
 def _monitor_main(argv: list[str]) -> int:
     if len(argv) != 4 or argv[0] != "--monitor" or not argv[3].isdigit():
-        print("usage: python -m builder.run.containers --monitor ROOT ID LEASE_FD", file=sys.stderr)
+        sys.stderr.write("usage: python -m builder.run.containers --monitor ROOT ID LEASE_FD\n")
         return 2
     return _monitor(Path(argv[1]), argv[2], int(argv[3]))
 

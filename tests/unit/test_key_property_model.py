@@ -115,6 +115,12 @@ def _entries(root: Path, kind: str) -> list[str]:
     return found
 
 
+def _rename_unless_taken(old: Path, new: Path) -> None:
+    if not new.exists():
+        new.parent.mkdir(parents=True, exist_ok=True)
+        os.rename(old, new)
+
+
 def apply(root: Path, edit: Edit) -> None:
     """Make ``edit`` to the context at ``root``; an edit with nothing to act on is a no-op."""
     files = _entries(root, "file")
@@ -127,10 +133,7 @@ def apply(root: Path, edit: Edit) -> None:
     elif edit.kind == "dir-mode" and (rel := _pick(_entries(root, "dir"), edit.pick)):
         os.chmod(root / rel, _DIR_MODES[c % len(_DIR_MODES)])
     elif edit.kind == "rename" and (rel := _pick(movable, edit.pick)):
-        new = root / _NEW_NAMES[c % len(_NEW_NAMES)]
-        if not new.exists():
-            new.parent.mkdir(parents=True, exist_ok=True)
-            os.rename(root / rel, new)
+        _rename_unless_taken(root / rel, root / _NEW_NAMES[c % len(_NEW_NAMES)])
     elif edit.kind == "delete" and (rel := _pick(movable, edit.pick)):
         os.unlink(root / rel)
     elif edit.kind == "retarget" and (rel := _pick(_entries(root, "link"), edit.pick)):

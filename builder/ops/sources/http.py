@@ -9,7 +9,6 @@ the content: a download with another digest fails.
 
 from __future__ import annotations
 
-import hashlib
 import os
 import posixpath
 import re
@@ -18,6 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from builder.errors import BuildError
+from cache.digest import Sha256
 
 REMOTE_MODE = 0o600  # BuildKit's default permission for a downloaded file
 UNNAMED = "__unnamed__"
@@ -116,7 +116,7 @@ def fetch(url: str, folder: Path, checksum: str | None = None) -> Fetched:
 def _download(url: str, target: Path) -> tuple[str, int]:
     import httpx  # here, not at the top: every build imports this module, few download
 
-    sha = hashlib.sha256()
+    sha = Sha256()
     timeout = httpx.Timeout(_TIMEOUT[0], connect=_TIMEOUT[1])
     try:
         with (
@@ -140,7 +140,7 @@ def _download(url: str, target: Path) -> tuple[str, int]:
             f"cannot download {redact(url)}: {exc or type(exc).__name__}",
             hint="check the URL and that the server is reachable from this machine",
         ) from None
-    return f"sha256:{sha.hexdigest()}", mtime
+    return str(sha.digest()), mtime
 
 
 def _last_modified(header: str | None) -> int:
