@@ -34,7 +34,6 @@ import json
 import os
 import secrets
 import signal
-import sys
 import tempfile
 import termios
 import traceback
@@ -425,4 +424,4 @@ def _lower(text: str | None) -> str:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    raise SystemExit(main())

@@ -395,4 +395,4 @@ def _monitor_main(argv: list[str]) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(_monitor_main(sys.argv[1:]))
+    raise SystemExit(_monitor_main(sys.argv[1:]))
