@@ -14,11 +14,11 @@ from collections.abc import Collection, Mapping
 
 from builder.errors import DockerfileError, UsageError
 from builder.frontend import instructions as ins
+from builder.frontend.builtin_args import PLATFORM_ARGS
 from builder.frontend.checks.rules import Finding, Rule
 from builder.frontend.expand import expand_word_tracked
 from builder.frontend.refs import split_ref
 from builder.frontend.stages import stage_tree
-from builder.plan.state import PLATFORM_ARGS
 
 # Name parts BuildKit treats as secret-looking (whole ``_``-separated parts, any case),
 # unless a part says the value is public.
