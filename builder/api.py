@@ -19,9 +19,9 @@ from builder.frontend import instructions as ins
 from builder.frontend.dockerfile import parse_dockerfile
 from builder.images.namedcontexts import NamedContext, resolve_context
 from builder.images.store import Storage
+from builder.ops.base import ExecContext, Sandbox
 from builder.ops.context import BuildContext
 from builder.ops.rootpath import leads_out, resolve_beside
-from builder.ops.run import ExecContext, Sandbox
 from builder.ops.runsettings import RunSettings
 from builder.ops.secrets import BuildSecrets
 from builder.plan.planner import Plan, PlanRequest, make_plan

@@ -10,19 +10,23 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
 
 from builder.errors import BuildCancelled, BuildError
 from builder.images.history import fill_history, image_created, rfc3339
 from builder.images.store import Storage
-from builder.ops.cachemounts import prune_ids
-from builder.ops.mounts import cache_mount_ids
-from builder.ops.run import Action, ExecContext, RunAction
-from builder.plan.planner import Plan, PlannedStep, StagePlan
+from builder.ops import copy as copy_op
+from builder.ops import run as run_op
+from builder.ops import workdir as workdir_op
+from builder.ops.base import ExecContext, Op
+from builder.ops.cachemounts import cache_mount_ids, prune_ids
+from builder.ops.sources.remote import RemoteFetches
+from builder.plan.specs import CopySpec, RunSpec, Spec, WorkdirSpec
+from builder.plan.stages import Plan, PlannedStep, StagePlan
 from cache.digest import Digest, sha256_file
 from cache.errors import CacheError
 from cache.fscache import StatCache
@@ -35,6 +39,12 @@ from runtime.spec import Rootfs
 
 # BuildKit marks every history entry its Dockerfile frontend writes with this comment.
 _COMMENT = "buildkit.dockerfile.v0"
+
+# Each kind of spec the planner emits, and the op that keys and executes it.
+_RUN: Op[RunSpec] = run_op
+_COPY: Op[CopySpec] = copy_op
+_WORKDIR: Op[WorkdirSpec] = workdir_op
+OPS: Mapping[type[Spec], Op[Any]] = {RunSpec: _RUN, CopySpec: _COPY, WorkdirSpec: _WORKDIR}
 
 
 @dataclass(frozen=True)
@@ -117,6 +127,8 @@ class Solver:
         self._results: dict[int, StageResult] = {}
         self._built: set[str] = set()  # keys executed in this build (see _lookup)
         self._stage_names: dict[int, str] = {}
+        # Per step: what keying its remote sources learnt, reused when it executes.
+        self._fetches: dict[str, RemoteFetches] = {}
         self.steps: list[StepResult] = []
 
     def solve(self, plan: Plan) -> StageResult:
@@ -144,8 +156,8 @@ class Solver:
             mount
             for stage in plan.stages
             for step in stage.steps
-            if isinstance(step.action, RunAction) and self._no_cache(step)
-            for mount in step.action.run_mounts
+            if isinstance(step.spec, RunSpec) and self._no_cache(step)
+            for mount in step.spec.mounts
         ]
         ids = cache_mount_ids(tuple(ignored))
         if ids and self._ctx.store_root is not None:
@@ -196,7 +208,7 @@ class Solver:
         layers, lowers = list(current.layers), list(current.lowers)
         key = current.key
         for step in stage.steps:
-            if step.action is None:
+            if step.spec is None:
                 if step.created_by:  # "": no history entry (ONBUILD, as BuildKit)
                     history.append(
                         History(self._created, step.created_by, _COMMENT, empty_layer=True)
@@ -204,7 +216,7 @@ class Solver:
                 continue
             self._check_stop()
             self._events.step_started(stage, step)
-            result, diff_id, lower = self._run_step(stage, step, step.action, key, tuple(lowers))
+            result, diff_id, lower = self._run_step(stage, step, step.spec, key, tuple(lowers))
             key = result.key or key
             if result.layer is not None and diff_id is not None and lower is not None:
                 layers.append(result.layer)
@@ -230,14 +242,14 @@ class Solver:
         self,
         stage: StagePlan,
         step: PlannedStep,
-        action: Action,
+        spec: Spec,
         parent: str,
         lowers: tuple[Path, ...],
     ) -> tuple[StepResult, Digest | None, Path | None]:
         started = time.time()
         ctx = self._step_context(step)
         try:
-            inputs = action.key_inputs(parent, step.key_text, ctx)
+            inputs = OPS[type(spec)].key_inputs(spec, parent, step.key_text, ctx)
         except BuildError as exc:
             raise exc.located(
                 step.instruction.location.file, step.instruction.location.line
@@ -251,7 +263,7 @@ class Solver:
             if (hit := self._lookup(step, key, inputs, started)) is not None:
                 return hit
             reason = self._reason(step, key, inputs)
-            layer, diff_id, lower = self._execute(step, action, ctx, lowers)
+            layer, diff_id, lower = self._execute(step, spec, ctx, lowers)
             result = self._result(step, key, False, reason, layer, started)
             result = replace(result, made=result.finished)
             with self._lock:
@@ -341,18 +353,19 @@ class Solver:
         with self._lock:
             keys = {i: r.key for i, r in self._results.items()}
             roots = {i: r.lowers for i, r in self._results.items()}
-        return replace(self._ctx, log=log, stage_keys=keys, stage_roots=roots)
+            fetches = self._fetches.setdefault(step.id, RemoteFetches())
+        return replace(self._ctx, log=log, stage_keys=keys, stage_roots=roots, fetches=fetches)
 
     def _execute(
-        self, step: PlannedStep, action: Action, ctx: ExecContext, lowers: tuple[Path, ...]
+        self, step: PlannedStep, spec: Spec, ctx: ExecContext, lowers: tuple[Path, ...]
     ) -> tuple[Descriptor, Digest, Path]:
         # A locked temp dir: a concurrent build's clean_tmp never removes it mid-step.
         with self._storage.blobs.temp_dir("step-") as work:
             upper, overlay_work, scratch = work / "upper", work / "work", work / "scratch"
             for d in (upper, overlay_work, scratch):
                 d.mkdir()
-            self._run_action(
-                step, action, Rootfs(lowers, upper, overlay_work), replace(ctx, scratch=scratch)
+            self._run_spec(
+                step, spec, Rootfs(lowers, upper, overlay_work), replace(ctx, scratch=scratch)
             )
             try:
                 # The file times as they are: the cached layer serves builds with any
@@ -374,12 +387,10 @@ class Solver:
             lower = self._storage.layers.adopt(blob.diff_id, upper)
             return layer, blob.diff_id, lower
 
-    def _run_action(
-        self, step: PlannedStep, action: Action, rootfs: Rootfs, ctx: ExecContext
-    ) -> None:
+    def _run_spec(self, step: PlannedStep, spec: Spec, rootfs: Rootfs, ctx: ExecContext) -> None:
         location = step.instruction.location
         try:
-            action.execute(rootfs, ctx)
+            OPS[type(spec)].execute(spec, rootfs, ctx)
         except RuntimeFailure as exc:
             raise BuildError(
                 f"sandbox failed: {exc.message}",
@@ -431,5 +442,5 @@ def _top_most_once(lowers: Iterable[Path]) -> tuple[Path, ...]:
 
 def count_sandbox_runs(results: list[StepResult], plan: Plan) -> int:
     """How many executed (missed) steps were RUN steps, i.e. started a sandbox."""
-    runs = {s.id for st in plan.stages for s in st.steps if isinstance(s.action, RunAction)}
+    runs = {s.id for st in plan.stages for s in st.steps if isinstance(s.spec, RunSpec)}
     return sum(1 for r in results if not r.cached and r.step_id in runs)

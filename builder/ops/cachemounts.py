@@ -27,9 +27,9 @@ from pathlib import Path
 
 from builder.errors import BuildError
 from cache.digest import sha256_bytes
+from builder.plan.specs import SHARING_MODES, MountSpec
 from fstree.tree import remove_tree
 
-SHARING_MODES = ("shared", "private", "locked")
 CACHE_DIR_NAME = "cachemounts"
 
 
@@ -67,6 +67,16 @@ def cache_dir(store_root: Path, request: CacheRequest) -> Iterator[Path]:
         if not data.is_dir():
             _create(data, request)
         yield data
+
+
+def cache_mount_ids(mounts: tuple[MountSpec, ...]) -> dict[str, bool]:
+    """The cache ids ``mounts`` use -> whether one has a parent (``from=``, or its own
+    mode/uid/gid), whose caches BuildKit prunes as well on ``--no-cache``."""
+    ids: dict[str, bool] = {}
+    for m in mounts:
+        if m.kind == "cache":
+            ids[m.id] = ids.get(m.id, False) or m.from_stage is not None or m.owner_set
+    return ids
 
 
 def prune_ids(store_root: Path, ids: Mapping[str, bool]) -> None:

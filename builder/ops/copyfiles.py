@@ -34,8 +34,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from builder.errors import BuildError
-from builder.ops.rootpath import clean, make_dirs, resolve_in_root
+from builder.ops.rootpath import make_dirs, resolve_in_root
 from builder.plan.chmod import Chmod
+from builder.plan.paths import clean
 from fstree.tree import remove_tree
 
 

@@ -14,7 +14,7 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 from builder.frontend.dockerignore import PatternMatcher
-from builder.ops.rootpath import clean
+from builder.plan.paths import clean
 
 if TYPE_CHECKING:
     from builder.ops.context import BuildContext

@@ -7,21 +7,13 @@ A rootfs is untrusted: ``/usr/bin -> /bin`` must resolve inside it, and
 from __future__ import annotations
 
 import os
-import posixpath
 import stat
 from pathlib import Path
 
 from builder.errors import BuildError
+from builder.plan.paths import clean
 
 _MAX_LINKS = 40
-
-
-def clean(path: str) -> str:
-    """An absolute, normalised container path (``a/../b`` -> ``/b``, ``//x`` -> ``/x``).
-
-    POSIX ``normpath`` keeps exactly two leading slashes, so they are stripped first.
-    """
-    return posixpath.normpath("/" + path.lstrip("/"))
 
 
 def resolve_in_root(root: Path, path: str, *, follow_last: bool = True) -> Path:

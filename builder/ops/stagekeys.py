@@ -20,9 +20,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from builder.errors import BuildError
-from builder.ops.rootpath import clean
 from builder.ops.stagetree import StageNode, StageTree
 from cache.digest import sha256_bytes
+from builder.plan.paths import clean
 from cache.fscache import FileHasher
 from cache.keys import Pairs, file_record
 

@@ -1,4 +1,4 @@
-"""COPY and ADD at plan time: expand words, check flags, make the CopyAction.
+"""COPY and ADD at plan time: expand words, check flags, make the CopySpec.
 
 Expanded (BuildKit): sources, destination, ``--from``, ``--chown``, ``--chmod``,
 ``--exclude``, and heredoc bodies whose delimiter was not quoted (quotes in the body are
@@ -11,19 +11,15 @@ from __future__ import annotations
 
 import json
 import posixpath
-from typing import TYPE_CHECKING
 
 from builder.errors import BuildError
 from builder.frontend import instructions as ins
 from builder.frontend.expand import ShellLexer
-from builder.ops.run import CopyAction
-from builder.ops.sources.http import check_checksum, redact
 from builder.plan.chmod import Chmod, parse_chmod
 from builder.plan.handler_base import Outcome, PlanContext, expand_in, fail
+from builder.plan.remote import RemoteSource, check_checksum, redact, remote_source
+from builder.plan.specs import CopySpec
 from builder.plan.state import StageState
-
-if TYPE_CHECKING:
-    from builder.ops.sources.add import RemoteSources
 
 
 def _chmod(instr: ins.Copy, value: str | None) -> Chmod | None:
@@ -63,10 +59,8 @@ def _heredocs(state: StageState, instr: ins.Copy, ctx: PlanContext) -> tuple[tup
 
 def _add_sources(
     instr: ins.Add, sources: tuple[str, ...], checksum: str | None
-) -> tuple[tuple[str, ...], RemoteSources | None]:
-    """Split ADD sources into context paths and URL/git sources (``builder.ops.sources.add``)."""
-    from builder.ops.sources.add import RemoteSources, remote_source  # ADD only: tar, git, http
-
+) -> tuple[tuple[str, ...], tuple[RemoteSource, ...]]:
+    """Split ADD sources into context paths and URL/git sources (``builder.plan.remote``)."""
     remotes = [remote_source(s, checksum, instr.keep_git_dir) for s in sources]
     found = tuple(r for r in remotes if r is not None)
     if checksum is not None:
@@ -81,7 +75,7 @@ def _add_sources(
         except BuildError as exc:
             raise exc.located(instr.location.file, instr.location.line) from None
     local = tuple(s for s, r in zip(sources, remotes, strict=True) if r is None)
-    return local, (RemoteSources(found) if found else None)
+    return local, found
 
 
 def _from_ref(instr: ins.Copy, ctx: PlanContext) -> str | None:
@@ -105,11 +99,12 @@ def _from_ref(instr: ins.Copy, ctx: PlanContext) -> str | None:
 
 
 def handle_copy(state: StageState, instr: ins.Copy, ctx: PlanContext) -> Outcome:
-    """COPY/ADD: the action and its history text (``COPY [flags] src... dest # buildkit``)."""
+    """COPY/ADD: the spec and its history text (``COPY [flags] src... dest # buildkit``)."""
     is_add = isinstance(instr, ins.Add)
     name = "ADD" if is_add else "COPY"
     sources = tuple(expand_in(s, state, ctx, instr) for s in instr.sources)
-    checksum, remote = None, None
+    checksum: str | None = None
+    remote: tuple[RemoteSource, ...] = ()
     local = sources
     if isinstance(instr, ins.Add):
         checksum = expand_in(instr.checksum, state, ctx, instr) if instr.checksum else None
@@ -122,7 +117,7 @@ def handle_copy(state: StageState, instr: ins.Copy, ctx: PlanContext) -> Outcome
     chmod_text = expand_in(instr.chmod, state, ctx, instr) if instr.chmod else None
     unpack = instr.unpack if isinstance(instr, ins.Add) else False
     heredocs = _heredocs(state, instr, ctx)
-    action = CopyAction(
+    spec = CopySpec(
         sources=local,
         dest=dest,
         from_stage=from_stage,
@@ -141,18 +136,18 @@ def handle_copy(state: StageState, instr: ins.Copy, ctx: PlanContext) -> Outcome
         ("checksum", checksum),
     ]
     flags = "".join(f"--{k}={v} " for k, v in shown_flags if v)
-    flags += "".join(f"--exclude={e} " for e in action.excludes)
+    flags += "".join(f"--exclude={e} " for e in spec.excludes)
     flags += "--link " * instr.link + "--parents " * instr.parents
     if isinstance(instr, ins.Add) and instr.unpack is not None:
         flags += f"--unpack={str(instr.unpack).lower()} "
-    if isinstance(instr, ins.Add) and instr.keep_git_dir and remote is not None:
+    if isinstance(instr, ins.Add) and instr.keep_git_dir and remote:
         flags += "--keep-git-dir=true "
     shown = [redact(s) for s in sources]  # no password in the history or the index
     history_flags = ["--parents"] * instr.parents
     history_flags += [f"--{k}={v}" for k, v in (("chown", chown), ("chmod", chmod_text)) if v]
     created_by = _history_text(name, history_flags, shown, heredocs, written_dest)
     key_text = f"{name} {json.dumps([flags, *shown, [list(h) for h in heredocs], dest])}"
-    return Outcome(state, action, created_by, key_text)
+    return Outcome(state, spec, created_by, key_text)
 
 
 def _history_text(

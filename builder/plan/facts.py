@@ -8,15 +8,12 @@ pybuild knows the same things.
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from typing import TYPE_CHECKING
 
 from builder.frontend import instructions as ins
 from builder.frontend.checks.copy import ContextCopy
 from builder.frontend.checks.directive import CheckFacts
-from builder.ops.run import CopyAction
-
-if TYPE_CHECKING:
-    from builder.plan.planner import StagePlan
+from builder.plan.specs import CopySpec
+from builder.plan.stages import StagePlan
 
 
 def _defined_names(instructions: Iterable[ins.Instruction]) -> set[str]:
@@ -45,8 +42,8 @@ def check_facts(
             triggers = [s.instruction for s in stage.steps[: stage.triggers]]
             base_env[stage.index] = frozenset(names | _defined_names(triggers))
         for step in stage.steps:
-            action = step.action
-            if isinstance(action, CopyAction) and action.from_stage is None and action.sources:
+            spec = step.spec
+            if isinstance(spec, CopySpec) and spec.from_stage is None and spec.sources:
                 add = isinstance(step.instruction, ins.Add)
-                copies.append(ContextCopy(step.instruction.location.line, add, action.sources))
+                copies.append(ContextCopy(step.instruction.location.line, add, spec.sources))
     return CheckFacts(base_env, tuple(copies), tuple(ignore_patterns))

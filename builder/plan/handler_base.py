@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from builder.errors import BuildError, DockerfileError
 from builder.frontend import instructions as ins
 from builder.frontend.expand import expand_word
-from builder.ops.run import Action
+from builder.plan.specs import Spec
 from builder.plan.state import StageState
 
 # Registers an image named by COPY --from (or RUN --mount from=) as a stage of its own
@@ -34,7 +34,7 @@ class PlanContext:
 @dataclass(frozen=True)
 class Outcome:
     state: StageState
-    action: Action | None
+    spec: Spec | None  # None: the instruction changes only the config
     created_by: str
     key_text: str  # the instruction after expansion, for the cache key
 

@@ -1,7 +1,7 @@
 """What each instruction does to a stage: one handler per instruction.
 
 A handler takes the stage state before the instruction and returns the state after it,
-the filesystem action to run (None for metadata-only instructions) and its history
+the spec of the filesystem step to run (None for metadata-only instructions) and its history
 text. Words are expanded here (``builder.frontend.expand``), with the ARG/ENV in scope, in exactly
 the instructions BuildKit expands.
 """
@@ -19,13 +19,13 @@ from builder.errors import BuildError
 from builder.frontend import instructions as ins
 from builder.frontend.expand import ShellLexer
 from builder.frontend.signals import MAX_SIGNAL, parse_signal
-from builder.ops.mounts import RunMount, parse_mount
-from builder.ops.run import RunAction, WorkdirAction
 from builder.plan.copy import handle_copy, stage_index
 from builder.plan.handler_base import Outcome, PlanContext, expand_in, fail
 from builder.plan.healthcheck import health_config, history_text
+from builder.plan.mounts import parse_mount
 from builder.plan.pathcheck import nul_problem
-from builder.plan.state import DEFAULT_HOSTNAME, StageState, proxy_env, run_env
+from builder.plan.specs import DEFAULT_HOSTNAME, MountSpec, RunSpec, WorkdirSpec
+from builder.plan.state import StageState, proxy_env, run_env
 
 _fail = fail
 _expand = expand_in
@@ -61,7 +61,7 @@ def _run_heredocs(instr: ins.Run) -> tuple[tuple[str, ...], tuple[tuple[str, str
     return (f"{line}\n{bodies}",), ()
 
 
-def _mounts(state: StageState, instr: ins.Run, ctx: PlanContext) -> tuple[RunMount, ...]:
+def _mounts(state: StageState, instr: ins.Run, ctx: PlanContext) -> tuple[MountSpec, ...]:
     def stage_ref(ref: str) -> int:
         return stage_index(ref, ctx, instr)
 
@@ -104,7 +104,7 @@ def handle_run(state: StageState, instr: ins.Run, ctx: PlanContext) -> Outcome:
     args = command if scripts else _command(state, command, instr.shell_form)
     proxies = proxy_env(ctx.build_args)
     key_env = tuple(sorted((k, v) for k, v in state.arg_values.items()))
-    action = RunAction(
+    spec = RunSpec(
         args=args,
         env=run_env(state, proxies),
         key_env=tuple(sorted({**dict(key_env), **state.expansion_env()}.items())),
@@ -113,7 +113,7 @@ def handle_run(state: StageState, instr: ins.Run, ctx: PlanContext) -> Outcome:
         network=network,
         text=" ".join(instr.command) if instr.shell_form else json.dumps(list(instr.command)),
         scripts=scripts,
-        run_mounts=mounts,
+        mounts=mounts,
         privileged=insecure,
         hostname=ctx.build_args.get("BUILDKIT_SANDBOX_HOSTNAME") or DEFAULT_HOSTNAME,
     )
@@ -128,7 +128,7 @@ def handle_run(state: StageState, instr: ins.Run, ctx: PlanContext) -> Outcome:
         key_text += " security=insecure"
     if mounts:
         key_text += " " + " ".join(m.describe() for m in mounts)
-    return Outcome(state, action, created_by, key_text)
+    return Outcome(state, spec, created_by, key_text)
 
 
 def handle_env(state: StageState, instr: ins.Env, ctx: PlanContext) -> Outcome:
@@ -161,8 +161,8 @@ def handle_workdir(state: StageState, instr: ins.Workdir, ctx: PlanContext) -> O
     state = state.with_config(working_dir=full)
     if full == "/":  # BuildKit makes no mkdir, so no layer, for the root
         return _meta(state, f"WORKDIR {full}")
-    action = WorkdirAction(full, state.config.user)
-    return Outcome(state, action, f"WORKDIR {full}", f"WORKDIR {full} user={state.config.user}")
+    spec = WorkdirSpec(full, state.config.user)
+    return Outcome(state, spec, f"WORKDIR {full}", f"WORKDIR {full} user={state.config.user}")
 
 
 def handle_user(state: StageState, instr: ins.User, ctx: PlanContext) -> Outcome:
@@ -339,7 +339,7 @@ def apply(state: StageState, instr: ins.Instruction, ctx: PlanContext) -> Outcom
         outcome: Outcome = handler(state, instr, ctx)
     except BuildError as exc:
         raise exc.located(instr.location.file, instr.location.line) from None
-    if problem := nul_problem(outcome.action):
+    if problem := nul_problem(outcome.spec):
         keyword = type(instr).__name__.upper()
         raise _fail(
             instr,

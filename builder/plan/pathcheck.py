@@ -10,34 +10,32 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
-from builder.ops.copy import CopyAction
-from builder.ops.run import Action, RunAction, WorkdirAction
+from builder.plan.specs import CopySpec, RunSpec, Spec, WorkdirSpec
 
 
-def nul_problem(action: Action | None) -> str | None:
-    """What in ``action`` holds a NUL byte (e.g. "the destination '/a\\x00b'"), or None."""
-    if action is None:
+def nul_problem(spec: Spec | None) -> str | None:
+    """What in ``spec`` holds a NUL byte (e.g. "the destination '/a\\x00b'"), or None."""
+    if spec is None:
         return None
-    for what, text in _strings(action):
+    for what, text in _strings(spec):
         if "\0" in text:
             return f"{what} {_shown(text)}"
     return None
 
 
-def _strings(action: Action) -> Iterator[tuple[str, str]]:
-    if isinstance(action, CopyAction):
-        yield from (("the source", s) for s in action.sources)
-        if action.remote is not None:
-            yield from (("the source", r.source) for r in action.remote.entries)
-        yield "the destination", action.dest
-        yield from (("the heredoc name", name) for name, _ in action.heredocs)
-    elif isinstance(action, WorkdirAction):
-        yield "the working directory", action.path
-    elif isinstance(action, RunAction):
-        yield "the working directory", action.cwd
-        yield from (("the command", arg) for arg in action.args)
-        yield from (("the environment entry", entry) for entry in action.env)
-        for mount in action.run_mounts:
+def _strings(spec: Spec) -> Iterator[tuple[str, str]]:
+    if isinstance(spec, CopySpec):
+        yield from (("the source", s) for s in spec.sources)
+        yield from (("the source", r.source) for r in spec.remote)
+        yield "the destination", spec.dest
+        yield from (("the heredoc name", name) for name, _ in spec.heredocs)
+    elif isinstance(spec, WorkdirSpec):
+        yield "the working directory", spec.path
+    elif isinstance(spec, RunSpec):
+        yield "the working directory", spec.cwd
+        yield from (("the command", arg) for arg in spec.args)
+        yield from (("the environment entry", entry) for entry in spec.env)
+        for mount in spec.mounts:
             yield f"the --mount=type={mount.kind} target", mount.target
             yield f"the --mount=type={mount.kind} source", mount.source
             yield f"the --mount=type={mount.kind} id", mount.id

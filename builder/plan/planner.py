@@ -13,68 +13,35 @@ from dataclasses import dataclass, replace
 
 from builder.errors import BuildError, DockerfileError
 from builder.frontend import instructions as ins
+from builder.frontend.builtin_args import BUILTIN_ARGS, PLATFORM_ARGS
 from builder.frontend.checks.directive import check_warnings
 from builder.frontend.expand import expand_word
 from builder.frontend.onbuild import trigger_instructions
 from builder.frontend.suggest import did_you_mean
-from builder.ops.run import Action, CopyAction, RunAction
 from builder.plan.facts import check_facts
 from builder.plan.handlers import PlanContext, apply
-from builder.plan.state import BUILTIN_ARGS, DEFAULT_PATH, PLATFORM_ARGS, StageState, set_env
+from builder.plan.specs import CopySpec, RunSpec
+from builder.plan.stages import BaseImage, Plan, PlannedStep, StagePlan
+from builder.plan.state import DEFAULT_PATH, StageState, set_env
 from builder.plan.stepnumbers import step_numbers
-from cache.images import StoredImage
-from cache.oci import ContainerConfig, ImageConfig
+from cache.oci import ImageConfig
 
+# The plan types are part of what planning returns: importable from here as well.
+__all__ = [
+    "MAX_EPOCH",
+    "BaseImage",
+    "ImageResolver",
+    "Plan",
+    "PlanRequest",
+    "PlannedStep",
+    "StagePlan",
+    "check_epoch",
+    "declared_epoch",
+    "make_plan",
+    "source_date_epoch",
+]
 
-@dataclass(frozen=True)
-class PlannedStep:
-    """One instruction of a stage, expanded, with the config it leaves behind."""
-
-    id: str  # "<dockerfile>#<stage>#<position>": the same step across builds
-    stage: int
-    position: int
-    instruction: ins.Instruction
-    action: Action | None
-    created_by: str
-    key_text: str
-    config: ContainerConfig
-
-    @property
-    def title(self) -> str:
-        return self.instruction.original
-
-
-@dataclass(frozen=True)
-class StagePlan:
-    index: int
-    name: str | None
-    base_name: str  # "scratch", an image name, or "stage:<index>"
-    base_stage: int | None
-    base_image: StoredImage | None
-    base_config: ImageConfig
-    steps: tuple[PlannedStep, ...]
-    deps: frozenset[int]
-    triggers: int = 0  # the first steps that are the base image's ONBUILD triggers
-    only_stage: bool = False  # the Dockerfile has this stage alone (no name in progress)
-    numbers: tuple[int, ...] = ()  # each step's number in progress (builder.plan.stepnumbers)
-    total: int = 0  # the stage's step count in progress
-
-    @property
-    def label(self) -> str:
-        return self.name or f"stage-{self.index}"
-
-
-@dataclass(frozen=True)
-class Plan:
-    stages: tuple[StagePlan, ...]  # only those the target needs, dependencies first
-    target: int
-    warnings: tuple[str, ...]
-
-    def stage(self, index: int) -> StagePlan:
-        return next(s for s in self.stages if s.index == index)
-
-
-ImageResolver = Callable[[str, ins.From], StoredImage]
+ImageResolver = Callable[[str, ins.From], BaseImage]
 MAX_EPOCH = 253402300799  # 9999-12-31T23:59:59Z
 
 
@@ -270,7 +237,7 @@ def _plan_stage(
     if stage.base.platform:
         _check_platform(stage.base, meta_args, df.escape)
     base_stage = names.get(base_name.lower())
-    base_image: StoredImage | None = None
+    base_image: BaseImage | None = None
     if base_stage is not None and base_stage < stage.index:
         base_config = _stage_result_config(planned[base_stage])
         base_label = f"stage:{base_stage}"
@@ -308,18 +275,18 @@ def _plan_stage(
     for position, instr in enumerate(instructions, start=1):
         outcome = apply(state, instr, ctx)
         state = outcome.state
-        action = outcome.action
-        if isinstance(action, CopyAction) and action.from_stage is not None:
-            deps.add(action.from_stage)
-        if isinstance(action, RunAction):
-            deps.update(m.from_stage for m in action.run_mounts if m.from_stage is not None)
+        spec = outcome.spec
+        if isinstance(spec, CopySpec) and spec.from_stage is not None:
+            deps.add(spec.from_stage)
+        if isinstance(spec, RunSpec):
+            deps.update(m.from_stage for m in spec.mounts if m.from_stage is not None)
         steps.append(
             PlannedStep(
                 id=f"{df.file}#{stage.index}#{position}",
                 stage=stage.index,
                 position=position,
                 instruction=instr,
-                action=action,
+                spec=spec,
                 created_by=outcome.created_by,
                 key_text=outcome.key_text,
                 config=state.config,
@@ -327,7 +294,7 @@ def _plan_stage(
         )
     triggers_count = len(instructions) - len(stage.instructions)
     numbers, total = step_numbers(
-        [(s.instruction, s.action) for s in steps], triggers_count, base_image is not None
+        [(s.instruction, s.spec) for s in steps], triggers_count, base_image is not None
     )
     return StagePlan(
         stage.index,

@@ -14,21 +14,21 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from builder.frontend import instructions as ins
-from builder.ops.run import Action
+from builder.plan.specs import Spec
 
 _COUNTED = (ins.Run, ins.Copy, ins.Workdir)  # Copy includes Add
 
 
 def step_numbers(
-    steps: Sequence[tuple[ins.Instruction, Action | None]], triggers: int, from_image: bool
+    steps: Sequence[tuple[ins.Instruction, Spec | None]], triggers: int, from_image: bool
 ) -> tuple[tuple[int, ...], int]:
     """(the number shown for each step, the stage's total); ``steps`` are the stage's
-    (instruction, action) pairs, its first ``triggers`` the base image's ONBUILD ones."""
+    (instruction, spec) pairs, its first ``triggers`` the base image's ONBUILD ones."""
     total = int(from_image) + triggers
     total += sum(1 for i, _ in steps[triggers:] if isinstance(i, _COUNTED))
     numbers: list[int] = []
     number = int(from_image)
-    for _, action in steps:
-        number += action is not None
+    for _, spec in steps:
+        number += spec is not None
         numbers.append(number)
     return tuple(numbers), total

@@ -39,9 +39,9 @@ from builder.frontend import instructions as ins
 from builder.frontend.signals import parse_signal
 from builder.images.names import normalize
 from builder.ops.sources.add import extract_archive
-from builder.ops.sources.http import check_url
 from builder.plan.healthcheck import parse_duration_ns
 from builder.plan.planner import ImageResolver, PlanRequest, make_plan, source_date_epoch
+from builder.plan.remote import check_url
 from builder.run.container_spec import parse_resources
 from cache.digest import sha256_bytes
 from cache.distribution.reference import parse_reference

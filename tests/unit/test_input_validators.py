@@ -10,10 +10,10 @@ import pytest
 
 from builder.errors import BuildError, DockerfileError, UsageError
 from builder.frontend.signals import parse_signal
-from builder.ops.mounts import parse_mount
-from builder.ops.sources.http import check_url
 from builder.plan.healthcheck import MAX_DURATION_NS, parse_duration_ns
+from builder.plan.mounts import parse_mount
 from builder.plan.planner import MAX_EPOCH, check_epoch, source_date_epoch
+from builder.plan.remote import check_url
 from builder.run.container_spec import parse_resources
 from cache.extract import extract_layer
 from cache.oci import MEDIA_OCI_LAYER, Descriptor

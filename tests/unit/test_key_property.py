@@ -2,7 +2,7 @@
 reads is unchanged in what counts (path, type, mode, owner, link target, content).
 
 Random edits (see test_key_property_model.py) are applied to a small context; after
-each, the real key functions (BuildContext.fingerprint via CopyAction.key_inputs, then
+each, the real key functions (BuildContext.fingerprint via builder.ops.copy.key_inputs, then
 cache.keys.step_key) are compared with an oracle written without builder.ops.context. A
 miss must also be explained by naming only files that really changed.
 """
@@ -18,9 +18,10 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 
 import builder.ops.context
+from builder.ops import copy
+from builder.ops.base import ExecContext
 from builder.ops.context import BuildContext, ContextEntry
-from builder.ops.copy import CopyAction
-from builder.ops.run import ExecContext
+from builder.plan.specs import CopySpec
 from cache.keys import KeyInputs, explain_miss, step_key
 from tests.unit.test_key_property_model import (
     SOURCES,
@@ -42,9 +43,9 @@ _SETTINGS = settings(
 
 
 def _inputs(root: Path, source: str) -> KeyInputs:
-    action = CopyAction(sources=(source,), dest="/dst/", from_stage=None, chown=None, chmod=None)
+    spec = CopySpec(sources=(source,), dest="/dst/", from_stage=None, chown=None, chmod=None)
     ctx = ExecContext(BuildContext(root), sandbox=None, scratch=root)  # type: ignore[arg-type]
-    return action.key_inputs(_PARENT, f"COPY {source} /dst/", ctx)
+    return copy.key_inputs(spec, _PARENT, f"COPY {source} /dst/", ctx)
 
 
 def _file_names(reasons: list[str]) -> set[str]:

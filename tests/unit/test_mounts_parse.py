@@ -9,7 +9,6 @@ from pathlib import Path
 import pytest
 
 from builder.errors import DockerfileError, UsageError
-from builder.ops.mounts import RunMount, parse_mount
 from builder.ops.secrets import (
     agent_relay,
     parse_allow,
@@ -17,6 +16,8 @@ from builder.ops.secrets import (
     parse_ssh_flag,
     read_secret,
 )
+from builder.plan.mounts import parse_mount
+from builder.plan.specs import MountSpec
 
 
 def _no_stage(ref: str) -> int:
@@ -25,7 +26,7 @@ def _no_stage(ref: str) -> int:
 
 def test_cache_mount_defaults_follow_buildkit() -> None:
     mount = parse_mount("type=cache,target=/root/.cache/", _no_stage)
-    assert mount == RunMount("cache", "/root/.cache", readonly=False, id="/root/.cache")
+    assert mount == MountSpec("cache", "/root/.cache", readonly=False, id="/root/.cache")
     assert (mount.sharing, mount.mode, mount.uid, mount.gid) == ("shared", 0o755, 0, 0)
 
 

@@ -20,7 +20,7 @@ def _labels(text: str, triggers: tuple[str, ...] = ()) -> list[str]:
         return StoredImage(sha256_bytes(b"m" + name.encode()), manifest, config, config_digest)
 
     plan = make_plan(PlanRequest(parse_dockerfile(text), {}, None, "host"), resolve)
-    return [step_label(s, step) for s in plan.stages for step in s.steps if step.action]
+    return [step_label(s, step) for s in plan.stages for step in s.steps if step.spec]
 
 
 def test_a_single_stage_is_numbered_without_a_name_and_from_an_image_counts_first() -> None:

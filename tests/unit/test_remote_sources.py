@@ -5,9 +5,8 @@ from __future__ import annotations
 import pytest
 
 from builder.errors import BuildError
-from builder.ops.sources.add import remote_source
-from builder.ops.sources.git import GitRef, parse_git_ref
-from builder.ops.sources.http import UNNAMED, check_checksum, redact, url_filename
+from builder.ops.sources.http import UNNAMED, url_filename
+from builder.plan.remote import GitRef, check_checksum, parse_git_ref, redact, remote_source
 
 
 @pytest.mark.parametrize(

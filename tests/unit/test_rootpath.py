@@ -9,7 +9,8 @@ from pathlib import Path
 import pytest
 
 from builder.errors import BuildError
-from builder.ops.rootpath import clean, make_dirs, resolve_in_root
+from builder.ops.rootpath import make_dirs, resolve_in_root
+from builder.plan.paths import clean
 
 
 @pytest.mark.parametrize(

@@ -10,8 +10,8 @@ import pytest
 
 from builder.errors import BuildCancelled
 from builder.images.store import Storage
+from builder.ops.base import ExecContext
 from builder.ops.context import BuildContext
-from builder.ops.run import ExecContext
 from builder.solve import SolveOptions, Solver
 from runtime.spec import ContainerSpec, RunResult
 from tests.unit.test_solve_fake_sandbox import Quiet, plan_of

@@ -10,8 +10,8 @@ import pytest
 from builder.errors import BuildError
 from builder.frontend.dockerfile import parse_dockerfile
 from builder.images.store import Storage
+from builder.ops.base import ExecContext
 from builder.ops.context import BuildContext
-from builder.ops.run import ExecContext
 from builder.plan.planner import Plan, PlannedStep, PlanRequest, StagePlan, make_plan
 from builder.solve import SolveOptions, Solver, StepResult
 from runtime.spec import ContainerSpec, RunResult

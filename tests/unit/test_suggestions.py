@@ -9,7 +9,7 @@ import pytest
 from builder.errors import BuildError
 from builder.frontend import instructions as ins
 from builder.frontend.dockerfile import parse_dockerfile
-from builder.ops.mounts import parse_mount
+from builder.plan.mounts import parse_mount
 from builder.plan.planner import PlanRequest, make_plan
 from cache.images import StoredImage
 

@@ -14,10 +14,10 @@ from collections.abc import Collection, Mapping
 
 from builder.errors import DockerfileError
 from builder.frontend import instructions as ins
+from builder.frontend.builtin_args import PLATFORM_ARGS
 from builder.frontend.checks.rules import Finding, Rule
 from builder.frontend.expand import expand_word_tracked
 from builder.frontend.stages import stage_tree
-from builder.plan.state import PLATFORM_ARGS
 from cache.distribution.errors import InvalidReference
 from cache.distribution.reference import parse_reference
 

@@ -1,14 +1,11 @@
-"""ADD's own sources: local tar archives (extracted), http(s) URLs and git repositories.
+"""ADD's local tar archives: which sources are archives, and extracting them.
 
 BuildKit unpacks a local source when its content is a tar, plain or compressed with
 gzip, bzip2, xz or zstd (the file name does not matter); anything else is copied as a
 file. Extraction stays inside the rootfs: member paths are cleaned (``..`` cannot climb
 above the root) and symlinks already in the rootfs are resolved inside it.
 
-Remote sources (``RemoteSources``) are keyed by what they hold, as BuildKit keys them: a
-URL by its ``--checksum`` or else by the digest (and Last-Modified time) of a download
-made while keying, which the step then reuses; a git source by the commit its ref
-resolves to, its subdir and ``--keep-git-dir``. Remote files are never extracted.
+URL and git sources are ``builder.ops.sources.remote``; they are never extracted.
 """
 
 from __future__ import annotations
@@ -18,26 +15,20 @@ import posixpath
 import shutil
 import stat
 import tarfile
-import tempfile
-import threading
-import weakref
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO
 
 import zstandard
 
 from builder.errors import BuildError
-from builder.ops.copyfiles import SourceItem, replace_entry, walk_tree
-from builder.ops.rootpath import clean, make_dirs, resolve_in_root
-from builder.ops.sources import http as remote
-from builder.ops.sources.git import GitRef, checkout, parse_git_ref, resolve_commit
+from builder.ops.copyfiles import replace_entry
+from builder.ops.rootpath import make_dirs, resolve_in_root
+from builder.plan.paths import clean
 from cache.errors import is_disk_full
 from cache.layers import Compression, detect_compression, open_decompressed
 from cache.tarcheck import UnsafeTarEntry, check_member
-from fstree.tree import remove_tree
 
 
 @contextmanager
@@ -158,111 +149,3 @@ def _write(tar: tarfile.TarFile, member: tarfile.TarInfo, host: Path) -> None:
     with open(fd, "wb") as out:
         if source is not None:
             shutil.copyfileobj(source, out, 1 << 20)
-
-
-@dataclass(frozen=True)
-class RemoteSource:
-    """One ADD source that is not in the context: a URL (``git`` None) or a git repo."""
-
-    source: str  # as written, after expansion
-    git: GitRef | None
-    checksum: str | None = None
-    keep_git_dir: bool = False
-
-
-def remote_source(source: str, checksum: str | None, keep_git_dir: bool) -> RemoteSource | None:
-    """``source`` as a RemoteSource, or None when it is a local path.
-
-    A URL that does not parse (``http://[::1``, a port out of range) is a BuildError."""
-    if remote.is_url(source):
-        remote.check_url(source)
-    git = parse_git_ref(source)
-    if git is not None:
-        return RemoteSource(source, git, checksum, keep_git_dir)
-    if remote.is_url(source):
-        return RemoteSource(source, None, checksum)
-    return None
-
-
-class _Fetches:
-    """What keying learnt (downloads, resolved commits), reused when the step runs.
-
-    Per action, shared by its key and execute calls (which may run on several threads);
-    downloads live in a private temp dir removed when this object goes away.
-    """
-
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self._files: dict[str, remote.Fetched] = {}
-        self._commits: dict[str, str] = {}
-        self._dirs: list[str] = []
-        weakref.finalize(self, _remove_dirs, self._dirs)
-
-    def download(self, src: RemoteSource, scratch: Path) -> remote.Fetched:
-        with self._lock:
-            known = self._files.get(src.source)
-            if known is not None and known.path.exists():
-                return known
-            folder = Path(tempfile.mkdtemp(prefix="remote-", dir=scratch))
-            self._dirs.append(str(folder))
-            # A file fetched again must be the one the key was made from.
-            expected = known.digest if known is not None else src.checksum
-            fetched = remote.fetch(src.source, folder, expected)
-            self._files[src.source] = fetched
-            return fetched
-
-    def commit(self, src: RemoteSource, git: GitRef) -> str:
-        with self._lock:
-            if src.source not in self._commits:
-                self._commits[src.source] = resolve_commit(git)
-            return self._commits[src.source]
-
-
-def _remove_dirs(dirs: list[str]) -> None:
-    for folder in dirs:
-        remove_tree(folder, ignore_errors=True)
-
-
-@dataclass(frozen=True)
-class RemoteSources:
-    """ADD's URL and git sources: their key pairs and the items they copy."""
-
-    entries: tuple[RemoteSource, ...]
-    _fetches: _Fetches = field(default_factory=_Fetches, compare=False, repr=False)
-
-    def key_pairs(self, scratch: Path) -> tuple[tuple[str, str], ...]:
-        """(name, identity) per source; may download or ask a git remote (see module doc)."""
-        pairs = []
-        for src in self.entries:
-            if src.git is not None:
-                commit = self._fetches.commit(src, src.git)
-                keep = "keep-git-dir" if src.keep_git_dir else "no-git-dir"
-                value = f"{commit}:{src.git.subdir} {keep}"
-                pairs.append((f"git:{remote.redact(src.git.remote)}", value))
-            elif src.checksum is not None:
-                pairs.append((f"url:{remote.redact(src.source)}", src.checksum))
-            else:
-                fetched = self._fetches.download(src, scratch)
-                value = f"{fetched.digest} mtime={fetched.mtime}"
-                pairs.append((f"url:{remote.redact(src.source)}", value))
-        return tuple(pairs)
-
-    def items(self, scratch: Path) -> list[SourceItem]:
-        """The sources as copy items, staged under ``scratch``."""
-        out = []
-        for i, src in enumerate(self.entries):
-            folder = scratch / f"remote-{i}"
-            if src.git is not None:
-                commit = self._fetches.commit(src, src.git)
-                top = checkout(src.git, commit, folder, keep_git_dir=src.keep_git_dir)
-                os.chmod(top, 0o755)
-                out.append(SourceItem(name=top.name, path=top, entries=tuple(walk_tree(top))))
-                continue
-            fetched = self._fetches.download(src, scratch)
-            folder.mkdir()
-            path = folder / remote.url_filename(src.source)
-            shutil.copyfile(fetched.path, path)
-            os.chmod(path, remote.REMOTE_MODE)
-            os.utime(path, (fetched.mtime, fetched.mtime))
-            out.append(SourceItem(name=path.name, path=path, entries=(("", path),)))
-        return out

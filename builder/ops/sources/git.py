@@ -1,14 +1,9 @@
-"""ADD of git repositories: parse the reference, resolve it to a commit, check it out.
+"""ADD of git repositories: resolve a reference to a commit, check it out.
 
-Forms (BuildKit's gitutil.ParseGitRef, plus local ``file://`` repositories):
-``https://host/repo.git#ref:subdir``, ``http://…/x.git``, ``git://…``, ``ssh://…``,
-``git@host:owner/repo.git``, ``file:///path/repo[.git]``. An http(s) URL is a git
-source only when its path ends in ``.git``. The fragment names a branch, tag or commit
-(default: the remote's HEAD) and, after a ``:``, a directory inside the repository.
-
-The ``git`` command does the work (it knows every transport, ssh keys and credential
-helpers); it never prompts. Resolving a ref runs ``git ls-remote``; a full 40-hex commit
-needs no resolution.
+The reference is parsed at plan time (``builder.plan.remote``). The ``git`` command
+does the work (it knows every transport, ssh keys and credential helpers); it never
+prompts. Resolving a ref runs ``git ls-remote``; a full 40-hex commit needs no
+resolution.
 """
 
 from __future__ import annotations
@@ -17,40 +12,14 @@ import os
 import posixpath
 import re
 import subprocess
-import urllib.parse
-from dataclasses import dataclass
 from pathlib import Path
 
 from builder.errors import BuildError
+from builder.plan.remote import GitRef
 from fstree.tree import remove_tree
 
-_SCP_LIKE = re.compile(r"[\w.-]+@[\w.-]+:(?!//)")
 _COMMIT = re.compile(r"[0-9a-f]{40}")
 _TIMEOUT = 600.0
-
-
-@dataclass(frozen=True)
-class GitRef:
-    """A parsed git source: the remote to clone, the ref (may be empty) and subdir."""
-
-    remote: str
-    ref: str
-    subdir: str
-
-
-def parse_git_ref(source: str) -> GitRef | None:
-    """The git reference ``source`` names, or None when it is not a git source."""
-    remote, _, fragment = source.partition("#")
-    lowered = remote.lower()
-    if lowered.startswith(("http://", "https://")):
-        if not urllib.parse.urlsplit(remote).path.endswith(".git"):
-            return None
-    elif not (
-        lowered.startswith(("git://", "ssh://", "file://", "git@")) or _SCP_LIKE.match(remote)
-    ):
-        return None
-    ref, _, subdir = fragment.partition(":")
-    return GitRef(remote, ref, subdir)
 
 
 def _git(args: list[str], *, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:

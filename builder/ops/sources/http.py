@@ -4,24 +4,24 @@ BuildKit's rules (source/http and dockerfile2llb): the file is named after the l
 element of the URL path (``__unnamed__`` when there is none), written 0600, with the
 ``Last-Modified`` header as its mtime (the Unix epoch when the header is missing or
 unparsable), and never extracted even when it is a tar. ``--checksum=sha256:<hex>`` pins
-the content: a download with another digest fails.
+the content: a download with another digest fails. Telling URLs apart from other
+sources is plan-time work (``builder.plan.remote``).
 """
 
 from __future__ import annotations
 
 import os
 import posixpath
-import re
 import urllib.parse
 from dataclasses import dataclass
 from pathlib import Path
 
 from builder.errors import BuildError
 from cache.digest import Sha256
+from builder.plan.remote import redact
 
 REMOTE_MODE = 0o600  # BuildKit's default permission for a downloaded file
 UNNAMED = "__unnamed__"
-_CHECKSUM = re.compile(r"sha256:[0-9a-f]{64}")
 _CHUNK = 1 << 20
 _TIMEOUT = (30.0, 10.0)  # seconds: a read, a connect
 
@@ -35,61 +35,12 @@ class Fetched:
     mtime: int  # seconds since the epoch
 
 
-def is_url(source: str) -> bool:
-    """True for an http(s) URL (git URLs are checked first by the caller)."""
-    lowered = source.lower()
-    return lowered.startswith("http://") or lowered.startswith("https://")
-
-
-def check_url(url: str) -> None:
-    """BuildError unless ``url`` parses as an http(s) URL with a host and a valid port."""
-    try:
-        parts = urllib.parse.urlsplit(url)
-        port = parts.port  # parsed lazily: an out-of-range port raises only here
-    except ValueError as exc:
-        raise BuildError(
-            f"invalid URL {redact(url)!r}: {exc}",
-            hint="check the brackets around an IPv6 address and the port (1-65535)",
-        ) from None
-    problem = "no host" if not parts.hostname else "port 0" if port == 0 else None
-    if problem:
-        raise BuildError(
-            f"invalid URL {redact(url)!r}: {problem}", hint="write http(s)://HOST[:PORT]/PATH"
-        )
-
-
 def url_filename(url: str) -> str:
     """The name BuildKit gives a downloaded file: the URL path's last element."""
     path = urllib.parse.urlsplit(url).path
     base = posixpath.basename(path.rstrip("/")) if path not in ("", "/") else ""
     base = urllib.parse.unquote(base)
     return base if base not in ("", ".", "..") and "/" not in base else UNNAMED
-
-
-def check_checksum(value: str) -> str:
-    """``value`` when it is ``sha256:<64 lowercase hex>``, else BuildError."""
-    if not _CHECKSUM.fullmatch(value):
-        raise BuildError(
-            f"invalid --checksum={value}",
-            hint="write it as sha256:<64 hex digits>, e.g. the output of `sha256sum FILE`",
-        )
-    return value
-
-
-def redact(url: str) -> str:
-    """The URL without a password, for messages and history."""
-    if "@" not in url or "://" not in url:
-        return url
-    try:
-        parts = urllib.parse.urlsplit(url)
-        if parts.password is None:
-            return url
-    except ValueError:
-        return url
-    netloc = f"{parts.username}:xxxxx@{parts.hostname}"
-    if parts.port is not None:
-        netloc += f":{parts.port}"
-    return urllib.parse.urlunsplit(parts._replace(netloc=netloc))
 
 
 def fetch(url: str, folder: Path, checksum: str | None = None) -> Fetched:
