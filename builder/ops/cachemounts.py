@@ -26,8 +26,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from builder.errors import BuildError
-from cache.digest import sha256_bytes
 from builder.plan.specs import SHARING_MODES, MountSpec
+from cache.digest import sha256_bytes
 from fstree.tree import remove_tree
 
 CACHE_DIR_NAME = "cachemounts"

@@ -21,8 +21,8 @@ from pathlib import Path
 
 from builder.errors import BuildError
 from builder.ops.stagetree import StageNode, StageTree
-from cache.digest import sha256_bytes
 from builder.plan.paths import clean
+from cache.digest import sha256_bytes
 from cache.fscache import FileHasher
 from cache.keys import Pairs, file_record
 

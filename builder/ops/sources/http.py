@@ -17,8 +17,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from builder.errors import BuildError
-from cache.digest import Sha256
 from builder.plan.remote import redact
+from cache.digest import Sha256
 
 REMOTE_MODE = 0o600  # BuildKit's default permission for a downloaded file
 UNNAMED = "__unnamed__"
