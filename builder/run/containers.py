@@ -30,7 +30,6 @@ if TYPE_CHECKING:
     from builder.run.container_spec import Prepared, RunRequest
     from cache.leases import Lease
 
-CONTAINER_COMMANDS = ("ps", "logs", "stop", "rm", "bundle")
 START_TIMEOUT = 20.0
 SETTLE_TIME = 1.0
 _REPO_PARENT = str(Path(__file__).resolve().parent.parent)
