@@ -31,7 +31,7 @@ class Command:
 
 _IMAGES = "builder.cli.images"
 _RUN = "builder.cli.run"
-_CONTAINERS = "builder.run.containers"
+_CONTAINERS = "builder.cli.containers"
 _REGISTRY = "builder.cli.registry_commands"
 # In the order --help lists them.
 COMMANDS: dict[str, Command] = {
@@ -59,16 +59,22 @@ COMMANDS: dict[str, Command] = {
         f"{_IMAGES}:cmd_inspect",
         f"{_IMAGES}:add_inspect",
     ),
-    "ps": Command("list containers (running; -a: all)", f"{_CONTAINERS}:cmd_ps", f"{_RUN}:add_ps"),
-    "logs": Command("show a container's output", f"{_CONTAINERS}:cmd_logs", f"{_RUN}:add_logs"),
-    "stop": Command(
-        "stop containers: STOPSIGNAL, then SIGKILL", f"{_CONTAINERS}:cmd_stop", f"{_RUN}:add_stop"
+    "ps": Command(
+        "list containers (running; -a: all)", f"{_CONTAINERS}:cmd_ps", f"{_CONTAINERS}:add_ps"
     ),
-    "rm": Command("remove stopped containers", f"{_CONTAINERS}:cmd_rm", f"{_RUN}:add_rm"),
+    "logs": Command(
+        "show a container's output", f"{_CONTAINERS}:cmd_logs", f"{_CONTAINERS}:add_logs"
+    ),
+    "stop": Command(
+        "stop containers: STOPSIGNAL, then SIGKILL",
+        f"{_CONTAINERS}:cmd_stop",
+        f"{_CONTAINERS}:add_stop",
+    ),
+    "rm": Command("remove stopped containers", f"{_CONTAINERS}:cmd_rm", f"{_CONTAINERS}:add_rm"),
     "bundle": Command(
         "write an OCI runtime bundle (config.json, rootfs/)",
         f"{_CONTAINERS}:cmd_bundle",
-        f"{_RUN}:add_bundle",
+        f"{_CONTAINERS}:add_bundle",
     ),
     "cache": Command(
         "measure, prune and verify the build cache",

@@ -1,17 +1,19 @@
-"""``pybuild run`` and the container commands (ps, logs, stop, rm, bundle): their flags.
-
-``cmd_run`` runs a container in the foreground; ``builder.run.containers`` runs the
-detached ones, the runc ones, and the container commands.
-"""
+"""``pybuild run``: a container from an image, in the foreground, detached (``-d``) or
+under runc (``--runtime runc``)."""
 
 from __future__ import annotations
 
 import argparse
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from builder.cli.progress import print_error
+from builder.cli.progress import print_error, print_line
 from builder.cli.store import open_store
+from builder.errors import UsageError
 from builder.process import enter_private_mounts
+
+if TYPE_CHECKING:
+    from builder.run.container_spec import RunRequest
 
 
 def add_run(p: argparse.ArgumentParser) -> None:
@@ -134,9 +136,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     )
     enter_private_mounts()
     if args.detach or args.runtime == "runc":
-        from builder.run.containers import run_other_ways
-
-        return run_other_ways(args, request)
+        return _run_other_ways(args, request)
     with open_store(args) as storage:  # run_image keeps its layers from prune (a lease)
         result = run_image(storage, request)
     if result.error:
@@ -144,26 +144,25 @@ def cmd_run(args: argparse.Namespace) -> int:
     return result.exit_code
 
 
-def add_ps(p: argparse.ArgumentParser) -> None:
-    p.add_argument("-a", "--all", action="store_true", help="also stopped containers")
+def _run_other_ways(args: argparse.Namespace, request: RunRequest) -> int:
+    """``run -d`` (prints the container's id) and ``run --runtime runc``."""
+    from builder.run.containers import records, run_with_runc, start_detached
 
-
-def add_logs(p: argparse.ArgumentParser) -> None:
-    p.add_argument("-f", "--follow", action="store_true", help="keep following the output")
-    p.add_argument("container", metavar="ID|NAME")
-
-
-def add_stop(p: argparse.ArgumentParser) -> None:
-    p.add_argument("-t", "--time", type=float, default=10, help="seconds before SIGKILL")
-    p.add_argument("containers", nargs="+", metavar="ID|NAME")
-
-
-def add_rm(p: argparse.ArgumentParser) -> None:
-    p.add_argument("-f", "--force", action="store_true", help="kill a running one first")
-    p.add_argument("containers", nargs="+", metavar="ID|NAME")
-
-
-def add_bundle(p: argparse.ArgumentParser) -> None:
-    p.add_argument("image", metavar="IMAGE")
-    p.add_argument("dir", metavar="DIR")
-    p.add_argument("command", nargs=argparse.REMAINDER, help="command (default: CMD)")
+    with open_store(args) as storage:
+        if args.detach and (args.tty or args.interactive):
+            raise UsageError(
+                "-d with -i/-t is not supported: pybuild cannot attach to a container later",
+                hint="drop -i/-t to run it in the background, or -d to run it here",
+            )
+        if args.name and any(r.name == args.name for r in records(storage.root)):
+            raise UsageError(
+                f"the container name {args.name!r} is already in use",
+                hint=f"remove it with `pybuild rm {args.name}` or choose another --name",
+            )
+        if args.runtime == "runc" and args.detach:
+            raise UsageError("--runtime runc runs in the foreground only (no -d)")
+        if args.runtime == "runc":
+            return run_with_runc(storage, request)
+        container_id = start_detached(storage, request, args.name, args.rm)
+    print_line(container_id, err=False)
+    return 0
