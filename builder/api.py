@@ -1,30 +1,50 @@
-"""One build, end to end: Dockerfile -> plan -> solve -> image in the store -> outputs."""
+"""Build an image from Python: ``build(BuildRequest(context=...), root=...)``.
+
+The embedding entry point; ``pybuild build`` is one caller of it. ``build`` does all a
+build needs around the solve: it enters a private mount namespace (and, as a non-root
+user, a user namespace as its root: rootless mode), cleans what killed builds left in
+the store, resolves base images with the request's pull policy, runs the build, writes
+its outputs (registry pushes and ``--cache-to`` included) and its metadata file. Errors
+are typed (``builder.errors``, ``cache.errors``, ``runtime.errors``); nothing here
+prints or exits.
+
+Progress goes to ``events`` (``builder.solve.Events``); an events object may also have
+``warning(message)`` (build checks, shown as warnings) and ``note(message)`` (status
+lines: pulls, pushes, cache exports, a store made private).
+
+SIGINT and SIGTERM cancel a build run on the main thread (``BuildInterrupted``).
+"""
 
 from __future__ import annotations
 
-import os
-import subprocess
+import sys
 import threading
 import time
 import uuid
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import TYPE_CHECKING, Literal
 
-from builder.errors import BuildError, DockerfileError
+from builder.dockerfiles import find_dockerfile, read_dockerfile
+from builder.errors import BuildError, UsageError
 from builder.exporters.cache_transfer import CacheSpec, export_caches, import_caches
 from builder.exporters.image import commit_image
 from builder.exporters.outputs import Output, write_output
+from builder.exporters.push_targets import PushPlan, push_plan
 from builder.frontend import instructions as ins
-from builder.frontend.dockerfile import parse_dockerfile
+from builder.images.names import normalize
 from builder.images.namedcontexts import NamedContext, resolve_context
-from builder.images.store import Storage
+from builder.images.store import Storage, default_root
 from builder.ops.base import ExecContext, Sandbox
 from builder.ops.context import BuildContext
 from builder.ops.rootpath import leads_out, resolve_beside
 from builder.ops.runsettings import RunSettings
 from builder.ops.secrets import BuildSecrets
-from builder.plan.planner import Plan, PlanRequest, make_plan
+from builder.outcome import BuildOutcome
+from builder.plan.planner import PlanRequest, make_plan
+from builder.process import enter_private_mounts
+from builder.registry.options import RemoteOptions
 from builder.solve import Events, SolveOptions, Solver, StepResult, count_sandbox_runs
 from cache.fscache import open_stat_cache
 from cache.gc import build_guard
@@ -32,10 +52,23 @@ from cache.images import StoredImage
 from cache.index import BuildRecord, BuildStep
 from runtime.spec import ContainerSpec, Resources, RunResult
 
+if TYPE_CHECKING:
+    from builder.plan.planner import PlannedStep, StagePlan
+
+__all__ = ["BuildOutcome", "BuildRequest", "Events", "PullPolicy", "build"]
+
+# How FROM finds a base image missing from the store: "missing" pulls it from its
+# registry, "always" re-resolves every base there once per build (--pull), "never"
+# uses the local store only.
+PullPolicy = Literal["never", "missing", "always"]
+
 
 @dataclass(frozen=True)
 class BuildRequest:
-    context: Path
+    """What to build. Every field but ``context`` has the ``pybuild build`` default;
+    ``tags`` are names as ``-t`` takes them (``hello`` is ``hello:latest``)."""
+
+    context: Path = Path(".")
     dockerfile: Path | None = None  # default: <context>/Dockerfile
     tags: tuple[str, ...] = ()
     build_args: tuple[tuple[str, str], ...] = ()
@@ -43,7 +76,7 @@ class BuildRequest:
     network: str = "host"
     outputs: tuple[Output, ...] = ()
     resources: Resources = field(default_factory=Resources)  # every RUN step's limits
-    solve: SolveOptions = field(default_factory=SolveOptions)
+    solve: SolveOptions = field(default_factory=SolveOptions)  # no_cache, jobs, epoch...
     # --secret/--ssh sources and --allow (never the secrets' bytes: they are read per RUN)
     secrets: BuildSecrets = field(default_factory=BuildSecrets)
     # --cache-from (imported before the solve) and --cache-to (exported after it)
@@ -54,35 +87,109 @@ class BuildRequest:
     run_settings: RunSettings = field(default_factory=RunSettings)  # --add-host, ...
     contexts: tuple[NamedContext, ...] = ()  # --build-context
     dockerfile_text: str | None = None  # -f -: the Dockerfile read from stdin
+    pull: PullPolicy = "missing"
+    push: bool = False  # --push: push the image to every tag's registry
+    remote: RemoteOptions = field(default_factory=RemoteOptions)  # registries, credentials
+    metadata_file: Path | None = None  # --metadata-file: the outcome as JSON
 
 
-@dataclass(frozen=True)
-class BuildOutcome:
-    image: StoredImage
-    plan: Plan
-    steps: tuple[StepResult, ...]
-    sandbox_runs: int
-    duration: float
-    build_id: str = ""  # the build's record in the index
+class _Silent:
+    """The events of a build nobody watches."""
 
-    @property
-    def cached_steps(self) -> int:
-        return sum(1 for s in self.steps if s.cached)
+    def step_started(self, stage: StagePlan, step: PlannedStep) -> None:
+        return None
 
-    @property
-    def time_saved(self) -> float:
-        """Seconds the hits saved: what those steps took when they ran."""
-        return sum(s.saved for s in self.steps if s.cached)
+    def step_log(self, step: PlannedStep, line: str) -> None:
+        return None
 
-    @property
-    def bytes_reused(self) -> int:
-        """Bytes of layer blobs the hits reused instead of making again."""
-        return sum(s.layer.size for s in self.steps if s.cached and s.layer)
+    def step_finished(self, stage: StagePlan, step: PlannedStep, result: StepResult) -> None:
+        return None
 
-    def summary(self) -> str:
-        total = len(self.steps)
-        rate = 100 * self.cached_steps / total if total else 100.0
-        return f"{self.cached_steps}/{total} steps cached ({rate:.0f}%)"
+
+def build(
+    request: BuildRequest, root: Path | None = None, events: Events | None = None
+) -> BuildOutcome:
+    """Build ``request`` into the store at ``root`` (default: ``$PYBUILD_ROOT``, else
+    ``~/.local/share/pybuild``), telling ``events`` about every step.
+
+    Enters a private mount namespace (and rootless mode) for the whole process: call it
+    while the process runs a single thread.
+    """
+    if not request.context.is_dir():
+        raise UsageError(
+            f"build context {str(request.context)!r} is not a directory",
+            hint="pass the directory holding your Dockerfile and sources",
+        )
+    request = replace(request, tags=tuple(normalize(t) for t in request.tags))
+    pushes = push_plan(request.push, request.outputs, request.tags)
+    seen = events if events is not None else _Silent()
+    note = _notes(seen)
+    enter_private_mounts()
+    from builder.interrupt import cancel_on_signals
+    from runtime.sandboxes import Sandboxes
+
+    sandboxes, stop = Sandboxes(), threading.Event()
+    with (
+        cancel_on_signals(sandboxes, stop),
+        Storage.open(
+            root or default_root(),
+            warn=note,
+            pull_policy=request.pull,
+            pull_options=request.remote,
+            pull_events=note,
+        ) as storage,
+    ):
+        _clean_leftovers(storage)
+        outcome = _run_build(request, storage, seen, sandboxes, stop=stop)
+        _finish(storage, request, outcome, pushes, note)
+    return outcome
+
+
+def _notes(events: Events) -> Callable[[str], None]:
+    note = getattr(events, "note", None)
+    return note if callable(note) else (lambda _m: None)
+
+
+def _warn(events: Events, message: str) -> None:
+    warn = getattr(events, "warning", None)
+    if callable(warn):
+        warn(message)
+
+
+def _clean_leftovers(storage: Storage) -> None:
+    """Temp files, and the secrets on /dev/shm, that builds killed mid-step left."""
+    from builder.ops.secrets import store_tag, sweep_dead_secrets
+    from cache.gc import clean_dead_tmp
+
+    storage.blobs.clean_tmp()
+    clean_dead_tmp(storage.blobs)
+    sweep_dead_secrets(store_tag(storage.root))
+
+
+def _finish(
+    storage: Storage,
+    request: BuildRequest,
+    outcome: BuildOutcome,
+    pushes: PushPlan,
+    note: Callable[[str], None],
+) -> None:
+    """After the build: ``-o -`` to stdout, the metadata file, the registry pushes."""
+    with build_guard(storage.root):
+        for output in request.outputs:
+            if output.to_stdout:
+                write_output(storage, output, outcome.image.digest, request.tags, sys.stdout.buffer)
+    if request.metadata_file is not None:
+        from builder.exporters.metadata import write_metadata
+
+        write_metadata(request.metadata_file, outcome)
+    if pushes:
+        from builder.exporters.push import push_image
+
+        for tag, wire in pushes:
+            result = push_image(
+                tag, outcome.image, storage.blobs, request.remote, note, storage.index, wire
+            )
+            note(f"pushed {result.reference} digest: {result.digest}")
 
 
 @dataclass(frozen=True)
@@ -108,98 +215,23 @@ class LimitedSandbox:
         return self.inner.run(limited, stdin=stdin, stdout=stdout, stderr=stderr)
 
 
-def dockerfile_path(request: BuildRequest) -> Path:
-    """The request's Dockerfile (``find_dockerfile``)."""
-    return find_dockerfile(request.context, request.dockerfile)
-
-
-def find_dockerfile(context: Path, file: Path | None) -> Path:
-    """The Dockerfile to read: ``-f``'s file, else ``<context>/Dockerfile``. A missing
-    file named ``Dockerfile`` falls back to ``dockerfile`` beside it (BuildKit
-    frontend/dockerui/config.go: ``strings.ToLower(DefaultDockerfileName)``)."""
-    path = file or context / "Dockerfile"
-    lower = path.with_name("dockerfile")
-    if path.name == "Dockerfile" and not path.exists() and lower.is_file():
-        return lower
-    return path
-
-
-def read_dockerfile(
-    request: BuildRequest, warn: Callable[[str], None] | None = None
-) -> ins.Dockerfile:
-    """The request's Dockerfile (``-f -``: the text read from stdin), parsed. On a parse
-    error, ``warn`` first gets the build checks BuildKit runs while parsing
-    (instructions.Parse: StageNameCasing, FromAsCasing, MaintainerDeprecated) for the
-    instructions before the failing one, as BuildKit prints the warnings it found
-    before the error."""
-    if request.dockerfile_text is not None:
-        return parse_dockerfile(request.dockerfile_text, "Dockerfile (stdin)")
-    path = dockerfile_path(request)
-    try:
-        return parse_dockerfile_at(path)
-    except DockerfileError as exc:
-        if warn is not None and exc.line:
-            for message in _warnings_before(path, exc.line):
-                warn(message)
-        raise
-
-
-_PARSE_TIME_RULES = ("StageNameCasing", "FromAsCasing", "MaintainerDeprecated")
-
-
-def _warnings_before(path: Path, line: int) -> list[str]:
-    from builder.frontend.checks.directive import check_warnings  # only after a parse error
-
-    try:
-        text = path.read_text(encoding="utf-8", errors="replace")
-        prefix = "".join(text.splitlines(True)[: line - 1])
-        checked = check_warnings(parse_dockerfile(prefix, str(path)))
-    except (BuildError, OSError, UnicodeDecodeError):
-        return []  # the part before the error does not parse on its own either
-    return [w for w in checked if any(f": {rule}: " in w for rule in _PARSE_TIME_RULES)]
-
-
-def parse_dockerfile_at(path: Path) -> ins.Dockerfile:
-    """Parse the Dockerfile at ``path``, its symlinks followed only inside its own
-    directory: a link out of it (``Dockerfile -> /etc/shadow``) is refused before
-    anything is read, so no line of the target can reach an error message or a CI log.
-    """
-    found = resolve_beside(path)
-    try:
-        fd = os.open(found, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
-        # Invalid UTF-8 becomes U+FFFD, as BuildKit's parser (Go strings) reads it.
-        with open(fd, encoding="utf-8", errors="replace") as file:
-            text = file.read()
-    except FileNotFoundError:
-        if leads_out(path):
-            raise BuildError(
-                f"the Dockerfile {path} is a symlink to {os.readlink(path)}, outside "
-                f"{path.parent}; like BuildKit, pybuild follows it only inside that "
-                "directory and reads nothing outside it",
-                hint="move or copy the Dockerfile into the build context, or name a "
-                "regular file with -f PATH",
-            ) from None
-        raise BuildError(
-            f"no Dockerfile at {path}",
-            hint="pass the build context directory, or name the file with -f",
-        ) from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise BuildError(f"cannot read {path}: {exc}") from None
-    return parse_dockerfile(text, str(path))
-
-
-def run_build(
+def _run_build(
     request: BuildRequest,
     storage: Storage,
     events: Events,
     sandbox: Sandbox,
-    warn: Events | None = None,
     stop: threading.Event | None = None,
 ) -> BuildOutcome:
-    """Build the request against ``storage``; every step is reported through ``events``.
-    Once ``stop`` is set no further step starts (the build is being cancelled)."""
+    """Build the request against an open ``storage``; every step is reported through
+    ``events``. Once ``stop`` is set no further step starts (the build is being
+    cancelled). The image is in the store and the file outputs written on return."""
     started = time.time()
-    dockerfile = read_dockerfile(request, lambda m: _warn(events, m))
+    dockerfile = read_dockerfile(
+        request.context,
+        request.dockerfile,
+        request.dockerfile_text,
+        lambda m: _warn(events, m),
+    )
     context = BuildContext(request.context, dockerfile=request.dockerfile)
     plan = make_plan(
         PlanRequest(
@@ -242,9 +274,7 @@ def run_build(
             request.solve.source_date_epoch,
         )
         build_id = uuid.uuid4().hex
-        shown = (
-            "-" if request.dockerfile_text is not None else str(dockerfile_path(request).resolve())
-        )
+        shown = "-" if request.dockerfile_text is not None else str(_dockerfile_path(request))
         record = build_record(build_id, Path(shown), started, solver.steps)
         made = replace(
             record,
@@ -255,10 +285,9 @@ def run_build(
         )
         storage.index.record_build(made)
         for output in request.outputs:
-            if not output.to_stdout:  # the CLI streams those once progress is done
+            if not output.to_stdout:  # written after the build, once progress is done
                 write_output(storage, output, image.digest, request.tags)
-        note = storage.pull_events or (lambda _m: None)
-        export_caches(storage, request.cache_to, plan, solver.steps, note)
+        export_caches(storage, request.cache_to, plan, solver.steps, _notes(events))
     return BuildOutcome(
         image,
         plan,
@@ -267,6 +296,11 @@ def run_build(
         time.time() - started,
         build_id,
     )
+
+
+def _dockerfile_path(request: BuildRequest) -> Path:
+    """The Dockerfile as the build history names it: absolute, symlinks resolved."""
+    return find_dockerfile(request.context, request.dockerfile).resolve()
 
 
 def build_record(
@@ -304,12 +338,6 @@ def _check_stage_names(dockerfile: ins.Dockerfile, names: frozenset[str]) -> Non
         )
 
 
-def _warn(events: Events, message: str) -> None:
-    warn = getattr(events, "warning", None)
-    if callable(warn):
-        warn(message)
-
-
 class _BaseResolver:
     """FROM and ``--from`` images: a ``--build-context`` of that name first, else the
     store (which pulls what is missing); each named context is made once per build."""
@@ -332,40 +360,3 @@ class _BaseResolver:
             return self.storage.get_image(name)
         except BuildError as exc:
             raise exc.located(instr.location.file, instr.location.line) from None
-
-
-def parse_build_args(values: Mapping[str, str] | list[str]) -> tuple[tuple[str, str], ...]:
-    """``K=V`` strings to pairs; ``K`` alone takes the value from our environment (docker)."""
-    import os
-
-    pairs: list[tuple[str, str]] = []
-    for item in values:
-        key, sep, value = item.partition("=")
-        if not key:
-            raise BuildError(f"--build-arg {item!r}: expected KEY=VALUE")
-        if not sep:
-            if key not in os.environ:
-                continue
-            value = os.environ[key]
-        pairs.append((key, value))
-    return tuple(pairs)
-
-
-def git_source_date_epoch(context: Path) -> int | None:
-    """The HEAD commit time when ``context`` is in a git work tree with commits, else None.
-
-    A fresh checkout gives every file a new mtime; the commit time is the same on every
-    machine, so it makes a reproducible default for SOURCE_DATE_EPOCH.
-    """
-    try:
-        done = subprocess.run(
-            ["git", "-C", str(context), "log", "-1", "--format=%ct"],
-            capture_output=True,
-            text=True,
-            timeout=10,
-            check=False,
-        )
-    except (OSError, subprocess.TimeoutExpired):
-        return None
-    text = done.stdout.strip()
-    return int(text) if done.returncode == 0 and text.isdigit() else None

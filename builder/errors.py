@@ -1,6 +1,7 @@
 """Typed build errors: what went wrong, where (Dockerfile and line), and what to do.
 
-Only ``builder/cli.py`` turns these into messages and exit codes; library code raises them.
+Only the CLI (``builder.cli.main``) turns these into messages and exit codes; library code
+raises them.
 """
 
 from __future__ import annotations

@@ -1,6 +1,7 @@
 """Typed errors of the runtime package; each carries an optional hint for the user.
 
-Library code raises these; only ``builder/cli.py`` turns them into messages and exit codes.
+Library code raises these; only the CLI (``builder.cli.main``) turns them into messages and
+exit codes.
 """
 
 from __future__ import annotations

@@ -1,6 +1,7 @@
 """``pybuild cache stats|history|du|prune|verify``: measure, clean and check the store.
 
-``add_parser`` registers the subcommand on the CLI's parser; ``cmd_cache`` runs it.
+``add_cache`` adds the sub-subcommands to the CLI's ``cache`` parser; ``cmd_cache`` runs
+them.
 """
 
 from __future__ import annotations
@@ -27,9 +28,8 @@ if TYPE_CHECKING:
 _DAYS = {"d": 86400 * 10**9, "w": 7 * 86400 * 10**9}  # in ns, besides Go's units
 
 
-def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    """Register ``cache`` and its sub-subcommands on the CLI's subparsers."""
-    p = sub.add_parser("cache", help="measure, prune and verify the build cache")
+def add_cache(p: argparse.ArgumentParser) -> None:
+    """The sub-subcommands of ``cache`` and their flags."""
     cache_sub = p.add_subparsers(dest="cache_command", metavar="COMMAND", required=True)
     s = cache_sub.add_parser(
         "stats",

@@ -15,23 +15,12 @@ import time
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, TextIO
 
+from builder.cli.steplabel import step_label
+
 if TYPE_CHECKING:  # annotations only: `pybuild --help` need not import the solver
     from builder.cli.progress_tty import TtyProgress
     from builder.plan.planner import PlannedStep, StagePlan
     from builder.solve import StepResult
-
-
-def step_label(stage: StagePlan, step: PlannedStep) -> str:
-    """The step's name in progress, numbered as BuildKit numbers it
-    (``builder.plan.stepnumbers``): ``[name n/total] INSTR``, ``n`` right-aligned to the
-    total's width. The name is the stage's (``stage-<i>`` when unnamed), left out when
-    the Dockerfile has one stage; a trigger's instruction reads ``ONBUILD INSTR``."""
-    if stage.total == 0:
-        return step.title
-    number = stage.numbers[step.position - 1]
-    name = "" if stage.only_stage else f"{stage.label} "
-    onbuild = "ONBUILD " if step.position <= stage.triggers else ""
-    return f"[{name}{number:>{len(str(stage.total))}}/{stage.total}] {onbuild}{step.title}"
 
 
 class PlainProgress:
@@ -73,6 +62,10 @@ class PlainProgress:
 
     def warning(self, message: str) -> None:
         self._emit(f"WARNING: {message}")
+
+    def note(self, message: str) -> None:
+        """A status line (a pull, a push, a cache export), as it is."""
+        self._emit(message)
 
     def close(self) -> None:
         return None
@@ -124,6 +117,12 @@ class JsonProgress:
         self._emit(
             {"warnings": [{"level": 1, "short": base64.b64encode(message.encode()).decode()}]}
         )
+
+    def note(self, message: str) -> None:
+        """A status line, as it is (not JSON: as docker's pull progress beside buildx's)."""
+        with self._lock:
+            self._out.write(message + "\n")
+            self._out.flush()
 
     def close(self) -> None:
         return None

@@ -15,7 +15,7 @@ from rich.live import Live
 from rich.table import Table
 from rich.text import Text
 
-from builder.cli.progress import step_label
+from builder.cli.steplabel import step_label
 from builder.plan.planner import PlannedStep, StagePlan
 from builder.solve import StepResult
 
@@ -29,10 +29,11 @@ class TtyProgress:
         self._console = console or Console(stderr=True)
         self._lock = threading.Lock()
         self._running: dict[str, tuple[str, float, deque[str]]] = {}
+        # Started at the first step, not here: its refresh thread must not run before
+        # the build enters rootless mode, which needs a single-threaded process.
         self._live = Live(
             console=self._console, refresh_per_second=8, transient=True, get_renderable=self._render
         )
-        self._live.start()
 
     def _render(self) -> Group:
         with self._lock:
@@ -45,6 +46,7 @@ class TtyProgress:
         return Group(*rows)
 
     def step_started(self, stage: StagePlan, step: PlannedStep) -> None:
+        self._live.start()  # once: later calls do nothing
         with self._lock:
             self._running[step.id] = (
                 step_label(stage, step),
@@ -70,6 +72,10 @@ class TtyProgress:
 
     def warning(self, message: str) -> None:
         self._console.print(Text(f"WARNING: {message}", style="yellow"))
+
+    def note(self, message: str) -> None:
+        """A status line (a pull, a push, a cache export), above the live view."""
+        self._console.print(Text(message))
 
     def close(self) -> None:
         self._live.stop()

@@ -1,8 +1,9 @@
-"""``pybuild pull|push|login|logout`` and the build's ``--pull``: parsers and handlers.
+"""``pybuild pull|push|login|logout`` and the build's ``--pull``: flags and handlers.
 
-``builder.cli.main`` calls ``add_registry_commands`` and ``add_build_registry_flags`` while
-building its parser, and dispatches the four commands here. The registry machinery
-(httpx) is imported only when one of them runs, so ``pybuild --help`` stays fast.
+``builder.cli.main``'s command table names ``add_<command>`` (the flags) and
+``cmd_<command>`` (the handler) here; ``builder.cli.build`` adds
+``add_build_registry_flags``. The registry machinery (httpx) is imported only when one
+of them runs.
 """
 
 from __future__ import annotations
@@ -11,19 +12,15 @@ import argparse
 import getpass
 import os
 import sys
-from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from builder.errors import UsageError
 
 if TYPE_CHECKING:
-    from builder.exporters.outputs import Output, PushCompression
+    from builder.exporters.outputs import PushCompression
     from builder.images.store import Storage
     from builder.registry.options import RemoteOptions
-    from cache.images import StoredImage
-
-REGISTRY_COMMANDS = ("pull", "push", "login", "logout")
 
 
 def _add_insecure(p: argparse.ArgumentParser) -> None:
@@ -36,13 +33,13 @@ def _add_insecure(p: argparse.ArgumentParser) -> None:
     )
 
 
-def add_registry_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    """Register pull, push, login and logout on the CLI's subparsers."""
-    p = sub.add_parser("pull", help="pull an image from a registry into the local store")
+def add_pull(p: argparse.ArgumentParser) -> None:
     p.add_argument("image", metavar="NAME[:TAG|@DIGEST]")
     p.add_argument("-q", "--quiet", action="store_true", help="print only the image name")
     _add_insecure(p)
-    p = sub.add_parser("push", help="push an image from the local store to a registry")
+
+
+def add_push(p: argparse.ArgumentParser) -> None:
     p.add_argument("image", metavar="NAME[:TAG]")
     p.add_argument("-q", "--quiet", action="store_true", help="print only the digest")
     p.add_argument(
@@ -58,13 +55,17 @@ def add_registry_commands(sub: argparse._SubParsersAction[argparse.ArgumentParse
         help="convert every layer to --compression, also gzip ones under zstd",
     )
     _add_insecure(p)
-    p = sub.add_parser("login", help="log in to a registry (saved in docker's config.json)")
+
+
+def add_login(p: argparse.ArgumentParser) -> None:
     p.add_argument("server", nargs="?", default="docker.io", metavar="SERVER")
     p.add_argument("-u", "--username")
     p.add_argument("-p", "--password", help="the password (prefer --password-stdin)")
     p.add_argument("--password-stdin", action="store_true", help="read the password from stdin")
     _add_insecure(p)
-    p = sub.add_parser("logout", help="forget the credentials for a registry")
+
+
+def add_logout(p: argparse.ArgumentParser) -> None:
     p.add_argument("server", nargs="?", default="docker.io", metavar="SERVER")
 
 
@@ -97,18 +98,6 @@ def remote_options(args: argparse.Namespace) -> RemoteOptions:
         registry=RegistryOptions(insecure_registries=insecure),
         docker_config=default_docker_config(),
     )
-
-
-def enable_pull(storage: Storage, args: argparse.Namespace) -> None:
-    """Let the build's base-image lookups fall back to (or, with --pull, prefer) a pull."""
-    from builder.cli.progress import print_line
-
-    if getattr(args, "push", False) and not args.tag:
-        raise UsageError("--push needs a name to push to", hint="add -t REGISTRY/NAME:TAG")
-    storage.pull_policy = "always" if getattr(args, "pull", False) else "missing"
-    storage.pull_options = remote_options(args)
-    if not getattr(args, "quiet", False):
-        storage.pull_events = print_line
 
 
 def _open(args: argparse.Namespace) -> Storage:
@@ -168,63 +157,6 @@ def push_compression(name: str | None, force: bool = False) -> PushCompression:
 
     target = Compression.GZIP if name is None else parse_compression(name, "--compression")
     return PushCompression(target, force)
-
-
-def push_plan(
-    push: bool, outputs: Sequence[Output], tags: Sequence[str]
-) -> tuple[tuple[str, PushCompression], ...]:
-    """Where ``build --push`` and ``-o type=registry[,name=REF]`` send the image, in order,
-    each with its layer compression (``--push``: gzip; ``-o``: its compression= and
-    force-compression=). A name pushed twice goes once, as the first asked.
-
-    A push with no name of its own goes to every ``-t``; UsageError when there is none.
-    """
-    from builder.exporters.outputs import PushCompression
-    from builder.images.names import normalize
-    from cache.layers import Compression
-
-    wanted: dict[str, PushCompression] = {}
-    if push:
-        if not tags:
-            raise UsageError("--push needs a name to push to", hint="add -t REGISTRY/NAME:TAG")
-        for tag in tags:
-            wanted.setdefault(tag, PushCompression())
-    for output in outputs:
-        if output.type != "registry":
-            continue
-        if not output.name and not tags:
-            raise UsageError(
-                "-o type=registry needs a name to push to",
-                hint="add name=REGISTRY/NAME:TAG to the -o, or -t REGISTRY/NAME:TAG",
-            )
-        names = [normalize(n) for n in (output.name or "").split(",") if n] or tags
-        wire = PushCompression(output.compression or Compression.GZIP, output.force)
-        for name in names:
-            wanted.setdefault(name, wire)
-    return tuple(wanted.items())
-
-
-def push_targets(push: bool, outputs: Sequence[Output], tags: Sequence[str]) -> tuple[str, ...]:
-    """The names of ``push_plan``, in order."""
-    return tuple(name for name, _ in push_plan(push, outputs, tags))
-
-
-def push_tags(
-    storage: Storage,
-    args: argparse.Namespace,
-    image: StoredImage,
-    plan: Sequence[tuple[str, PushCompression]],
-) -> None:
-    """``build --push``: push the built image under each of its names."""
-    from builder.cli.progress import print_line
-    from builder.exporters.push import push_image
-
-    events = None if args.quiet else print_line
-    for tag, wire in plan:
-        options = remote_options(args)
-        result = push_image(tag, image, storage.blobs, options, events, storage.index, wire)
-        if not args.quiet:
-            print_line(f"pushed {result.reference} digest: {result.digest}")
 
 
 def cmd_login(args: argparse.Namespace) -> int:

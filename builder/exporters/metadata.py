@@ -7,8 +7,8 @@ import os
 from pathlib import Path
 from typing import Any
 
-from builder.api import BuildOutcome
 from builder.errors import BuildError
+from builder.outcome import BuildOutcome
 
 
 def metadata(outcome: BuildOutcome) -> dict[str, Any]:
@@ -41,7 +41,7 @@ def metadata(outcome: BuildOutcome) -> dict[str, Any]:
         "totals": {
             "steps": total,
             "cached": outcome.cached_steps,
-            "hit_rate": outcome.cached_steps / total if total else 1.0,
+            "hit_rate": outcome.hit_rate,
             "sandbox_runs": outcome.sandbox_runs,
             "bytes_reused": outcome.bytes_reused,
             "time_saved": round(outcome.time_saved, 4),

@@ -50,12 +50,21 @@ class Storage:
     _pulled: dict[str, StoredImage] = field(default_factory=dict)
 
     @classmethod
-    def open(cls, root: Path, *, warn: Callable[[str], None] | None = None) -> Storage:
+    def open(
+        cls,
+        root: Path,
+        *,
+        warn: Callable[[str], None] | None = None,
+        pull_policy: str = "never",
+        pull_options: RemoteOptions | None = None,
+        pull_events: Callable[[str], None] | None = None,
+    ) -> Storage:
         """Open (creating if missing) the store at ``root``, private to its owner.
 
         Raises StoreRootError when the root belongs to another user, or is a wide
         directory holding other files (see cache.storeroot). A store found readable by
-        others is made private and ``warn`` is told so.
+        others is made private and ``warn`` is told so. The ``pull_*`` settings are
+        get_image's registry fallback (see the fields).
         """
         state = prepare_root(root)
         if state.widened_mode is not None and warn is not None:
@@ -64,7 +73,8 @@ class Storage:
                 f"users; it is now {PRIVATE_MODE:04o} (only its owner can reach it)"
             )
         blobs = BlobStore(root)
-        return cls(root, blobs, UnpackedLayers(blobs), Index(root))
+        layers, index = UnpackedLayers(blobs), Index(root)
+        return cls(root, blobs, layers, index, pull_policy, pull_options, pull_events)
 
     def close(self) -> None:
         self.index.close()

@@ -9,7 +9,6 @@ any later pybuild process. Records of containers whose monitor died show as exit
 
 from __future__ import annotations
 
-import argparse
 import contextlib
 import json
 import os
@@ -27,6 +26,7 @@ from builder.frontend.signals import parse_signal
 from fstree.tree import remove_tree
 
 if TYPE_CHECKING:
+    from builder.images.store import Storage
     from builder.run.container_spec import Prepared, RunRequest
     from cache.leases import Lease
 
@@ -115,49 +115,43 @@ def _now() -> str:
     return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
-def run_other_ways(args: argparse.Namespace, request: RunRequest) -> int:
-    """``run -d`` and ``run --runtime runc``; returns the exit code for the CLI."""
-    from builder.cli.progress import print_line
-    from builder.images.store import Storage, default_root
+def run_with_runc(storage: Storage, request: RunRequest) -> int:
+    """``run --runtime runc``: the container in the foreground; its exit code."""
     from builder.run.container_spec import prepare_leased, run_runc
 
-    storage = Storage.open(args.root or default_root(), warn=print_line)
-    with contextlib.closing(storage):
-        if args.detach and (args.tty or args.interactive):
-            raise UsageError(
-                "-d with -i/-t is not supported: pybuild cannot attach to a container later",
-                hint="drop -i/-t to run it in the background, or -d to run it here",
-            )
-        if args.name and any(r.name == args.name for r in records(storage.root)):
-            raise UsageError(
-                f"the container name {args.name!r} is already in use",
-                hint=f"remove it with `pybuild rm {args.name}` or choose another --name",
-            )
-        if args.runtime == "runc" and args.detach:
-            raise UsageError("--runtime runc runs in the foreground only (no -d)")
-        # The lease keeps the image's layers from prune for the container's whole life
-        # (the monitor inherits it); prune does not wait for the container.
-        prepared, lease = prepare_leased(storage, request)
-        if args.runtime == "runc":
-            with lease:
-                return run_runc(storage, prepared)
-        record = Record(
-            id=prepared.container_id,
-            name=args.name or prepared.container_id[:12],
-            image=request.image,
-            command=prepared.spec.args,
-            created=_now(),
-            stop_signal=prepared.stop_signal,
-            remove=args.rm,
-        )
-        try:
-            return _detach(storage.root, prepared, record, lease)
-        finally:
-            lease.release()  # a no-op once handed to the monitor
+    # The lease keeps the image's layers from prune while the container runs.
+    prepared, lease = prepare_leased(storage, request)
+    with lease:
+        return run_runc(storage, prepared)
 
 
-def _detach(root: Path, prepared: Prepared, record: Record, lease: Lease) -> int:
-    from builder.cli.progress import print_line
+def start_detached(storage: Storage, request: RunRequest, name: str | None, remove: bool) -> str:
+    """``run -d``: start the container under a monitor of ours; its id once it runs.
+
+    ``name`` defaults to the id's first 12 characters; with ``remove`` (``--rm``) the
+    monitor removes the container when it exits. UsageError when it fails to start.
+    """
+    from builder.run.container_spec import prepare_leased
+
+    # The lease keeps the image's layers from prune for the container's whole life
+    # (the monitor inherits it); prune does not wait for the container.
+    prepared, lease = prepare_leased(storage, request)
+    record = Record(
+        id=prepared.container_id,
+        name=name or prepared.container_id[:12],
+        image=request.image,
+        command=prepared.spec.args,
+        created=_now(),
+        stop_signal=prepared.stop_signal,
+        remove=remove,
+    )
+    try:
+        return _detach(storage.root, prepared, record, lease)
+    finally:
+        lease.release()  # a no-op once handed to the monitor
+
+
+def _detach(root: Path, prepared: Prepared, record: Record, lease: Lease) -> str:
     from runtime.spec import spec_to_json
 
     (prepared.home / "spec.json").write_text(spec_to_json(prepared.spec), encoding="utf-8")
@@ -196,8 +190,7 @@ def _detach(root: Path, prepared: Prepared, record: Record, lease: Lease) -> int
         current = load(root, record.id)
     if current is not None and current.status == "exited" and current.exit_code == 125:
         raise UsageError(f"the container did not start: {current.error}")
-    print_line(record.id, err=False)
-    return 0
+    return record.id
 
 
 def _monitor(root: Path, container_id: str, lease_fd: int) -> int:
@@ -249,69 +242,9 @@ def _supervise(root: Path, home: Path, record: Record) -> Record:
     return record
 
 
-def _root(args: argparse.Namespace) -> Path:
-    from builder.images.store import default_root
-
-    root: Path = args.root or default_root()
-    return root
-
-
-def cmd_ps(args: argparse.Namespace) -> int:
-    """``pybuild ps [-a]``: running containers (every recorded one with ``-a``)."""
-    from builder.cli.progress import print_line
-
-    rows = [("CONTAINER ID", "IMAGE", "COMMAND", "CREATED", "STATUS", "NAMES")]
-    for r in records(_root(args)):
-        if r.status != "running" and not args.all:
-            continue
-        status = "Up" if r.status == "running" else r.status.capitalize()
-        if r.status == "exited":
-            status = f"Exited ({r.exit_code if r.exit_code is not None else '?'})"
-        command = " ".join(r.command)
-        command = command if len(command) <= 30 else command[:27] + "..."
-        rows.append((r.id[:12], r.image, f'"{command}"', r.created[:19], status, r.name))
-    widths = [max(len(row[i]) for row in rows) for i in range(6)]
-    for row in rows:
-        text = "   ".join(c.ljust(w) for c, w in zip(row, widths, strict=True))
-        print_line(text.rstrip(), err=False)
-    return 0
-
-
-def cmd_logs(args: argparse.Namespace) -> int:
-    """``pybuild logs [-f] ID|NAME``: the container's output (following it with -f)."""
-    root = _root(args)
-    record = find(root, args.container)
-    path = containers_dir(root) / record.id / "log"
-    out = sys.stdout.buffer
-    with contextlib.suppress(FileNotFoundError), path.open("rb") as log:
-        while True:
-            chunk = log.read(65536)
-            if chunk:
-                out.write(chunk)
-                out.flush()
-                continue
-            current = load(root, record.id)
-            if not args.follow or current is None or current.status != "running":
-                break
-            time.sleep(0.1)
-        out.write(log.read())
-    out.flush()
-    return 0
-
-
-def cmd_stop(args: argparse.Namespace) -> int:
-    """``pybuild stop [-t SECS] ID|NAME``: STOPSIGNAL, then SIGKILL after the timeout."""
-    from builder.cli.progress import print_line
-
-    root = _root(args)
-    for ref in args.containers:
-        record = find(root, ref)
-        _stop(root, record, args.time)
-        print_line(ref, err=False)
-    return 0
-
-
-def _stop(root: Path, record: Record, timeout: float) -> None:
+def stop_container(root: Path, record: Record, timeout: float) -> None:
+    """The container's STOPSIGNAL, then SIGKILL after ``timeout`` seconds; returns once
+    its record says it exited."""
     if record.status != "running":
         return
     pid1 = _container_pid1(record.init_pid)
@@ -347,44 +280,6 @@ def _signal_number(name: str) -> int:
     (an image from elsewhere may carry any string)."""
     number = parse_signal(name.strip())
     return int(signal.SIGTERM) if number is None else number
-
-
-def cmd_rm(args: argparse.Namespace) -> int:
-    """``pybuild rm [-f] ID|NAME...``: remove stopped containers (``-f``: kill first)."""
-    from builder.cli.progress import print_line
-
-    root = _root(args)
-    for ref in args.containers:
-        record = find(root, ref)
-        if record.status == "running":
-            if not args.force:
-                raise UsageError(
-                    f"container {ref} is running",
-                    hint=f"stop it first (`pybuild stop {ref}`) or use `pybuild rm -f`",
-                )
-            _stop(root, record, 0)
-        remove_tree(containers_dir(root) / record.id, ignore_errors=True)
-        print_line(ref, err=False)
-    return 0
-
-
-def cmd_bundle(args: argparse.Namespace) -> int:
-    """``pybuild bundle IMAGE DIR``: an OCI runtime bundle, ``runc run`` ready."""
-    from builder.cli.progress import print_line
-    from builder.images.store import Storage
-    from builder.run.container_spec import RunRequest, prepare, write_bundle_dir
-
-    dest = Path(args.dir)
-    if dest.exists() and any(dest.iterdir()):
-        raise UsageError(f"bundle directory {dest} is not empty", hint="give a new directory")
-    storage = Storage.open(_root(args), warn=print_line)
-    with contextlib.closing(storage):
-        prepared = prepare(storage, RunRequest(args.image, tuple(args.command)))
-        try:
-            write_bundle_dir(storage, prepared, dest)
-        finally:
-            remove_tree(prepared.home, ignore_errors=True)
-    return 0
 
 
 def _monitor_main(argv: list[str]) -> int:

@@ -6,7 +6,7 @@ import argparse
 
 import pytest
 
-from builder.cli import commands
+from builder.cli import images
 from builder.cli.main import EXIT_INTERNAL_ERROR, main
 
 
@@ -18,7 +18,7 @@ def test_an_unexpected_exception_becomes_an_internal_error_without_traceback(
     monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
     monkeypatch.delenv("PYBUILD_DEBUG", raising=False)
-    monkeypatch.setattr(commands, "cmd_images", _broken)
+    monkeypatch.setattr(images, "cmd_images", _broken)
     assert main(["images"]) == EXIT_INTERNAL_ERROR == 70
     err = capsys.readouterr().err
     assert "pybuild: internal error: ValueError: embedded null byte\n" in err
@@ -30,7 +30,7 @@ def test_pybuild_debug_shows_the_traceback_of_an_internal_error(
     monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
     monkeypatch.setenv("PYBUILD_DEBUG", "1")
-    monkeypatch.setattr(commands, "cmd_images", _broken)
+    monkeypatch.setattr(images, "cmd_images", _broken)
     assert main(["images"]) == EXIT_INTERNAL_ERROR
     err = capsys.readouterr().err
     assert "Traceback (most recent call last)" in err and "in _broken" in err
@@ -44,7 +44,7 @@ def test_an_oserror_that_is_not_disk_full_is_an_internal_error_too(
         raise PermissionError(13, "Permission denied", "/x")
 
     monkeypatch.delenv("PYBUILD_DEBUG", raising=False)
-    monkeypatch.setattr(commands, "cmd_images", broken)
+    monkeypatch.setattr(images, "cmd_images", broken)
     assert main(["images"]) == EXIT_INTERNAL_ERROR
     assert "internal error: PermissionError" in capsys.readouterr().err
 
@@ -55,7 +55,7 @@ def test_interrupts_and_exits_are_not_internal_errors(
     def interrupted(args: argparse.Namespace) -> int:
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(commands, "cmd_images", interrupted)
+    monkeypatch.setattr(images, "cmd_images", interrupted)
     assert main(["images"]) == 130
     with pytest.raises(SystemExit):
         main(["--no-such-flag"])

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from builder.cli.build_flags import check_platform, parse_annotations, parse_pairs
-from builder.cli.commands import human_age
+from builder.cli.images import human_age
 from builder.cli.main import main
 from builder.errors import UsageError
 from builder.ops.runsettings import parse_run_settings, parse_shm_size, parse_ulimit

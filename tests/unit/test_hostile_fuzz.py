@@ -32,8 +32,8 @@ import pytest
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
-from builder.api import parse_dockerfile_at
 from builder.cli.build_flags import extract_context_tar
+from builder.dockerfiles import parse_dockerfile_at
 from builder.errors import BuildError
 from builder.frontend import instructions as ins
 from builder.frontend.signals import parse_signal

@@ -3,7 +3,7 @@ prefixCommand and the cmdTotal count in buildDispatchStates / initOnBuildTrigger
 
 from __future__ import annotations
 
-from builder.cli.progress import step_label
+from builder.cli.steplabel import step_label
 from builder.frontend import instructions as ins
 from builder.frontend.dockerfile import parse_dockerfile
 from builder.plan.planner import PlanRequest, make_plan

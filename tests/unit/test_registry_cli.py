@@ -6,9 +6,9 @@ from pathlib import Path
 
 import pytest
 
-from builder.cli.registry_commands import push_targets
 from builder.errors import UsageError
 from builder.exporters.outputs import Output, parse_output
+from builder.exporters.push_targets import push_targets
 
 
 def test_registry_output_takes_an_optional_name() -> None:

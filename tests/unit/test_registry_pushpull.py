@@ -6,9 +6,9 @@ import tarfile
 from io import BytesIO
 from pathlib import Path
 
-from builder.cli.registry_commands import push_plan
 from builder.exporters.outputs import PushCompression, parse_output
 from builder.exporters.push import mount_sources, wire_manifest
+from builder.exporters.push_targets import push_plan
 from builder.registry.pull import local_name
 from cache.digest import Digest, sha256_bytes
 from cache.distribution.reference import parse_reference
