@@ -33,12 +33,11 @@ from builder.exporters.image import commit_image
 from builder.exporters.outputs import Output, write_output
 from builder.exporters.push_targets import PushPlan, push_plan
 from builder.frontend import instructions as ins
-from builder.images.names import normalize
 from builder.images.namedcontexts import NamedContext, resolve_context
+from builder.images.names import normalize
 from builder.images.store import Storage, default_root
 from builder.ops.base import ExecContext, Sandbox
 from builder.ops.context import BuildContext
-from builder.ops.rootpath import leads_out, resolve_beside
 from builder.ops.runsettings import RunSettings
 from builder.ops.secrets import BuildSecrets
 from builder.outcome import BuildOutcome

@@ -208,8 +208,8 @@ def _request(args: argparse.Namespace, context: Path, dockerfile_text: str | Non
     from builder.cli.registry_commands import remote_options
     from builder.exporters.cache_transfer import parse_cache_specs
     from builder.exporters.outputs import parse_output
-    from builder.images.names import normalize
     from builder.images.namedcontexts import parse_build_contexts
+    from builder.images.names import normalize
     from builder.ops.runsettings import parse_run_settings
     from builder.ops.secrets import build_secrets
     from builder.run.container_spec import parse_resources

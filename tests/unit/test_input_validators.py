@@ -9,8 +9,9 @@ from pathlib import Path
 import pytest
 
 from builder.errors import BuildError, DockerfileError, UsageError
+from builder.frontend.durations import MAX_NS as MAX_DURATION_NS
 from builder.frontend.signals import parse_signal
-from builder.plan.healthcheck import MAX_DURATION_NS, parse_duration_ns
+from builder.plan.healthcheck import parse_duration_ns
 from builder.plan.mounts import parse_mount
 from builder.plan.planner import MAX_EPOCH, check_epoch, source_date_epoch
 from builder.plan.remote import check_url
