@@ -96,7 +96,7 @@ class RegistryClient:
             verify=not self._insecure,
             transport=transport,
             headers={"User-Agent": "pybuild/0.1", **body.HEADERS},
-            # Every answer is read within a limit as it streams (cache/registry_body.py).
+            # Every answer is read within a limit as it streams (cache/distribution/body.py).
             event_hooks={"response": [body.read_capped_hook]},
         )
         self._base: str | None = None
