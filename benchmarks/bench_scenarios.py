@@ -185,13 +185,14 @@ def main() -> int:
     names = [t.name for t in tools]
     print(f"seconds, median of {args.repeat}; /peer: pybuild median over the peer's")
     print(format_table(table_rows(runs, names)))
-    if os.environ.get("PYTHONDONTWRITEBYTECODE"):
+    if "pybuild" in names and os.environ.get("PYTHONDONTWRITEBYTECODE"):
         print("pybuild ran without bytecode (PYTHONDONTWRITEBYTECODE): each run compiled it")
     loads = [r["load"] for r in runs]
     if loads:
         print(f"load average (1 min) during the runs: {min(loads)} to {max(loads)}")
     if args.json:
-        args.json.write_text(json.dumps({"repeat": args.repeat, "runs": runs}, indent=2) + "\n")
+        doc = {"repeat": args.repeat, "tools": names, "runs": runs}
+        args.json.write_text(json.dumps(doc, indent=2) + "\n")
     return 0
 
 
