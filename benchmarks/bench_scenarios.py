@@ -39,6 +39,7 @@ SHARED = ("tiny", "pyapp", "multistage", "biglayer", "manyfiles")
 PYAPP2K = "pyapp2k"
 SCENARIOS = (*SHARED, PYAPP2K)
 Figure = tuple[str, float | None, float | None]  # metric, seconds (None: failed), hit rate
+STEPS = ("cold", "warm", "edit", "export")
 PYAPP2K_EDIT = "src/app/pkg07/mod_013.py"
 PYAPP2K_DOCKERFILE = f"""\
 FROM {BASE}
@@ -95,18 +96,24 @@ def select(given: str, known: tuple[str, ...], what: str) -> list[str]:
 
 
 def measure(tool: Tool, ctx: Path, edit: Path, export: Path) -> list[Figure]:
-    """(metric, seconds, hit rate) of cold, warm, edit and export for one tool."""
-    tool.reset()
+    """(metric, seconds, hit rate) of cold, warm, edit and export for one tool.
+
+    A failed command ends the sequence; it and the metrics after it get None.
+    """
     out: list[Figure] = []
-    for metric in ("cold", "warm", "edit"):
-        if metric == "edit":
-            with edit.open("a") as f:
-                f.write(f"# bench edit by {tool.name}\n")
-        build = tool.build(ctx)
-        out.append((metric, build.seconds, build.hit_rate))
-    out.append(("export", tool.export(export), None))
+    try:
+        tool.reset()
+        for metric in STEPS[:3]:
+            if metric == "edit":
+                with edit.open("a") as f:
+                    f.write(f"# bench edit by {tool.name}\n")
+            build = tool.build(ctx)
+            out.append((metric, build.seconds, build.hit_rate))
+        out.append(("export", tool.export(export), None))
+    except subprocess.CalledProcessError as error:
+        _failed(tool, error)
     export.unlink(missing_ok=True)
-    return out
+    return out + [(metric, None, None) for metric in STEPS[len(out) :]]
 
 
 def _record(runs: list[Run], where: tuple[str, str, int, float], figures: list[Figure]) -> None:
@@ -132,11 +139,7 @@ def run_scenarios(
         for n in range(1, repeat + 1):
             for tool in tools:
                 load = os.getloadavg()[0]
-                try:
-                    figures = measure(tool, ctx, ctx / edit, work / f"{tool.name}-export.tar")
-                except subprocess.CalledProcessError as error:
-                    _failed(tool, error)
-                    figures = [(m, None, None) for m in ("cold", "warm", "edit", "export")]
+                figures = measure(tool, ctx, ctx / edit, work / f"{tool.name}-export.tar")
                 _record(runs, (scenario, tool.name, n, load), figures)
     return runs
 

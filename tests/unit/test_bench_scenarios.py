@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import subprocess
 from pathlib import Path
+from typing import Any
 
 import pytest
 
-from benchmarks import bench_scenarios, bench_table
+from benchmarks import bench_scenarios, bench_table, peers
 
 
 def _run(
@@ -99,3 +101,29 @@ def test_rendering_lists_every_requested_scenario_with_its_edit_file(tmp_path: P
     for ctx, edit in contexts.values():
         assert (ctx / "Dockerfile").is_file()
         assert (ctx / edit).is_file()
+
+
+class _ExportFails:
+    name = "fake"
+
+    def reset(self) -> None:
+        pass
+
+    def build(self, ctx: Path, no_cache: bool = False) -> peers.Build:
+        return peers.Build(0.5, 1.0)
+
+    def export(self, dest: Path) -> float:
+        raise subprocess.CalledProcessError(1, ["fake", "save"], stderr=b"disk full\n")
+
+
+def test_a_failed_export_keeps_the_build_figures_and_marks_the_export(tmp_path: Path) -> None:
+    (tmp_path / "edit.txt").write_text("x\n")
+    tool: Any = _ExportFails()
+    figures = bench_scenarios.measure(tool, tmp_path, tmp_path / "edit.txt", tmp_path / "o.tar")
+    assert figures == [
+        ("cold", 0.5, 1.0),
+        ("warm", 0.5, 1.0),
+        ("edit", 0.5, 1.0),
+        ("export", None, None),
+    ]
+    assert (tmp_path / "edit.txt").read_text() == "x\n# bench edit by fake\n"
