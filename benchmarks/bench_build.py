@@ -22,9 +22,10 @@ from collections.abc import Callable
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO / "fixtures"))
+sys.path[:0] = [str(REPO / "fixtures"), str(REPO / "benchmarks")]
 
 from make_base import make_base  # noqa: E402
+from peers import docker_cli, timed  # noqa: E402
 
 DOCKERFILE = """\
 FROM busybox:latest
@@ -48,35 +49,6 @@ def make_app(root: Path, files: int) -> Path:
         pkg.mkdir(exist_ok=True)
         (pkg / f"mod{i}.py").write_text(f"VALUE = {i}\n" + "x = 1\n" * 50)
     return root
-
-
-def timed(cmd: list[str], env: dict[str, str]) -> float:
-    start = time.perf_counter()
-    subprocess.run(cmd, check=True, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    return time.perf_counter() - start
-
-
-def docker_cli() -> str | None:
-    """A docker client that answers ``docker info`` and can build with BuildKit, or None.
-
-    Clients from 23.0 on need the buildx plugin for BuildKit; a newer client without it
-    may shadow Debian's 20.10 one (built-in BuildKit) on PATH, so both are tried.
-    """
-    candidates = [c for c in (shutil.which("docker"), "/usr/bin/docker") if c and Path(c).exists()]
-    for cli in dict.fromkeys(candidates):
-        if subprocess.run([cli, "info"], capture_output=True, check=False).returncode != 0:
-            continue
-        version = subprocess.run(
-            [cli, "version", "--format", "{{.Client.Version}}"], capture_output=True, text=True
-        ).stdout.strip()
-        has_buildx = subprocess.run([cli, "buildx", "version"], capture_output=True).returncode == 0
-        if has_buildx or version.split(".")[0] in {"19", "20"}:
-            return cli
-    return None
-
-
-def docker_available() -> bool:
-    return docker_cli() is not None
 
 
 def scenario(build: Callable[[], float], reset: Callable[[], None], ctx: Path) -> dict[str, float]:

@@ -34,8 +34,8 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "fixtures"))
 sys.path.insert(0, str(REPO / "benchmarks"))
 
-from bench_build import docker_cli  # noqa: E402
 from make_base import make_base  # noqa: E402
+from peers import docker_cli  # noqa: E402
 
 DOCKERFILE = """\
 FROM busybox:latest
@@ -204,7 +204,7 @@ def replay_generated(
     for name, edit in revisions(ctx):
         edit()
         for tool, builder in builders.items():
-            out[tool].append(builder.api(name, ctx, ctx / "Dockerfile"))
+            out[tool].append(builder.build(name, ctx, ctx / "Dockerfile"))
     return out
 
 
@@ -233,7 +233,7 @@ def replay_git(
         commit, _, subject = line.partition(" ")
         _git(clone, "checkout", "-q", "--detach", commit)
         for tool, builder in builders.items():
-            out[tool].append(builder.api(f"{commit} {subject[:40]}", clone, dockerfile))
+            out[tool].append(builder.build(f"{commit} {subject[:40]}", clone, dockerfile))
     return out
 
 
