@@ -8,6 +8,7 @@ the old record with the new one field by field. Nothing here touches a file or a
 from __future__ import annotations
 
 import json
+import stat
 from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -60,6 +61,15 @@ class KeyInputs:
         object.__setattr__(self, "sources", _pairs(self.sources))
         object.__setattr__(self, "extra", _sorted_pairs(self.extra))
         object.__setattr__(self, "files", _sorted_pairs(self.files))
+
+
+def file_kind(mode: int) -> str:
+    """The kind ``file_record`` names for an entry of ``st_mode`` ``mode``."""
+    if stat.S_ISREG(mode):
+        return "file"
+    if stat.S_ISDIR(mode):
+        return "dir"
+    return "symlink" if stat.S_ISLNK(mode) else "other"
 
 
 def file_record(kind: str, mode: int, uid: int, gid: int, link: str, content: str) -> str:

@@ -34,6 +34,7 @@ from builder.frontend.dockerignore import (
 from builder.ops.rootpath import resolve_beside
 from cache.digest import Fingerprint
 from cache.fscache import FileHasher
+from cache.keys import file_kind
 
 _MAX_LINKS = 255  # continuity's RootPath gives up after as many
 _CHUNK = 1 << 20
@@ -91,16 +92,8 @@ class _Cursor:
     ex: MatchState | None
 
 
-def _kind(mode: int) -> str:
-    if stat.S_ISREG(mode):
-        return "file"
-    if stat.S_ISDIR(mode):
-        return "dir"
-    return "symlink" if stat.S_ISLNK(mode) else "other"
-
-
 def _entry(rel: str, path: Path, st: os.stat_result) -> ContextEntry:
-    kind = _kind(st.st_mode)
+    kind = file_kind(st.st_mode)
     link = os.readlink(path) if kind == "symlink" else None
     size = st.st_size if kind in ("file", "symlink") else 0
     mode = stat.S_IMODE(st.st_mode)

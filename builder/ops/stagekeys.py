@@ -24,7 +24,7 @@ from builder.ops.stagetree import StageNode, StageTree
 from builder.plan.paths import clean
 from cache.digest import sha256_bytes
 from cache.fscache import FileHasher
-from cache.keys import Pairs, file_record
+from cache.keys import Pairs, file_kind, file_record
 
 _VERSION = "pybuild-stage-content-v1"
 
@@ -38,16 +38,8 @@ class StageContent:
     files: Pairs
 
 
-def _kind(mode: int) -> str:
-    if stat.S_ISREG(mode):
-        return "file"
-    if stat.S_ISDIR(mode):
-        return "dir"
-    return "symlink" if stat.S_ISLNK(mode) else "other"
-
-
 def _record(node: StageNode, hash_file: FileHasher) -> str:
-    kind = _kind(node.st.st_mode)
+    kind = file_kind(node.st.st_mode)
     link = os.readlink(node.path) if kind == "symlink" else ""
     if kind == "file":
         try:
