@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.credential_helper import write_credential_helper
 from tests.integration.clihelp import assert_verified_clean
 from tests.integration.registry_server import (
     HTPASSWD_BIN,
@@ -26,33 +27,11 @@ pytestmark = pytest.mark.skipif(
 )
 
 
-_HELPER = """#!/usr/bin/env python3
-import json, sys
-store = {store!r}
-data = json.load(open(store))
-action, payload = sys.argv[1], sys.stdin.read().strip()
-if action == "get":
-    if payload not in data:
-        print("credentials not found in native keychain"); sys.exit(1)
-    print(json.dumps({{"ServerURL": payload, **data[payload]}}))
-elif action == "store":
-    doc = json.loads(payload)
-    data[doc["ServerURL"]] = {{"Username": doc["Username"], "Secret": doc["Secret"]}}
-    json.dump(data, open(store, "w"))
-elif action == "erase":
-    data.pop(payload, None); json.dump(data, open(store, "w"))
-"""
-
-
 def test_creds_store_and_cred_helpers_through_login_pull_logout(
     base_archive: Path, tmp_path: Path
 ) -> None:
     bindir, store = tmp_path / "bin", tmp_path / "helper.json"
-    bindir.mkdir()
-    store.write_text("{}")
-    helper = bindir / "docker-credential-test"
-    helper.write_text(_HELPER.format(store=str(store)))
-    helper.chmod(0o755)
+    write_credential_helper(bindir, "test", store)
     cli = Cli(tmp_path)
     cli.docker_config.mkdir()
     config = cli.docker_config / "config.json"

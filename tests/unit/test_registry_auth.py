@@ -19,6 +19,7 @@ from cache.distribution.auth import (
     store_credentials,
 )
 from cache.distribution.errors import CredentialsError, RegistryAuthError
+from tests.credential_helper import write_credential_helper
 
 
 def _config(tmp_path: Path, doc: dict[str, object]) -> Path:
@@ -69,31 +70,8 @@ def test_store_then_erase_round_trips_and_keeps_other_keys(tmp_path: Path) -> No
 @pytest.fixture
 def helper_bin(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     """A docker-credential-fake on PATH that keeps its secrets in a JSON file."""
-    bindir = tmp_path / "bin"
-    bindir.mkdir()
-    store = tmp_path / "helper-store.json"
-    store.write_text("{}")
-    script = bindir / "docker-credential-fake"
-    script.write_text(
-        f"""#!/usr/bin/env python3
-import json, sys
-store = {str(store)!r}
-data = json.load(open(store))
-action = sys.argv[1]
-payload = sys.stdin.read().strip()
-if action == "get":
-    if payload not in data:
-        print("credentials not found in native keychain"); sys.exit(1)
-    print(json.dumps({{"ServerURL": payload, **data[payload]}}))
-elif action == "store":
-    doc = json.loads(payload)
-    data[doc["ServerURL"]] = {{"Username": doc["Username"], "Secret": doc["Secret"]}}
-    json.dump(data, open(store, "w"))
-elif action == "erase":
-    data.pop(payload, None); json.dump(data, open(store, "w"))
-"""
-    )
-    script.chmod(0o755)
+    bindir, store = tmp_path / "bin", tmp_path / "helper-store.json"
+    write_credential_helper(bindir, "fake", store)
     monkeypatch.setenv("PATH", f"{bindir}{os.pathsep}{os.environ['PATH']}")
     return store
 
