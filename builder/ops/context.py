@@ -31,31 +31,18 @@ from builder.frontend.dockerignore import (
     has_wildcards,
     read_ignore_file,
 )
+from builder.ops import contextwalk
+from builder.ops.contextwalk import ContextEntry, Cursor, Walker, join_rel, list_names
 from builder.ops.rootpath import resolve_beside
 from cache.digest import Fingerprint
 from cache.fscache import FileHasher
-from cache.keys import file_kind
 
 _MAX_LINKS = 255  # continuity's RootPath gives up after as many
 _CHUNK = 1 << 20
 _FINGERPRINT_VERSION = b"pybuild-context-fingerprint-v1"
-_KEPT_SCANS = 8  # scans kept for ``take_scan``; more only when many keys interleave
+_KEPT_SCANS = 8  # scans kept for ``take_scan``/``take_walks``; more when many keys interleave
 
-
-@dataclass(frozen=True)
-class ContextEntry:
-    """One path of the context, from ``lstat`` (``path`` is where it is on disk)."""
-
-    rel: str  # posix path relative to the context root; the root itself is never an entry
-    path: Path
-    kind: str  # "file" | "dir" | "symlink" | "other"
-    mode: int  # permission bits incl. setuid/setgid/sticky (S_IMODE)
-    size: int  # bytes of a file, length of a symlink's target, 0 otherwise
-    link_target: str | None
-    uid: int = 0
-    gid: int = 0
-    # The lstat the entry was made from, handed to the stat cache so it need not stat again.
-    st: os.stat_result | None = field(default=None, compare=False, repr=False)
+__all__ = ["BuildContext", "ContextEntry", "ContextScan"]
 
 
 @dataclass(frozen=True)
@@ -68,9 +55,27 @@ class ContextScan:
 
     fingerprint: str
     entries: tuple[tuple[ContextEntry, bytes], ...]
+    # Per source, in order: what ``walk`` yielded for it (the COPY that runs copies it).
+    walks: tuple[tuple[ContextEntry, ...], ...] = field(default=(), compare=False, repr=False)
 
 
 ScanKey = tuple[tuple[str, ...], tuple[str, ...]]
+
+
+class _Kept:
+    """Scans kept for one later taker each; past ``_KEPT_SCANS`` the oldest is dropped."""
+
+    def __init__(self) -> None:
+        self._scans: dict[ScanKey, ContextScan] = {}
+
+    def put(self, key: ScanKey, scan: ContextScan) -> None:
+        self._scans.pop(key, None)
+        while len(self._scans) >= _KEPT_SCANS:
+            del self._scans[next(iter(self._scans))]  # the oldest
+        self._scans[key] = scan
+
+    def take(self, key: ScanKey) -> ContextScan | None:
+        return self._scans.pop(key, None)
 
 
 @dataclass(frozen=True)
@@ -80,47 +85,9 @@ class _Found:
     st: os.stat_result
 
 
-@dataclass(frozen=True)
-class _Cursor:
-    """A directory during a walk: its real path, the name we report, and match states."""
-
-    real: str
-    shown: str
-    path: Path
-    ignore: MatchState
-    ex_rel: str  # relative to the walked source, for COPY --exclude
-    ex: MatchState | None
-
-
-def _entry(rel: str, path: Path, st: os.stat_result) -> ContextEntry:
-    kind = file_kind(st.st_mode)
-    link = os.readlink(path) if kind == "symlink" else None
-    size = st.st_size if kind in ("file", "symlink") else 0
-    mode = stat.S_IMODE(st.st_mode)
-    return ContextEntry(rel, path, kind, mode, size, link, st.st_uid, st.st_gid, st)
-
-
-def _join(parent: str, name: str) -> str:
-    return f"{parent}/{name}" if parent else name
-
-
 def _rooted(source: str) -> str:
     """A source as a context-relative path: joined onto ``/`` and cleaned, as BuildKit does."""
     return clean_path("/" + source).lstrip("/")
-
-
-def _list(path: Path) -> list[str]:
-    """Names in a directory in byte order (Go's filepath.Walk order); [] if it vanished."""
-    try:
-        names = os.listdir(path)
-    except FileNotFoundError:
-        return []
-    except OSError as exc:
-        raise BuildError(
-            f"cannot read directory {path} in the build context: {exc.strerror}",
-            hint="check its permissions, or exclude it in .dockerignore",
-        ) from None
-    return sorted(names, key=os.fsencode)
 
 
 def _read_file(path: Path, st: os.stat_result | None = None) -> bytes:
@@ -195,8 +162,10 @@ class BuildContext:
         # The seam for a stat cache (cache.fscache): path -> xxh3-128 of its content.
         self.hash_file: FileHasher = _read_file
         # Scans made by ``fingerprint``, so the per-file records of the same COPY key
-        # (builder.ops.filekeys) reuse that walk instead of walking the context again.
-        self._scans: dict[ScanKey, ContextScan] = {}
+        # (builder.ops.filekeys) and the COPY itself (builder.ops.copy) reuse that walk
+        # instead of walking the context again: each taker gets it once.
+        self._scans = _Kept()
+        self._walks = _Kept()
         self._scans_lock = threading.Lock()
 
     def is_ignored(self, rel: str) -> bool:
@@ -232,10 +201,10 @@ class BuildContext:
 
     def _glob(self, rel: str, path: Path, globs: Sequence[Glob]) -> list[str]:
         found: list[str] = []
-        for name in _list(path):
+        for name in list_names(path):
             if not globs[0].matches(name):
                 continue
-            child_rel, child = _join(rel, name), path / name
+            child_rel, child = join_rel(rel, name), path / name
             try:
                 st = os.lstat(child)
             except FileNotFoundError:
@@ -262,7 +231,7 @@ class BuildContext:
         shown = _rooted(rel)
         found = self._resolve(shown, rel)
         if shown:
-            yield _entry(shown, found.path, found.st)
+            yield contextwalk.make_entry(shown, found.path, found.st)
         if not stat.S_ISDIR(found.st.st_mode):
             return
         ex = None
@@ -271,8 +240,8 @@ class BuildContext:
             ex.validate()
         ignore = self.matcher.match_with_parent(found.rel, None) if found.rel else self._no_hits
         ex_state = MatchState(False, (False,) * len(ex.patterns)) if ex else None
-        top = _Cursor(found.rel, shown, found.path, ignore, "", ex_state)
-        yield from _Walker(self.matcher, ex).below(top)
+        top = Cursor(found.rel, shown, found.path, ignore, "", ex_state)
+        yield from Walker(self.matcher, ex).below(top)
 
     def fingerprint(self, rels: Sequence[str], *, excludes: Sequence[str] = ()) -> str:
         """xxh3-128 hex of what copying ``rels`` (in this order) would read.
@@ -280,22 +249,33 @@ class BuildContext:
         For each entry of ``walk(rel, excludes=excludes)``: its path, kind, mode, uid, gid,
         symlink target, and a file's size and content; never times. Deterministic. Each
         file is read once per call. The walk is kept for one ``take_scan`` of the same
-        arguments.
+        arguments, and for one ``take_walks``.
         """
         done = self.scan(rels, excludes=excludes)
+        key = (tuple(rels), tuple(excludes))
         with self._scans_lock:
-            self._scans.pop((tuple(rels), tuple(excludes)), None)
-            while len(self._scans) >= _KEPT_SCANS:
-                del self._scans[next(iter(self._scans))]  # the oldest
-            self._scans[(tuple(rels), tuple(excludes))] = done
+            self._scans.put(key, done)
+            self._walks.put(key, done)
         return done.fingerprint
 
     def take_scan(self, rels: Sequence[str], *, excludes: Sequence[str] = ()) -> ContextScan:
         """The scan the last ``fingerprint`` of these arguments made (handed out once),
         else a new one: per-file records then describe exactly what the key hashed."""
         with self._scans_lock:
-            kept = self._scans.pop((tuple(rels), tuple(excludes)), None)
+            kept = self._scans.take((tuple(rels), tuple(excludes)))
         return kept if kept is not None else self.scan(rels, excludes=excludes)
+
+    def take_walks(
+        self, rels: Sequence[str], *, excludes: Sequence[str] = ()
+    ) -> list[tuple[ContextEntry, ...]]:
+        """``walk(rel, excludes=excludes)`` of each of ``rels``: the walks the last
+        ``fingerprint`` of these arguments made (handed out once), else new ones. A COPY
+        then copies exactly the entries its key covered, without walking again."""
+        with self._scans_lock:
+            kept = self._walks.take((tuple(rels), tuple(excludes)))
+        if kept is not None:
+            return list(kept.walks)
+        return [tuple(self.walk(rel, excludes=excludes)) for rel in rels]
 
     def scan(self, rels: Sequence[str], *, excludes: Sequence[str] = ()) -> ContextScan:
         """Walk ``rels`` once: the ``fingerprint`` and every entry with its content hash.
@@ -306,9 +286,11 @@ class BuildContext:
         fp.update(_FINGERPRINT_VERSION)
         digests: dict[str, bytes] = {}
         entries: list[tuple[ContextEntry, bytes]] = []
+        walks: list[tuple[ContextEntry, ...]] = []
         for rel in rels:
             fp.update(_record(b"source", os.fsencode(rel)))
-            for e in self.walk(rel, excludes=excludes):
+            walks.append(tuple(self.walk(rel, excludes=excludes)))
+            for e in walks[-1]:
                 fields = [b"entry", os.fsencode(e.rel), e.kind.encode(), _num(e.mode)]
                 fields += [_num(e.uid), _num(e.gid), os.fsencode(e.link_target or "")]
                 content = b""
@@ -323,7 +305,7 @@ class BuildContext:
                     fields += [_num(stat.S_IFMT(st.st_mode)), _num(st.st_rdev)]
                 fp.update(_record(*fields))
                 entries.append((e, content))
-        return ContextScan(fp.hexdigest(), tuple(entries))
+        return ContextScan(fp.hexdigest(), tuple(entries), tuple(walks))
 
     def _read(self, entry: ContextEntry) -> bytes:
         try:
@@ -342,7 +324,7 @@ class BuildContext:
             return True
         if not stat.S_ISDIR(st.st_mode) or self.matcher.excludes_dir_entirely(rel):
             return False
-        below = _Walker(self.matcher, None).below(_Cursor(rel, rel, path, state, "", None))
+        below = Walker(self.matcher, None).below(Cursor(rel, rel, path, state, "", None))
         return next(below, None) is not None
 
     def _resolve(self, rel: str, source: str) -> _Found:
@@ -356,7 +338,7 @@ class BuildContext:
                 if part == ".." and done:
                     done.pop()
                 continue
-            cand = _join("/".join(done), part)
+            cand = join_rel("/".join(done), part)
             path = self.root / cand
             try:
                 st = os.lstat(path)
@@ -415,74 +397,3 @@ def _climbs_out(link_rel: str, target: str) -> bool:
         elif part not in ("", "."):
             depth += 1
     return False
-
-
-@dataclass
-class _Frame:
-    """A dir being walked: its cursor, the names left, and its own entry while held back."""
-
-    cur: _Cursor
-    names: Iterator[str]
-    held: ContextEntry | None = None
-
-
-def _flush(stack: list[_Frame]) -> Iterator[ContextEntry]:
-    """The held-back dir entries above what is about to be sent, outermost first."""
-    for frame in stack:
-        if frame.held is not None:
-            yield frame.held
-            frame.held = None
-
-
-class _Walker:
-    """Depth-first walk below a directory, pruning what can only be ignored."""
-
-    def __init__(self, ignore: PatternMatcher, excludes: PatternMatcher | None) -> None:
-        self._ignore = ignore
-        self._excludes = excludes
-
-    def below(self, cur: _Cursor) -> Iterator[ContextEntry]:
-        """Entries below ``cur``, parents first; iterative, so any depth is walked."""
-        stack = [_Frame(cur, iter(_list(cur.path)))]
-        while stack:
-            frame = stack[-1]
-            name = next(frame.names, None)
-            if name is None:
-                stack.pop()
-                continue
-            path = frame.cur.path / name
-            try:
-                st = os.lstat(path)
-            except FileNotFoundError:  # removed while we walk: it is not there to copy
-                continue
-            nxt = self._child(frame.cur, name, path)
-            entry = _entry(nxt.shown, path, st)
-            hidden = nxt.ignore.excluded or (nxt.ex is not None and nxt.ex.excluded)
-            if not hidden:
-                yield from _flush(stack)
-                yield entry
-                if stat.S_ISDIR(st.st_mode):
-                    stack.append(_Frame(nxt, iter(_list(nxt.path))))
-            elif stat.S_ISDIR(st.st_mode) and not self._prunable(nxt):
-                # Sent only as the parent of something re-included by a "!" pattern:
-                # held back until (unless) something below it is sent.
-                stack.append(_Frame(nxt, iter(_list(nxt.path)), entry))
-
-    def _child(self, cur: _Cursor, name: str, path: Path) -> _Cursor:
-        real, ex_rel = _join(cur.real, name), _join(cur.ex_rel, name)
-        ignore = self._ignore.match_with_parent(real, cur.ignore)
-        ex = None
-        if self._excludes is not None:
-            ex = self._excludes.match_with_parent(ex_rel, cur.ex)
-        return _Cursor(real, _join(cur.shown, name), path, ignore, ex_rel, ex)
-
-    def _prunable(self, cur: _Cursor) -> bool:
-        if cur.ignore.excluded and self._ignore.excludes_dir_entirely(cur.real):
-            return True
-        ex, excludes = cur.ex, self._excludes
-        return (
-            ex is not None
-            and excludes is not None
-            and ex.excluded
-            and (excludes.excludes_dir_entirely(cur.ex_rel))
-        )

@@ -11,12 +11,13 @@ from __future__ import annotations
 
 import fnmatch
 import posixpath
-from collections.abc import Set
+from collections.abc import Sequence, Set
 from dataclasses import replace
 from pathlib import Path
 
 from builder.errors import BuildError
 from builder.ops.base import ExecContext, stage_view
+from builder.ops.context import ContextEntry
 from builder.ops.copyfiles import CopyOptions, SourceItem, copy_sources, walk_tree
 from builder.ops.copyparents import parents_matches
 from builder.ops.filekeys import file_records
@@ -81,7 +82,10 @@ def execute(spec: CopySpec, rootfs: Rootfs, ctx: ExecContext) -> None:
         kept = {item.path for item in fetched}  # remote files are never extracted
         if spec.from_stage is None:
             sources = _context_sources(spec, ctx)
-            items = [*(_context_item(spec, ctx, r, b) for r, b in sources), *items]
+            # The walks the key made (BuildContext.take_walks): walked once per COPY.
+            walks = ctx.context.take_walks([r for r, _ in sources], excludes=spec.excludes)
+            found = zip(sources, walks, strict=True)
+            items = [*(_context_item(ctx, r, b, w) for (r, b), w in found), *items]
             _copy(spec, root, items, opts, kept)
         else:
             # Without --chown a stage's files keep their owners (fsutil copy with
@@ -149,8 +153,9 @@ def _heredoc_items(spec: CopySpec, scratch: Path) -> list[tuple[str, SourceItem]
     return items
 
 
-def _context_item(spec: CopySpec, ctx: ExecContext, rel: str, below: str) -> tuple[str, SourceItem]:
-    walked = ctx.context.walk(rel, excludes=spec.excludes)
+def _context_item(
+    ctx: ExecContext, rel: str, below: str, walked: Sequence[ContextEntry]
+) -> tuple[str, SourceItem]:
     entries = [(_relative(e.rel, rel), e.path) for e in walked]
     top = entries[0][1] if rel else ctx.context.root
     if not rel:

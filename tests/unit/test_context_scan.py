@@ -105,3 +105,29 @@ def test_a_context_deeper_than_the_recursion_limit_is_walked_and_fingerprinted(
         assert ctx.fingerprint(["d"])
     finally:
         remove_tree(root)  # pytest's own clean-up (shutil.rmtree) dies on deep trees
+
+
+def test_the_copy_takes_the_walks_its_key_made_once(
+    root: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    ctx = BuildContext(root)
+    rels = ["src", "src/a.py"]
+    ctx.fingerprint(rels)
+    fresh = [tuple(BuildContext(root).walk(rel)) for rel in rels]
+
+    def no_walk(*args: object, **kwargs: object) -> None:
+        raise AssertionError("walked again")
+
+    with monkeypatch.context() as patched:
+        patched.setattr(ctx, "walk", no_walk)
+        assert ctx.take_walks(rels) == fresh
+    (root / "src" / "new.py").write_text("")
+    again = [e.rel for walk in ctx.take_walks(rels) for e in walk]  # handed out once
+    assert "src/new.py" in again
+
+
+def test_walks_of_other_excludes_are_not_taken(root: Path) -> None:
+    ctx = BuildContext(root)
+    ctx.fingerprint(["src"], excludes=["*.py"])
+    (walk,) = ctx.take_walks(["src"])
+    assert "src/a.py" in [e.rel for e in walk]

@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 from hypothesis import HealthCheck, given, settings
 
-import builder.ops.context
+import builder.ops.contextwalk
 from builder.ops import copy
 from builder.ops.base import ExecContext
 from builder.ops.context import BuildContext, ContextEntry
@@ -88,7 +88,7 @@ def test_copy_key_hits_exactly_when_the_files_it_reads_are_unchanged(
 
 
 def _drop(field: str, value: object) -> Callable[[str, Path, object], ContextEntry]:
-    real = builder.ops.context._entry
+    real = builder.ops.contextwalk.make_entry
 
     def entry(rel: str, path: Path, st: object) -> ContextEntry:
         return dataclasses.replace(real(rel, path, st), **{field: value})  # type: ignore[arg-type]
@@ -101,7 +101,7 @@ def test_property_fails_when_a_field_is_dropped_from_the_fingerprint(
     monkeypatch: pytest.MonkeyPatch, field: str, value: object
 ) -> None:
     """The property test can fail: with a field left out of the key it finds a false hit."""
-    monkeypatch.setattr(builder.ops.context, "_entry", _drop(field, value))
+    monkeypatch.setattr(builder.ops.contextwalk, "make_entry", _drop(field, value))
     falsified = settings(_SETTINGS, max_examples=500, print_blob=False)(given(edits())(check_edits))
     with pytest.raises(AssertionError, match="key hit but the files it reads changed"):
         falsified()
