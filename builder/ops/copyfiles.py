@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import os
 import posixpath
-import shutil
 import stat
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
@@ -38,6 +37,9 @@ from builder.ops.rootpath import make_dirs, resolve_in_root
 from builder.plan.chmod import Chmod
 from builder.plan.paths import clean
 from fstree.tree import remove_tree
+
+_CREATE = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
+_CHUNK = 1 << 20  # read size, and the size from which copy_file_range is tried
 
 
 @dataclass(frozen=True)
@@ -119,7 +121,7 @@ def copy_sources(
 def _copy_one(
     root: Path, source: SourceItem, target: str, opts: CopyOptions, *, follow_last: bool
 ) -> None:
-    dirs: dict[str, Path] = {}
+    dirs = _Dirs(root, opts)
     dir_times: list[tuple[Path, os.stat_result]] = []
     links: dict[tuple[int, int], Path] = {}  # (dev, inode) -> first copy, per source
     for rel, src in source.entries:
@@ -129,21 +131,23 @@ def _copy_one(
             # A directory source copies its contents: BuildKit makes the destination
             # like a missing parent (dir_mode, --chown owner) and leaves an existing one
             # as it is; the source dir's mode does not apply to it.
-            dirs[container] = _ensure_dir(root, container, dirs, opts)
+            dirs.ensure(container)
             continue
+        new = False
         if rel:
-            parent = _ensure_dir(root, posixpath.dirname(container), dirs, opts)
-            host = parent / posixpath.basename(container)
+            parent = posixpath.dirname(container)
+            host = dirs.ensure(parent) / posixpath.basename(container)
+            new = parent in dirs.made
         else:
             host = resolve_in_root(root, container, follow_last=follow_last)
             if container != "/":
                 make_dirs(root, host.parent, opts.dir_mode, opts.dir_owner)
         if stat.S_ISDIR(st.st_mode):
-            _make_dir(host, st, opts)
-            dirs[container] = host
+            dirs.add(container, host, made=_make_dir(host, st, opts, new=new))
             dir_times.append((host, st))
             continue
-        replace_entry(host)
+        if not new:
+            replace_entry(host)
         first = links.get((st.st_dev, st.st_ino)) if st.st_nlink > 1 else None
         if first is not None and stat.S_ISREG(st.st_mode):
             os.link(first, host, follow_symlinks=False)
@@ -156,32 +160,62 @@ def _copy_one(
         os.utime(host, ns=(st.st_atime_ns, st.st_mtime_ns), follow_symlinks=False)
 
 
-def _ensure_dir(root: Path, container_dir: str, cache: dict[str, Path], opts: CopyOptions) -> Path:
-    """The host path of a container dir, creating missing ones (dir_mode, dir_owner).
+class _Dirs:
+    """The container dirs one source's copy has met, with their host paths.
 
-    Missing directories are made along the resolved host path, so a symlink to a
-    directory that does not exist yet gets its target made inside the root.
+    ``made`` holds those it created, empty when made: an entry of the walk lands in one
+    without anything to replace (a walk never yields a path twice).
     """
-    known = cache.get(container_dir)
-    if known is not None:
-        return known
-    host = resolve_in_root(root, container_dir)
-    if not host.is_dir():
-        make_dirs(root, host, opts.dir_mode, opts.dir_owner)
-    cache[container_dir] = host
-    return host
+
+    def __init__(self, root: Path, opts: CopyOptions) -> None:
+        self._root, self._opts = root, opts
+        self._hosts: dict[str, Path] = {}
+        self.made: set[str] = set()
+
+    def add(self, container_dir: str, host: Path, *, made: bool) -> None:
+        self._hosts[container_dir] = host
+        if made:
+            self.made.add(container_dir)
+
+    def ensure(self, container_dir: str) -> Path:
+        """The host path of a container dir, creating missing ones (dir_mode, dir_owner).
+
+        Missing directories are made along the resolved host path, so a symlink to a
+        directory that does not exist yet gets its target made inside the root.
+        """
+        known = self._hosts.get(container_dir)
+        if known is not None:
+            return known
+        host = resolve_in_root(self._root, container_dir)
+        made = not host.is_dir()
+        if made:
+            make_dirs(self._root, host, self._opts.dir_mode, self._opts.dir_owner)
+        self.add(container_dir, host, made=made)
+        return host
 
 
-def _make_dir(host: Path, st: os.stat_result, opts: CopyOptions) -> None:
-    if host.is_symlink() or (host.exists() and not host.is_dir()):
-        replace_entry(host)
-    if not host.exists():
+def _make_dir(host: Path, st: os.stat_result, opts: CopyOptions, *, new: bool) -> bool:
+    """Make ``host`` the copy of a source dir (mode, owner); True when it was created.
+
+    ``new``: its parent was made by this copy, so nothing stands at ``host``.
+    """
+    exists = False
+    if not new:
+        try:
+            exists = stat.S_ISDIR(os.lstat(host).st_mode)
+        except FileNotFoundError:
+            pass
+        else:
+            if not exists:  # a file or a symlink (even to a dir) gives way
+                replace_entry(host)
+    if not exists:
         os.mkdir(host, 0o700)
     mode = stat.S_IMODE(st.st_mode)
     if opts.chmod is not None:
         mode = opts.chmod.apply(mode, is_dir=True)
     os.chown(host, *opts.owner_of(st))
     os.chmod(host, mode)
+    return not exists
 
 
 def replace_entry(host: Path) -> None:
@@ -204,9 +238,12 @@ def _copy_entry(src: Path, host: Path, st: os.stat_result, opts: CopyOptions) ->
         os.chown(host, *owner, follow_symlinks=False)
         os.utime(host, ns=(st.st_atime_ns, st.st_mtime_ns), follow_symlinks=False)
         return
+    if opts.chmod is not None:
+        mode = opts.chmod.apply(mode, is_dir=False)
     if stat.S_ISREG(st.st_mode):
-        _copy_file(src, host)
-    elif stat.S_ISSOCK(st.st_mode):
+        _copy_file(src, host, st, mode, owner)
+        return
+    if stat.S_ISSOCK(st.st_mode):
         # fsutil copyDevice clears S_IFSOCK before mknod ("socket copied as stub"), and
         # its context sender sends a socket as a file it cannot open: both leave an
         # empty regular file.
@@ -222,7 +259,7 @@ def _copy_entry(src: Path, host: Path, st: os.stat_result, opts: CopyOptions) ->
             hint="add it to .dockerignore",
         )
     os.chown(host, *owner)
-    os.chmod(host, opts.chmod.apply(mode, is_dir=False) if opts.chmod is not None else mode)
+    os.chmod(host, mode)
     os.utime(host, ns=(st.st_atime_ns, st.st_mtime_ns))
 
 
@@ -236,20 +273,56 @@ def _make_device(src: Path, host: Path, st: os.stat_result) -> None:
         ) from None
 
 
-def _copy_file(src: Path, dst: Path) -> None:
-    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
-    with open(src, "rb") as fin:
-        fd = os.open(dst, flags, 0o600)
-        with open(fd, "wb") as fout:
-            size = os.fstat(fin.fileno()).st_size
-            copied = 0
-            try:
-                while copied < size:
-                    n = os.copy_file_range(fin.fileno(), fout.fileno(), size - copied)
-                    if n == 0:
-                        break
-                    copied += n
-            except OSError:
-                fin.seek(copied)
-                fout.seek(copied)
-                shutil.copyfileobj(fin, fout, 1 << 20)
+def _copy_file(
+    src: Path, host: Path, st: os.stat_result, mode: int, owner: tuple[int, int]
+) -> None:
+    """Create ``host`` with ``src``'s content, then ``owner``, ``mode`` and ``st``'s times.
+
+    All through the new file's descriptor, and an owner or mode is set only when the new
+    file does not have it already: each is a metadata write, and a COPY makes thousands.
+    """
+    # Created with its final permission bits, unless special ones: writing or a chown
+    # would clear those again, so they come last, by fchmod.
+    create_mode = 0o600 if mode & 0o7000 else mode
+    fin = os.open(src, os.O_RDONLY | os.O_CLOEXEC)
+    try:
+        fout = os.open(host, _CREATE, create_mode)
+        try:
+            _copy_data(fin, fout, os.fstat(fin).st_size)
+            made = os.fstat(fout)  # the umask, a setgid dir or a default ACL may differ
+            chown = (made.st_uid, made.st_gid) != owner
+            if chown:
+                os.fchown(fout, *owner)
+            if chown or stat.S_IMODE(made.st_mode) != mode:
+                os.fchmod(fout, mode)
+            os.utime(fout, ns=(st.st_atime_ns, st.st_mtime_ns))
+        finally:
+            os.close(fout)
+    finally:
+        os.close(fin)
+
+
+def _copy_data(fin: int, fout: int, size: int) -> None:
+    """Copy ``size`` bytes (less if the file shrank): in the kernel for a large file when
+    both sides allow it (``copy_file_range``, e.g. not across an overlay), else by
+    reads and writes sized to the file."""
+    copied = 0
+    if size >= _CHUNK:
+        try:
+            while copied < size:
+                n = os.copy_file_range(fin, fout, size - copied)
+                if n == 0:
+                    return
+                copied += n
+            return
+        except OSError:
+            os.lseek(fin, copied, os.SEEK_SET)
+            os.lseek(fout, copied, os.SEEK_SET)
+    while copied < size:
+        chunk = os.read(fin, min(size - copied, _CHUNK))
+        if not chunk:
+            return
+        view = memoryview(chunk)
+        while view:
+            view = view[os.write(fout, view) :]
+        copied += len(chunk)
