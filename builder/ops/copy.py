@@ -12,7 +12,7 @@ from __future__ import annotations
 import fnmatch
 import posixpath
 from collections.abc import Sequence, Set
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from builder.errors import BuildError
@@ -28,7 +28,7 @@ from builder.plan.paths import clean
 from builder.plan.specs import CopySpec
 from cache.keys import KeyInputs
 from runtime.errors import RuntimeFailure
-from runtime.rootfs import mounted_overlay
+from runtime.rootfs import mounted_overlay, use_copy_snapshotter
 from runtime.spec import Rootfs
 from runtime.users import resolve_user
 
@@ -74,9 +74,13 @@ def execute(spec: CopySpec, rootfs: Rootfs, ctx: ExecContext) -> None:
     for ADD."""
     target = ctx.scratch / "merged"
     target.mkdir(exist_ok=True)
+    # Files in dirs the copy makes go straight into the upper dir of a real overlay
+    # (builder.ops.copyfiles._Dirs); a copy snapshotter's root is no overlay.
+    upper = None if use_copy_snapshotter() else rootfs.upper
     with mounted_overlay(rootfs, target) as root:
         owner = _owner(spec, root)
         opts = CopyOptions(owner=owner, chmod=spec.chmod, chown_parents=bool(spec.chown))
+        into = _Into(root, upper)
         fetched = remote.items(spec.remote, ctx.fetches, ctx.scratch)
         items = [*(("", item) for item in fetched), *_heredoc_items(spec, ctx.scratch)]
         kept = {item.path for item in fetched}  # remote files are never extracted
@@ -86,19 +90,27 @@ def execute(spec: CopySpec, rootfs: Rootfs, ctx: ExecContext) -> None:
             walks = ctx.context.take_walks([r for r, _ in sources], excludes=spec.excludes)
             found = zip(sources, walks, strict=True)
             items = [*(_context_item(ctx, r, b, w) for (r, b), w in found), *items]
-            _copy(spec, root, items, opts, kept)
+            _copy(spec, into, items, opts, kept)
         else:
             # Without --chown a stage's files keep their owners (fsutil copy with
             # no Chowner); context, heredoc and remote files are 0:0.
             stage_opts = replace(opts, owner=None) if not spec.chown else opts
             with stage_view(ctx, spec.from_stage) as stage_root:
-                _copy(spec, root, _stage_items(spec, stage_root), stage_opts, kept)
-            _copy(spec, root, items, opts, kept)
+                _copy(spec, into, _stage_items(spec, stage_root), stage_opts, kept)
+            _copy(spec, into, items, opts, kept)
+
+
+@dataclass(frozen=True)
+class _Into:
+    """Where a copy writes: the mounted root, and the overlay's upper dir (None: unknown)."""
+
+    root: Path
+    upper: Path | None
 
 
 def _copy(
     spec: CopySpec,
-    root: Path,
+    into: _Into,
     items: list[tuple[str, SourceItem]],
     opts: CopyOptions,
     kept: Set[Path] = frozenset(),
@@ -116,13 +128,11 @@ def _copy(
             # BuildKit 0.23+ (file/unpack.go, ChownOpts) gives every archive
             # member the --chown owner; without it members keep their own.
             members = opts.owner if spec.chown else None
-            extract_archive(root, item.path, dest, opts.dir_owner, members=members)
-        elif spec.parents and rel:
-            copy_sources(
-                root, [item], _parents_dest(spec.dest, rel, item), force_dir=True, opts=opts
-            )
+            extract_archive(into.root, item.path, dest, opts.dir_owner, members=members)
         else:
-            copy_sources(root, [item], spec.dest, force_dir=False, opts=opts)
+            force_dir = spec.parents and bool(rel)
+            dest = _parents_dest(spec.dest, rel, item) if force_dir else spec.dest
+            copy_sources(into.root, [item], dest, force_dir=force_dir, opts=opts, upper=into.upper)
 
 
 def _owner(spec: CopySpec, root: Path) -> tuple[int, int]:

@@ -98,9 +98,19 @@ def walk_tree(top: Path) -> Iterator[tuple[str, Path]]:
 
 
 def copy_sources(
-    root: Path, sources: Iterable[SourceItem], dest: str, *, force_dir: bool, opts: CopyOptions
+    root: Path,
+    sources: Iterable[SourceItem],
+    dest: str,
+    *,
+    force_dir: bool,
+    opts: CopyOptions,
+    upper: Path | None = None,
 ) -> None:
-    """Copy every source into the rootfs at ``root`` following docker's rules."""
+    """Copy every source into the rootfs at ``root`` following docker's rules.
+
+    ``upper``: the upper dir of the overlay mounted at ``root``. What lands in a dir the
+    copy made there is then written straight into it (see ``_Dirs``).
+    """
     dest_clean = clean(dest)
     for source in sources:
         # Looked at again for each source: an earlier one may have made dest (fsutil
@@ -115,13 +125,14 @@ def copy_sources(
             target = dest_clean
         # A file lands on dest with its symlinks followed, the last one too (fsutil
         # resolves dest with fs.RootPath), or inside the resolved dest dir as itself.
-        _copy_one(root, source, target, opts, follow_last=not dest_is_dir)
+        dirs = _Dirs(root, upper, opts)
+        _copy_one(dirs, source, target, opts, follow_last=not dest_is_dir)
 
 
 def _copy_one(
-    root: Path, source: SourceItem, target: str, opts: CopyOptions, *, follow_last: bool
+    dirs: _Dirs, source: SourceItem, target: str, opts: CopyOptions, *, follow_last: bool
 ) -> None:
-    dirs = _Dirs(root, opts)
+    root = dirs.root
     dir_times: list[tuple[Path, os.stat_result]] = []
     links: dict[tuple[int, int], Path] = {}  # (dev, inode) -> first copy, per source
     for rel, src in source.entries:
@@ -150,7 +161,7 @@ def _copy_one(
             replace_entry(host)
         first = links.get((st.st_dev, st.st_ino)) if st.st_nlink > 1 else None
         if first is not None and stat.S_ISREG(st.st_mode):
-            os.link(first, host, follow_symlinks=False)
+            os.link(dirs.beside(first, host), host, follow_symlinks=False)
             continue
         _copy_entry(src, host, st, opts)
         if st.st_nlink > 1 and stat.S_ISREG(st.st_mode):
@@ -161,24 +172,36 @@ def _copy_one(
 
 
 class _Dirs:
-    """The container dirs one source's copy has met, with their host paths.
+    """The container dirs one source's copy has met: where their entries are written.
 
-    ``made`` holds those it created, empty when made: an entry of the walk lands in one
-    without anything to replace (a walk never yields a path twice).
+    ``made`` holds those the copy created, empty when made: an entry of the walk lands
+    in one without anything to replace (a walk never yields a path twice). With the
+    overlay's ``upper`` dir known, entries of a made dir are written straight into its
+    upper copy, not through the overlay (twice as fast per file): a made dir is new or
+    opaque, so it has nothing below it in the lowers, and the overlay never looked up
+    the names written there, so it has nothing cached about them (it reads a dir
+    without lowers straight from the upper). The layer is the upper dir either way.
     """
 
-    def __init__(self, root: Path, opts: CopyOptions) -> None:
-        self._root, self._opts = root, opts
+    def __init__(self, root: Path, upper: Path | None, opts: CopyOptions) -> None:
+        self.root, self._upper, self._opts = root, upper, opts
         self._hosts: dict[str, Path] = {}
         self.made: set[str] = set()
 
     def add(self, container_dir: str, host: Path, *, made: bool) -> None:
-        self._hosts[container_dir] = host
+        """Record a dir at ``host`` (a path in the overlay, or in the upper when made in
+        a made dir) and where its entries go."""
         if made:
             self.made.add(container_dir)
+            if self._upper is not None and host.is_relative_to(self.root):
+                direct = self._upper / host.relative_to(self.root)
+                # The overlay made it in the upper (a copy snapshotter would not have).
+                host = direct if direct.is_dir() else host
+        self._hosts[container_dir] = host
 
     def ensure(self, container_dir: str) -> Path:
-        """The host path of a container dir, creating missing ones (dir_mode, dir_owner).
+        """Where the entries of a container dir are written, creating missing dirs
+        (dir_mode, dir_owner).
 
         Missing directories are made along the resolved host path, so a symlink to a
         directory that does not exist yet gets its target made inside the root.
@@ -186,12 +209,22 @@ class _Dirs:
         known = self._hosts.get(container_dir)
         if known is not None:
             return known
-        host = resolve_in_root(self._root, container_dir)
+        host = resolve_in_root(self.root, container_dir)
         made = not host.is_dir()
         if made:
-            make_dirs(self._root, host, self._opts.dir_mode, self._opts.dir_owner)
+            make_dirs(self.root, host, self._opts.dir_mode, self._opts.dir_owner)
         self.add(container_dir, host, made=made)
-        return host
+        return self._hosts[container_dir]
+
+    def beside(self, first: Path, host: Path) -> Path:
+        """``first`` (a file this copy wrote) named on ``host``'s side, overlay or upper,
+        so the two can be hard-linked."""
+        upper = self._upper
+        if upper is None or first.is_relative_to(upper) == host.is_relative_to(upper):
+            return first
+        if host.is_relative_to(upper):
+            return upper / first.relative_to(self.root)
+        return self.root / first.relative_to(upper)
 
 
 def _make_dir(host: Path, st: os.stat_result, opts: CopyOptions, *, new: bool) -> bool:
