@@ -60,8 +60,14 @@ def join_rel(parent: str, name: str) -> str:
 
 def list_names(path: Path) -> list[str]:
     """Names in a directory in byte order (Go's filepath.Walk order); [] if it vanished."""
+    return [entry.name for entry in _list(path)]
+
+
+def _list(path: Path) -> list[os.DirEntry[str]]:
+    """``list_names`` with each name's directory entry (its type, without a stat)."""
     try:
-        names = os.listdir(path)
+        with os.scandir(path) as found:
+            entries = list(found)
     except FileNotFoundError:
         return []
     except OSError as exc:
@@ -69,7 +75,15 @@ def list_names(path: Path) -> list[str]:
             f"cannot read directory {path} in the build context: {exc.strerror}",
             hint="check its permissions, or exclude it in .dockerignore",
         ) from None
-    return sorted(names, key=os.fsencode)
+    entries.sort(key=lambda entry: os.fsencode(entry.name))
+    return entries
+
+
+def _may_be_dir(entry: os.DirEntry[str]) -> bool:
+    try:
+        return entry.is_dir(follow_symlinks=False)
+    except OSError:
+        return True  # let the lstat tell
 
 
 @dataclass
@@ -77,7 +91,7 @@ class _Frame:
     """A dir being walked: its cursor, the names left, and its own entry while held back."""
 
     cur: Cursor
-    names: Iterator[str]
+    names: Iterator[os.DirEntry[str]]
     held: ContextEntry | None = None
 
 
@@ -98,30 +112,32 @@ class Walker:
 
     def below(self, cur: Cursor) -> Iterator[ContextEntry]:
         """Entries below ``cur``, parents first; iterative, so any depth is walked."""
-        stack = [_Frame(cur, iter(list_names(cur.path)))]
+        stack = [_Frame(cur, iter(_list(cur.path)))]
         while stack:
             frame = stack[-1]
-            name = next(frame.names, None)
-            if name is None:
+            child = next(frame.names, None)
+            if child is None:
                 stack.pop()
                 continue
-            path = frame.cur.path / name
+            path = frame.cur.path / child.name
+            nxt = self._child(frame.cur, child.name, path)
+            hidden = nxt.ignore.excluded or (nxt.ex is not None and nxt.ex.excluded)
+            if hidden and not _may_be_dir(child):
+                continue  # an ignored file is never sent: not even stat'ed
             try:
                 st = os.lstat(path)
             except FileNotFoundError:  # removed while we walk: it is not there to copy
                 continue
-            nxt = self._child(frame.cur, name, path)
             entry = make_entry(nxt.shown, path, st)
-            hidden = nxt.ignore.excluded or (nxt.ex is not None and nxt.ex.excluded)
             if not hidden:
                 yield from _flush(stack)
                 yield entry
                 if stat.S_ISDIR(st.st_mode):
-                    stack.append(_Frame(nxt, iter(list_names(nxt.path))))
+                    stack.append(_Frame(nxt, iter(_list(nxt.path))))
             elif stat.S_ISDIR(st.st_mode) and not self._prunable(nxt):
                 # Sent only as the parent of something re-included by a "!" pattern:
                 # held back until (unless) something below it is sent.
-                stack.append(_Frame(nxt, iter(list_names(nxt.path)), entry))
+                stack.append(_Frame(nxt, iter(_list(nxt.path)), entry))
 
     def _child(self, cur: Cursor, name: str, path: Path) -> Cursor:
         real, ex_rel = join_rel(cur.real, name), join_rel(cur.ex_rel, name)
