@@ -55,7 +55,8 @@ class ContextScan:
 
     fingerprint: str
     entries: tuple[tuple[ContextEntry, bytes], ...]
-    # Per source, in order: what ``walk`` yielded for it (the COPY that runs copies it).
+    # Per source, in order: what ``walk`` yielded for it (the COPY that runs copies it);
+    # empty when the scan was not walked (a remembered one, builder.ops.scancache).
     walks: tuple[tuple[ContextEntry, ...], ...] = field(default=(), compare=False, repr=False)
 
 
@@ -273,7 +274,7 @@ class BuildContext:
         then copies exactly the entries its key covered, without walking again."""
         with self._scans_lock:
             kept = self._walks.take((tuple(rels), tuple(excludes)))
-        if kept is not None:
+        if kept is not None and len(kept.walks) == len(rels):  # a scan may come without
             return list(kept.walks)
         return [tuple(self.walk(rel, excludes=excludes)) for rel in rels]
 

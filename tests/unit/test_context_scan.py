@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from builder.ops.context import BuildContext
+from builder.ops.context import BuildContext, ContextScan
 from builder.ops.filekeys import file_records
 from fstree.tree import remove_tree
 
@@ -131,3 +131,13 @@ def test_walks_of_other_excludes_are_not_taken(root: Path) -> None:
     ctx.fingerprint(["src"], excludes=["*.py"])
     (walk,) = ctx.take_walks(["src"])
     assert "src/a.py" in [e.rel for e in walk]
+
+
+def test_a_scan_without_walks_leaves_the_copy_to_walk(
+    root: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    ctx = BuildContext(root)
+    done = ctx.scan(["src"])
+    monkeypatch.setattr(ctx, "scan", lambda *a, **k: ContextScan(done.fingerprint, done.entries))
+    ctx.fingerprint(["src"])  # as a remembered scan (builder.ops.scancache) comes back
+    assert ctx.take_walks(["src"]) == [tuple(ctx.walk("src"))]
