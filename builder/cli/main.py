@@ -115,7 +115,9 @@ def make_parser(command: str | None = None) -> argparse.ArgumentParser:
         epilog="The store lives in $PYBUILD_ROOT (default ~/.local/share/pybuild).",
     )
     parser.add_argument("--root", type=Path, help="store root (default: $PYBUILD_ROOT)")
-    parser.add_argument("--version", action="version", version=f"pybuild {_version()}")
+    parser.add_argument(
+        "--version", action=_VersionAction, nargs=0, help="show the version and exit"
+    )
     sub = parser.add_subparsers(dest="subcommand", metavar="COMMAND")
     for name, spec in COMMANDS.items():
         p = sub.add_parser(name, help=spec.help)
@@ -123,6 +125,21 @@ def make_parser(command: str | None = None) -> argparse.ArgumentParser:
             add_flags: Callable[[argparse.ArgumentParser], None] = _load(spec.flags)
             add_flags(p)
     return parser
+
+
+class _VersionAction(argparse.Action):
+    """``--version``: looks the version up only when asked (importlib.metadata costs a
+    warm build tens of milliseconds)."""
+
+    def __call__(
+        self,
+        parser: argparse.ArgumentParser,
+        namespace: argparse.Namespace,
+        values: object,
+        option_string: str | None = None,
+    ) -> None:
+        sys.stdout.write(f"pybuild {_version()}\n")  # stdout, as argparse's own action
+        parser.exit()
 
 
 def _load(target: str) -> Any:
