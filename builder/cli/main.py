@@ -107,7 +107,11 @@ EXIT_INTERNAL_ERROR = 70  # sysexits.h EX_SOFTWARE: a bug in pybuild, not in the
 
 
 def make_parser(command: str | None = None) -> argparse.ArgumentParser:
-    """The parser: every command with its help, and the flags of ``command`` alone."""
+    """The parser of ``command``'s words: that command alone, with its flags. Without a
+    known ``command`` (``--help``, a mistyped word): every command, with its help line.
+
+    A build does not pay for the parsers of the other commands (argparse makes each
+    one eagerly)."""
     parser = argparse.ArgumentParser(
         prog="pybuild",
         description="A daemonless container image builder. `pybuild [build flags] CONTEXT` "
@@ -116,10 +120,12 @@ def make_parser(command: str | None = None) -> argparse.ArgumentParser:
     )
     parser.add_argument("--root", type=Path, help="store root (default: $PYBUILD_ROOT)")
     parser.add_argument(
-        "--version", action=_VersionAction, nargs=0, help="show the version and exit"
+        "--version", action=_VersionAction, nargs=0, help="show program's version number and exit"
     )
     sub = parser.add_subparsers(dest="subcommand", metavar="COMMAND")
-    for name, spec in COMMANDS.items():
+    names = [command] if command in COMMANDS else list(COMMANDS)
+    for name in names:
+        spec = COMMANDS[name]
         p = sub.add_parser(name, help=spec.help)
         if name == command and spec.flags is not None:
             add_flags: Callable[[argparse.ArgumentParser], None] = _load(spec.flags)
