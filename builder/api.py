@@ -127,9 +127,9 @@ def build(
     note = _notes(seen)
     enter_private_mounts()
     from builder.interrupt import cancel_on_signals
-    from runtime.sandboxes import Sandboxes
+    from builder.lazysandbox import LazySandboxes
 
-    sandboxes, stop = Sandboxes(), threading.Event()
+    sandboxes, stop = LazySandboxes(), threading.Event()
     with (
         cancel_on_signals(sandboxes, stop),
         Storage.open(
