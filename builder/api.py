@@ -33,8 +33,8 @@ from builder.frontend import instructions as ins
 from builder.images.names import normalize
 from builder.images.store import Storage, default_root
 from builder.ops.base import ExecContext, Sandbox
-from builder.ops.context import BuildContext
 from builder.ops.runsettings import RunSettings
+from builder.ops.scancache import RememberingContext
 from builder.ops.secrets import BuildSecrets
 from builder.outcome import BuildOutcome
 from builder.plan.planner import PlanRequest, make_plan
@@ -244,7 +244,9 @@ def _run_build(
         request.dockerfile_text,
         lambda m: _warn(events, m),
     )
-    context = BuildContext(request.context, dockerfile=request.dockerfile)
+    # COPY's scans are remembered in the store: a context whose stats did not change is
+    # not walked again (builder.ops.scancache).
+    context = RememberingContext(request.context, storage.root, dockerfile=request.dockerfile)
     plan = make_plan(
         PlanRequest(
             dockerfile,
