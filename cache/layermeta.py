@@ -21,11 +21,12 @@ import json
 import os
 import stat
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
 from cache.digest import Sha256
+from cache.layerwalk import Xattrs, read_xattrs
 
 _CHUNK = 1 << 20
 _VERSION = "1"
@@ -58,10 +59,9 @@ def _some(paths: tuple[str, ...]) -> str:
     return ", ".join(paths[:_SHOWN]) + more
 
 
-def _entries(root: Path) -> Iterator[tuple[str, os.stat_result]]:
+def _entries(root: Path) -> list[tuple[str, os.stat_result]]:
     """Every entry below ``root`` (``""`` is root itself) with its lstat, in path order."""
-    yield "", os.lstat(root)
-    found: list[tuple[str, os.stat_result]] = []
+    found: list[tuple[bytes, str, os.stat_result]] = []
     stack = [""]
     while stack:
         rel = stack.pop()
@@ -73,26 +73,53 @@ def _entries(root: Path) -> Iterator[tuple[str, os.stat_result]]:
             for entry in it:
                 child = f"{rel}/{entry.name}" if rel else entry.name
                 st = entry.stat(follow_symlinks=False)
-                found.append((child, st))
+                found.append((child.encode("utf-8", "surrogateescape"), child, st))
                 if stat.S_ISDIR(st.st_mode):
                     stack.append(child)
-    found.sort(key=lambda item: item[0].encode("utf-8", "surrogateescape"))
-    yield from found
+    found.sort(key=_first)
+    return [("", os.lstat(root)), *((rel, st) for _, rel, st in found)]
+
+
+def _first(item: tuple[bytes, str, object]) -> bytes:
+    return item[0]
+
+
+def _fingerprint_line(rel: str, st: os.stat_result) -> str:
+    # The root's own ctime is left out: placing a layer renames its root, which sets it.
+    ctime = st.st_ctime_ns if rel else 0
+    return (
+        f"{rel}\0{st.st_mode}\0{st.st_uid}\0{st.st_gid}\0{st.st_size}\0{st.st_mtime_ns}"
+        f"\0{ctime}\0{st.st_ino}\0{st.st_nlink}\n"
+    )
+
+
+def _fingerprint_of(lines: Iterable[str]) -> str:
+    h = Sha256()
+    h.update("".join(lines).encode("utf-8", "surrogateescape"))
+    return f"{_VERSION}:{h.digest().hex}"
 
 
 def fingerprint(root: Path) -> str:
-    """The metadata fingerprint of the tree at ``root`` (no file content is read).
+    """The metadata fingerprint of the tree at ``root`` (no file content is read)."""
+    return _fingerprint_of(_fingerprint_line(rel, st) for rel, st in _entries(root))
 
-    The root's own ctime is left out: placing a layer renames its root, which sets it.
-    """
-    h = Sha256()
-    for rel, st in _entries(root):
-        ctime = 0 if rel == "" else st.st_ctime_ns
-        h.update(
-            f"{rel}\0{st.st_mode}\0{st.st_uid}\0{st.st_gid}\0{st.st_size}\0{st.st_mtime_ns}"
-            f"\0{ctime}\0{st.st_ino}\0{st.st_nlink}\n".encode("utf-8", "surrogateescape")
-        )
-    return f"{_VERSION}:{h.digest().hex}"
+
+def manifest_row(
+    rel: str, st: os.stat_result, xattrs: Xattrs, *, content: str = "", link: str = ""
+) -> str:
+    """One entry's manifest line; ``content``: a regular file's content hash (hex),
+    ``link``: a symlink's target."""
+    row: list[object] = [rel, st.st_mode, st.st_uid, st.st_gid]
+    if stat.S_ISREG(st.st_mode):
+        row += [st.st_size, st.st_mtime_ns, content]
+    elif stat.S_ISLNK(st.st_mode):
+        row += [link, st.st_mtime_ns]
+    elif stat.S_ISCHR(st.st_mode) or stat.S_ISBLK(st.st_mode):
+        row += [st.st_rdev, st.st_mtime_ns]
+    else:
+        row += [st.st_mtime_ns]  # a dir's mtime changes with its entries
+    row.append({name: value.hex() for name, value in xattrs})
+    return json.dumps(row, separators=(",", ":"), ensure_ascii=True)
 
 
 def manifest(root: Path) -> list[str]:
@@ -101,7 +128,7 @@ def manifest(root: Path) -> list[str]:
     hashed: dict[tuple[int, int], str] = {}
     for rel, st in _entries(root):
         path = os.path.join(root, rel) if rel else str(root)
-        row: list[object] = [rel, st.st_mode, st.st_uid, st.st_gid]
+        content = link = ""
         if stat.S_ISREG(st.st_mode):
             inode = (st.st_dev, st.st_ino)
             if inode not in hashed:
@@ -109,20 +136,20 @@ def manifest(root: Path) -> list[str]:
                     hashed[inode] = _hash_file(path)
                 except PermissionError:
                     hashed[inode] = "unreadable"  # rootless: owned by a subordinate id
-            row += [st.st_size, st.st_mtime_ns, hashed[inode]]
+            content = hashed[inode]
         elif stat.S_ISLNK(st.st_mode):
-            row += [os.readlink(path), st.st_mtime_ns]
-        elif stat.S_ISCHR(st.st_mode) or stat.S_ISBLK(st.st_mode):
-            row += [st.st_rdev, st.st_mtime_ns]
-        else:
-            row += [st.st_mtime_ns]  # a dir's mtime changes with its entries
-        row.append(_xattrs(path))
-        lines.append(json.dumps(row, separators=(",", ":"), ensure_ascii=True))
+            link = os.readlink(path)
+        lines.append(manifest_row(rel, st, read_xattrs(path), content=content, link=link))
     return lines
 
 
+def content_hash() -> Sha256:
+    """The hash a manifest records of a regular file's content (as ``digest().hex``)."""
+    return Sha256()
+
+
 def _hash_file(path: str) -> str:
-    h = Sha256()
+    h = content_hash()
     fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
     with os.fdopen(fd, "rb") as f:
         while chunk := f.read(_CHUNK):
@@ -130,18 +157,33 @@ def _hash_file(path: str) -> str:
     return h.digest().hex
 
 
-def _xattrs(path: str) -> dict[str, str]:
-    try:
-        names = os.listxattr(path, follow_symlinks=False)
-    except OSError:
-        return {}
-    values = {}
-    for name in sorted(names):
-        try:
-            values[name] = os.getxattr(path, name, follow_symlinks=False).hex()
-        except OSError:
-            continue
-    return values
+@dataclass(frozen=True)
+class TreeRecord:
+    """Both records of a tree, made during another pass over it (``TreeRecorder``)."""
+
+    manifest: tuple[str, ...]
+    fingerprint: str
+
+
+class TreeRecorder:
+    """Collects a tree's records from a walk in any order (a layer writer's own pass), so
+    the tree is not read again; gives what ``manifest`` and ``fingerprint`` would. The
+    caller adds the root itself as ``""`` and hashes a regular file's content with
+    ``content_hash``, once per inode."""
+
+    def __init__(self) -> None:
+        self._rows: list[tuple[bytes, str, str]] = []
+
+    def add(
+        self, rel: str, st: os.stat_result, xattrs: Xattrs, *, content: str = "", link: str = ""
+    ) -> None:
+        key = rel.encode("utf-8", "surrogateescape")
+        row = manifest_row(rel, st, xattrs, content=content, link=link)
+        self._rows.append((key, row, _fingerprint_line(rel, st)))
+
+    def result(self) -> TreeRecord:
+        rows = sorted(self._rows, key=_first)
+        return TreeRecord(tuple(r[1] for r in rows), _fingerprint_of(r[2] for r in rows))
 
 
 def compare(recorded: list[str], actual: list[str]) -> Mismatch:
@@ -172,6 +214,11 @@ class LayerMeta:
         """Write both records of ``tree`` (before it is placed as layer ``hex_name``)."""
         _write(self._tmp, self.root / f"{hex_name}.manifest", "\n".join(manifest(tree)) + "\n")
         self.refresh(hex_name, tree)
+
+    def write(self, hex_name: str, record: TreeRecord) -> None:
+        """Write records made during another pass over the tree (``TreeRecorder``)."""
+        _write(self._tmp, self.root / f"{hex_name}.manifest", "\n".join(record.manifest) + "\n")
+        _write(self._tmp, self.root / f"{hex_name}.fp", record.fingerprint + "\n")
 
     def refresh(self, hex_name: str, tree: Path) -> None:
         """Re-record the fingerprint only (after a full check found the content intact)."""
