@@ -8,9 +8,14 @@ built on it. When a layer is placed, two records go to ``<root>/layermeta``:
   mtime, ctime, inode, link count). Checked before each use; it reads no file content,
   and an edit cannot hide from it because no normal user can set a file's ctime.
 - ``<hex>.manifest``: one JSON line per entry (path, mode, owner, size, mtime, link
-  target, device, xattrs and the sha256 of a regular file's content). ``cache verify``
-  compares a layer against it in full; so does a use whose fingerprint differs (a copied
-  store has new inodes and ctimes but the same content).
+  target, device, xattrs and an xxh3-128 hash of a regular file's content; sha256 in
+  manifests written before). ``cache verify`` compares a layer against it in full; so
+  does a use whose fingerprint differs (a copied store has new inodes and ctimes but the
+  same content).
+
+A layer a build step made gets both records from the pass that wrote its tar
+(``TreeRecorder``, fed by ``cache.layers.write_layer``); one unpacked from a blob is
+walked once more after extraction (``LayerMeta.record``).
 
 Walks are iterative (no recursion), so a deep tree cannot exhaust the stack.
 """
@@ -25,12 +30,13 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
-from cache.digest import Sha256
+from cache.digest import Fingerprint, Sha256
 from cache.layerwalk import Xattrs, read_xattrs
 
 _CHUNK = 1 << 20
 _VERSION = "1"
 _SHOWN = 5  # changed paths named in a mismatch report
+_XXH3 = "xxh3:"
 
 
 @dataclass(frozen=True)
@@ -122,8 +128,11 @@ def manifest_row(
     return json.dumps(row, separators=(",", ":"), ensure_ascii=True)
 
 
-def manifest(root: Path) -> list[str]:
-    """One canonical JSON line per entry, in path order; content hashed once per inode."""
+def manifest(root: Path, *, legacy: bool = False) -> list[str]:
+    """One canonical JSON line per entry, in path order; content hashed once per inode.
+
+    ``legacy``: hash contents as manifests recorded before xxh3 did (bare sha256 hex).
+    """
     lines = []
     hashed: dict[tuple[int, int], str] = {}
     for rel, st in _entries(root):
@@ -133,7 +142,7 @@ def manifest(root: Path) -> list[str]:
             inode = (st.st_dev, st.st_ino)
             if inode not in hashed:
                 try:
-                    hashed[inode] = _hash_file(path)
+                    hashed[inode] = _hash_file(path, legacy)
                 except PermissionError:
                     hashed[inode] = "unreadable"  # rootless: owned by a subordinate id
             content = hashed[inode]
@@ -143,18 +152,45 @@ def manifest(root: Path) -> list[str]:
     return lines
 
 
-def content_hash() -> Sha256:
-    """The hash a manifest records of a regular file's content (as ``digest().hex``)."""
-    return Sha256()
+class ContentHash:
+    """What a manifest records of a regular file's content: ``xxh3:<xxh3-128 hex>``.
+
+    A local record, read by no other tool, so the fast hash (cache.digest); manifests
+    recorded before hold the bare sha256 hex (``legacy``), and are checked with it.
+    """
+
+    def __init__(self, *, legacy: bool = False) -> None:
+        self._legacy = Sha256() if legacy else None
+        self._fast = Fingerprint()
+
+    def update(self, data: bytes) -> None:
+        if self._legacy is not None:
+            self._legacy.update(data)
+        else:
+            self._fast.update(data)
+
+    def value(self) -> str:
+        if self._legacy is not None:
+            return self._legacy.digest().hex
+        return _XXH3 + self._fast.hexdigest()
 
 
-def _hash_file(path: str) -> str:
-    h = content_hash()
+def _hash_file(path: str, legacy: bool) -> str:
+    h = ContentHash(legacy=legacy)
     fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
     with os.fdopen(fd, "rb") as f:
         while chunk := f.read(_CHUNK):
             h.update(chunk)
-    return h.digest().hex
+    return h.value()
+
+
+def _is_legacy(recorded: list[str]) -> bool:
+    """Whether a recorded manifest hashed contents with sha256 (before xxh3)."""
+    for line in recorded:
+        row = json.loads(line)
+        if stat.S_ISREG(row[1]) and row[6] != "unreadable":
+            return not str(row[6]).startswith(_XXH3)
+    return False  # no content hashed: either way gives the same lines
 
 
 @dataclass(frozen=True)
@@ -169,7 +205,7 @@ class TreeRecorder:
     """Collects a tree's records from a walk in any order (a layer writer's own pass), so
     the tree is not read again; gives what ``manifest`` and ``fingerprint`` would. The
     caller adds the root itself as ``""`` and hashes a regular file's content with
-    ``content_hash``, once per inode."""
+    ``ContentHash``, once per inode."""
 
     def __init__(self) -> None:
         self._rows: list[tuple[bytes, str, str]] = []
@@ -245,7 +281,7 @@ class LayerMeta:
         if recorded is None:
             return None
         try:
-            return compare(recorded, manifest(tree))
+            return compare(recorded, manifest(tree, legacy=_is_legacy(recorded)))
         except (ValueError, IndexError, TypeError):
             return Mismatch(("(the recorded manifest is malformed)",), (), ())
 

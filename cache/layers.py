@@ -37,7 +37,7 @@ from cache.codecs import (
 )
 from cache.digest import Digest, Sha256
 from cache.errors import CacheError, LayerError, disk_full, is_disk_full
-from cache.layermeta import TreeRecord, TreeRecorder, content_hash
+from cache.layermeta import ContentHash, TreeRecord, TreeRecorder
 from cache.layerstream import LayerStream
 from cache.layerwalk import (
     OPAQUE_MARKER,
@@ -325,7 +325,7 @@ class _TarWriter:
     def _file(self, path: str, info: tarfile.TarInfo) -> str:
         """Header and content of a regular file, read exactly ``info.size`` bytes (as
         tarfile does); returns the content hash for the records ("" without them)."""
-        hasher = content_hash() if self._recorder is not None else None
+        hasher = ContentHash() if self._recorder is not None else None
         fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
         try:
             self._header(info)
@@ -342,7 +342,7 @@ class _TarWriter:
             os.close(fd)
         if rest := info.size % tarfile.BLOCKSIZE:
             self._stream.write(bytes(tarfile.BLOCKSIZE - rest))
-        return hasher.digest().hex if hasher is not None else ""
+        return hasher.value() if hasher is not None else ""
 
 
 def _clamp(mtime: float, epoch: int | None) -> int:
