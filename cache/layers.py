@@ -51,6 +51,7 @@ from cache.layerwalk import (
 )
 from cache.oci import Descriptor
 from cache.store import BlobStore, BlobWriter
+from cache.tarout import archive_end, content_padding, tar_header
 from fstree.tree import short_path
 
 __all__ = [
@@ -227,9 +228,8 @@ def _snapshot_error(diff_dir: Path, exc: OSError) -> CacheError:
 
 class _TarWriter:
     """Writes the entries of a diff dir as a pax tar, byte for byte what ``tarfile.TarFile``
-    (PAX_FORMAT, utf-8, surrogateescape) wrote for them: each header is tarfile's own
-    ``TarInfo.tobuf``; only the copying of contents and the end blocks are done here,
-    so contents are read once and can be hashed on the way (the layermeta records)."""
+    (PAX_FORMAT, utf-8, surrogateescape) wrote for them (headers: ``cache.tarout``);
+    contents are read once and can be hashed on the way (the layermeta records)."""
 
     def __init__(
         self, stream: LayerStream, epoch: int | None, recorder: TreeRecorder | None
@@ -254,14 +254,11 @@ class _TarWriter:
             # a diff_id no other builder produces.
             self._stream.write(EMPTY_TAR)
             return 0
-        # Two zero blocks, then zeros up to a whole 10 KiB record (tarfile's close).
-        self._stream.write(bytes(2 * tarfile.BLOCKSIZE))
-        if rest := self._stream.size % tarfile.RECORDSIZE:
-            self._stream.write(bytes(tarfile.RECORDSIZE - rest))
+        self._stream.write(archive_end(self._stream.size))
         return count
 
     def _header(self, info: tarfile.TarInfo) -> None:
-        self._stream.write(info.tobuf(tarfile.PAX_FORMAT, "utf-8", "surrogateescape"))
+        self._stream.write(tar_header(info))
 
     def _record(self, entry: Entry, *, content: str = "", link: str = "") -> None:
         if self._recorder is not None and entry.st is not None:
@@ -340,8 +337,7 @@ class _TarWriter:
                 left -= len(chunk)
         finally:
             os.close(fd)
-        if rest := info.size % tarfile.BLOCKSIZE:
-            self._stream.write(bytes(tarfile.BLOCKSIZE - rest))
+        self._stream.write(content_padding(info.size))
         return hasher.value() if hasher is not None else ""
 
 

@@ -24,9 +24,54 @@ _CHUNK = 1 << 20
 _NO_RANGE_COPY = {errno.EXDEV, errno.EINVAL, errno.ENOSYS, errno.EOPNOTSUPP, errno.EBADF}
 
 
+_FAST_TYPES = {tarfile.REGTYPE, tarfile.DIRTYPE, tarfile.SYMTYPE, tarfile.LNKTYPE}
+_USTAR_TAIL = tarfile.POSIX_MAGIC + bytes(32 + 32 + 8 + 8 + 155 + 12)  # names, devs, prefix
+
+
 def tar_header(info: tarfile.TarInfo) -> bytes:
-    """The header block(s) tarfile writes for ``info`` in a PAX archive."""
-    return info.tobuf(tarfile.PAX_FORMAT, "utf-8", "surrogateescape")
+    """The header block(s) tarfile writes for ``info`` in a PAX archive (``tobuf``).
+
+    Most members of a layer (ASCII names up to 100 bytes, no xattrs, small numbers) need
+    no pax record, only a ustar block; that block is built here, ~5x faster than
+    tarfile's general code, which does the rest. Tests hold the two equal.
+    """
+    block = _ustar_block(info)
+    return (
+        block if block is not None else info.tobuf(tarfile.PAX_FORMAT, "utf-8", "surrogateescape")
+    )
+
+
+def _ustar_block(info: tarfile.TarInfo) -> bytes | None:
+    """The lone ustar block tarfile would write, or None when it would write more."""
+    kind, mtime = info.type, info.mtime
+    if (
+        info.pax_headers
+        or info.uname
+        or info.gname
+        or kind not in _FAST_TYPES
+        or type(mtime) is not int
+        or not (0 <= mtime < 8**11 and 0 <= info.size < 8**11)
+        or not (0 <= info.uid < 8**7 and 0 <= info.gid < 8**7)
+    ):
+        return None
+    name = info.name + "/" if kind == tarfile.DIRTYPE and not info.name.endswith("/") else info.name
+    if not (name.isascii() and info.linkname.isascii()):
+        return None
+    name_b, link_b = name.encode(), info.linkname.encode()
+    if len(name_b) > 100 or len(link_b) > 100:
+        return None
+    block = b"".join(
+        (
+            name_b.ljust(100, b"\0"),
+            b"%07o\0%07o\0%07o\0" % (info.mode & 0o7777, info.uid, info.gid),
+            b"%011o\0%011o\0" % (info.size, mtime),
+            b"        ",  # the checksum, counted as spaces
+            kind,
+            link_b.ljust(100, b"\0"),
+            _USTAR_TAIL,
+        )
+    )
+    return b"%s%06o\0%s" % (block[:148], sum(block), block[155:])
 
 
 def content_padding(size: int) -> bytes:

@@ -19,7 +19,7 @@ from cache.layermeta import LayerMeta, fingerprint, manifest
 from cache.layers import write_layer
 from cache.layerstream import LayerStream
 from cache.store import BlobStore
-from cache.tarout import TarOut
+from cache.tarout import TarOut, tar_header
 from cache.unpacked import UnpackedLayers
 
 FIXED_TIME = 1_600_000_000
@@ -222,3 +222,29 @@ def test_tarout_refuses_a_corrupt_blob(blobs: BlobStore, tmp_path: Path) -> None
             TarOut(fd).add_blob(tarfile.TarInfo("b"), blobs, w.digest)
     finally:
         os.close(fd)
+
+
+def _random_info(rng: random.Random) -> tarfile.TarInfo:
+    names = ["a", "dir/file.txt", "é/ü", os.fsdecode(b"bad\xff"), "n" * rng.randint(95, 105)]
+    info = tarfile.TarInfo(rng.choice(names) + "/x" * rng.randint(0, 2))
+    kinds = [tarfile.REGTYPE, tarfile.DIRTYPE, tarfile.SYMTYPE, tarfile.LNKTYPE]
+    info.type = rng.choice([*kinds, tarfile.FIFOTYPE, tarfile.CHRTYPE])
+    if info.type in (tarfile.SYMTYPE, tarfile.LNKTYPE):
+        info.linkname = rng.choice(["t", "l" * rng.randint(98, 102), "ö"])
+    info.mode = rng.choice([0, 0o644, 0o4755, 0o170777])
+    info.uid = rng.choice([0, 1000, 8**7 - 1, 8**7])
+    info.gid = rng.choice([0, 65534, 8**7 - 1, 8**7])
+    info.size = rng.choice([0, 1, 8**11 - 1, 8**11]) if info.type == tarfile.REGTYPE else 0
+    info.mtime = rng.choice([0, 1_700_000_000, 8**11 - 1, 8**11, -1, 1.5])
+    info.uname = info.gname = rng.choice(["", "", "root"])
+    info.devmajor, info.devminor = rng.choice([(0, 0), (1, 3)])
+    if rng.random() < 0.2:
+        info.pax_headers = {"SCHILY.xattr.user.a": "b"}
+    return info
+
+
+def test_tar_headers_are_tarfiles_own() -> None:
+    rng = random.Random(11)
+    for _ in range(3000):
+        info = _random_info(rng)
+        assert tar_header(info) == info.tobuf(tarfile.PAX_FORMAT, "utf-8", "surrogateescape")
