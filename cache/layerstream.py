@@ -1,13 +1,13 @@
-"""A layer's tar stream on its way to the store, on two threads.
+"""A layer's tar stream on its way to the store, on three threads.
 
-The caller's thread writes tar bytes and hashes them (the diff_id); a worker thread
-compresses them and hands the result to the BlobWriter (which hashes the blob and
-writes it). hashlib, zstandard, ISA-L and file writes release the GIL, so on two cores
-reading and hashing overlap with compressing and writing. Small writes (headers, small
-files) are gathered into blocks of ``batch`` bytes; at most ``depth`` blocks wait for
-the worker, so memory stays bounded whatever the layer's size. The compressors' output
-does not depend on how their input is split (``cache.codecs``), so the blocks' sizes
-never change the blob.
+The caller's thread produces tar bytes (reading files, building headers); a second
+thread hashes them (the diff_id) and compresses them; a third hands the result to the
+BlobWriter, which hashes the blob and writes it. hashlib, zstandard, ISA-L and file
+writes release the GIL, so on two cores or more the stages overlap. Small writes
+(headers, small files) are gathered into blocks of ``batch`` bytes; at most ``depth``
+blocks wait before each thread, so memory stays bounded whatever the layer's size. The
+compressors' output does not depend on how their input is split (``cache.codecs``),
+so the blocks' sizes never change the blob.
 """
 
 from __future__ import annotations
@@ -68,7 +68,7 @@ class _Stage:
 
 
 class LayerStream:
-    """tar bytes -> sha256 (diff_id) here -> compressor (a thread) -> BlobWriter (another
+    """tar bytes -> sha256 (diff_id) and compressor (a thread) -> BlobWriter (another
     thread, which hashes the blob and writes it to disk).
 
     Use as a context manager: leaving it (normally or by an exception) stops and joins
@@ -82,7 +82,8 @@ class LayerStream:
         self._compressor = compressor
         self._out = out
         self._batch = batch
-        self._diff = Sha256()
+        self._diff = Sha256()  # updated on the compressing thread
+        self._sent = 0
         self._pending = bytearray()
         self._writer = _Stage("layer-write", self._write_blob, depth)
         self._packer = _Stage("layer-compress", self._compress, depth)
@@ -90,7 +91,7 @@ class LayerStream:
     @property
     def size(self) -> int:
         """tar bytes written so far."""
-        return self._diff.size + len(self._pending)
+        return self._sent + len(self._pending)
 
     def write(self, data: bytes) -> None:
         if not self._pending and len(data) >= self._batch:
@@ -126,10 +127,12 @@ class LayerStream:
                 stage.close()
 
     def _send(self, block: bytes) -> None:
-        self._diff.update(block)
+        self._sent += len(block)
         self._packer.put(block)
 
     def _compress(self, block: bytes | None) -> None:
+        if block is not None:
+            self._diff.update(block)
         packed = self._compressor.compress(block) if block is not None else self._flush()
         if packed:
             self._writer.put(packed)
