@@ -106,8 +106,36 @@ def _fingerprint_of(lines: Iterable[str]) -> str:
 
 
 def fingerprint(root: Path) -> str:
-    """The metadata fingerprint of the tree at ``root`` (no file content is read)."""
-    return _fingerprint_of(_fingerprint_line(rel, st) for rel, st in _entries(root))
+    """The metadata fingerprint of the tree at ``root`` (no file content is read).
+
+    Checked before every use of a layer, so it is the one walk here kept lean: each
+    line starts with its path and a NUL (lower than any byte of a path), so sorting the
+    encoded lines sorts them in path order, the root's first.
+    """
+    lines = [_fingerprint_line("", os.lstat(root)).encode("utf-8", "surrogateescape")]
+    stack = [""]
+    while stack:
+        rel = stack.pop()
+        try:
+            it = os.scandir(os.path.join(root, rel) if rel else root)
+        except PermissionError:
+            continue  # as _entries
+        with it:
+            for entry in it:
+                child = f"{rel}/{entry.name}" if rel else entry.name
+                st = entry.stat(follow_symlinks=False)
+                lines.append(
+                    f"{child}\0{st.st_mode}\0{st.st_uid}\0{st.st_gid}\0{st.st_size}"
+                    f"\0{st.st_mtime_ns}\0{st.st_ctime_ns}\0{st.st_ino}\0{st.st_nlink}\n".encode(
+                        "utf-8", "surrogateescape"
+                    )
+                )
+                if stat.S_ISDIR(st.st_mode):
+                    stack.append(child)
+    lines.sort()
+    h = Sha256()
+    h.update(b"".join(lines))
+    return f"{_VERSION}:{h.digest().hex}"
 
 
 def manifest_row(
