@@ -105,8 +105,11 @@ class TarOut:
         Raises DigestMismatch (corrupt) or CacheError (changed size) after the copy; the
         archive is then not usable, as with any error before ``close``.
         """
-        path = blobs.path(digest)
-        src = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+        try:
+            src = os.open(blobs.path(digest), os.O_RDONLY | os.O_CLOEXEC)
+        except FileNotFoundError:
+            blobs.path(digest)  # removed meanwhile: BlobNotFound, as the store says it
+            raise
         try:
             size = os.fstat(src).st_size
             info.size = size
