@@ -381,7 +381,7 @@ class Solver:
                 # The file times as they are: the cached layer serves builds with any
                 # epoch; the image clamps them (builder.exporters.image, cache.clamp).
                 blob = write_layer(
-                    upper, self._storage.blobs, compression=self._options.compression
+                    upper, self._storage.blobs, compression=self._options.compression, record=True
                 )
             except CacheError as exc:
                 location = step.instruction.location
@@ -394,7 +394,7 @@ class Solver:
             # A step that changed nothing still commits a layer (the 1024-byte empty
             # tar), as BuildKit does: layer count and history match its images.
             layer = Descriptor(blob.media_type, blob.digest, blob.size)
-            lower = self._storage.layers.adopt(blob.diff_id, upper)
+            lower = self._storage.layers.adopt(blob.diff_id, upper, blob.record)
             return layer, blob.diff_id, lower
 
     def _run_spec(self, step: PlannedStep, spec: Spec, rootfs: Rootfs, ctx: ExecContext) -> None:
