@@ -22,6 +22,7 @@ Walks are iterative (no recursion), so a deep tree cannot exhaust the stack.
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import stat
@@ -323,8 +324,11 @@ class LayerMeta:
 
 
 def _write(tmp_dir: Path, path: Path, text: str) -> None:
+    """Write ``path`` atomically through a temp file that is flock'ed while alive, so the
+    temp of a killed writer is swept by the next command (``gc.clean_dead_tmp``)."""
     tmp = tmp_dir / f"meta-{uuid.uuid4().hex}"
     with open(tmp, "w", encoding="utf-8") as f:
+        fcntl.flock(f.fileno(), fcntl.LOCK_EX)
         f.write(text)
         f.flush()
         os.fsync(f.fileno())

@@ -178,3 +178,22 @@ def test_keep_storage_with_until_drops_only_old_untagged_records(store: Store) -
     keys = {r.key for r in store.index.steps()}
     assert "old" not in keys and "fresh" in keys
     assert tagged.layer is not None and store.blobs.has(tagged.layer.digest)
+
+
+def test_a_killed_layer_record_writers_temp_is_swept_but_not_a_live_ones(store: Store) -> None:
+    import fcntl
+    import os
+
+    from cache.gc import clean_dead_tmp
+
+    tmp = store.blobs.tmp_dir
+    dead = tmp / "meta-dead"
+    dead.write_text("half a manifest")
+    live = tmp / "meta-live"
+    live.write_text("being written")
+    for path in (dead, live):
+        os.utime(path, (time.time() - 60, time.time() - 60))
+    with open(live) as held:
+        fcntl.flock(held.fileno(), fcntl.LOCK_EX)  # as cache.layermeta holds it while writing
+        assert clean_dead_tmp(store.blobs) == 1
+    assert not dead.exists() and live.exists()
