@@ -1,7 +1,9 @@
 """Walk a plan: key every step, reuse what the cache has, execute the rest.
 
-Independent stages run concurrently (a thread per stage, at most ``jobs`` at once; a
-stage first waits for the stages it reads). Per filesystem step: key (pure), look the
+Independent stages run concurrently (a thread per stage, at most ``jobs`` at once). A
+stage starts once its base stage is built, and each step waits only for the stages it
+reads (``PlannedStep.reads``: COPY --from, RUN --mount=from), so a stage's first steps
+overlap the stages it copies from later. Per filesystem step: key (pure), look the
 key up, on a miss run the step on an overlay of the parent's layers and snapshot the
 upper dir into a layer. The result of each step, and why it missed, is reported.
 """
@@ -137,8 +139,10 @@ class Solver:
         self._stage_names = {s.index: (s.name or "").lower() for s in plan.stages}
         self._prune_ignored_cache_mounts(plan)
         with ThreadPoolExecutor(max_workers=max(1, self._options.jobs)) as pool:
-            for stage in plan.stages:  # dependencies first, so FIFO start order cannot deadlock
-                deps = [futures[d] for d in stage.deps]
+            # Dependencies come first, and a stage waits only for earlier ones: with FIFO
+            # starts the earliest unfinished stage always has a worker, so no deadlock.
+            for stage in plan.stages:
+                deps = {d: futures[d] for d in stage.deps}
                 futures[stage.index] = pool.submit(self._stage_after, stage, deps)
             for future in futures.values():
                 future.exception()  # wait for all, so no stage is left mounting when we raise
@@ -163,11 +167,13 @@ class Solver:
         if ids and self._ctx.store_root is not None:
             prune_ids(self._ctx.store_root, ids)
 
-    def _stage_after(self, stage: StagePlan, deps: list[Future[StageResult]]) -> StageResult:
-        for dep in deps:
-            dep.result()
+    def _stage_after(
+        self, stage: StagePlan, deps: Mapping[int, Future[StageResult]]
+    ) -> StageResult:
+        if stage.base_stage is not None:
+            deps[stage.base_stage].result()  # raises the base stage's error
         self._check_stop()
-        result = self._build_stage(stage)
+        result = self._build_stage(stage, deps)
         with self._lock:
             self._results[stage.index] = result
         return result
@@ -201,7 +207,9 @@ class Solver:
             raise BuildError(f"cannot unpack a base layer: {exc.message}", hint=exc.hint) from None
         return _top_most_once(reversed(dirs))
 
-    def _build_stage(self, stage: StagePlan) -> StageResult:
+    def _build_stage(
+        self, stage: StagePlan, deps: Mapping[int, Future[StageResult]]
+    ) -> StageResult:
         current = self._start(stage)
         history = list(current.config.history)
         diff_ids = list(current.config.diff_ids)
@@ -214,6 +222,8 @@ class Solver:
                         History(self._created, step.created_by, _COMMENT, empty_layer=True)
                     )
                 continue
+            for read in sorted(step.reads):
+                deps[read].result()  # the stages it reads are built (or raise their error)
             self._check_stop()
             self._events.step_started(stage, step)
             result, diff_id, lower = self._run_step(stage, step, step.spec, key, tuple(lowers))
