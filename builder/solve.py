@@ -129,6 +129,9 @@ class Solver:
         self._results: dict[int, StageResult] = {}
         self._built: set[str] = set()  # keys executed in this build (see _lookup)
         self._stage_names: dict[int, str] = {}
+        # Base layers this build unpacked or checked (diff_id -> dir): each is checked
+        # for tampering once per build, not once per stage that starts from it.
+        self._base_dirs: dict[Digest, Path] = {}
         # Per step: what keying its remote sources learnt, reused when it executes.
         self._fetches: dict[str, RemoteFetches] = {}
         self.steps: list[StepResult] = []
@@ -200,12 +203,21 @@ class Solver:
     ) -> tuple[Path, ...]:
         try:
             dirs = [
-                self._storage.layers.ensure(layer, diff)
-                for layer, diff in zip(layers, diff_ids, strict=True)
+                self._base_dir(layer, diff) for layer, diff in zip(layers, diff_ids, strict=True)
             ]
         except CacheError as exc:
             raise BuildError(f"cannot unpack a base layer: {exc.message}", hint=exc.hint) from None
         return _top_most_once(reversed(dirs))
+
+    def _base_dir(self, layer: Descriptor, diff_id: Digest) -> Path:
+        with self._lock:
+            known = self._base_dirs.get(diff_id)
+        if known is not None and known.is_dir():
+            return known
+        found = self._storage.layers.ensure(layer, diff_id)
+        with self._lock:
+            self._base_dirs[diff_id] = found
+        return found
 
     def _build_stage(
         self, stage: StagePlan, deps: Mapping[int, Future[StageResult]]
