@@ -21,6 +21,7 @@ from typing import Any, Protocol
 from builder.errors import BuildCancelled, BuildError
 from builder.images.history import fill_history, image_created, rfc3339
 from builder.images.store import Storage
+from builder.keyahead import KeysAhead
 from builder.ops import copy as copy_op
 from builder.ops import run as run_op
 from builder.ops import workdir as workdir_op
@@ -135,13 +136,18 @@ class Solver:
         # Per step: what keying its remote sources learnt, reused when it executes.
         self._fetches: dict[str, RemoteFetches] = {}
         self.steps: list[StepResult] = []
+        self._keys_pool: ThreadPoolExecutor | None = None  # set while solve runs
 
     def solve(self, plan: Plan) -> StageResult:
         """Build every stage of the plan; return the target stage's result."""
         futures: dict[int, Future[StageResult]] = {}
         self._stage_names = {s.index: (s.name or "").lower() for s in plan.stages}
         self._prune_ignored_cache_mounts(plan)
-        with ThreadPoolExecutor(max_workers=max(1, self._options.jobs)) as pool:
+        jobs = max(1, self._options.jobs)
+        with (
+            ThreadPoolExecutor(max_workers=jobs, thread_name_prefix="keys") as self._keys_pool,
+            ThreadPoolExecutor(max_workers=jobs) as pool,
+        ):
             # Dependencies come first, and a stage waits only for earlier ones: with FIFO
             # starts the earliest unfinished stage always has a worker, so no deadlock.
             for stage in plan.stages:
@@ -223,22 +229,27 @@ class Solver:
         self, stage: StagePlan, deps: Mapping[int, Future[StageResult]]
     ) -> StageResult:
         current = self._start(stage)
+        assert self._keys_pool is not None, "stages are built by solve()"
+        ahead = KeysAhead(self._keys_pool, self._inputs_of, self._stop)
         history = list(current.config.history)
         diff_ids = list(current.config.diff_ids)
         layers, lowers = list(current.layers), list(current.lowers)
         key = current.key
-        for step in stage.steps:
+        for i, step in enumerate(stage.steps):
             if step.spec is None:
                 if step.created_by:  # "": no history entry (ONBUILD, as BuildKit)
                     history.append(
                         History(self._created, step.created_by, _COMMENT, empty_layer=True)
                     )
                 continue
+            ahead.start(stage.steps[i:], key)  # a no-op while a chain covers this step
             for read in sorted(step.reads):
                 deps[read].result()  # the stages it reads are built (or raise their error)
             self._check_stop()
             self._events.step_started(stage, step)
-            result, diff_id, lower = self._run_step(stage, step, step.spec, key, tuple(lowers))
+            result, diff_id, lower = self._run_step(
+                stage, step, step.spec, key, tuple(lowers), ahead
+            )
             key = result.key or key
             if result.layer is not None and diff_id is not None and lower is not None:
                 layers.append(result.layer)
@@ -267,11 +278,14 @@ class Solver:
         spec: Spec,
         parent: str,
         lowers: tuple[Path, ...],
+        ahead: KeysAhead | None = None,
     ) -> tuple[StepResult, Digest | None, Path | None]:
         started = time.time()
         ctx = self._step_context(step)
         try:
-            inputs = OPS[type(spec)].key_inputs(spec, parent, step.key_text, ctx)
+            inputs = ahead.take(step, parent) if ahead is not None else None
+            if inputs is None:
+                inputs = OPS[type(spec)].key_inputs(spec, parent, step.key_text, ctx)
         except BuildError as exc:
             raise exc.located(
                 step.instruction.location.file, step.instruction.location.line
@@ -300,6 +314,12 @@ class Solver:
             )
         self._storage.index.set_last_inputs(step.id, inputs_to_json(inputs))
         return result, diff_id, lower
+
+    def _inputs_of(self, step: PlannedStep, parent: str) -> KeyInputs:
+        """The step's key inputs (keyahead computes them ahead with this)."""
+        assert step.spec is not None
+        ctx = self._step_context(step)
+        return OPS[type(step.spec)].key_inputs(step.spec, parent, step.key_text, ctx)
 
     def _lookup(
         self, step: PlannedStep, key: str, inputs: KeyInputs, started: float

@@ -167,3 +167,23 @@ def test_a_solver_checks_a_shared_base_layer_once_not_per_stage(
     assert len(sandbox.calls) == 2
     assert len(ensured) == 1  # one base layer, checked once
     assert sandbox.calls[0].rootfs.lowers == sandbox.calls[1].rootfs.lowers != ()
+
+
+def test_a_failing_run_is_reported_before_a_later_copy_that_cannot_be_keyed(
+    tmp_path: Path,
+) -> None:
+    with pytest.raises(BuildError) as err:
+        solve(tmp_path, "FROM scratch\nRUN broken\nCOPY missing /x\n", FakeSandbox(exit_code=5))
+    assert err.value.line == 2
+    assert "exit code 5" in err.value.message
+
+
+def test_a_copy_that_cannot_be_keyed_fails_at_its_own_line_after_the_steps_above(
+    tmp_path: Path,
+) -> None:
+    sandbox = FakeSandbox()
+    with pytest.raises(BuildError) as err:
+        solve(tmp_path, "FROM scratch\nRUN ok\nCOPY missing /x\n", sandbox)
+    assert err.value.line == 3
+    assert "missing" in err.value.message
+    assert len(sandbox.calls) == 1
