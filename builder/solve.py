@@ -1,7 +1,9 @@
 """Walk a plan: key every step, reuse what the cache has, execute the rest.
 
-Independent stages run concurrently (a thread per stage, at most ``jobs`` at once; a
-stage first waits for the stages it reads). Per filesystem step: key (pure), look the
+Independent stages run concurrently (a thread per stage, at most ``jobs`` at once). A
+stage starts once its base stage is built, and each step waits only for the stages it
+reads (``PlannedStep.reads``: COPY --from, RUN --mount=from), so a stage's first steps
+overlap the stages it copies from later. Per filesystem step: key (pure), look the
 key up, on a miss run the step on an overlay of the parent's layers and snapshot the
 upper dir into a layer. The result of each step, and why it missed, is reported.
 """
@@ -21,6 +23,7 @@ from builder.errors import BuildCancelled, BuildError
 from builder.images.history import fill_history, image_created, rfc3339
 from builder.images.lowers import StageLowers, StageRoots
 from builder.images.store import Storage
+from builder.keyahead import KeysAhead
 from builder.ops import copy as copy_op
 from builder.ops import run as run_op
 from builder.ops import workdir as workdir_op
@@ -130,9 +133,13 @@ class Solver:
         self._built: set[str] = set()  # keys executed in this build (see _lookup)
         self._hits: list[Hit] = []  # written to the index once, when the solve ends
         self._stage_names: dict[int, str] = {}
+        # Base layers this build unpacked or checked (diff_id -> dir): each is checked
+        # for tampering once per build, not once per stage that starts from it.
+        self._base_dirs: dict[Digest, Path] = {}
         # Per step: what keying its remote sources learnt, reused when it executes.
         self._fetches: dict[str, RemoteFetches] = {}
         self.steps: list[StepResult] = []
+        self._keys_pool: ThreadPoolExecutor | None = None  # set while solve runs
 
     def solve(self, plan: Plan) -> StageResult:
         """Build every stage of the plan; return the target stage's result.
@@ -158,9 +165,15 @@ class Solver:
         futures: dict[int, Future[StageResult]] = {}
         self._stage_names = {s.index: (s.name or "").lower() for s in plan.stages}
         self._prune_ignored_cache_mounts(plan)
-        with ThreadPoolExecutor(max_workers=max(1, self._options.jobs)) as pool:
-            for stage in plan.stages:  # dependencies first, so FIFO start order cannot deadlock
-                deps = [futures[d] for d in stage.deps]
+        jobs = max(1, self._options.jobs)
+        with (
+            ThreadPoolExecutor(max_workers=jobs, thread_name_prefix="keys") as self._keys_pool,
+            ThreadPoolExecutor(max_workers=jobs) as pool,
+        ):
+            # Dependencies come first, and a stage waits only for earlier ones: with FIFO
+            # starts the earliest unfinished stage always has a worker, so no deadlock.
+            for stage in plan.stages:
+                deps = {d: futures[d] for d in stage.deps}
                 futures[stage.index] = pool.submit(self._stage_after, stage, deps)
             for future in futures.values():
                 future.exception()  # wait for all, so no stage is left mounting when we raise
@@ -185,11 +198,13 @@ class Solver:
         if ids and self._ctx.store_root is not None:
             prune_ids(self._ctx.store_root, ids)
 
-    def _stage_after(self, stage: StagePlan, deps: list[Future[StageResult]]) -> StageResult:
-        for dep in deps:
-            dep.result()
+    def _stage_after(
+        self, stage: StagePlan, deps: Mapping[int, Future[StageResult]]
+    ) -> StageResult:
+        if stage.base_stage is not None:
+            deps[stage.base_stage].result()  # raises the base stage's error
         self._check_stop()
-        result = self._build_stage(stage)
+        result = self._build_stage(stage, deps)
         with self._lock:
             self._results[stage.index] = result
         return result
@@ -208,27 +223,45 @@ class Solver:
         image = stage.base_image
         layers = image.manifest.layers
         pairs = tuple(zip(layers, image.config.diff_ids, strict=True))
-        lowers = StageLowers(self._storage, None, pairs)
+        lowers = StageLowers(self._storage, None, pairs, ensure_base=self._base_dir)
         return StageResult(
             stage.index, f"image:{image.digest}", layers, image.config, lowers, len(layers)
         )
 
-    def _build_stage(self, stage: StagePlan) -> StageResult:
+    def _base_dir(self, layer: Descriptor, diff_id: Digest) -> Path:
+        """A base layer's unpacked dir, unpacked or checked once per build (not per stage)."""
+        with self._lock:
+            known = self._base_dirs.get(diff_id)
+        if known is not None and known.is_dir():
+            return known
+        found = self._storage.layers.ensure(layer, diff_id)
+        with self._lock:
+            self._base_dirs[diff_id] = found
+        return found
+
+    def _build_stage(
+        self, stage: StagePlan, deps: Mapping[int, Future[StageResult]]
+    ) -> StageResult:
         current = self._start(stage)
+        assert self._keys_pool is not None, "stages are built by solve()"
+        ahead = KeysAhead(self._keys_pool, self._inputs_of, self._stop)
         history = list(current.config.history)
         diff_ids = list(current.config.diff_ids)
         layers, lowers = list(current.layers), current.lowers
         key = current.key
-        for step in stage.steps:
+        for i, step in enumerate(stage.steps):
             if step.spec is None:
                 if step.created_by:  # "": no history entry (ONBUILD, as BuildKit)
                     history.append(
                         History(self._created, step.created_by, _COMMENT, empty_layer=True)
                     )
                 continue
+            ahead.start(stage.steps[i:], key)  # a no-op while a chain covers this step
+            for read in sorted(step.reads):
+                deps[read].result()  # the stages it reads are built (or raise their error)
             self._check_stop()
             self._events.step_started(stage, step)
-            result, diff_id, lower = self._run_step(stage, step, step.spec, key, lowers)
+            result, diff_id, lower = self._run_step(stage, step, step.spec, key, lowers, ahead)
             key = result.key or key
             if result.layer is not None and diff_id is not None:
                 layers.append(result.layer)
@@ -257,13 +290,16 @@ class Solver:
         spec: Spec,
         parent: str,
         lowers: StageLowers,
+        ahead: KeysAhead | None = None,
     ) -> tuple[StepResult, Digest | None, Path | None]:
         """The step's result, its layer's diff_id, and its layer dir when it ran (None on a
         hit: the dir is unpacked or checked only if a later step needs it)."""
         started = time.time()
         ctx = self._step_context(step)
         try:
-            inputs = OPS[type(spec)].key_inputs(spec, parent, step.key_text, ctx)
+            inputs = ahead.take(step, parent) if ahead is not None else None
+            if inputs is None:
+                inputs = OPS[type(spec)].key_inputs(spec, parent, step.key_text, ctx)
         except BuildError as exc:
             raise exc.located(
                 step.instruction.location.file, step.instruction.location.line
@@ -292,6 +328,12 @@ class Solver:
             )
         self._storage.index.set_last_inputs(step.id, inputs_to_json(inputs))
         return result, diff_id, lower
+
+    def _inputs_of(self, step: PlannedStep, parent: str) -> KeyInputs:
+        """The step's key inputs (keyahead computes them ahead with this)."""
+        assert step.spec is not None
+        ctx = self._step_context(step)
+        return OPS[type(step.spec)].key_inputs(step.spec, parent, step.key_text, ctx)
 
     def _lookup(
         self, step: PlannedStep, key: str, inputs: KeyInputs, started: float

@@ -69,6 +69,8 @@ def cmd_load(args: argparse.Namespace) -> int:
 
     with open_store(args) as storage, build_guard(storage.root):  # blobs are untagged until the end
         loaded = load_archive(args.input, storage.blobs, storage.index)
+        for digest in dict.fromkeys(image.digest for image in loaded):
+            storage.unpack_for_builds(digest)
     for image in loaded:
         print_line(
             f"Loaded image: {image.name}" if image.name else f"Loaded image ID: {image.digest}",

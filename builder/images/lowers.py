@@ -8,7 +8,7 @@ hits the cache never unpacks a layer nor checks an unpacked one (which walks its
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from pathlib import Path
 
 from builder.errors import BuildError
@@ -24,7 +24,8 @@ class StageLowers:
     touches them. One node per layer on top of its parent's; each resolves once.
 
     ``path`` is the layer's dir when the build just made it, else None (``ensure``
-    unpacks or checks it). The root node holds a base image's layers, or none.
+    unpacks or checks it). The root node holds a base image's layers, or none, resolved
+    through ``ensure_base`` (default: the store's ``ensure``).
     """
 
     def __init__(
@@ -33,8 +34,11 @@ class StageLowers:
         parent: StageLowers | None,
         layers: tuple[tuple[Descriptor, Digest], ...] = (),
         path: Path | None = None,
+        ensure_base: Callable[[Descriptor, Digest], Path] | None = None,
     ) -> None:
         self._storage, self._parent, self._layers, self._path = storage, parent, layers, path
+        # How a base layer is unpacked or checked (the solver's: once per build).
+        self._ensure_base = ensure_base or storage.layers.ensure
         self._lock = threading.Lock()
         self._paths: tuple[Path, ...] | None = None
 
@@ -51,7 +55,7 @@ class StageLowers:
     def _resolve(self) -> tuple[Path, ...]:
         if self._parent is None:  # the base image's layers
             try:
-                dirs = [self._storage.layers.ensure(layer, diff) for layer, diff in self._layers]
+                dirs = [self._ensure_base(layer, diff) for layer, diff in self._layers]
             except CacheError as exc:
                 raise BuildError(
                     f"cannot unpack a base layer: {exc.message}", hint=exc.hint

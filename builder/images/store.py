@@ -79,6 +79,28 @@ class Storage:
     def close(self) -> None:
         self.index.close()
 
+    def unpack_for_builds(self, digest: Digest) -> bool:
+        """Unpack the layers of image ``digest`` now, as ``docker load`` and ``docker
+        pull`` do, so the first build from it starts its first step at once. True if
+        every layer is unpacked.
+
+        Only as root outside a user namespace, where a build unpacks in the same way; a
+        rootless build unpacks inside its own namespace (other owners), so it is left
+        to do that. A layer that cannot be unpacked is left too: the build that needs
+        it reports why.
+        """
+        from runtime.userns import in_initial_namespace
+
+        if os.geteuid() != 0 or not in_initial_namespace():
+            return False
+        try:
+            image = read_image(self.blobs, digest)
+            for layer, diff_id in zip(image.manifest.layers, image.config.diff_ids, strict=True):
+                self.layers.ensure(layer, diff_id)
+        except (CacheError, ValueError):
+            return False
+        return True
+
     def __enter__(self) -> Storage:
         return self
 

@@ -20,7 +20,7 @@ from builder.frontend.onbuild import trigger_instructions
 from builder.frontend.suggest import did_you_mean
 from builder.plan.facts import check_facts
 from builder.plan.handlers import PlanContext, apply
-from builder.plan.specs import CopySpec, RunSpec
+from builder.plan.specs import stages_read
 from builder.plan.stages import BaseImage, Plan, PlannedStep, StagePlan
 from builder.plan.state import DEFAULT_PATH, StageState, set_env
 from builder.plan.stepnumbers import step_numbers
@@ -276,10 +276,8 @@ def _plan_stage(
         outcome = apply(state, instr, ctx)
         state = outcome.state
         spec = outcome.spec
-        if isinstance(spec, CopySpec) and spec.from_stage is not None:
-            deps.add(spec.from_stage)
-        if isinstance(spec, RunSpec):
-            deps.update(m.from_stage for m in spec.mounts if m.from_stage is not None)
+        reads = stages_read(spec)
+        deps.update(reads)
         steps.append(
             PlannedStep(
                 id=f"{df.file}#{stage.index}#{position}",
@@ -290,6 +288,7 @@ def _plan_stage(
                 created_by=outcome.created_by,
                 key_text=outcome.key_text,
                 config=state.config,
+                reads=reads,
             )
         )
     triggers_count = len(instructions) - len(stage.instructions)

@@ -99,3 +99,12 @@ class WorkdirSpec:
 
 
 Spec = RunSpec | CopySpec | WorkdirSpec
+
+
+def stages_read(spec: Spec | None) -> frozenset[int]:
+    """The stages a step's spec reads: COPY --from, RUN --mount=from."""
+    if isinstance(spec, CopySpec) and spec.from_stage is not None:
+        return frozenset((spec.from_stage,))
+    if isinstance(spec, RunSpec):
+        return frozenset(m.from_stage for m in spec.mounts if m.from_stage is not None)
+    return frozenset()

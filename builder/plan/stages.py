@@ -39,6 +39,9 @@ class PlannedStep:
     created_by: str
     key_text: str
     config: ContainerConfig
+    # The stages whose result the step reads (COPY --from, RUN --mount=from): the
+    # solver starts the step once they are built, not the whole stage.
+    reads: frozenset[int] = frozenset()
 
     @property
     def title(self) -> str:
@@ -54,7 +57,7 @@ class StagePlan:
     base_image: BaseImage | None
     base_config: ImageConfig
     steps: tuple[PlannedStep, ...]
-    deps: frozenset[int]
+    deps: frozenset[int]  # base_stage and every step's ``reads``
     triggers: int = 0  # the first steps that are the base image's ONBUILD triggers
     only_stage: bool = False  # the Dockerfile has this stage alone (no name in progress)
     numbers: tuple[int, ...] = ()  # each step's number in progress (builder.plan.stepnumbers)

@@ -1,4 +1,5 @@
-"""The stage DAG: independent stages overlap in time, identical steps run once per build.
+"""The stage DAG: independent stages overlap in time, a stage's steps wait only for the
+stages they read, identical steps run once per build.
 
 Overlap is read from the build records (``--metadata-file``: each step's start and end),
 never from a threshold on total build time.
@@ -24,6 +25,14 @@ RUN sleep 1.5 && echo right > /right
 FROM busybox
 COPY --from=left /left /left
 COPY --from=right /right /right
+"""
+
+READS_LATE = """\
+FROM busybox AS slow
+RUN sleep 1.5 && echo slow > /slow
+FROM busybox
+RUN echo early > /early
+COPY --from=slow /slow /slow
 """
 
 SAME_STEP_TWICE = """\
@@ -73,6 +82,18 @@ def test_jobs_one_runs_independent_stages_one_after_the_other(
         key=lambda s: s["started"],
     )
     assert left["finished"] <= right["started"], (left, right)
+
+
+def test_steps_before_a_copy_from_run_while_the_stage_it_reads_builds(
+    pybuild: Pybuild, tmp_path: Path
+) -> None:
+    doc = _build(pybuild, tmp_path, READS_LATE, "--jobs", "2")
+    steps = {s["instruction"]: s for s in doc["steps"]}
+    slow = steps["RUN sleep 1.5 && echo slow > /slow"]
+    early = steps["RUN echo early > /early"]
+    copy = steps["COPY --from=slow /slow /slow"]
+    assert early["started"] < slow["finished"], (early, slow)
+    assert copy["started"] >= slow["finished"], (copy, slow)
 
 
 @pytest.mark.parametrize("flags", [(), ("--no-cache",)], ids=["fresh-store", "no-cache"])

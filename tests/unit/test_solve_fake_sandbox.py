@@ -132,3 +132,58 @@ def test_failing_run_is_a_build_error_with_location(tmp_path: Path) -> None:
         solve(tmp_path, "FROM scratch\nRUN broken\n", FakeSandbox(exit_code=5))
     assert err.value.line == 2
     assert "exit code 5" in err.value.message
+
+
+def test_a_solver_checks_a_shared_base_layer_once_not_per_stage(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from builder.images.load import load_archive
+    from tests.archive_samples import REF, Layout, layer
+
+    storage = Storage.open(tmp_path / "store")
+    layout = Layout()
+    layout.tag(layout.image([layer({"etc/hello": b"hi\n"})]), {REF: "base:1"})
+    archive = tmp_path / "base.tar"
+    archive.write_bytes(layout.tar())
+    load_archive(archive, storage.blobs, storage.index)
+    ensured: list[str] = []
+    real_ensure = storage.layers.ensure
+
+    def counting_ensure(desc: object, diff_id: object) -> Path:
+        ensured.append(str(diff_id))
+        return real_ensure(desc, diff_id)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(storage.layers, "ensure", counting_ensure)
+    df = parse_dockerfile("FROM base:1 AS a\nRUN a\nFROM base:1 AS b\nRUN b\n", "Dockerfile")
+    ctx_dir = tmp_path / "ctx"
+    ctx_dir.mkdir()
+    sandbox = FakeSandbox()
+    ctx = ExecContext(BuildContext(ctx_dir), sandbox, storage.blobs.tmp_dir)
+    solver = Solver(storage, ctx, Quiet(), SolveOptions())
+    for target in ("a", "b"):  # two stages started from the same base
+        request = PlanRequest(df, {}, target, "none")
+        solver.solve(make_plan(request, lambda name, _instr: storage.get_image(name)))
+    storage.close()
+    assert len(sandbox.calls) == 2
+    assert len(ensured) == 1  # one base layer, checked once
+    assert sandbox.calls[0].rootfs.lowers == sandbox.calls[1].rootfs.lowers != ()
+
+
+def test_a_failing_run_is_reported_before_a_later_copy_that_cannot_be_keyed(
+    tmp_path: Path,
+) -> None:
+    with pytest.raises(BuildError) as err:
+        solve(tmp_path, "FROM scratch\nRUN broken\nCOPY missing /x\n", FakeSandbox(exit_code=5))
+    assert err.value.line == 2
+    assert "exit code 5" in err.value.message
+
+
+def test_a_copy_that_cannot_be_keyed_fails_at_its_own_line_after_the_steps_above(
+    tmp_path: Path,
+) -> None:
+    sandbox = FakeSandbox()
+    with pytest.raises(BuildError) as err:
+        solve(tmp_path, "FROM scratch\nRUN ok\nCOPY missing /x\n", sandbox)
+    assert err.value.line == 3
+    assert "missing" in err.value.message
+    assert len(sandbox.calls) == 1
