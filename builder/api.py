@@ -127,8 +127,9 @@ def build(
     from builder.interrupt import cancel_on_signals
     from runtime.sandboxes import Sandboxes
 
-    sandboxes, stop = Sandboxes(), threading.Event()
+    stop = threading.Event()
     with (
+        Sandboxes() as sandboxes,  # closed last: its fork server outlives every RUN
         cancel_on_signals(sandboxes, stop),
         Storage.open(
             root or default_root(),
