@@ -84,7 +84,12 @@ class ServedInit:
         first (the init died with it). Nothing is consumed before the end (only peeked),
         so an interrupted wait can be repeated."""
         if self._returncode is None:
-            raw = self._reply.recv(256, socket.MSG_PEEK)  # outside the lock: it blocks
+            try:
+                raw = self._reply.recv(256, socket.MSG_PEEK)  # outside the lock: it blocks
+            except OSError:  # closed meanwhile: a poll() on another thread settled it
+                if self._returncode is None:
+                    raise
+                raw = b""
             with self._lock:
                 if self._returncode is None:
                     self._settle(raw)

@@ -110,12 +110,15 @@ def _accept(
     finally:
         for fd in fds[1:]:  # the init has its own copies
             os.close(fd)
-    inits[child.pidfd] = child
-    selector.register(child.pidfd, selectors.EVENT_READ)
     try:
         socket.send_fds(reply, [json.dumps({"pid": child.pid}).encode()], [child.pidfd])
-    except OSError:
-        _kill(child)  # the client is gone: so goes what it asked for
+    except OSError:  # the client is gone: so goes what it asked for
+        _kill(child)
+        os.close(child.pidfd)
+        reply.close()
+        return True
+    inits[child.pidfd] = child
+    selector.register(child.pidfd, selectors.EVENT_READ)
     return True
 
 
