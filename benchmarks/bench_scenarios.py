@@ -19,6 +19,7 @@ are skipped with a line saying so. The figures are never a test assertion.
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import json
 import os
 import subprocess
@@ -84,6 +85,58 @@ def render(scenarios: list[str], out: Path) -> dict[str, tuple[Path, str]]:
         make_pyapp2k(out / PYAPP2K)
         edits[PYAPP2K] = PYAPP2K_EDIT
     return {s: (out / s, edits[s]) for s in scenarios}
+
+
+PACKAGES = ("builder", "cache", "runtime", "fstree")
+
+
+def stale_bytecode(repo: Path, packages: tuple[str, ...] = PACKAGES) -> list[Path]:
+    """Modules of ``packages`` whose ``__pycache__`` file this Python would not use: missing,
+    for another Python (magic number) or older than its source (timestamp or hash).
+
+    With PYTHONDONTWRITEBYTECODE set, Python compiles each of those on every run and
+    never saves the result, which is start-up time a no-change rebuild pays each time.
+    """
+    stale = []
+    for package in packages:
+        for source in sorted((repo / package).rglob("*.py")):
+            if not _bytecode_current(source):
+                stale.append(source)
+    return stale
+
+
+def _bytecode_current(source: Path) -> bool:
+    """Whether the cached bytecode of ``source`` passes the checks the import system makes
+    before using it (PEP 552 header: magic, flags, then mtime and size, or a hash)."""
+    try:
+        header = Path(importlib.util.cache_from_source(str(source))).read_bytes()[:16]
+        st = source.stat()
+    except OSError:
+        return False
+    if len(header) < 16 or header[:4] != importlib.util.MAGIC_NUMBER:
+        return False
+    flags = int.from_bytes(header[4:8], "little")
+    if flags & 0b1:  # hash-based: checked against the source unless unchecked
+        unchecked = not flags & 0b10
+        return unchecked or header[8:16] == importlib.util.source_hash(source.read_bytes())
+    mtime = int.from_bytes(header[8:12], "little")
+    size = int.from_bytes(header[12:16], "little")
+    return mtime == int(st.st_mtime) & 0xFFFFFFFF and size == st.st_size & 0xFFFFFFFF
+
+
+def bytecode_note(repo: Path, packages: tuple[str, ...] = PACKAGES) -> str | None:
+    """A line saying pybuild compiled its modules on every run, or None when it did not
+    (bytecode is written, or every module's cached bytecode is current)."""
+    if not os.environ.get("PYTHONDONTWRITEBYTECODE"):
+        return None
+    stale = stale_bytecode(repo, packages)
+    if not stale:
+        return None
+    return (
+        f"pybuild ran without bytecode for {len(stale)} modules (e.g. "
+        f"{stale[0].relative_to(repo)}): PYTHONDONTWRITEBYTECODE is set, so each run "
+        "compiled them; run `python3 -m compileall builder cache runtime fstree`"
+    )
 
 
 def select(given: str, known: tuple[str, ...], what: str) -> list[str]:
@@ -188,8 +241,9 @@ def main() -> int:
     names = [t.name for t in tools]
     print(f"seconds, median of {args.repeat}; /peer: pybuild median over the peer's")
     print(format_table(table_rows(runs, names)))
-    if "pybuild" in names and os.environ.get("PYTHONDONTWRITEBYTECODE"):
-        print("pybuild ran without bytecode (PYTHONDONTWRITEBYTECODE): each run compiled it")
+    note = bytecode_note(BENCH.parent) if "pybuild" in names else None
+    if note:
+        print(note)
     loads = [r["load"] for r in runs]
     if loads:
         print(f"load average (1 min) during the runs: {min(loads)} to {max(loads)}")

@@ -28,17 +28,13 @@ from typing import TYPE_CHECKING, Literal
 
 from builder.dockerfiles import find_dockerfile, read_dockerfile
 from builder.errors import BuildError, UsageError
-from builder.exporters.cache_transfer import CacheSpec, export_caches, import_caches
 from builder.exporters.image import commit_image
-from builder.exporters.outputs import Output, write_output
-from builder.exporters.push_targets import PushPlan, push_plan
 from builder.frontend import instructions as ins
-from builder.images.namedcontexts import NamedContext, resolve_context
 from builder.images.names import normalize
 from builder.images.store import Storage, default_root
 from builder.ops.base import ExecContext, Sandbox
-from builder.ops.context import BuildContext
 from builder.ops.runsettings import RunSettings
+from builder.ops.scancache import RememberingContext
 from builder.ops.secrets import BuildSecrets
 from builder.outcome import BuildOutcome
 from builder.plan.planner import PlanRequest, make_plan
@@ -52,6 +48,12 @@ from cache.index import BuildRecord, BuildStep
 from runtime.spec import ContainerSpec, Resources, RunResult
 
 if TYPE_CHECKING:
+    # Imported where used: a build without --cache-from/--cache-to, -o, --push or
+    # --build-context never loads them (a no-change rebuild is mostly start-up time).
+    from builder.exporters.cache_transfer import CacheSpec
+    from builder.exporters.outputs import Output
+    from builder.exporters.push_targets import PushPlan
+    from builder.images.namedcontexts import NamedContext
     from builder.plan.planner import PlannedStep, StagePlan
 
 __all__ = ["BuildOutcome", "BuildRequest", "Events", "PullPolicy", "build"]
@@ -120,16 +122,16 @@ def build(
             hint="pass the directory holding your Dockerfile and sources",
         )
     request = replace(request, tags=tuple(normalize(t) for t in request.tags))
-    pushes = push_plan(request.push, request.outputs, request.tags)
+    pushes = _push_plan(request)
     seen = events if events is not None else _Silent()
     note = _notes(seen)
     enter_private_mounts()
     from builder.interrupt import cancel_on_signals
-    from runtime.sandboxes import Sandboxes
+    from builder.lazysandbox import LazySandboxes
 
     stop = threading.Event()
     with (
-        Sandboxes() as sandboxes,  # closed last: its fork server outlives every RUN
+        LazySandboxes() as sandboxes,  # closed last: its fork server outlives every RUN
         cancel_on_signals(sandboxes, stop),
         Storage.open(
             root or default_root(),
@@ -143,6 +145,14 @@ def build(
         outcome = _run_build(request, storage, seen, sandboxes, stop=stop)
         _finish(storage, request, outcome, pushes, note)
     return outcome
+
+
+def _push_plan(request: BuildRequest) -> PushPlan:
+    if not request.push and not request.outputs:
+        return ()
+    from builder.exporters.push_targets import push_plan
+
+    return push_plan(request.push, request.outputs, request.tags)
 
 
 def _notes(events: Events) -> Callable[[str], None]:
@@ -174,9 +184,12 @@ def _finish(
     note: Callable[[str], None],
 ) -> None:
     """After the build: ``-o -`` to stdout, the metadata file, the registry pushes."""
-    with build_guard(storage.root):
-        for output in request.outputs:
-            if output.to_stdout:
+    streamed = [output for output in request.outputs if output.to_stdout]
+    if streamed:
+        from builder.exporters.outputs import write_output
+
+        with build_guard(storage.root):
+            for output in streamed:
                 write_output(storage, output, outcome.image.digest, request.tags, sys.stdout.buffer)
     if request.metadata_file is not None:
         from builder.exporters.metadata import write_metadata
@@ -232,7 +245,9 @@ def _run_build(
         request.dockerfile_text,
         lambda m: _warn(events, m),
     )
-    context = BuildContext(request.context, dockerfile=request.dockerfile)
+    # COPY's scans are remembered in the store: a context whose stats did not change is
+    # not walked again (builder.ops.scancache).
+    context = RememberingContext(request.context, storage.root, dockerfile=request.dockerfile)
     plan = make_plan(
         PlanRequest(
             dockerfile,
@@ -263,7 +278,10 @@ def _run_build(
     with build_guard(storage.root), open_stat_cache(storage.root) as stat_cache:
         solver = Solver(storage, exec_ctx, events, request.solve, stat_cache, stop=stop)
         context.hash_file = stat_cache.cached(context.hash_file)  # unchanged files: no read
-        import_caches(storage, request.cache_from, lambda m: _warn(events, m))
+        if request.cache_from:
+            from builder.exporters.cache_transfer import import_caches
+
+            import_caches(storage, request.cache_from, lambda m: _warn(events, m))
         result = solver.solve(plan)
         image = commit_image(
             storage,
@@ -284,10 +302,11 @@ def _run_build(
             labels=request.labels,
         )
         storage.index.record_build(made)
-        for output in request.outputs:
-            if not output.to_stdout:  # written after the build, once progress is done
-                write_output(storage, output, image.digest, request.tags)
-        export_caches(storage, request.cache_to, plan, solver.steps, _notes(events))
+        _write_outputs(storage, request, image)
+        if request.cache_to:
+            from builder.exporters.cache_transfer import export_caches
+
+            export_caches(storage, request.cache_to, plan, solver.steps, _notes(events))
     return BuildOutcome(
         image,
         plan,
@@ -296,6 +315,17 @@ def _run_build(
         time.time() - started,
         build_id,
     )
+
+
+def _write_outputs(storage: Storage, request: BuildRequest, image: StoredImage) -> None:
+    """The file outputs (``-o``); those to stdout are written after the build, once
+    progress is done."""
+    files = [output for output in request.outputs if not output.to_stdout]
+    if files:
+        from builder.exporters.outputs import write_output
+
+        for output in files:
+            write_output(storage, output, image.digest, request.tags)
 
 
 def _dockerfile_path(request: BuildRequest) -> Path:
@@ -352,6 +382,8 @@ class _BaseResolver:
         try:
             if name in self.contexts:
                 if name not in self.made:
+                    from builder.images.namedcontexts import resolve_context
+
                     opts = self.request.solve
                     self.made[name] = resolve_context(
                         self.storage, self.contexts[name], opts.compression, opts.source_date_epoch

@@ -8,9 +8,10 @@ upper dir into a layer. The result of each step, and why it missed, is reported.
 
 from __future__ import annotations
 
+import contextlib
 import threading
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -18,6 +19,7 @@ from typing import Any, Protocol
 
 from builder.errors import BuildCancelled, BuildError
 from builder.images.history import fill_history, image_created, rfc3339
+from builder.images.lowers import StageLowers, StageRoots
 from builder.images.store import Storage
 from builder.ops import copy as copy_op
 from builder.ops import run as run_op
@@ -30,7 +32,7 @@ from builder.plan.stages import Plan, PlannedStep, StagePlan
 from cache.digest import Digest, sha256_file
 from cache.errors import CacheError
 from cache.fscache import StatCache
-from cache.index import StepRecord
+from cache.index import Hit, StepRecord
 from cache.keys import KeyInputs, explain_miss, inputs_from_json, inputs_to_json, step_key
 from cache.layers import Compression, write_layer
 from cache.oci import Descriptor, History, ImageConfig
@@ -80,7 +82,7 @@ class StageResult:
     key: str
     layers: tuple[Descriptor, ...]
     config: ImageConfig  # with diff_ids and history
-    lowers: tuple[Path, ...]  # unpacked layer dirs, top-most first
+    lowers: StageLowers  # unpacked layer dirs, top-most first, resolved when needed
     base_layers: int = 0  # how many of ``layers``, from the bottom, are the base image's
 
 
@@ -126,13 +128,33 @@ class Solver:
         self._lock = threading.Lock()
         self._results: dict[int, StageResult] = {}
         self._built: set[str] = set()  # keys executed in this build (see _lookup)
+        self._hits: list[Hit] = []  # written to the index once, when the solve ends
         self._stage_names: dict[int, str] = {}
         # Per step: what keying its remote sources learnt, reused when it executes.
         self._fetches: dict[str, RemoteFetches] = {}
         self.steps: list[StepResult] = []
 
     def solve(self, plan: Plan) -> StageResult:
-        """Build every stage of the plan; return the target stage's result."""
+        """Build every stage of the plan; return the target stage's result.
+
+        The cache hits are recorded in the index (when each record was last used, the
+        inputs each step last had) in one transaction at the end, also when a step
+        fails."""
+        try:
+            result = self._solve(plan)
+        except BaseException:
+            with contextlib.suppress(CacheError):  # the build's own error comes first
+                self._record_hits()
+            raise
+        self._record_hits()
+        return result
+
+    def _record_hits(self) -> None:
+        with self._lock:
+            hits, self._hits = self._hits, []
+        self._storage.index.record_hits(hits)
+
+    def _solve(self, plan: Plan) -> StageResult:
         futures: dict[int, Future[StageResult]] = {}
         self._stage_names = {s.index: (s.name or "").lower() for s in plan.stages}
         self._prune_ignored_cache_mounts(plan)
@@ -181,31 +203,21 @@ class Solver:
             base = self._results[stage.base_stage]
             return replace(base, index=stage.index)
         if stage.base_image is None:
-            return StageResult(stage.index, "scratch", (), ImageConfig(), ())
+            empty = StageLowers(self._storage, None)
+            return StageResult(stage.index, "scratch", (), ImageConfig(), empty)
         image = stage.base_image
-        lowers = self._unpack(image.manifest.layers, image.config.diff_ids)
         layers = image.manifest.layers
+        pairs = tuple(zip(layers, image.config.diff_ids, strict=True))
+        lowers = StageLowers(self._storage, None, pairs)
         return StageResult(
             stage.index, f"image:{image.digest}", layers, image.config, lowers, len(layers)
         )
-
-    def _unpack(
-        self, layers: tuple[Descriptor, ...], diff_ids: tuple[Digest, ...]
-    ) -> tuple[Path, ...]:
-        try:
-            dirs = [
-                self._storage.layers.ensure(layer, diff)
-                for layer, diff in zip(layers, diff_ids, strict=True)
-            ]
-        except CacheError as exc:
-            raise BuildError(f"cannot unpack a base layer: {exc.message}", hint=exc.hint) from None
-        return _top_most_once(reversed(dirs))
 
     def _build_stage(self, stage: StagePlan) -> StageResult:
         current = self._start(stage)
         history = list(current.config.history)
         diff_ids = list(current.config.diff_ids)
-        layers, lowers = list(current.layers), list(current.lowers)
+        layers, lowers = list(current.layers), current.lowers
         key = current.key
         for step in stage.steps:
             if step.spec is None:
@@ -216,12 +228,12 @@ class Solver:
                 continue
             self._check_stop()
             self._events.step_started(stage, step)
-            result, diff_id, lower = self._run_step(stage, step, step.spec, key, tuple(lowers))
+            result, diff_id, lower = self._run_step(stage, step, step.spec, key, lowers)
             key = result.key or key
-            if result.layer is not None and diff_id is not None and lower is not None:
+            if result.layer is not None and diff_id is not None:
                 layers.append(result.layer)
                 diff_ids.append(diff_id)
-                lowers = list(_top_most_once([lower, *lowers]))
+                lowers = lowers.plus(result.layer, diff_id, lower)
             created = self._created or (rfc3339(result.made) if result.layer else "")
             history.append(History(created, step.created_by, _COMMENT, result.layer is None))
             with self._lock:
@@ -236,7 +248,7 @@ class Solver:
             history=tuple(history),
         )
         base = current.base_layers
-        return StageResult(stage.index, key, tuple(layers), config, tuple(lowers), base)
+        return StageResult(stage.index, key, tuple(layers), config, lowers, base)
 
     def _run_step(
         self,
@@ -244,8 +256,10 @@ class Solver:
         step: PlannedStep,
         spec: Spec,
         parent: str,
-        lowers: tuple[Path, ...],
+        lowers: StageLowers,
     ) -> tuple[StepResult, Digest | None, Path | None]:
+        """The step's result, its layer's diff_id, and its layer dir when it ran (None on a
+        hit: the dir is unpacked or checked only if a later step needs it)."""
         started = time.time()
         ctx = self._step_context(step)
         try:
@@ -291,15 +305,10 @@ class Solver:
         record = None if fresh_only else index.get_step(key)
         if record is None or not self._usable(record):
             return None
-        index.set_last_inputs(step.id, inputs_to_json(inputs))
-        index.touch_step(key, time.time())
-        lower = (
-            self._storage.layers.ensure(record.layer, record.diff_id)
-            if record.layer and record.diff_id
-            else None
-        )
+        with self._lock:
+            self._hits.append(Hit(key, step.id, inputs_to_json(inputs), time.time()))
         result = self._result(step, key, True, "", record.layer, started)
-        return replace(result, saved=record.duration, made=record.created), record.diff_id, lower
+        return replace(result, saved=record.duration, made=record.created), record.diff_id, None
 
     def _usable(self, record: StepRecord) -> bool:
         # A record without a layer was written by a pybuild that skipped empty layers:
@@ -352,26 +361,27 @@ class Solver:
 
         with self._lock:
             keys = {i: r.key for i, r in self._results.items()}
-            roots = {i: r.lowers for i, r in self._results.items()}
+            roots = StageRoots({i: r.lowers for i, r in self._results.items()})
             fetches = self._fetches.setdefault(step.id, RemoteFetches())
         return replace(self._ctx, log=log, stage_keys=keys, stage_roots=roots, fetches=fetches)
 
     def _execute(
-        self, step: PlannedStep, spec: Spec, ctx: ExecContext, lowers: tuple[Path, ...]
+        self, step: PlannedStep, spec: Spec, ctx: ExecContext, lowers: StageLowers
     ) -> tuple[Descriptor, Digest, Path]:
+        below = lowers.paths()
         # A locked temp dir: a concurrent build's clean_tmp never removes it mid-step.
         with self._storage.blobs.temp_dir("step-") as work:
             upper, overlay_work, scratch = work / "upper", work / "work", work / "scratch"
             for d in (upper, overlay_work, scratch):
                 d.mkdir()
             self._run_spec(
-                step, spec, Rootfs(lowers, upper, overlay_work), replace(ctx, scratch=scratch)
+                step, spec, Rootfs(below, upper, overlay_work), replace(ctx, scratch=scratch)
             )
             try:
                 # The file times as they are: the cached layer serves builds with any
                 # epoch; the image clamps them (builder.exporters.image, cache.clamp).
                 blob = write_layer(
-                    upper, self._storage.blobs, compression=self._options.compression
+                    upper, self._storage.blobs, compression=self._options.compression, record=True
                 )
             except CacheError as exc:
                 location = step.instruction.location
@@ -384,7 +394,7 @@ class Solver:
             # A step that changed nothing still commits a layer (the 1024-byte empty
             # tar), as BuildKit does: layer count and history match its images.
             layer = Descriptor(blob.media_type, blob.digest, blob.size)
-            lower = self._storage.layers.adopt(blob.diff_id, upper)
+            lower = self._storage.layers.adopt(blob.diff_id, upper, blob.record)
             return layer, blob.diff_id, lower
 
     def _run_spec(self, step: PlannedStep, spec: Spec, rootfs: Rootfs, ctx: ExecContext) -> None:
@@ -428,16 +438,6 @@ class Solver:
             started,
             now,
         )
-
-
-def _top_most_once(lowers: Iterable[Path]) -> tuple[Path, ...]:
-    """Each layer dir once, where it is top-most (lowers are given top-most first).
-
-    Two identical layers (two steps that changed nothing, or a re-added layer) share one
-    unpacked dir, and overlayfs refuses a lower listed twice (ELOOP). Dropping the lower
-    copy changes nothing: the upper copy holds every path it has.
-    """
-    return tuple(dict.fromkeys(lowers))
 
 
 def count_sandbox_runs(results: list[StepResult], plan: Plan) -> int:

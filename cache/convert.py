@@ -1,7 +1,8 @@
 """A layer in another compression: recompressed once per (diff_id, target), then reused.
 
 A conversion streams the stored blob through its decompressor, hashes the tar (which
-must match the layer's diff_id) and compresses it again into a new blob, in one pass.
+must match the layer's diff_id) and compresses it again into a new blob, in one pass;
+compressing and writing run on their own threads (``cache.layerstream``).
 The result is remembered in a small record, ``<store root>/converted/<target>/<diff_id
 hex>`` (JSON: digest and size), written atomically; a record whose blob has since gone
 (pruned) is ignored and the conversion done again. A per-layer store lock makes
@@ -17,7 +18,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from cache.digest import Digest, Sha256, verify
+from cache.digest import Digest, verify
 from cache.errors import LayerError
 from cache.layers import (
     FORMAT_ERRORS,
@@ -26,6 +27,7 @@ from cache.layers import (
     make_compressor,
     open_decompressed,
 )
+from cache.layerstream import LayerStream
 from cache.memo import read_memo, write_memo
 from cache.oci import Descriptor
 from cache.store import CORRUPT_HINT, BlobStore
@@ -89,19 +91,18 @@ def _recompress(
     """Decompress, check against ``diff_id``, compress as ``target``: one streaming pass."""
     expected = diff_id if target is Compression.NONE else None
     try:
-        with blobs.open(layer.digest) as raw, blobs.writer(expected) as out:
-            compressor = make_compressor(target)
-            tar_hash = Sha256()
+        with (
+            blobs.open(layer.digest) as raw,
+            blobs.writer(expected) as out,
+            LayerStream(make_compressor(target), out) as stream,
+        ):
             with open_decompressed(raw, source) as tar:
                 while chunk := tar.read(_CHUNK):
-                    tar_hash.update(chunk)
-                    if packed := compressor.compress(chunk):
-                        out.write(packed)
+                    stream.write(chunk)
             while raw.read(_CHUNK):  # to EOF, where the store's reader verifies the blob
                 pass
             # Inside the writer's block: a mismatch discards the new blob.
-            verify(diff_id, tar_hash.digest(), f"layer {layer.digest} (diff_id)")
-            out.write(compressor.flush())
+            verify(diff_id, stream.finish(), f"layer {layer.digest} (diff_id)")
     except FORMAT_ERRORS as exc:
         _read_through(blobs, layer.digest)  # a corrupt blob explains it best: DigestMismatch
         raise LayerError(

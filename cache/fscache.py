@@ -52,7 +52,7 @@ class FileHasher(Protocol):
     def __call__(self, path: Path, st: os.stat_result | None = None) -> bytes: ...
 
 
-def _stat_key(st: os.stat_result) -> Stat:
+def stat_key(st: os.stat_result) -> Stat:
     return (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
 
 
@@ -114,7 +114,7 @@ class StatCache:
         """
         st = os.lstat(path) if st is None else st
         key = os.fsdecode(os.path.abspath(path))
-        stat = _stat_key(st)
+        stat = stat_key(st)
         stored = self._get(key)
         if stored is not None and stored[0] == stat:
             self.hits += 1
@@ -123,7 +123,7 @@ class StatCache:
         digest = read(path)
         self.reads += 1
         after = os.lstat(path)
-        if _stat_key(after) == stat and _settled(after, started):
+        if stat_key(after) == stat and settled(after, started):
             with self._lock:
                 self._pending[key] = (stat, digest)
         return digest
@@ -187,7 +187,7 @@ class StatCache:
                 self._db = None
 
 
-def _settled(st: os.stat_result, now: float) -> bool:
+def settled(st: os.stat_result, now: float) -> bool:
     """True when no write can still land in the tick the stat shows (see module doc)."""
     newest = max(st.st_mtime_ns, st.st_ctime_ns)
     fine = st.st_mtime_ns % _NS != 0 and st.st_ctime_ns % _NS != 0

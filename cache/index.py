@@ -1,83 +1,27 @@
 """The store's index: cache keys to step records, image tags, per-step last inputs, and a
 record of every build (its steps, hits, and the time the hits saved).
 
-One SQLite file, ``<root>/index.db``, in WAL mode so readers never wait for a writer.
-It is created whole (schema and all) in a temp file and renamed into place behind a
-file lock, as pre-commit does, so a process never sees a half-made database. Many
-processes may use it at once: a busy timeout makes them wait instead of failing.
+One SQLite file, ``<root>/index.db`` (``cache.indexdb``: schema, creation, connection);
+many processes may use it at once.
 """
 
 from __future__ import annotations
 
 import json
-import os
 import sqlite3
 import threading
-import uuid
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
 
 from cache.digest import Digest
-from cache.errors import CacheError, IndexDamaged, InvalidDigest, InvalidImage, disk_full_hint
+from cache.errors import CacheError, IndexDamaged, InvalidDigest, InvalidImage
+from cache.indexdb import REPAIR_HINT, SCHEMA_VERSION, UPGRADES, connect, create, db_error, upgrade
 from cache.oci import Descriptor, canonical_json
 from cache.store import exclusive_lock
-from cache.storeroot import touch_private
-from cache.tagfile import tag_file, tags_lock, write_tags
-
-REPAIR_HINT = (
-    "run `pybuild cache verify --repair` to rebuild it: tags are kept (from tags.json), "
-    "cached build steps are lost (the next builds run them again)"
-)
-
-SCHEMA_VERSION = 3
-_BUSY_TIMEOUT_S = 60.0
-_SCHEMA_V1 = """
-CREATE TABLE steps (
-    key TEXT PRIMARY KEY,
-    layer TEXT,
-    layer_digest TEXT,
-    diff_id TEXT,
-    inputs TEXT NOT NULL,
-    duration REAL NOT NULL,
-    created REAL NOT NULL
-);
-CREATE INDEX steps_layer_digest ON steps (layer_digest);
-CREATE TABLE tags (name TEXT PRIMARY KEY, manifest TEXT NOT NULL);
-CREATE TABLE last_inputs (step_id TEXT PRIMARY KEY, inputs TEXT NOT NULL);
-"""
-# Version 2: when each step record was last used (prune keeps recently used ones), and
-# build records. A version 1 index is upgraded in place by running this.
-_SCHEMA_V2 = """
-ALTER TABLE steps ADD COLUMN used REAL;
-CREATE TABLE builds (
-    id TEXT PRIMARY KEY,
-    dockerfile TEXT NOT NULL,
-    started REAL NOT NULL,
-    finished REAL NOT NULL
-);
-CREATE INDEX builds_started ON builds (started);
-CREATE TABLE build_steps (
-    build_id TEXT NOT NULL REFERENCES builds (id) ON DELETE CASCADE,
-    position INTEGER NOT NULL,
-    step_id TEXT NOT NULL,
-    key TEXT,
-    cached INTEGER NOT NULL,
-    reason TEXT NOT NULL,
-    duration REAL NOT NULL,
-    layer_size INTEGER NOT NULL,
-    saved REAL NOT NULL,
-    PRIMARY KEY (build_id, position)
-);
-"""
-# Version 3: what each build made and how it was labelled (JSON: image, image_id, tags,
-# labels), for `cache history` and `cache stats --by label:KEY`.
-_SCHEMA_V3 = """
-ALTER TABLE builds ADD COLUMN info TEXT NOT NULL DEFAULT '{}';
-"""
-_UPGRADES = {1: _SCHEMA_V2, 2: _SCHEMA_V3}
+from cache.tagfile import read_tag, tag_file, tags_lock, write_tags
 
 
 @dataclass(frozen=True)
@@ -91,6 +35,17 @@ class StepRecord:
     duration: float  # seconds the step took when it ran
     created: float  # unix time
     used: float | None = None  # unix time a build last reused it (None: never reused)
+
+
+@dataclass(frozen=True)
+class Hit:
+    """A build reused the record of ``key`` for the step ``step_id`` at ``used`` (unix
+    time); ``inputs`` are the canonical JSON of the key's inputs (``last_inputs``)."""
+
+    key: str
+    step_id: str
+    inputs: str
+    used: float
 
 
 @dataclass(frozen=True)
@@ -152,13 +107,13 @@ class Index:
         self._lock = threading.Lock()
         try:
             if not self.path.exists():
-                _create(root, self.path)
-            self._db: sqlite3.Connection | None = _connect(self.path)
+                create(root, self.path)
+            self._db: sqlite3.Connection | None = connect(self.path)
             version = self._db.execute("PRAGMA user_version").fetchone()[0]
-            if version in _UPGRADES:
-                version = _upgrade(root, self._db)
+            if version in UPGRADES:
+                version = upgrade(root, self._db)
         except sqlite3.Error as exc:
-            raise _db_error(self.path, exc) from None
+            raise db_error(self.path, exc) from None
         except OSError as exc:
             raise CacheError(
                 f"cannot create the index {self.path}: {exc.strerror}",
@@ -196,7 +151,7 @@ class Index:
             try:
                 yield self._db
             except sqlite3.Error as exc:
-                raise _db_error(self.path, exc) from None
+                raise db_error(self.path, exc) from None
 
     def get_step(self, key: str) -> StepRecord | None:
         with self._conn() as db:
@@ -226,6 +181,26 @@ class Index:
         """Mark the record as used at ``when`` (a build reused it)."""
         with self._conn() as db:
             db.execute("UPDATE steps SET used = ? WHERE key = ?", (when, key))
+
+    def record_hits(self, hits: Sequence[Hit]) -> None:
+        """For each hit, in one transaction: ``touch_step`` and ``set_last_inputs``.
+
+        A build's cache hits, written once at the end of its solve instead of two write
+        transactions per step. None: no transaction at all.
+        """
+        if not hits:
+            return
+        with self._conn() as db:
+            db.execute("BEGIN IMMEDIATE")
+            try:
+                db.executemany(
+                    "UPDATE steps SET used = ? WHERE key = ?", [(h.used, h.key) for h in hits]
+                )
+                db.executemany(_SET_LAST_INPUTS, [(h.step_id, h.inputs) for h in hits])
+                db.execute("COMMIT")
+            except BaseException:
+                db.execute("ROLLBACK")
+                raise
 
     def remove_step(self, key: str) -> bool:
         """Forget a step record; True if there was one."""
@@ -298,6 +273,10 @@ class Index:
         return int(count)
 
     def set_tag(self, name: str, manifest: Digest) -> None:
+        """Point ``name`` at ``manifest``. A tag that already does, in the index and in
+        tags.json, is left alone: a rebuild that changed nothing writes nothing."""
+        if self.get_tag(name) == manifest and read_tag(self._root, name) == manifest:
+            return
         with self._conn() as db:
             db.execute("INSERT OR REPLACE INTO tags VALUES (?, ?)", (name, str(manifest)))
         self._sync_tags()
@@ -356,13 +335,8 @@ class Index:
         return None if row is None else str(row[0])
 
     def set_last_inputs(self, step_id: str, inputs: str) -> None:
-        # An unchanged row is left alone: a no-change rebuild then writes no WAL pages.
         with self._conn() as db:
-            db.execute(
-                "INSERT INTO last_inputs VALUES (?, ?) ON CONFLICT (step_id) DO UPDATE"
-                " SET inputs = excluded.inputs WHERE inputs != excluded.inputs",
-                (step_id, inputs),
-            )
+            db.execute(_SET_LAST_INPUTS, (step_id, inputs))
 
     def close(self) -> None:
         """Close the connection; later calls raise CacheError. Idempotent."""
@@ -370,19 +344,6 @@ class Index:
             if self._db is not None:
                 self._db.close()
                 self._db = None
-
-
-def _connect(path: Path) -> sqlite3.Connection:
-    # Autocommit (isolation_level=None): each statement is its own short transaction,
-    # so no process holds the write lock between calls.
-    db = sqlite3.connect(
-        path, timeout=_BUSY_TIMEOUT_S, isolation_level=None, check_same_thread=False
-    )
-    db.execute(f"PRAGMA busy_timeout = {int(_BUSY_TIMEOUT_S * 1000)}")
-    # WAL with synchronous=NORMAL cannot corrupt on power loss; it may lose the last
-    # transactions, which for a cache means a rebuild.
-    db.execute("PRAGMA synchronous = NORMAL")
-    return db
 
 
 def _build_from_row(
@@ -403,46 +364,6 @@ def _build_from_row(
     return BuildRecord(bid, dockerfile, started, finished, steps, image, image_id, tags, labels)
 
 
-def _upgrade(root: Path, db: sqlite3.Connection) -> int:
-    """Bring an older index to this version in place, once, under the index lock."""
-    with exclusive_lock(root / "locks" / "index.db"):
-        db.execute("BEGIN IMMEDIATE")
-        try:
-            version = db.execute("PRAGMA user_version").fetchone()[0]
-            while version in _UPGRADES:
-                for statement in _UPGRADES[version].split(";"):
-                    if statement.strip():
-                        db.execute(statement)
-                version += 1
-                db.execute(f"PRAGMA user_version = {version}")
-            db.execute("COMMIT")
-        except BaseException:
-            db.execute("ROLLBACK")
-            raise
-    return int(db.execute("PRAGMA user_version").fetchone()[0])
-
-
-def _create(root: Path, path: Path) -> None:
-    """Make the database in a temp file and rename it into place, under a file lock."""
-    with exclusive_lock(root / "locks" / "index.db"):
-        if path.exists():
-            return  # another process made it while we waited
-        tmp = root / f".index-{uuid.uuid4().hex}.db"
-        try:
-            touch_private(tmp)  # it holds build args and step inputs: owner only
-            db = sqlite3.connect(tmp, isolation_level=None)
-            try:
-                db.execute("PRAGMA journal_mode = WAL")
-                db.executescript(_SCHEMA_V1 + _SCHEMA_V2 + _SCHEMA_V3)
-                db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
-            finally:
-                db.close()
-            os.rename(tmp, path)
-        finally:
-            for leftover in (tmp, Path(f"{tmp}-wal"), Path(f"{tmp}-shm")):
-                leftover.unlink(missing_ok=True)
-
-
 def _build_step_row(
     build_id: str, position: int, s: BuildStep
 ) -> tuple[str, int, str, str | None, int, str, float, int, float]:
@@ -461,6 +382,11 @@ def _build_step_row(
 
 
 _STEP_COLUMNS = "key, layer, diff_id, inputs, duration, created, used"
+# An unchanged row is left alone: a no-change rebuild then writes no WAL pages for it.
+_SET_LAST_INPUTS = (
+    "INSERT INTO last_inputs VALUES (?, ?) ON CONFLICT (step_id) DO UPDATE"
+    " SET inputs = excluded.inputs WHERE inputs != excluded.inputs"
+)
 
 
 def _step_from_row(
@@ -487,38 +413,3 @@ def _digest(text: str) -> Digest:
         return Digest.parse(text)
     except InvalidDigest as exc:
         raise CacheError(f"index holds a malformed digest: {exc.message}") from None
-
-
-def _no_space_left(directory: Path) -> bool:
-    """Whether the file system holding ``directory`` has no free block or inode left."""
-    try:
-        st = os.statvfs(directory)
-    except OSError:
-        return False
-    return st.f_bavail == 0 or st.f_favail == 0
-
-
-def _db_error(path: Path, exc: sqlite3.Error) -> CacheError:
-    text = str(exc)
-    code = getattr(exc, "sqlite_errorcode", None)
-    primary = None if code is None else code & 0xFF  # extended codes keep it in the low byte
-    # ENOSPC while SQLite writes its WAL or shm file comes back as SQLITE_IOERR
-    # ("disk I/O error"), not SQLITE_FULL: look at the file system to tell them apart.
-    io_error = primary == sqlite3.SQLITE_IOERR
-    full = primary == sqlite3.SQLITE_FULL or "disk is full" in text
-    if full or (io_error and _no_space_left(path.parent)):
-        return CacheError(f"index {path}: {exc}", hint=disk_full_hint(path.parent))
-    if io_error:
-        return CacheError(
-            f"index {path}: {exc}",
-            hint="the file system under the store failed a read or write: check the disk "
-            "(free space, kernel log), then run `pybuild cache verify`",
-        )
-    damaged = type(exc) is sqlite3.DatabaseError or any(
-        word in text for word in ("malformed", "not a database", "no such table", "no such column")
-    )
-    if damaged:
-        return IndexDamaged(f"the index {path} is damaged: {text}", hint=REPAIR_HINT)
-    return CacheError(
-        f"index {path}: {exc}", hint="another pybuild may be holding the store busy; retry"
-    )

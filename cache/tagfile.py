@@ -43,6 +43,17 @@ def write_tags(root: Path, tags: list[tuple[str, Digest]]) -> None:
         tmp.unlink(missing_ok=True)
 
 
+def read_tag(root: Path, name: str) -> Digest | None:
+    """The digest the file gives ``name``; None when it has none, or the file is
+    missing or unreadable. Read without the lock: the file is only ever replaced whole
+    (rename), so a reader sees one version of it."""
+    try:
+        entry = json.loads(tag_file(root).read_text(encoding="utf-8"))["tags"].get(name)
+        return None if entry is None else Digest.parse(str(entry))
+    except (OSError, ValueError, KeyError, TypeError, AttributeError, InvalidDigest):
+        return None
+
+
 def read_tags(root: Path) -> tuple[list[tuple[str, Digest]], list[str]]:
     """The tags in the file, and the names of malformed entries; ([], []) with no file."""
     try:

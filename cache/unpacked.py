@@ -21,7 +21,7 @@ from pathlib import Path
 from cache.digest import Digest, verify
 from cache.errors import CacheError
 from cache.extract import extract_layer
-from cache.layermeta import LayerMeta, Mismatch
+from cache.layermeta import LayerMeta, Mismatch, TreeRecord
 from cache.oci import Descriptor
 from cache.store import BlobStore, force_rmtree
 
@@ -90,11 +90,12 @@ class UnpackedLayers:
             return Mismatch(("(no manifest was recorded when it was unpacked)",), (), ())
         return mismatch or None
 
-    def adopt(self, diff_id: Digest, src: Path) -> Path:
+    def adopt(self, diff_id: Digest, src: Path, record: TreeRecord | None = None) -> Path:
         """Move ``src`` (an overlay upper dir on the store's filesystem) into place.
 
-        If the layer is already unpacked (and intact), ``src`` is deleted instead.
-        Returns the path.
+        ``record``: its layermeta records, made while its layer was written (write_layer's
+        ``record``); without them ``src`` is read again to make them. If the layer is
+        already unpacked (and intact), ``src`` is deleted instead. Returns the path.
         """
         with self.blobs.lock(self._lock_name(diff_id)):
             if (found := self.get(diff_id)) is not None:
@@ -102,7 +103,10 @@ class UnpackedLayers:
                     force_rmtree(src)
                     return found
                 self._discard(diff_id, found)
-            self.meta.record(diff_id.hex, src)
+            if record is not None:
+                self.meta.write(diff_id.hex, record)
+            else:
+                self.meta.record(diff_id.hex, src)
             return self._place(src, diff_id)
 
     def remove(self, diff_id: Digest) -> None:

@@ -23,9 +23,12 @@ from builder.errors import BuildError, UsageError
 
 if TYPE_CHECKING:
     from builder.api import BuildRequest
+    from builder.exporters.cache_transfer import CacheSpec
     from builder.exporters.outputs import Output
+    from builder.images.namedcontexts import NamedContext
     from builder.outcome import BuildOutcome
     from builder.solve import SolveOptions
+    from runtime.spec import Resources
 
 
 def add_build(p: argparse.ArgumentParser) -> None:
@@ -206,13 +209,9 @@ def _request(args: argparse.Namespace, context: Path, dockerfile_text: str | Non
     from builder.api import BuildRequest
     from builder.cli.build_flags import STDIN, check_network, parse_annotations, parse_pairs
     from builder.cli.registry_commands import remote_options
-    from builder.exporters.cache_transfer import parse_cache_specs
-    from builder.exporters.outputs import parse_output
-    from builder.images.namedcontexts import parse_build_contexts
     from builder.images.names import normalize
     from builder.ops.runsettings import parse_run_settings
     from builder.ops.secrets import build_secrets
-    from builder.run.container_spec import parse_resources
 
     tags = tuple(normalize(t) for t in args.tag)
     build_args = parse_build_args(args.build_arg)
@@ -226,22 +225,60 @@ def _request(args: argparse.Namespace, context: Path, dockerfile_text: str | Non
         build_args=build_args,
         target=args.target,
         network=check_network(args.network),
-        outputs=tuple(parse_output(o) for o in args.output),
-        cache_from=parse_cache_specs(args.cache_from, "--cache-from"),
-        cache_to=parse_cache_specs(args.cache_to, "--cache-to"),
+        outputs=_outputs(args.output),
+        cache_from=_cache_specs(args.cache_from, "--cache-from"),
+        cache_to=_cache_specs(args.cache_to, "--cache-to"),
         secrets=build_secrets(args.secret, args.ssh, args.allow),
-        resources=parse_resources(args.memory, args.pids_limit, args.cpus),
+        resources=_resources(args),
         solve=_solve_options(args, epoch),
         labels=parse_pairs(args.label, "--label"),
         annotations=parse_annotations(args.annotation),
         run_settings=parse_run_settings(args.add_host, args.shm_size, args.ulimit),
-        contexts=tuple(parse_build_contexts(args.build_context).values()),
+        contexts=_build_contexts(args.build_context),
         dockerfile_text=dockerfile_text,
         pull="always" if args.pull else "missing",
         push=args.push,
         remote=remote_options(args),
         metadata_file=args.metadata_file,
     )
+
+
+# The parsers below are imported only when their flag is given: their modules (exporters,
+# named contexts, container specs) are not needed by a build that does not use them.
+
+
+def _outputs(values: Sequence[str]) -> tuple[Output, ...]:
+    if not values:
+        return ()
+    from builder.exporters.outputs import parse_output
+
+    return tuple(parse_output(o) for o in values)
+
+
+def _cache_specs(values: Sequence[str], flag: str) -> tuple[CacheSpec, ...]:
+    if not values:
+        return ()
+    from builder.exporters.cache_transfer import parse_cache_specs
+
+    return parse_cache_specs(values, flag)
+
+
+def _build_contexts(values: list[str]) -> tuple[NamedContext, ...]:
+    if not values:
+        return ()
+    from builder.images.namedcontexts import parse_build_contexts
+
+    return tuple(parse_build_contexts(values).values())
+
+
+def _resources(args: argparse.Namespace) -> Resources:
+    from runtime.spec import Resources
+
+    if args.memory is None and args.pids_limit is None and args.cpus is None:
+        return Resources()
+    from builder.run.container_spec import parse_resources
+
+    return parse_resources(args.memory, args.pids_limit, args.cpus)
 
 
 def _epoch(
@@ -355,7 +392,11 @@ def git_source_date_epoch(context: Path) -> int | None:
 
     A fresh checkout gives every file a new mtime; the commit time is the same on every
     machine, so it makes a reproducible default for SOURCE_DATE_EPOCH.
+    Git is started only when it may find a repository (``might_be_in_git``): a context
+    outside any needs no process.
     """
+    if not might_be_in_git(context):
+        return None
     try:
         done = subprocess.run(
             ["git", "-C", str(context), "log", "-1", "--format=%ct"],
@@ -368,3 +409,26 @@ def git_source_date_epoch(context: Path) -> int | None:
         return None
     text = done.stdout.strip()
     return int(text) if done.returncode == 0 and text.isdigit() else None
+
+
+def might_be_in_git(context: Path) -> bool:
+    """False only when git cannot find a repository for ``context``: ``$GIT_DIR`` is unset,
+    and neither the directory (symlinks resolved, as git sees it) nor any directory above
+    it has a ``.git`` entry or is itself a bare repository (``HEAD``, ``objects``,
+    ``refs``), the places git's discovery looks at."""
+    if "GIT_DIR" in os.environ:
+        return True
+    here = os.path.realpath(context)
+    while True:
+        if os.path.lexists(os.path.join(here, ".git")) or _is_bare_repository(here):
+            return True
+        parent = os.path.dirname(here)
+        if parent == here:
+            return False
+        here = parent
+
+
+def _is_bare_repository(directory: str) -> bool:
+    return os.path.isfile(os.path.join(directory, "HEAD")) and all(
+        os.path.isdir(os.path.join(directory, d)) for d in ("objects", "refs")
+    )

@@ -107,7 +107,11 @@ EXIT_INTERNAL_ERROR = 70  # sysexits.h EX_SOFTWARE: a bug in pybuild, not in the
 
 
 def make_parser(command: str | None = None) -> argparse.ArgumentParser:
-    """The parser: every command with its help, and the flags of ``command`` alone."""
+    """The parser of ``command``'s words: that command alone, with its flags. Without a
+    known ``command`` (``--help``, a mistyped word): every command, with its help line.
+
+    A build does not pay for the parsers of the other commands (argparse makes each
+    one eagerly)."""
     parser = argparse.ArgumentParser(
         prog="pybuild",
         description="A daemonless container image builder. `pybuild [build flags] CONTEXT` "
@@ -115,14 +119,33 @@ def make_parser(command: str | None = None) -> argparse.ArgumentParser:
         epilog="The store lives in $PYBUILD_ROOT (default ~/.local/share/pybuild).",
     )
     parser.add_argument("--root", type=Path, help="store root (default: $PYBUILD_ROOT)")
-    parser.add_argument("--version", action="version", version=f"pybuild {_version()}")
+    parser.add_argument(
+        "--version", action=_VersionAction, nargs=0, help="show program's version number and exit"
+    )
     sub = parser.add_subparsers(dest="subcommand", metavar="COMMAND")
-    for name, spec in COMMANDS.items():
+    names = [command] if command in COMMANDS else list(COMMANDS)
+    for name in names:
+        spec = COMMANDS[name]
         p = sub.add_parser(name, help=spec.help)
         if name == command and spec.flags is not None:
             add_flags: Callable[[argparse.ArgumentParser], None] = _load(spec.flags)
             add_flags(p)
     return parser
+
+
+class _VersionAction(argparse.Action):
+    """``--version``: looks the version up only when asked (importlib.metadata costs a
+    warm build tens of milliseconds)."""
+
+    def __call__(
+        self,
+        parser: argparse.ArgumentParser,
+        namespace: argparse.Namespace,
+        values: object,
+        option_string: str | None = None,
+    ) -> None:
+        sys.stdout.write(f"pybuild {_version()}\n")  # stdout, as argparse's own action
+        parser.exit()
 
 
 def _load(target: str) -> Any:

@@ -30,9 +30,7 @@ import uuid
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
-from io import BytesIO
 from pathlib import Path
-from typing import IO
 
 from builder.errors import BuildError
 from builder.images.names import normalize
@@ -57,6 +55,7 @@ from cache.oci import (
     canonical_json,
 )
 from cache.store import BlobStore, force_rmtree
+from cache.tarout import TarOut
 
 _OCI_TYPE = {MEDIA_DOCKER_LAYER: MEDIA_OCI_LAYER, MEDIA_DOCKER_LAYER_GZIP: MEDIA_OCI_LAYER_GZIP}
 _OCI_LAYOUT = canonical_json({"imageLayoutVersion": "1.0.0"})
@@ -272,20 +271,19 @@ def _write_archive(
     if docker_manifest is not None:
         files["manifest.json"] = docker_manifest
     try:
-        with (
-            _atomic_file(dest) as out,
-            tarfile.open(fileobj=out, mode="w", format=tarfile.PAX_FORMAT) as tar,
-        ):
-            _add(tar, "blobs", None)
-            _add(tar, "blobs/sha256", None)
+        with _atomic_file(dest) as fd:
+            tar = TarOut(fd)
+            tar.add_bytes(_info("blobs", directory=True))
+            tar.add_bytes(_info("blobs/sha256", directory=True))
             for digest in sorted(in_memory.keys() | from_store):
                 name = _blob_name(digest)
                 if digest in in_memory:
-                    _add(tar, name, in_memory[digest])
+                    tar.add_bytes(_info(name), in_memory[digest])
                 else:
-                    _add_blob(tar, name, blobs, digest)
+                    tar.add_blob(_info(name), blobs, digest)
             for name in sorted(files):
-                _add(tar, name, files[name])
+                tar.add_bytes(_info(name), files[name])
+            tar.close()
     except CacheError as exc:
         raise BuildError(f"saving to {dest} failed: {exc.message}", hint=_SAVE_HINT) from None
     except OSError as exc:
@@ -295,41 +293,27 @@ def _write_archive(
         ) from None
 
 
-def _info(name: str, size: int, directory: bool) -> tarfile.TarInfo:
+def _info(name: str, *, directory: bool = False) -> tarfile.TarInfo:
+    """A member's header fields; ``TarOut`` sets the size."""
     info = tarfile.TarInfo(name)
     info.type = tarfile.DIRTYPE if directory else tarfile.REGTYPE
     info.mode = 0o755 if directory else 0o644
-    info.size, info.mtime, info.uid, info.gid, info.uname, info.gname = size, 0, 0, 0, "", ""
+    info.mtime, info.uid, info.gid, info.uname, info.gname = 0, 0, 0, "", ""
     return info
 
 
-def _add(tar: tarfile.TarFile, name: str, data: bytes | None) -> None:
-    """Add a directory (``data`` None) or a file with these bytes."""
-    if data is None:
-        tar.addfile(_info(name, 0, directory=True))
-    else:
-        tar.addfile(_info(name, len(data), directory=False), BytesIO(data))
-
-
-def _add_blob(tar: tarfile.TarFile, name: str, blobs: BlobStore, digest: Digest) -> None:
-    size = blobs.size(digest)
-    with blobs.open(digest) as reader:
-        tar.addfile(_info(name, size, directory=False), reader)
-        if reader.read(1):  # also reaches EOF, where the store's reader checks the digest
-            raise CacheError(f"blob {digest} changed size while being saved")
-
-
 @contextmanager
-def _atomic_file(dest: Path) -> Iterator[IO[bytes]]:
-    """A new file that replaces ``dest`` only once complete and fsynced."""
+def _atomic_file(dest: Path) -> Iterator[int]:
+    """A new file (its descriptor) that replaces ``dest`` only once complete and fsynced."""
     tmp = dest.with_name(f".{dest.name}.{uuid.uuid4().hex[:12]}.tmp")
     # 0o666 so the umask decides the final mode, as for any file a command writes.
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o666)
     try:
-        with os.fdopen(fd, "wb") as out:
-            yield out
-            out.flush()
-            os.fsync(out.fileno())
+        try:
+            yield fd
+            os.fsync(fd)
+        finally:
+            os.close(fd)
         os.replace(tmp, dest)
     except BaseException:
         tmp.unlink(missing_ok=True)

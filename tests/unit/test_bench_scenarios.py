@@ -127,3 +127,55 @@ def test_a_failed_export_keeps_the_build_figures_and_marks_the_export(tmp_path: 
         ("export", None, None),
     ]
     assert (tmp_path / "edit.txt").read_text() == "x\n# bench edit by fake\n"
+
+
+def _package(repo: Path) -> Path:
+    source = repo / "pkg" / "mod.py"
+    source.parent.mkdir(parents=True)
+    source.write_text("VALUE = 1\n")
+    return source
+
+
+def _compile(source: Path, **options: Any) -> None:
+    import py_compile
+
+    py_compile.compile(str(source), doraise=True, **options)
+
+
+def test_bytecode_that_matches_its_source_is_current(tmp_path: Path) -> None:
+    source = _package(tmp_path)
+    _compile(source)
+    assert bench_scenarios.stale_bytecode(tmp_path, ("pkg",)) == []
+
+
+def test_missing_or_outdated_bytecode_is_stale(tmp_path: Path) -> None:
+    source = _package(tmp_path)
+    assert bench_scenarios.stale_bytecode(tmp_path, ("pkg",)) == [source]
+    _compile(source)
+    source.write_text("VALUE = 22\n")  # another size: the timestamp header no longer matches
+    assert bench_scenarios.stale_bytecode(tmp_path, ("pkg",)) == [source]
+
+
+def test_checked_hash_bytecode_is_stale_once_the_source_changes(tmp_path: Path) -> None:
+    import py_compile
+
+    source = _package(tmp_path)
+    _compile(source, invalidation_mode=py_compile.PycInvalidationMode.CHECKED_HASH)
+    assert bench_scenarios.stale_bytecode(tmp_path, ("pkg",)) == []
+    source.write_text("VALUE = 2\n")
+    assert bench_scenarios.stale_bytecode(tmp_path, ("pkg",)) == [source]
+
+
+def test_the_bytecode_note_appears_only_when_runs_compiled(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    source = _package(tmp_path)
+    monkeypatch.delenv("PYTHONDONTWRITEBYTECODE", raising=False)
+    assert bench_scenarios.bytecode_note(tmp_path, ("pkg",)) is None  # runs wrote their bytecode
+    monkeypatch.setenv("PYTHONDONTWRITEBYTECODE", "1")
+    note = bench_scenarios.bytecode_note(tmp_path, ("pkg",))
+    assert note is not None and "1 modules" in note and "pkg/mod.py" in note
+    _compile(source)
+    assert (
+        bench_scenarios.bytecode_note(tmp_path, ("pkg",)) is None
+    )  # complete __pycache__: no note

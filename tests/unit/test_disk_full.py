@@ -11,10 +11,10 @@ from pathlib import Path
 
 import pytest
 
-import cache.index
+import cache.indexdb
 from builder.cli.main import _guarded
 from cache.errors import DiskFull, LayerError
-from cache.index import _db_error
+from cache.indexdb import db_error
 from cache.layers import write_layer
 from cache.store import BlobStore
 from fstree.tree import remove_tree
@@ -56,7 +56,7 @@ def test_a_blob_write_on_a_full_disk_says_so_and_leaves_no_temp_file(
 
 
 def test_a_full_disk_under_the_index_is_not_called_a_busy_store(tmp_path: Path) -> None:
-    error = _db_error(tmp_path / "index.db", sqlite3.OperationalError("database or disk is full"))
+    error = db_error(tmp_path / "index.db", sqlite3.OperationalError("database or disk is full"))
     assert error.hint is not None
     assert "is full" in error.hint and "busy" not in error.hint
 
@@ -71,8 +71,8 @@ def _io_error() -> sqlite3.OperationalError:
 def test_a_disk_io_error_on_a_full_disk_names_the_full_disk(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(cache.index, "_no_space_left", lambda directory: True)
-    error = _db_error(tmp_path / "index.db", _io_error())
+    monkeypatch.setattr(cache.indexdb, "_no_space_left", lambda directory: True)
+    error = db_error(tmp_path / "index.db", _io_error())
     assert error.hint is not None
     assert "is full" in error.hint and "busy" not in error.hint
 
@@ -80,8 +80,8 @@ def test_a_disk_io_error_on_a_full_disk_names_the_full_disk(
 def test_a_disk_io_error_with_space_left_is_not_called_a_busy_store(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(cache.index, "_no_space_left", lambda directory: False)
-    error = _db_error(tmp_path / "index.db", _io_error())
+    monkeypatch.setattr(cache.indexdb, "_no_space_left", lambda directory: False)
+    error = db_error(tmp_path / "index.db", _io_error())
     assert error.hint is not None
     assert "busy" not in error.hint and "pybuild cache verify" in error.hint
 
@@ -89,7 +89,7 @@ def test_a_disk_io_error_with_space_left_is_not_called_a_busy_store(
 def test_a_locked_index_is_called_busy(tmp_path: Path) -> None:
     exc = sqlite3.OperationalError("database is locked")
     exc.sqlite_errorcode = sqlite3.SQLITE_BUSY
-    error = _db_error(tmp_path / "index.db", exc)
+    error = db_error(tmp_path / "index.db", exc)
     assert error.hint is not None and "busy" in error.hint
 
 

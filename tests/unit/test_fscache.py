@@ -8,7 +8,7 @@ from pathlib import Path
 from types import SimpleNamespace
 from typing import cast
 
-from cache.fscache import StatCache, _settled
+from cache.fscache import StatCache, settled
 
 
 class Reader:
@@ -91,17 +91,17 @@ def _times(mtime_ns: int, ctime_ns: int) -> os.stat_result:
 
 def test_subsecond_timestamps_settle_after_a_tenth_of_a_second() -> None:
     t = 1_700_000_000_123_456_789
-    assert not _settled(_times(t, t), t / 1e9 + 0.05)
-    assert _settled(_times(t, t), t / 1e9 + 0.2)
+    assert not settled(_times(t, t), t / 1e9 + 0.05)
+    assert settled(_times(t, t), t / 1e9 + 0.2)
 
 
 def test_whole_second_timestamps_keep_the_two_second_window() -> None:
     # A filesystem that stores whole seconds (or 2 s, FAT) cannot tell writes apart
     # within that tick, so a hash taken 0.5 s after such a time is not trusted.
     t = 1_700_000_000_000_000_000
-    assert not _settled(_times(t, t), t / 1e9 + 0.5)
-    assert not _settled(_times(t, t + 123), t / 1e9 + 0.5)
-    assert _settled(_times(t, t), t / 1e9 + 2.5)
+    assert not settled(_times(t, t), t / 1e9 + 0.5)
+    assert not settled(_times(t, t + 123), t / 1e9 + 0.5)
+    assert settled(_times(t, t), t / 1e9 + 2.5)
 
 
 def test_settling_is_judged_by_the_time_before_the_read(tmp_path: Path) -> None:

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 
-from cache.layermeta import compare, fingerprint, manifest
+from cache.layermeta import LayerMeta, compare, fingerprint, manifest
 
 
 def _tree(root: Path) -> Path:
@@ -83,3 +84,23 @@ def _remove_chain(tree: Path, depth: int) -> None:
             else:
                 os.unlink(name, dir_fd=fd)
         os.close(fd)
+
+
+def test_manifests_record_contents_as_xxh3(tmp_path: Path) -> None:
+    tree = _tree(tmp_path / "t")
+    row = json.loads(next(line for line in manifest(tree) if line.startswith('["etc/passwd"')))
+    assert row[6].startswith("xxh3:")
+
+
+def test_a_manifest_recorded_with_sha256_is_checked_with_sha256(tmp_path: Path) -> None:
+    tree = _tree(tmp_path / "t")
+    meta = LayerMeta(tmp_path, tmp_path)
+    (meta.root / "l.manifest").write_text("\n".join(manifest(tree, legacy=True)) + "\n")
+    assert meta.check("l", tree) == compare([], [])  # no difference
+    target = tree / "etc" / "passwd"
+    st = target.stat()
+    target.write_text("evil:x:0:0::/root:/bin/sh\n")
+    os.utime(target, ns=(st.st_atime_ns, st.st_mtime_ns))
+    mismatch = meta.check("l", tree)
+    assert mismatch is not None
+    assert set(mismatch.changed) == {"etc/passwd", "etc/passwd-"}

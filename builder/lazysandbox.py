@@ -1,0 +1,67 @@
+"""The build's sandboxes, made at its first RUN that executes.
+
+``runtime.sandboxes`` loads the whole sandbox machinery (init, seccomp, cgroups, mounts);
+a build whose RUN steps all hit the cache never starts one, so it never loads it.
+"""
+
+from __future__ import annotations
+
+import threading
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from runtime.sandboxes import Sandboxes
+    from runtime.spec import ContainerSpec, RunResult
+
+
+class LazySandboxes:
+    """``runtime.sandboxes.Sandboxes`` (``run`` and ``cancel``), made on the first ``run``.
+
+    A ``cancel`` before then is kept and passed on when it is made, so a cancelled
+    build starts no sandbox. ``cancel`` never takes a lock: it runs in a signal handler.
+    :meth:`close` (or leaving a ``with`` block) ends the sandboxes' fork server.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._made: Sandboxes | None = None
+        self._cancelled = False
+
+    def run(
+        self,
+        spec: ContainerSpec,
+        *,
+        stdin: int | None = None,
+        stdout: int | None = None,
+        stderr: int | None = None,
+    ) -> RunResult:
+        return self._sandboxes().run(spec, stdin=stdin, stdout=stdout, stderr=stderr)
+
+    def cancel(self) -> None:
+        self._cancelled = True
+        made = self._made  # set before a new one reads _cancelled: one of us cancels it
+        if made is not None:
+            made.cancel()
+
+    def close(self) -> None:
+        """End the fork server, if a run started one; call once no run is in progress."""
+        with self._lock:
+            made = self._made
+        if made is not None:
+            made.close()
+
+    def __enter__(self) -> LazySandboxes:
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        self.close()
+
+    def _sandboxes(self) -> Sandboxes:
+        with self._lock:
+            if self._made is None:
+                from runtime.sandboxes import Sandboxes
+
+                self._made = Sandboxes()
+                if self._cancelled:
+                    self._made.cancel()
+            return self._made
