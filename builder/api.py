@@ -129,8 +129,9 @@ def build(
     from builder.interrupt import cancel_on_signals
     from builder.lazysandbox import LazySandboxes
 
-    sandboxes, stop = LazySandboxes(), threading.Event()
+    stop = threading.Event()
     with (
+        LazySandboxes() as sandboxes,  # closed last: its fork server outlives every RUN
         cancel_on_signals(sandboxes, stop),
         Storage.open(
             root or default_root(),

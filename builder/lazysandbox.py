@@ -19,6 +19,7 @@ class LazySandboxes:
 
     A ``cancel`` before then is kept and passed on when it is made, so a cancelled
     build starts no sandbox. ``cancel`` never takes a lock: it runs in a signal handler.
+    :meth:`close` (or leaving a ``with`` block) ends the sandboxes' fork server.
     """
 
     def __init__(self) -> None:
@@ -41,6 +42,19 @@ class LazySandboxes:
         made = self._made  # set before a new one reads _cancelled: one of us cancels it
         if made is not None:
             made.cancel()
+
+    def close(self) -> None:
+        """End the fork server, if a run started one; call once no run is in progress."""
+        with self._lock:
+            made = self._made
+        if made is not None:
+            made.close()
+
+    def __enter__(self) -> LazySandboxes:
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        self.close()
 
     def _sandboxes(self) -> Sandboxes:
         with self._lock:

@@ -1,7 +1,9 @@
 """The sandbox init: ``python -m runtime.init --spec-fd N --status-fd M --stdio I,O,E``.
 
 ``runtime.sandbox`` starts this program through ``subprocess`` because the builder is
-multi-threaded and must not fork itself. Two processes come out of it:
+multi-threaded and must not fork itself, or has :mod:`runtime.forkserver` fork it and call
+:func:`main` (no new interpreter, the seccomp filter compiled once). Two processes come
+out of it:
 
 Outer init (this process, still in the caller's namespaces):
   1. reads the spec JSON from ``--spec-fd``, writes /etc/hosts and /etc/resolv.conf to a
@@ -45,7 +47,7 @@ from runtime import cgroups, linux, snapshot
 from runtime.errors import RuntimeFailure, SandboxError, UserNotFound
 from runtime.rootfs import MountStub, remove_stubs, use_copy_snapshotter
 from runtime.rootsetup import Staging, pivot, setup_root, stage
-from runtime.seccomp import build_default_profile
+from runtime.seccomp import compile_default_filter, installer
 from runtime.security import finish_lock_down, start_lock_down
 from runtime.spec import ContainerSpec, RunResult, spec_from_json
 from runtime.userns import become, explain_single_mapping
@@ -79,8 +81,10 @@ def failure_from_dict(body: dict[str, Any]) -> RuntimeFailure:
     return cls(str(body.get("message")), hint=body.get("hint"))
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    """Run one container as described on ``--spec-fd``; returns its exit status."""
+def main(argv: Sequence[str] | None = None, *, seccomp_program: bytes | None = None) -> int:
+    """Run one container as described on ``--spec-fd``; returns its exit status.
+
+    ``seccomp_program``: the default filter already compiled (None: compile it here)."""
     parser = argparse.ArgumentParser(prog="python -m runtime.init")
     parser.add_argument("--spec-fd", type=int, required=True)
     parser.add_argument("--status-fd", type=int, required=True)
@@ -91,7 +95,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         with os.fdopen(args.spec_fd, "rb") as spec_file:
             spec = spec_from_json(spec_file.read().decode())
         stdio = tuple(int(fd) for fd in args.stdio.split(","))
-        result = _run(spec, stdio)
+        result = _run(spec, stdio, seccomp_program)
     except RuntimeFailure as exc:
         _write_status(args.status_fd, {"failure": failure_to_dict(exc)})
         return SETUP_FAILED
@@ -111,7 +115,7 @@ def _write_status(fd: int, body: dict[str, Any]) -> None:
         f.write(json.dumps(body).encode())
 
 
-def _run(spec: ContainerSpec, stdio: tuple[int, ...]) -> RunResult:
+def _run(spec: ContainerSpec, stdio: tuple[int, ...], program: bytes | None) -> RunResult:
     """Outer init: fork PID 1 in a new PID namespace, wait, clean up, report."""
     linux.set_pdeathsig(signal.SIGKILL)  # if the builder dies, the whole sandbox goes
     handled = (*FORWARDED_SIGNALS, KILL_REQUEST)
@@ -137,7 +141,7 @@ def _run(spec: ContainerSpec, stdio: tuple[int, ...]) -> RunResult:
         pid = os.fork()
         if pid == 0:
             os.close(report_r)
-            _child(spec, staging, stdio, report_w, handled, group)
+            _child(spec, staging, stdio, report_w, handled, group, program)
         os.close(report_w)
         for fd in {fd for fd in stdio if fd > 2}:  # only the container may hold them now
             os.close(fd)
@@ -218,6 +222,7 @@ def _child(
     report_w: int,
     handled: tuple[int, ...],
     group: cgroups.Cgroup | None,
+    program: bytes | None,
 ) -> NoReturn:
     """PID 1: set up, exec; reports what went wrong on ``report_w`` and never returns."""
     code = SETUP_FAILED
@@ -239,7 +244,9 @@ def _child(
         _take_stdio(stdio, keep=report_w)
         _start_session(spec.tty)
         # Compiled now: libseccomp is a host library, gone from view after pivot_root.
-        install_filter = None if spec.privileged else build_default_profile()
+        install_filter = None
+        if not spec.privileged:
+            install_filter = installer(program or compile_default_filter())
         setup_root(spec, staging, report)
         pivot(staging.root)
         if spec.init:

@@ -1,8 +1,9 @@
 """Run a :class:`ContainerSpec` in a fresh Linux sandbox and report how it ended.
 
 The calling process never forks (the builder is multi-threaded): ``runtime.init`` is
-started through ``subprocess`` with the spec on a pipe and the container's stdio fds, and
-does all namespace and mount work in its own children. Every mount lives in the
+started through ``subprocess``, or forked by a :class:`~runtime.forkclient.ForkServer`
+(no new interpreter per sandbox), with the spec on a pipe and the container's stdio fds,
+and does all namespace and mount work in its own children. Every mount lives in the
 container's private mount namespace, so nothing is left on the host when it ends.
 """
 
@@ -15,24 +16,28 @@ import os
 import subprocess
 import sys
 import tempfile
-from pathlib import Path
-from typing import IO, Any
+from typing import IO, Any, Protocol
 
 from runtime.errors import RuntimeFailure, SandboxError
+from runtime.forkclient import ForkServer, InitFds, python_environment
 from runtime.init import KILL_REQUEST, failure_from_dict
 from runtime.spec import ContainerSpec, RunResult, spec_to_json, validate_spec
 
-# The directory holding the ``runtime`` package, so ``-m runtime.init`` always imports
-# this copy of it, installed or not.
-_PACKAGE_PARENT = str(Path(__file__).resolve().parent.parent)
+
+class _Init(Protocol):
+    """The init's process: a ``subprocess.Popen``, or a fork server's ``ServedInit``."""
+
+    @property
+    def pid(self) -> int: ...
+    def poll(self) -> int | None: ...
+    def wait(self) -> int: ...
+    def send_signal(self, signum: int) -> None: ...
 
 
 class Sandbox:
     """A started container; :meth:`wait` collects it (later calls give the same outcome)."""
 
-    def __init__(
-        self, proc: subprocess.Popen[bytes], status_r: int, init_stderr: IO[bytes]
-    ) -> None:
+    def __init__(self, proc: _Init, status_r: int, init_stderr: IO[bytes]) -> None:
         self._proc = proc
         self._status_r = status_r
         self._init_stderr = init_stderr
@@ -61,14 +66,18 @@ class Sandbox:
         """Block until the container exits; raises :class:`SandboxError` (or
         ``UserNotFound``) when it could not be set up."""
         if self._outcome is None:
-            returncode = self._proc.wait()  # if interrupted, nothing is consumed yet
+            lost: RuntimeFailure | None = None
+            try:
+                returncode = self._proc.wait()  # if interrupted, nothing is consumed yet
+            except RuntimeFailure as exc:  # its fork server died, and the init with it
+                returncode, lost = -1, exc
             with os.fdopen(self._status_r, "rb") as status_file:
                 raw = status_file.read()
             with self._init_stderr:
                 self._init_stderr.seek(0)
                 stderr = self._init_stderr.read().decode(errors="replace").strip()
             try:
-                self._outcome = _decode_status(raw, returncode, stderr)
+                self._outcome = lost or _decode_status(raw, returncode, stderr)
             except RuntimeFailure as exc:
                 self._outcome = exc
         if isinstance(self._outcome, RuntimeFailure):
@@ -106,48 +115,78 @@ def start(
     stdout: int | None = None,
     stderr: int | None = None,
     own_process_group: bool = False,
+    server: ForkServer | None = None,
 ) -> Sandbox:
     """Start ``spec`` and return at once; see :func:`run`.
 
     With ``own_process_group`` the init does not receive the terminal's signals (Ctrl-C)
-    directly; the caller forwards them with :meth:`Sandbox.send_signal`. The calling
-    thread must outlive the container: the init is killed when the thread that started it
-    exits (PR_SET_PDEATHSIG), so nothing outlives a crashed pybuild.
+    directly; the caller forwards them with :meth:`Sandbox.send_signal`. Without
+    ``server``, the calling thread must outlive the container: the init is killed when
+    the thread that started it exits (PR_SET_PDEATHSIG), so nothing outlives a crashed
+    pybuild. With ``server`` the init is forked there and dies with the server, which
+    dies (killing it first) when this process does or closes it.
     """
     validate_spec(spec)
     stdio = _stdio_copies((stdin, stdout, stderr))
     spec_r, spec_w = os.pipe()
     status_r, status_w = os.pipe()
     init_stderr = tempfile.TemporaryFile()  # noqa: SIM115 - closed by Sandbox.wait
-    command = [
-        sys.executable,
-        "-m",
-        "runtime.init",
-        f"--spec-fd={spec_r}",
-        f"--status-fd={status_w}",
-        "--stdio={},{},{}".format(*stdio),
-    ]
+    fds = InitFds(spec_r, status_w, (stdio[0], stdio[1], stdio[2]), init_stderr.fileno())
+    # What fits in the pipe goes now, so the init need not wait for a round trip to us.
+    pending = _write_ahead(spec_w, spec_to_json(spec).encode())
     try:
-        proc = subprocess.Popen(
-            command,
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.DEVNULL,
-            stderr=init_stderr,
-            pass_fds=(spec_r, status_w, *stdio),
-            env=_init_environment(),
-            process_group=0 if own_process_group else None,
-        )
-    except OSError as exc:
+        if server is None:
+            proc: _Init = _popen_init(fds, own_process_group)
+        else:
+            proc = server.launch(fds, own_process_group=own_process_group)
+    except BaseException:
         for fd in (spec_w, status_r):
             os.close(fd)
         init_stderr.close()
-        raise SandboxError(f"cannot start the sandbox init: {exc}") from exc
+        raise
     finally:
         for fd in (spec_r, status_w, *stdio):  # the init has its own copies now
             os.close(fd)
     with contextlib.suppress(BrokenPipeError), os.fdopen(spec_w, "wb") as spec_file:
-        spec_file.write(spec_to_json(spec).encode())  # a dead init reports through wait()
+        spec_file.write(pending)  # a dead init reports through wait()
     return Sandbox(proc, status_r, init_stderr)
+
+
+def _write_ahead(fd: int, data: bytes) -> bytes:
+    """Write what the pipe ``fd`` takes without blocking; return the rest."""
+    os.set_blocking(fd, False)
+    try:
+        while data:
+            data = data[os.write(fd, data) :]
+    except BlockingIOError:
+        pass
+    finally:
+        os.set_blocking(fd, True)
+    return data
+
+
+def _popen_init(fds: InitFds, own_process_group: bool) -> subprocess.Popen[bytes]:
+    """``python -m runtime.init`` with ``fds``: a new interpreter."""
+    command = [
+        sys.executable,
+        "-m",
+        "runtime.init",
+        f"--spec-fd={fds.spec}",
+        f"--status-fd={fds.status}",
+        "--stdio={},{},{}".format(*fds.stdio),
+    ]
+    try:
+        return subprocess.Popen(
+            command,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=fds.stderr,
+            pass_fds=(fds.spec, fds.status, *fds.stdio),
+            env=python_environment(),
+            process_group=0 if own_process_group else None,
+        )
+    except OSError as exc:
+        raise SandboxError(f"cannot start the sandbox init: {exc}") from exc
 
 
 def _stdio_copies(fds: tuple[int | None, int | None, int | None]) -> list[int]:
@@ -176,13 +215,6 @@ def _dup_high(fd: int | None, default: int) -> int:
             return fcntl.fcntl(null, fcntl.F_DUPFD_CLOEXEC, 3)
         finally:
             os.close(null)
-
-
-def _init_environment() -> dict[str, str]:
-    env = dict(os.environ)
-    parts = [_PACKAGE_PARENT, *filter(None, env.get("PYTHONPATH", "").split(os.pathsep))]
-    env["PYTHONPATH"] = os.pathsep.join(parts)
-    return env
 
 
 def _decode_status(raw: bytes, returncode: int, stderr: str) -> RunResult:

@@ -5,6 +5,9 @@ the main thread. :meth:`Sandboxes.cancel` is what the main thread's signal handl
 no sandbox starts any more, every live one is asked to die (its init SIGKILLs the
 container's PID 1, which takes the whole PID namespace, then cleans up and reports), and
 whatever still runs after ``grace`` seconds is SIGKILLed through its process group.
+
+The inits are forked by one :class:`~runtime.forkclient.ForkServer` (started at the first
+run, ended by :meth:`Sandboxes.close`), so a RUN costs no new interpreter.
 """
 
 from __future__ import annotations
@@ -15,6 +18,7 @@ import signal
 import threading
 
 from runtime.errors import RuntimeFailure, SandboxCancelled
+from runtime.forkclient import ForkServer
 from runtime.sandbox import Sandbox, start
 from runtime.spec import ContainerSpec, RunResult
 
@@ -25,11 +29,13 @@ class Sandboxes:
     """Runs specs like :func:`runtime.sandbox.run` and keeps the live ones cancellable.
 
     Each sandbox's init gets a process group of its own, so a terminal's Ctrl-C reaches
-    only us and :meth:`cancel` decides what happens to the containers.
+    only us and :meth:`cancel` decides what happens to the containers. :meth:`close`
+    (or leaving a ``with`` block) ends the fork server; a later run starts another.
     """
 
     def __init__(self, grace: float = DEFAULT_GRACE) -> None:
         self._grace = grace
+        self._server = ForkServer()
         # Reentrant: cancel() runs in a signal handler, maybe on a thread holding it.
         self._lock = threading.RLock()
         self._live: set[Sandbox] = set()
@@ -57,7 +63,14 @@ class Sandboxes:
         with self._lock:
             if self._cancelled:
                 raise SandboxCancelled("not started: the build is being cancelled")
-        box = start(spec, stdin=stdin, stdout=stdout, stderr=stderr, own_process_group=True)
+        box = start(
+            spec,
+            stdin=stdin,
+            stdout=stdout,
+            stderr=stderr,
+            own_process_group=True,
+            server=self._server,
+        )
         with self._lock:
             self._live.add(box)
             cancelled = self._cancelled  # cancel() ran between the check and the start
@@ -78,6 +91,16 @@ class Sandboxes:
         if self._cancelled:
             raise SandboxCancelled("killed: the build is being cancelled")
         return result
+
+    def close(self) -> None:
+        """End the fork server; call when no run is in progress any more."""
+        self._server.close()
+
+    def __enter__(self) -> Sandboxes:
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        self.close()
 
     def cancel(self) -> None:
         """Start no sandbox any more and kill the live ones; returns at once (safe in a

@@ -95,6 +95,16 @@ AF_VSOCK = 40
 PERSONAS = (0x0, 0x8, 0x20000, 0x20008, 0xFFFFFFFF)
 
 
+# prctl(2) and struct sock_fprog (linux/seccomp.h, linux/filter.h) to load a program.
+PR_SET_SECCOMP = 22
+SECCOMP_MODE_FILTER = 2
+_SOCK_FILTER_SIZE = 8  # struct sock_filter: u16 code, u8 jt, u8 jf, u32 k
+
+
+class _SockFprog(ctypes.Structure):
+    _fields_ = [("len", ctypes.c_ushort), ("filter", ctypes.c_void_p)]
+
+
 class _ArgCmp(ctypes.Structure):
     """libseccomp's ``struct scmp_arg_cmp``."""
 
@@ -120,6 +130,15 @@ def build_default_profile() -> Callable[[], None]:
     no_new_privs itself. Raises
     :class:`SandboxError` when libseccomp is missing or a rule or the load is refused.
     """
+    return installer(compile_default_filter())
+
+
+def compile_default_filter() -> bytes:
+    """docker's default filter as a classic BPF program (``struct sock_filter`` array).
+
+    Compiling costs milliseconds; the program is plain data, so a process that starts
+    many sandboxes (``runtime.forkserver``) compiles it once and hands it to each.
+    """
     lib = _library()
     ctx = lib.seccomp_init(act_errno(errno.EPERM))
     if not ctx:
@@ -130,17 +149,48 @@ def build_default_profile() -> Callable[[], None]:
         for arch in _ARCHES.get(platform.machine(), ())[1:]:
             lib.seccomp_arch_add(ctx, arch)  # unsupported: native only, which is stricter
         _add_rules(lib, ctx)
-    except BaseException:
+        return _export(lib, ctx)
+    finally:
         lib.seccomp_release(ctx)
-        raise
+
+
+def installer(program: bytes) -> Callable[[], None]:
+    """The function installing ``program`` (from :func:`compile_default_filter`) on the
+    calling thread, as ``seccomp_load`` would with no filter flags: prctl(2)
+    ``PR_SET_SECCOMP``. Needs only libc, so it works after ``pivot_root``; it may be
+    called in several processes (``--init`` installs it in PID 1 and in the command)."""
+    if not program or len(program) % _SOCK_FILTER_SIZE:
+        raise SandboxError(f"seccomp program of {len(program)} bytes is not BPF")
+    count = len(program) // _SOCK_FILTER_SIZE
+    buffer = ctypes.create_string_buffer(program, len(program))
+    libc = ctypes.CDLL(None, use_errno=True)  # loaded now: no dlopen after pivot_root
 
     def install() -> None:
-        rc = lib.seccomp_load(ctx)
-        lib.seccomp_release(ctx)
+        prog = _SockFprog(count, ctypes.cast(buffer, ctypes.c_void_p))
+        rc = libc.prctl(
+            ctypes.c_int(PR_SET_SECCOMP),
+            ctypes.c_ulong(SECCOMP_MODE_FILTER),
+            ctypes.byref(prog),
+            ctypes.c_ulong(0),
+            ctypes.c_ulong(0),
+        )
         if rc != 0:
-            raise SandboxError(f"seccomp_load failed: {os.strerror(-rc)}")
+            raise SandboxError(f"seccomp_load failed: {os.strerror(ctypes.get_errno())}")
 
     return install
+
+
+def _export(lib: ctypes.CDLL, ctx: int) -> bytes:
+    """The BPF libseccomp generates for ``ctx`` (what ``seccomp_load`` would load)."""
+    fd = os.memfd_create("pybuild-seccomp", os.MFD_CLOEXEC)
+    try:
+        rc = lib.seccomp_export_bpf(ctx, fd)
+        if rc != 0:
+            raise SandboxError(f"seccomp_export_bpf failed: {os.strerror(-rc)}")
+        size = os.lseek(fd, 0, os.SEEK_END)
+        return os.pread(fd, size, 0)
+    finally:
+        os.close(fd)
 
 
 def _library() -> ctypes.CDLL:
@@ -155,7 +205,7 @@ def _library() -> ctypes.CDLL:
     lib.seccomp_init.argtypes = [ctypes.c_uint32]
     lib.seccomp_release.argtypes = [ctypes.c_void_p]
     lib.seccomp_arch_add.argtypes = [ctypes.c_void_p, ctypes.c_uint32]
-    lib.seccomp_load.argtypes = [ctypes.c_void_p]
+    lib.seccomp_export_bpf.argtypes = [ctypes.c_void_p, ctypes.c_int]
     lib.seccomp_attr_set.argtypes = [ctypes.c_void_p, ctypes.c_int, ctypes.c_uint32]
     lib.seccomp_syscall_resolve_name.argtypes = [ctypes.c_char_p]
     lib.seccomp_rule_add_array.argtypes = [

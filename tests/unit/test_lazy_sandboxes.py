@@ -31,6 +31,9 @@ class Recorder:
     def cancel(self) -> None:
         self.calls.append("cancel")
 
+    def close(self) -> None:
+        self.calls.append("close")
+
 
 @pytest.fixture
 def recorder(monkeypatch: pytest.MonkeyPatch) -> type[Recorder]:
@@ -89,3 +92,14 @@ def test_a_cancelled_build_starts_no_container(monkeypatch: pytest.MonkeyPatch) 
     boxes.cancel()
     with pytest.raises(SandboxCancelled):
         boxes.run(_spec())
+
+
+def test_leaving_the_block_closes_what_was_made(recorder: type[Recorder]) -> None:
+    with LazySandboxes() as boxes:
+        boxes.run(_spec())
+    assert [r.calls for r in recorder.made] == [["run", "close"]]
+
+
+def test_closing_before_any_run_makes_nothing(recorder: type[Recorder]) -> None:
+    LazySandboxes().close()
+    assert recorder.made == []

@@ -8,6 +8,7 @@ import ctypes
 import pytest
 
 from runtime import cgroups, seccomp
+from runtime.errors import SandboxError
 from runtime.security import CAPABILITIES, DEFAULT_CAPABILITIES, capability_mask
 from runtime.spec import Resources
 
@@ -69,3 +70,14 @@ def test_cgroup_is_needed_only_for_limits() -> None:
     assert not cgroups.needed(Resources())
     assert cgroups.needed(Resources(pids=10))
     assert cgroups.needed(Resources(cpus=0.5))
+
+
+def test_default_filter_compiles_to_bpf_instructions() -> None:
+    program = seccomp.compile_default_filter()
+    assert program and len(program) % 8 == 0  # struct sock_filter is 8 bytes
+    assert seccomp.compile_default_filter() == program  # the same every time: shareable
+
+
+def test_installer_refuses_what_is_not_bpf() -> None:
+    with pytest.raises(SandboxError, match="not BPF"):
+        seccomp.installer(b"\0" * 7)
