@@ -22,7 +22,7 @@ import io
 import os
 import stat
 import tarfile
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from cache.codecs import (
@@ -194,6 +194,10 @@ def write_layer(
     """
     if not diff_dir.is_dir():
         raise LayerError(f"cannot snapshot {diff_dir}: not a directory")
+    known = _EMPTY_LAYERS.get(compression)
+    if known is not None and _is_empty_dir(diff_dir) and blobs.has(known.digest):
+        # A step that changed nothing: the same 1024-byte tar as last time, already stored.
+        return replace(known, record=_root_record(diff_dir) if record else None)
     recorder = TreeRecorder() if record else None
     try:
         with blobs.writer() as out, LayerStream(make_compressor(compression), out) as stream:
@@ -204,7 +208,30 @@ def write_layer(
         raise _snapshot_error(diff_dir, exc) from None
     tree = recorder.result() if recorder is not None else None
     media_type = compression.media_type
-    return LayerBlob(out.digest, out.size, diff_id, media_type, empty=count == 0, record=tree)
+    blob = LayerBlob(out.digest, out.size, diff_id, media_type, empty=count == 0, record=tree)
+    if blob.empty:
+        _EMPTY_LAYERS[compression] = replace(blob, record=None)
+    return blob
+
+
+# The empty layer of each compression, once this process has written it: later steps
+# that change nothing reuse it when the store still has the blob (no write, no fsync).
+_EMPTY_LAYERS: dict[Compression, LayerBlob] = {}
+
+
+def _root_record(diff_dir: Path) -> TreeRecord:
+    """The records of an empty diff dir: the dir itself, as the writer's pass adds it."""
+    recorder = TreeRecorder()
+    recorder.add("", os.lstat(diff_dir), read_xattrs(str(diff_dir)))
+    return recorder.result()
+
+
+def _is_empty_dir(path: Path) -> bool:
+    try:
+        with os.scandir(path) as entries:
+            return next(entries, None) is None
+    except OSError:
+        return False
 
 
 def _snapshot_error(diff_dir: Path, exc: OSError) -> CacheError:

@@ -248,3 +248,27 @@ def test_tar_headers_are_tarfiles_own() -> None:
     for _ in range(3000):
         info = _random_info(rng)
         assert tar_header(info) == info.tobuf(tarfile.PAX_FORMAT, "utf-8", "surrogateescape")
+
+
+def test_an_empty_diff_dir_reuses_the_stored_empty_layer_without_writing(tmp_path: Path) -> None:
+    blobs = BlobStore(tmp_path / "store")
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+    first = write_layer(tmp_path / "a", blobs, record=True)
+    writes = []
+    real_writer = blobs.writer
+    blobs.writer = lambda *a, **k: writes.append(1) or real_writer(*a, **k)  # type: ignore[method-assign]
+    again = write_layer(tmp_path / "b", blobs, record=True)
+    assert writes == []
+    assert (again.digest, again.diff_id, again.size, again.empty) == (
+        first.digest,
+        first.diff_id,
+        first.size,
+        True,
+    )
+    assert again.record is not None  # the records a full pass makes of the empty dir
+    assert list(again.record.manifest) == manifest(tmp_path / "b")
+    assert again.record.fingerprint == fingerprint(tmp_path / "b")
+    (tmp_path / "b" / "f").write_text("x")
+    assert write_layer(tmp_path / "b", blobs).digest != first.digest
+    assert writes == [1]
