@@ -37,7 +37,7 @@ from cache.errors import CacheError
 from cache.fscache import StatCache
 from cache.index import Hit, StepRecord
 from cache.keys import KeyInputs, explain_miss, inputs_from_json, inputs_to_json, step_key
-from cache.layers import Compression, write_layer
+from cache.layers import Compression, LayerBlob, write_layer
 from cache.oci import Descriptor, History, ImageConfig
 from runtime.errors import RuntimeFailure
 from runtime.spec import Rootfs
@@ -99,6 +99,11 @@ class Events(Protocol):
 
 def _blob_hash(path: Path) -> bytes:
     return sha256_file(path).hex.encode()
+
+
+def _blob_hex(blob: LayerBlob) -> bytes:
+    """What ``_blob_hash`` gives for the blob just written (its digest, known already)."""
+    return blob.digest.hex.encode()
 
 
 class Solver:
@@ -436,6 +441,8 @@ class Solver:
             # A step that changed nothing still commits a layer (the 1024-byte empty
             # tar), as BuildKit does: layer count and history match its images.
             layer = Descriptor(blob.media_type, blob.digest, blob.size)
+            if self._stat_cache is not None:  # the next hit need not re-hash the blob
+                self._stat_cache.remember(self._storage.blobs.path(blob.digest), _blob_hex(blob))
             lower = self._storage.layers.adopt(blob.diff_id, upper, blob.record)
             return layer, blob.diff_id, lower
 

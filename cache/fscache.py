@@ -128,6 +128,19 @@ class StatCache:
                 self._pending[key] = (stat, digest)
         return digest
 
+    def remember(self, path: Path, digest: bytes) -> None:
+        """Record ``digest`` as the hash of ``path``, whose content the caller just wrote
+        and hashed on the way. Only for files never written again in place (the store's
+        content-addressed blobs: a new copy is a new inode, so its stat differs); the
+        racy-window check of ``hash_file`` is for files that may be."""
+        key = os.fsdecode(os.path.abspath(path))
+        try:
+            stat = stat_key(os.lstat(path))
+        except OSError:
+            return
+        with self._lock:
+            self._pending[key] = (stat, digest)
+
     def _get(self, key: str) -> tuple[Stat, bytes] | None:
         with self._lock:
             if key in self._pending:

@@ -173,3 +173,25 @@ def test_rows_written_after_the_read_ahead_cost_a_read_never_a_wrong_hash(
             other.hash_file(g, read)  # another process caches b.txt
         assert first.hash_file(g, read) == b"bbbb"
     assert read.calls == 3
+
+
+def test_a_remembered_file_is_not_read_again_until_it_is_replaced(tmp_path: Path) -> None:
+    blob = tmp_path / "blob"
+    blob.write_bytes(b"just written")
+    calls: list[Path] = []
+
+    def read(path: Path) -> bytes:
+        calls.append(path)
+        return b"read:" + path.read_bytes()
+
+    with StatCache(tmp_path / "db") as cache:
+        cache.remember(blob, b"known")  # just written: no racy-window wait
+        assert cache.hash_file(blob, read) == b"known"
+        assert calls == [] and cache.reads == 0
+    with StatCache(tmp_path / "db") as cache:
+        assert cache.hash_file(blob, read) == b"known"  # kept across processes
+        replacement = tmp_path / "new"
+        replacement.write_bytes(b"another copy")
+        os.replace(replacement, blob)  # a new inode, as the store replaces a blob
+        assert cache.hash_file(blob, read) == b"read:another copy"
+        assert calls == [blob]
