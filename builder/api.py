@@ -74,7 +74,7 @@ class BuildRequest:
     tags: tuple[str, ...] = ()
     build_args: tuple[tuple[str, str], ...] = ()
     target: str | None = None
-    network: str = "host"
+    network: str = "default"  # RUN steps: default (private, outbound), host or none
     outputs: tuple[Output, ...] = ()
     resources: Resources = field(default_factory=Resources)  # every RUN step's limits
     solve: SolveOptions = field(default_factory=SolveOptions)  # no_cache, jobs, epoch...
@@ -255,6 +255,7 @@ def _run_build(
             request.target,
             request.network,
             allow_insecure=request.secrets.allow_insecure,
+            allow_network_host=request.secrets.allow_network_host,
             ignore_patterns=context.matcher.patterns,
         ),
         _BaseResolver(storage, request),

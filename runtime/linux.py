@@ -99,6 +99,17 @@ def unshare(flags: int) -> None:
         raise _fail("unshare", ctypes.get_errno(), detail=f"flags={flags:#x}")
 
 
+def setns(path: str, nstype: int) -> None:
+    """Join the namespace bound at ``path`` (a ``/proc/PID/ns/*`` file or a bind mount of
+    one); ``nstype`` is its ``CLONE_NEW*`` flag."""
+    fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+    try:
+        if _libc().setns(ctypes.c_int(fd), ctypes.c_int(nstype)) != 0:
+            raise _fail("setns", ctypes.get_errno(), path)
+    finally:
+        os.close(fd)
+
+
 def mount(
     source: str | None,
     target: str,

@@ -153,8 +153,12 @@ def _mounts(spec: ContainerSpec) -> list[dict[str, Any]]:
 
 def _linux(spec: ContainerSpec) -> dict[str, Any]:
     namespaces = [{"type": t} for t in ("pid", "ipc", "uts", "mount")]
-    if spec.network == "none":
+    if spec.network in ("none", "default"):
+        # A bundle has no network helper: the default network is a private namespace
+        # with only loopback there, never the host's.
         namespaces.append({"type": "network"})
+    elif spec.network == "netns":
+        namespaces.append({"type": "network", "path": spec.netns})
     linux: dict[str, Any] = {"namespaces": namespaces}
     resources: dict[str, Any] = {}
     if not spec.privileged:

@@ -101,6 +101,8 @@ def setup_root(spec: ContainerSpec, staging: Staging, report: Report) -> None:
     Every mount point created in the upper dir is reported at once as ``{"stub": ...}``,
     so the caller removes it even when a later step fails.
     """
+    if spec.network == "netns":  # before the mount namespace: the file is the caller's
+        linux.setns(spec.netns, linux.CLONE_NEWNET)
     network = linux.CLONE_NEWNET if spec.network == "none" else 0
     linux.unshare(linux.CLONE_NEWNS | linux.CLONE_NEWUTS | linux.CLONE_NEWIPC | network)
     linux.mount(None, "/", None, linux.MS_REC | linux.MS_PRIVATE)  # nothing leaks to the host

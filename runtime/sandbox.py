@@ -127,6 +127,11 @@ def start(
     dies (killing it first) when this process does or closes it.
     """
     validate_spec(spec)
+    if spec.network == "default":
+        raise SandboxError(
+            "the default network must be made before the sandbox starts",
+            hint="this is a pybuild bug: join the spec to a runtime.netns network first",
+        )
     stdio = _stdio_copies((stdin, stdout, stderr))
     spec_r, spec_w = os.pipe()
     status_r, status_w = os.pipe()

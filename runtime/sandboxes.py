@@ -6,23 +6,30 @@ no sandbox starts any more, every live one is asked to die (its init SIGKILLs th
 container's PID 1, which takes the whole PID namespace, then cleans up and reports), and
 whatever still runs after ``grace`` seconds is SIGKILLed through its process group.
 
-The inits are forked by one :class:`~runtime.forkclient.ForkServer` (started at the first
-run, ended by :meth:`Sandboxes.close`), so a RUN costs no new interpreter.
+A spec whose network is :data:`POOLED` gets a private network with outbound access from
+the caller's :class:`~runtime.netpool.NetworkPool` (one namespace and one pasta reused by
+the steps that follow), and the inits are forked by one
+:class:`~runtime.forkclient.ForkServer` (started at the first run, ended by
+:meth:`Sandboxes.close`), so a RUN costs no new interpreter.
 """
 
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import os
 import signal
 import threading
 
 from runtime.errors import RuntimeFailure, SandboxCancelled
 from runtime.forkclient import ForkServer
+from runtime.netpool import NetworkPool
 from runtime.sandbox import Sandbox, start
 from runtime.spec import ContainerSpec, RunResult
 
 DEFAULT_GRACE = 3.0  # seconds an init gets to clean up before it is SIGKILLed
+# ContainerSpec.network for "a private network from this caller's pool".
+POOLED = "default"
 
 
 class Sandboxes:
@@ -36,6 +43,7 @@ class Sandboxes:
     def __init__(self, grace: float = DEFAULT_GRACE) -> None:
         self._grace = grace
         self._server = ForkServer()
+        self._networks = NetworkPool()
         # Reentrant: cancel() runs in a signal handler, maybe on a thread holding it.
         self._lock = threading.RLock()
         self._live: set[Sandbox] = set()
@@ -63,6 +71,28 @@ class Sandboxes:
         with self._lock:
             if self._cancelled:
                 raise SandboxCancelled("not started: the build is being cancelled")
+        if spec.network != POOLED:
+            return self._run(spec, stdin=stdin, stdout=stdout, stderr=stderr)
+        network = self._networks.acquire(spec.scratch)
+        try:
+            joined = dataclasses.replace(
+                spec,
+                network="netns",
+                netns=str(network.path),
+                resolv_conf=spec.resolv_conf or network.resolv_conf,
+            )
+            return self._run(joined, stdin=stdin, stdout=stdout, stderr=stderr)
+        finally:
+            self._networks.release(network, reuse=not spec.privileged)
+
+    def _run(
+        self,
+        spec: ContainerSpec,
+        *,
+        stdin: int | None,
+        stdout: int | None,
+        stderr: int | None,
+    ) -> RunResult:
         box = start(
             spec,
             stdin=stdin,
@@ -93,8 +123,9 @@ class Sandboxes:
         return result
 
     def close(self) -> None:
-        """End the fork server; call when no run is in progress any more."""
+        """End the fork server and the networks; call when no run is in progress any more."""
         self._server.close()
+        self._networks.close()
 
     def __enter__(self) -> Sandboxes:
         return self

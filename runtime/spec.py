@@ -16,7 +16,11 @@ from typing import Any
 from runtime.errors import SandboxError
 
 SPEC_FORMAT = 2
-NETWORK_MODES = ("host", "none")
+# host: the caller's network namespace; none: a new one with only loopback; netns: join
+# the namespace bound at ``ContainerSpec.netns``; default: a private network with outbound
+# access, which the caller makes (:mod:`runtime.netns`, :mod:`runtime.netpool`) and turns
+# into netns before the sandbox starts (an OCI bundle gets a loopback-only namespace).
+NETWORK_MODES = ("default", "host", "none", "netns")
 MAX_MODE = 0o7777
 
 
@@ -91,6 +95,7 @@ class ContainerSpec:
     user: str = ""
     hostname: str = "pybuild"
     network: str = "host"
+    netns: str = ""  # with network="netns": the bound namespace file to join
     mounts: tuple[BindMount, ...] = ()
     hosts: str = ""
     resolv_conf: str = ""
@@ -137,6 +142,8 @@ def validate_spec(spec: ContainerSpec) -> None:
         problems.append(f"working directory {spec.cwd!r} is not absolute")
     if spec.network not in NETWORK_MODES:
         problems.append(f"network {spec.network!r} is not one of {', '.join(NETWORK_MODES)}")
+    if (spec.network == "netns") != bool(spec.netns):
+        problems.append("a network namespace file is given exactly with network 'netns'")
     problems += [f"env entry {e!r} has no '='" for e in spec.env if "=" not in e]
     problems += [f"env entry {e!r} has an empty name" for e in spec.env if e.startswith("=")]
     problems += [
@@ -190,6 +197,7 @@ def spec_to_json(spec: ContainerSpec) -> str:
         "user": spec.user,
         "hostname": spec.hostname,
         "network": spec.network,
+        "netns": spec.netns,
         "mounts": [
             {"source": str(m.source), "target": m.target, "readonly": m.readonly}
             for m in spec.mounts
@@ -233,6 +241,7 @@ def spec_from_json(text: str) -> ContainerSpec:
             user=_str(body["user"]),
             hostname=_str(body["hostname"]),
             network=_str(body["network"]),
+            netns=_str(body.get("netns", "")),
             mounts=tuple(
                 BindMount(Path(_str(m["source"])), _str(m["target"]), _bool(m["readonly"]))
                 for m in body["mounts"]

@@ -67,8 +67,9 @@ def add_build(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--network",
         choices=("default", "host", "none"),
-        default="host",
-        help="network for RUN steps (default: host, which is also what default means here)",
+        default="default",
+        help="network for RUN steps: default (a private one with outbound access), host "
+        "(the host's) or none",
     )
     p.add_argument(
         "--progress",
@@ -165,7 +166,8 @@ def _add_secret_flags(p: argparse.ArgumentParser) -> None:
         action="append",
         default=[],
         metavar="ENTITLEMENT",
-        help="security.insecure: let RUN --security=insecure run privileged",
+        help="security.insecure: let RUN --security=insecure run privileged; network.host: "
+        "let RUN --network=host use the host's network",
     )
     add_resource_flags(p, "each RUN step")
 
@@ -207,7 +209,7 @@ def _build(args: argparse.Namespace, context: Path, dockerfile_text: str | None)
 def _request(args: argparse.Namespace, context: Path, dockerfile_text: str | None) -> BuildRequest:
     """The flags as a request (UsageError on a bad value)."""
     from builder.api import BuildRequest
-    from builder.cli.build_flags import STDIN, check_network, parse_annotations, parse_pairs
+    from builder.cli.build_flags import STDIN, parse_annotations, parse_pairs
     from builder.cli.registry_commands import remote_options
     from builder.images.names import normalize
     from builder.ops.runsettings import parse_run_settings
@@ -224,7 +226,7 @@ def _request(args: argparse.Namespace, context: Path, dockerfile_text: str | Non
         tags=tags,
         build_args=build_args,
         target=args.target,
-        network=check_network(args.network),
+        network=args.network,
         outputs=_outputs(args.output),
         cache_from=_cache_specs(args.cache_from, "--cache-from"),
         cache_to=_cache_specs(args.cache_to, "--cache-to"),

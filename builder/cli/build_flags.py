@@ -130,11 +130,6 @@ def check_platform(value: str | None) -> None:
             )
 
 
-def check_network(value: str) -> str:
-    """``default`` is the default network of RUN steps here: the host's."""
-    return "host" if value == "default" else value
-
-
 @dataclass(frozen=True)
 class StdinInputs:
     """Where the build reads from after stdin was taken in."""

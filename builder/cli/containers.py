@@ -1,4 +1,5 @@
-"""``pybuild ps|logs|stop|rm|bundle``: the containers ``run -d`` left, and OCI bundles.
+"""``pybuild ps|logs|stop|rm|port|bundle`` and ``inspect`` of a container: the containers
+``run -d`` left, and OCI bundles.
 
 The records and the monitor that keeps them are ``builder.run.containers``'; these
 commands read and act on them.
@@ -22,6 +23,11 @@ from fstree.tree import remove_tree
 
 def add_ps(p: argparse.ArgumentParser) -> None:
     p.add_argument("-a", "--all", action="store_true", help="also stopped containers")
+
+
+def add_port(p: argparse.ArgumentParser) -> None:
+    p.add_argument("container", metavar="ID|NAME")
+    p.add_argument("port", nargs="?", metavar="PORT[/PROTO]", help="show this one only")
 
 
 def add_logs(p: argparse.ArgumentParser) -> None:
@@ -52,7 +58,9 @@ def _root(args: argparse.Namespace) -> Path:
 
 def cmd_ps(args: argparse.Namespace) -> int:
     """``pybuild ps [-a]``: running containers (every recorded one with ``-a``)."""
-    rows = [("CONTAINER ID", "IMAGE", "COMMAND", "CREATED", "STATUS", "NAMES")]
+    from builder.run.ports import describe
+
+    rows = [("CONTAINER ID", "IMAGE", "COMMAND", "CREATED", "STATUS", "PORTS", "NAMES")]
     for r in records(_root(args)):
         if r.status != "running" and not args.all:
             continue
@@ -61,12 +69,65 @@ def cmd_ps(args: argparse.Namespace) -> int:
             status = f"Exited ({r.exit_code if r.exit_code is not None else '?'})"
         command = " ".join(r.command)
         command = command if len(command) <= 30 else command[:27] + "..."
-        rows.append((r.id[:12], r.image, f'"{command}"', r.created[:19], status, r.name))
-    widths = [max(len(row[i]) for row in rows) for i in range(6)]
+        ports = ", ".join(describe(p) for p in r.ports) if r.status == "running" else ""
+        rows.append((r.id[:12], r.image, f'"{command}"', r.created[:19], status, ports, r.name))
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
     for row in rows:
         text = "   ".join(c.ljust(w) for c, w in zip(row, widths, strict=True))
         print_line(text.rstrip(), err=False)
     return 0
+
+
+def cmd_port(args: argparse.Namespace) -> int:
+    """``pybuild port ID|NAME [PORT[/PROTO]]``: where its published ports are on the host."""
+    from builder.run.ports import port_lines
+
+    record = find(_root(args), args.container)
+    lines = port_lines(record.ports, args.port)
+    if args.port is not None and not lines:
+        raise UsageError(
+            f"no public port {args.port!r} published for {args.container}",
+            hint="publish it with `pybuild run -p`; `pybuild port NAME` lists what is",
+        )
+    for line in lines:
+        print_line(line, err=False)
+    return 0
+
+
+def container_inspect(root: Path, ref: str) -> dict[str, object] | None:
+    """``inspect`` of a container, docker's main fields; None when no container is ``ref``
+    (then ``inspect`` looks for an image)."""
+    every = records(root)
+    matches = [r for r in every if r.name == ref] or [r for r in every if r.id.startswith(ref)]
+    if len(matches) != 1 or len(ref) < 1:
+        return None
+    r = matches[0]
+    running = r.status == "running"
+    ports: dict[str, list[dict[str, str]]] = {}
+    for port in r.ports:
+        ports.setdefault(f"{port.container_port}/{port.protocol}", []).append(
+            {"HostIp": port.host_ip or "0.0.0.0", "HostPort": str(port.host_port)}
+        )
+    networks = {r.network: {"IPAddress": r.address if running else ""}}
+    return {
+        "Id": r.id,
+        "Name": "/" + r.name,
+        "Created": r.created,
+        "Config": {"Image": r.image, "Cmd": list(r.command)},
+        "State": {
+            "Status": r.status,
+            "Running": running,
+            "Pid": r.init_pid if running else 0,
+            "ExitCode": r.exit_code or 0,
+            "Error": r.error,
+        },
+        "HostConfig": {"NetworkMode": r.network},
+        "NetworkSettings": {
+            "Ports": ports,
+            "Networks": networks,
+            "IPAddress": r.address if running else "",
+        },
+    }
 
 
 def cmd_logs(args: argparse.Namespace) -> int:

@@ -12,6 +12,7 @@ from builder.cli.progress import human_size, print_line
 from builder.cli.store import open_store
 from builder.errors import UsageError
 from builder.images.names import normalize
+from builder.images.store import default_root
 
 
 def add_load(p: argparse.ArgumentParser) -> None:
@@ -55,7 +56,7 @@ def add_rmi(p: argparse.ArgumentParser) -> None:
 
 
 def add_inspect(p: argparse.ArgumentParser) -> None:
-    p.add_argument("image", metavar="IMAGE")
+    p.add_argument("image", metavar="CONTAINER|IMAGE")
 
 
 def cmd_load(args: argparse.Namespace) -> int:
@@ -161,6 +162,16 @@ def cmd_rmi(args: argparse.Namespace) -> int:
 
 
 def cmd_inspect(args: argparse.Namespace) -> int:
+    """``pybuild inspect NAME``: a container's state and networks, else an image's
+    manifest and config (docker looks for a container first too)."""
+    from builder.cli.containers import container_inspect
+
+    root: Path = args.root or default_root()
+    found = container_inspect(root, args.image)
+    if found is not None:
+        json.dump([found], sys.stdout, indent=4)
+        sys.stdout.write("\n")
+        return 0
     with open_store(args) as storage:
         image = storage.get_image(args.image)
         doc = {

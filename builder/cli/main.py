@@ -55,7 +55,7 @@ COMMANDS: dict[str, Command] = {
         "remove image names from the local store", f"{_IMAGES}:cmd_rmi", f"{_IMAGES}:add_rmi"
     ),
     "inspect": Command(
-        "show an image's manifest and config as JSON",
+        "show a container's state and networks, or an image's manifest and config, as JSON",
         f"{_IMAGES}:cmd_inspect",
         f"{_IMAGES}:add_inspect",
     ),
@@ -69,6 +69,11 @@ COMMANDS: dict[str, Command] = {
         "stop containers: STOPSIGNAL, then SIGKILL",
         f"{_CONTAINERS}:cmd_stop",
         f"{_CONTAINERS}:add_stop",
+    ),
+    "port": Command(
+        "show where a container's published ports are on the host",
+        f"{_CONTAINERS}:cmd_port",
+        f"{_CONTAINERS}:add_port",
     ),
     "rm": Command("remove stopped containers", f"{_CONTAINERS}:cmd_rm", f"{_CONTAINERS}:add_rm"),
     "bundle": Command(

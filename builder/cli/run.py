@@ -39,9 +39,25 @@ def add_run(p: argparse.ArgumentParser) -> None:
     p.add_argument("--entrypoint", metavar="CMD", help="override the image's ENTRYPOINT")
     p.add_argument(
         "--network",
-        choices=("host", "none"),
-        default="host",
-        help="host (default) or none (loopback only)",
+        choices=("default", "host", "none"),
+        default="default",
+        help="default: a private network with outbound access and no way to the host's "
+        "loopback; host: the host's (no isolation); none: loopback only",
+    )
+    p.add_argument(
+        "-p",
+        "--publish",
+        action="append",
+        default=[],
+        metavar="[IP:][HOST:]CTR[/PROTO]",
+        help="publish a container port on the host (repeatable; no HOST: a free port, "
+        "shown by `pybuild port`)",
+    )
+    p.add_argument(
+        "-P",
+        "--publish-all",
+        action="store_true",
+        help="publish every port the image EXPOSEs on a free host port",
     )
     p.add_argument(
         "-v",
@@ -122,6 +138,8 @@ def cmd_run(args: argparse.Namespace) -> int:
         user=args.user,
         entrypoint=args.entrypoint,
         network=args.network,
+        publish=tuple(args.publish),
+        publish_all=args.publish_all,
         volumes=tuple(args.volume),
         interactive=args.interactive,
         tty=args.tty,

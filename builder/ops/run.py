@@ -64,6 +64,7 @@ def execute(spec: RunSpec, rootfs: Rootfs, ctx: ExecContext) -> None:
             env=(*(e for e in spec.env if e.partition("=")[0] not in overridden), *extra.env),
             cwd=spec.cwd,
             user=spec.user,
+            # "default" is runtime.sandboxes.POOLED: a private network from the build's pool
             network=spec.network,
             hostname=spec.hostname,
             mounts=(*_script_mounts(spec, ctx.scratch), *extra.binds),

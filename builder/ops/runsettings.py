@@ -64,8 +64,9 @@ def _add_host(item: str) -> tuple[str, str]:
         raise UsageError(f"--add-host {item!r}: expected HOST:IP", hint="e.g. db:10.0.0.5")
     if ip == "host-gateway":
         raise UsageError(
-            f"--add-host {item!r}: host-gateway needs a bridge network",
-            hint="RUN steps share the host's network here: use 127.0.0.1",
+            f"--add-host {item!r}: host-gateway is not supported: RUN steps have no way to the "
+            "host from their private network here",
+            hint="build with --network host and use 127.0.0.1 to reach the host's services",
         )
     return host, ip
 

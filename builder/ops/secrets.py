@@ -58,6 +58,7 @@ class BuildSecrets:
     secrets: tuple[SecretSource, ...] = ()
     agents: tuple[SshSource, ...] = ()
     allow_insecure: bool = False
+    allow_network_host: bool = False  # --allow network.host: RUN --network=host runs
 
     def secret(self, secret_id: str) -> SecretSource | None:
         """The last ``--secret`` given for ``secret_id`` (later flags win, as in buildx)."""
@@ -148,6 +149,7 @@ def build_secrets(
         tuple(parse_secret_flag(s, environ) for s in secrets),
         tuple(parse_ssh_flag(s, environ) for s in ssh),
         parse_allow(allow),
+        "network.host" in allow,
     )
 
 

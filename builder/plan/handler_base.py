@@ -29,6 +29,7 @@ class PlanContext:
     current_stage: int
     image_stage: ImageStage | None = None
     allow_insecure: bool = False  # --allow security.insecure: RUN --security=insecure runs
+    allow_network_host: bool = False  # --allow network.host: RUN --network=host runs
 
 
 @dataclass(frozen=True)

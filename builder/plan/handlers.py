@@ -84,6 +84,22 @@ def _mounts(state: StageState, instr: ins.Run, ctx: PlanContext) -> tuple[MountS
     return tuple(out)
 
 
+def _run_network(instr: ins.Run, ctx: PlanContext) -> str:
+    """RUN --network: default (the build's --network), none, or host, which needs the
+    network.host entitlement as in BuildKit unless the build itself uses the host's."""
+    network = ctx.network if instr.network in (None, "default") else instr.network
+    if network not in ("default", "host", "none"):
+        raise _fail(instr, f"RUN --network={instr.network}: expected default, none or host")
+    if instr.network == "host" and ctx.network != "host" and not ctx.allow_network_host:
+        raise _fail(
+            instr,
+            "RUN --network=host is not allowed: the step would share the host's network "
+            "(its loopback services, its traffic)",
+            "pass --allow network.host to pybuild build if you trust this Dockerfile",
+        )
+    return network
+
+
 def handle_run(state: StageState, instr: ins.Run, ctx: PlanContext) -> Outcome:
     mounts = _mounts(state, instr, ctx)
     insecure = instr.security == "insecure"
@@ -94,9 +110,7 @@ def handle_run(state: StageState, instr: ins.Run, ctx: PlanContext) -> Outcome:
             "lock-down (all capabilities, no seccomp)",
             "pass --allow security.insecure to pybuild build if you trust this Dockerfile",
         )
-    network = ctx.network if instr.network in (None, "default") else instr.network
-    if network not in ("host", "none"):
-        raise _fail(instr, f"RUN --network={instr.network}: expected default, none or host")
+    network = _run_network(instr, ctx)
     command: tuple[str, ...] = instr.command
     scripts: tuple[tuple[str, str], ...] = ()
     if instr.heredocs and instr.shell_form:

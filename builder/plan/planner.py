@@ -52,6 +52,7 @@ class PlanRequest:
     target: str | None
     network: str
     allow_insecure: bool = False  # --allow security.insecure
+    allow_network_host: bool = False  # --allow network.host
     ignore_patterns: tuple[str, ...] = ()  # the context's .dockerignore (CopyIgnoredFile)
 
 
@@ -269,6 +270,7 @@ def _plan_stage(
         stage.index,
         images,
         allow_insecure=request.allow_insecure,
+        allow_network_host=request.allow_network_host,
     )
     steps = []
     deps = {base_stage} if base_stage is not None else set()

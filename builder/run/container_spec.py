@@ -25,6 +25,7 @@ from cache.errors import CacheError
 from cache.images import StoredImage
 from cache.leases import Lease
 from fstree.tree import remove_tree
+from runtime.netns import PortForward
 from runtime.spec import BindMount, ContainerSpec, Resources, Rootfs, RunResult, TmpfsMount
 
 DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
@@ -41,7 +42,9 @@ class RunRequest:
     workdir: str | None = None
     user: str | None = None
     entrypoint: str | None = None
-    network: str = "host"
+    network: str = "default"  # default (private, outbound access), host or none
+    publish: tuple[str, ...] = ()  # -p [IP:][HOST:]CONTAINER[/PROTO]
+    publish_all: bool = False  # -P: every EXPOSE of the image on a free host port
     volumes: tuple[str, ...] = ()
     interactive: bool = False
     tty: bool = False
@@ -64,6 +67,7 @@ class Prepared:
     home: Path
     image: StoredImage
     stop_signal: str = "SIGTERM"  # the image's STOPSIGNAL, for `pybuild stop`
+    ports: tuple[PortForward, ...] = ()  # published, host ports chosen
 
 
 def parse_bytes(text: str, flag: str) -> int:
@@ -281,6 +285,7 @@ def prepare(storage: Storage, request: RunRequest) -> Prepared:
     upper.mkdir(parents=True)
     work.mkdir()
     config = image.config.config
+    ports = published_ports(request, config.exposed_ports)
     spec = ContainerSpec(
         rootfs=Rootfs(tuple(reversed(dirs)), upper, work),
         args=argv,
@@ -299,7 +304,29 @@ def prepare(storage: Storage, request: RunRequest) -> Prepared:
         no_new_privs=request.no_new_privs,
         scratch=home,  # the sandbox's scratch goes with the container's home
     )
-    return Prepared(container_id, spec, home, image, config.stop_signal or "SIGTERM")
+    return Prepared(container_id, spec, home, image, config.stop_signal or "SIGTERM", ports)
+
+
+def published_ports(request: RunRequest, exposed: tuple[str, ...]) -> tuple[PortForward, ...]:
+    """``-p`` and ``-P`` as forwards, free host ports chosen; only the default network
+    publishes (docker discards them with host networking; none has nothing to reach)."""
+    from builder.run.ports import allocate, exposed_forwards, parse_publish
+
+    wanted = [port for item in request.publish for port in parse_publish(item)]
+    if request.publish_all:
+        taken = {(p.container_port, p.protocol) for p in wanted}
+        wanted += [
+            p for p in exposed_forwards(exposed) if (p.container_port, p.protocol) not in taken
+        ]
+    if not wanted:
+        return ()
+    if request.network != "default":
+        raise UsageError(
+            f"ports cannot be published with --network {request.network}",
+            hint="publish from the default network (drop --network); with --network host "
+            "the container's ports are the host's already",
+        )
+    return allocate(wanted)
 
 
 def run_image(storage: Storage, request: RunRequest) -> RunResult:
@@ -309,6 +336,7 @@ def run_image(storage: Storage, request: RunRequest) -> RunResult:
     Holds ``build_guard`` only while the image's layers are unpacked; the container then
     holds a lease on them, so a prune keeps them without waiting for it to exit.
     """
+    from builder.run.network import attached
     from runtime.run import run_container  # the sandbox, not needed by builds
 
     prepared, lease = prepare_leased(storage, request)
@@ -316,7 +344,8 @@ def run_image(storage: Storage, request: RunRequest) -> RunResult:
         # A locked store temp dir: if we are killed, the next build sweeps the scratch.
         with lease, storage.blobs.temp_dir() as scratch:
             spec = replace(prepared.spec, scratch=scratch)
-            return run_container(spec, interactive=request.interactive, tty=request.tty)
+            with attached(spec, scratch, prepared.ports) as joined:
+                return run_container(joined, interactive=request.interactive, tty=request.tty)
     finally:
         remove_tree(prepared.home, ignore_errors=True)
 
@@ -340,12 +369,15 @@ def run_runc(storage: Storage, prepared: Prepared) -> int:
     runc = shutil.which("runc")
     if runc is None:
         raise UsageError("--runtime runc: runc is not installed", hint="apt-get install runc")
+    from builder.run.network import attached
+
     bundle = prepared.home / "bundle"
     try:
-        write_bundle_dir(storage, prepared, bundle)
-        command = [runc, "--root", str(prepared.home / "runc-state"), "run"]
-        command += ["--bundle", str(bundle), prepared.container_id[:32]]
-        return subprocess.run(command, check=False).returncode
+        with attached(prepared.spec, prepared.home, prepared.ports) as joined:
+            write_bundle_dir(storage, replace(prepared, spec=joined), bundle)
+            command = [runc, "--root", str(prepared.home / "runc-state"), "run"]
+            command += ["--bundle", str(bundle), prepared.container_id[:32]]
+            return subprocess.run(command, check=False).returncode
     finally:
         remove_tree(prepared.home, ignore_errors=True)
 

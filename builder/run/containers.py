@@ -23,12 +23,14 @@ from typing import TYPE_CHECKING
 
 from builder.errors import UsageError
 from builder.frontend.signals import parse_signal
+from builder.run.ports import from_json
 from fstree.tree import remove_tree
 
 if TYPE_CHECKING:
     from builder.images.store import Storage
     from builder.run.container_spec import Prepared, RunRequest
     from cache.leases import Lease
+    from runtime.netns import PortForward
 
 START_TIMEOUT = 20.0
 SETTLE_TIME = 1.0
@@ -51,6 +53,9 @@ class Record:
     error: str = ""
     stop_signal: str = "SIGTERM"
     remove: bool = False  # --rm: the monitor removes the container when it exits
+    network: str = "default"  # default | host | none
+    ports: tuple[PortForward, ...] = ()  # published (-p/-P), host ports chosen
+    address: str = ""  # the container's IPv4 address on its network, once running
 
 
 def containers_dir(root: Path) -> Path:
@@ -70,6 +75,7 @@ def load(root: Path, container_id: str) -> Record | None:
     try:
         body = json.loads(path.read_text(encoding="utf-8"))
         body["command"] = tuple(body["command"])
+        body["ports"] = from_json(body.get("ports", []))
         record = Record(**body)
     except (OSError, ValueError, TypeError):
         return None
@@ -144,6 +150,8 @@ def start_detached(storage: Storage, request: RunRequest, name: str | None, remo
         created=_now(),
         stop_signal=prepared.stop_signal,
         remove=remove,
+        network=request.network,
+        ports=prepared.ports,
     )
     try:
         return _detach(storage.root, prepared, record, lease)
@@ -217,6 +225,7 @@ def _monitor(root: Path, container_id: str, lease_fd: int) -> int:
 
 def _supervise(root: Path, home: Path, record: Record) -> Record:
     """Start the container from its saved spec, record it running, wait; the final record."""
+    from builder.run.network import address_of, attached
     from runtime import sandbox
     from runtime.errors import RuntimeFailure
     from runtime.rootfs import enter_private_mount_namespace
@@ -225,15 +234,22 @@ def _supervise(root: Path, home: Path, record: Record) -> Record:
     try:
         enter_private_mount_namespace()
         spec = spec_from_json((home / "spec.json").read_text(encoding="utf-8"))
-        log = os.open(home / "log", os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o640)
-        null = os.open(os.devnull, os.O_RDONLY)
-        box = sandbox.start(spec, stdin=null, stdout=log, stderr=log, own_process_group=True)
-        os.close(log)
-        os.close(null)
-        record = replace(record, status="running", pid=os.getpid(), init_pid=box.pid)
-        save(root, record)
-        signal.signal(signal.SIGTERM, lambda *_: box.send_signal(signal.SIGTERM))
-        result = box.wait()
+        with attached(spec, home, record.ports) as joined:
+            log = os.open(home / "log", os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o640)
+            null = os.open(os.devnull, os.O_RDONLY)
+            box = sandbox.start(joined, stdin=null, stdout=log, stderr=log, own_process_group=True)
+            os.close(log)
+            os.close(null)
+            record = replace(
+                record,
+                status="running",
+                pid=os.getpid(),
+                init_pid=box.pid,
+                address=address_of(joined),
+            )
+            save(root, record)
+            signal.signal(signal.SIGTERM, lambda *_: box.send_signal(signal.SIGTERM))
+            result = box.wait()
         record = replace(
             record, status="exited", exit_code=result.exit_code, error=result.error or ""
         )
