@@ -142,7 +142,14 @@ def build(
         ) as storage,
     ):
         _clean_leftovers(storage)
-        outcome = _run_build(request, storage, seen, sandboxes, stop=stop)
+        # The RUN steps' network namespaces are bound to files here, for the build's
+        # whole life; a build killed leaves it to the next one's sweep (pasta quits).
+        with storage.blobs.temp_dir("net-") as network_dir:
+            sandboxes.network_dir = network_dir
+            try:
+                outcome = _run_build(request, storage, seen, sandboxes, stop=stop)
+            finally:
+                sandboxes.close_networks()
         _finish(storage, request, outcome, pushes, note)
     return outcome
 

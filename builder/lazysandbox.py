@@ -7,6 +7,7 @@ a build whose RUN steps all hit the cache never starts one, so it never loads it
 from __future__ import annotations
 
 import threading
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
@@ -26,6 +27,9 @@ class LazySandboxes:
         self._lock = threading.Lock()
         self._made: Sandboxes | None = None
         self._cancelled = False
+        # Where the RUN steps' private networks keep their files; set before the first
+        # run (the build's store temp dir), else a system temp dir.
+        self.network_dir: Path | None = None
 
     def run(
         self,
@@ -42,6 +46,13 @@ class LazySandboxes:
         made = self._made  # set before a new one reads _cancelled: one of us cancels it
         if made is not None:
             made.cancel()
+
+    def close_networks(self) -> None:
+        """Stop the RUN steps' networks, if a run made any; call once no run is in progress."""
+        with self._lock:
+            made = self._made
+        if made is not None:
+            made.close_networks()
 
     def close(self) -> None:
         """End the fork server, if a run started one; call once no run is in progress."""
@@ -61,7 +72,7 @@ class LazySandboxes:
             if self._made is None:
                 from runtime.sandboxes import Sandboxes
 
-                self._made = Sandboxes()
+                self._made = Sandboxes(network_dir=self.network_dir)
                 if self._cancelled:
                     self._made.cancel()
             return self._made

@@ -22,23 +22,27 @@ from runtime.errors import SandboxError
 class NetworkPool:
     """Private networks (:mod:`runtime.netns`) handed out one per running sandbox."""
 
-    def __init__(self) -> None:
+    def __init__(self, directory: Path | None = None) -> None:
+        """``directory`` holds the namespaces' files (a dir of the caller's that a later
+        sweep removes if we are killed: removing a file makes its pasta quit); None: a
+        new temp dir, made at the first :meth:`acquire`."""
         self._lock = threading.Lock()
         self._free: list[netns.PrivateNetwork] = []
         self._all: list[netns.PrivateNetwork] = []
-        self._dir: Path | None = None
+        self._dir = directory
+        self._own_dir = directory is None
         self._closed = False
         self._made = 0
 
-    def acquire(self, scratch: Path | None) -> netns.PrivateNetwork:
-        """A network no other sandbox uses; ``scratch`` is where the first one's dir goes."""
+    def acquire(self) -> netns.PrivateNetwork:
+        """A network no other sandbox uses."""
         with self._lock:
             if self._closed:
                 raise SandboxError("the build's networks are closed")
             if self._free:
                 return self._free.pop()
             if self._dir is None:
-                self._dir = Path(tempfile.mkdtemp(prefix="pybuild-net-", dir=scratch))
+                self._dir = Path(tempfile.mkdtemp(prefix="pybuild-net-"))
             self._made += 1
             directory, name = self._dir, f"ns{self._made}"
         network = netns.create(directory, name)
@@ -62,7 +66,7 @@ class NetworkPool:
         with self._lock:
             self._closed = True
             free, self._free = self._free, []
-            directory = self._dir
+            directory = self._dir if self._own_dir else None
         for network in free:
             network.close()
         if directory is not None:

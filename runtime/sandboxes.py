@@ -20,6 +20,7 @@ import dataclasses
 import os
 import signal
 import threading
+from pathlib import Path
 
 from runtime.errors import RuntimeFailure, SandboxCancelled
 from runtime.forkclient import ForkServer
@@ -40,10 +41,10 @@ class Sandboxes:
     (or leaving a ``with`` block) ends the fork server; a later run starts another.
     """
 
-    def __init__(self, grace: float = DEFAULT_GRACE) -> None:
+    def __init__(self, grace: float = DEFAULT_GRACE, network_dir: Path | None = None) -> None:
         self._grace = grace
         self._server = ForkServer()
-        self._networks = NetworkPool()
+        self._networks = NetworkPool(network_dir)
         # Reentrant: cancel() runs in a signal handler, maybe on a thread holding it.
         self._lock = threading.RLock()
         self._live: set[Sandbox] = set()
@@ -73,7 +74,7 @@ class Sandboxes:
                 raise SandboxCancelled("not started: the build is being cancelled")
         if spec.network != POOLED:
             return self._run(spec, stdin=stdin, stdout=stdout, stderr=stderr)
-        network = self._networks.acquire(spec.scratch)
+        network = self._networks.acquire()
         try:
             joined = dataclasses.replace(
                 spec,
@@ -121,6 +122,10 @@ class Sandboxes:
         if self._cancelled:
             raise SandboxCancelled("killed: the build is being cancelled")
         return result
+
+    def close_networks(self) -> None:
+        """Stop the pooled networks (a network still in use stops when its run ends)."""
+        self._networks.close()
 
     def close(self) -> None:
         """End the fork server and the networks; call when no run is in progress any more."""

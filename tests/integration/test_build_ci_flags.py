@@ -99,10 +99,23 @@ def test_add_host_reaches_run_s_etc_hosts_and_its_key(pybuild: Pybuild, tmp_path
     assert steps[-1]["cached"] is False  # another host list is another RUN, as in BuildKit
 
 
-def test_network_default_is_the_host_network(pybuild: Pybuild, tmp_path: Path) -> None:
-    ctx = write_context(tmp_path / "ctx", {}, "FROM busybox\nRUN ls /sys/class/net > /nets\n")
+def test_network_default_is_a_private_network_with_an_interface_of_its_own(
+    pybuild: Pybuild, tmp_path: Path
+) -> None:
+    ctx = write_context(
+        tmp_path / "ctx",
+        {},
+        "FROM busybox\nRUN readlink /proc/self/ns/net > /netns && ls /sys/class/net > /nets\n",
+    )
+    ours = os.readlink("/proc/self/ns/net")
     out = _rootfs(pybuild, ctx, tmp_path / "d", "--network=default")
-    assert (out / "nets").read_text().split() == sorted(os.listdir("/sys/class/net"))
+    assert (out / "netns").read_text().strip() != ours
+    nets = (out / "nets").read_text().split()
+    assert "lo" in nets
+    assert len(nets) == 2  # loopback and pasta's interface, none of the host's others
+    host = _rootfs(pybuild, ctx, tmp_path / "h", "--network=host")
+    assert (host / "netns").read_text().strip() == ours
+    assert (host / "nets").read_text().split() == sorted(os.listdir("/sys/class/net"))
     none = _rootfs(pybuild, ctx, tmp_path / "n", "--network=none")
     assert (none / "nets").read_text().split() == ["lo"]
 

@@ -235,7 +235,9 @@ def test_run_network_overrides_the_build_network(pybuild: Pybuild, tmp_path: Pat
     )
     ctx = write_context(tmp_path / "ctx", {}, dockerfile)
     out = tmp_path / "rootfs"
-    pybuild.build(ctx, "--network", "none", "-o", f"type=local,dest={out}")
+    pybuild.build(
+        ctx, "--network", "none", "--allow", "network.host", "-o", f"type=local,dest={out}"
+    )
     assert _interfaces((out / "none").read_text()) == {"lo"}
     assert _interfaces((out / "default").read_text()) == {"lo"}
     host = _interfaces(Path("/proc/net/dev").read_text())
