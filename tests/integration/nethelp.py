@@ -112,8 +112,14 @@ class Listener:
             conn.close()
 
     def close(self) -> None:
+        """Stop serving, then count what is still waiting to be accepted."""
         self._stop.set()
         self._thread.join()
+        self.sock.setblocking(False)
+        with contextlib.suppress(OSError):
+            while True:
+                self.sock.accept()[0].close()
+                self.accepted += 1
         self.sock.close()
 
 
