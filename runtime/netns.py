@@ -231,10 +231,25 @@ def _stop(pid: int) -> None:
         return
     deadline = time.monotonic() + _STOP_WAIT
     while time.monotonic() < deadline:
-        try:
-            os.kill(pid, 0)
-        except ProcessLookupError:
+        if _exited(pid):
             return
         time.sleep(0.005)
     with contextlib.suppress(ProcessLookupError):
         os.kill(pid, signal.SIGKILL)
+
+
+def _exited(pid: int) -> bool:
+    """True once ``pid`` has exited. pasta's parent is whoever reaps orphans (PID 1 or a
+    subreaper), which may take seconds to: a zombie has exited, though ``kill(pid, 0)``
+    still finds it (waiting for the reap cost ~2 s per network closed on a VM whose init
+    reaps late)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return False  # a /proc of another pid namespace: only kill() can tell
+    state = stat[stat.rfind(")") + 2 :][:1]  # the field after "(comm)"
+    return state in ("Z", "X")

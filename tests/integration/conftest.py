@@ -27,3 +27,12 @@ def pybuild(store_root: Path, base_archive: Path) -> Pybuild:
     cli = Pybuild(store_root)
     cli("load", "-i", base_archive)
     return cli
+
+
+@pytest.fixture(scope="session")
+def debian_archive() -> Path:
+    """The Debian base (python3, pip, CA certificates) as ``debian-py:bookworm``: see
+    tests/integration/debian_base.py (made once per machine, skips with the reason)."""
+    from tests.integration.debian_base import debian_base_archive
+
+    return debian_base_archive()

@@ -1,14 +1,10 @@
 """Rootless mode: pybuild run by real unprivileged users created for the test.
 
-Set-up needs root (useradd, and a private mount namespace, see ``_as_user``); the CLI
-itself then runs with ``setpriv`` as the user, with its store in the user's home
-(``~/.local/share/pybuild``, the default root). One user gets a subordinate id range
-(full mapping through newuidmap), the other none (single-id mapping).
-
-Python lives under /root here (pyenv), and /root is mode 0700. Rather than chmod /root on
-the host, each CLI call runs in a private mount namespace where a small tmpfs covers
-/root and only the Python installation is bound back at its own path: the user can run
-that Python and nothing else of /root, and nothing changes outside the test process.
+Set-up needs root (useradd, and a private mount namespace: see
+``tests/integration/rootless_users.py``); the CLI itself then runs with ``setpriv`` as
+the user, with its store in the user's home (``~/.local/share/pybuild``, the default
+root). One user gets a subordinate id range (full mapping through newuidmap), the other
+none (single-id mapping).
 """
 
 from __future__ import annotations
@@ -22,12 +18,12 @@ import sys
 import tarfile
 import uuid
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
-from tests.integration.clihelp import REPO, Pybuild, Result, write_context
+from tests.integration.clihelp import REPO, Pybuild, write_context
+from tests.integration.rootless_users import EPOCH, User, make_user, remove_user
 
 pytestmark = [
     pytest.mark.requires_root,
@@ -37,112 +33,6 @@ pytestmark = [
         reason="needs useradd, userdel, setpriv and unshare (util-linux, passwd)",
     ),
 ]
-
-EPOCH = "1700000000"
-PREFIX = os.path.realpath(sys.base_prefix)
-# $1 user, then the paths the user must reach (Python, the checkout), "--", the command.
-# For each path whose ancestors others cannot search (/root is 0700; so may be a CI
-# checkout's parent), that ancestor is covered by a small tmpfs and only the path is
-# bound back: the user reaches it and nothing else, and the host does not change.
-_AS_USER = r"""
-set -e
-user=$1; shift
-binds=""; covers=""
-while [ "$1" != "--" ]; do
-    path=$1; shift
-    sofar=""; blocked=""
-    for part in $(echo "${path#/}" | tr '/' ' '); do
-        sofar="$sofar/$part"
-        [ "$sofar" = "$path" ] && break
-        case "$(stat -c %A "$sofar")" in
-            *x|*t) ;;
-            *) blocked=$sofar; break ;;
-        esac
-    done
-    [ -n "$blocked" ] || continue
-    keep=$(mktemp -d /tmp/pybuild-keep.XXXXXX)
-    mount --rbind "$path" "$keep"
-    binds="$binds $keep=$path"
-    case " $covers " in *" $blocked "*) ;; *) covers="$covers $blocked" ;; esac
-done
-shift
-for dir in $covers; do mount -t tmpfs -o mode=0755,size=1m pybuild-test "$dir"; done
-for pair in $binds; do
-    keep=${pair%%=*}; path=${pair#*=}
-    mkdir -p "$path"
-    mount --move "$keep" "$path"
-    rmdir "$keep" 2>/dev/null || true
-done
-exec setpriv --reuid="$user" --regid="$user" --clear-groups -- "$@"
-"""
-
-
-@dataclass(frozen=True)
-class User:
-    name: str
-    home: Path
-    subuid: int | None  # first id of its subordinate range, None without one
-
-    def pybuild(
-        self, *args: str | Path, ok: bool = True, env: dict[str, str] | None = None
-    ) -> Result:
-        """Run the CLI as this user, default store (~/.local/share/pybuild)."""
-        full_env = {
-            k: v for k, v in os.environ.items() if k not in ("PYBUILD_ROOT", "XDG_DATA_HOME")
-        }
-        full_env.update(
-            HOME=str(self.home),
-            USER=self.name,
-            PYTHONDONTWRITEBYTECODE="1",
-            SOURCE_DATE_EPOCH=EPOCH,
-            **(env or {}),
-        )
-        command = [
-            "unshare", "--mount", "--propagation", "private",
-            "sh", "-c", _AS_USER, "sh", self.name, PREFIX, str(REPO), "--",
-            sys.executable, "-m", "builder.cli", *map(str, args),
-        ]  # fmt: skip
-        done = subprocess.run(
-            command, capture_output=True, text=True, env=full_env, cwd=REPO, timeout=300
-        )
-        result = Result(done.returncode, done.stdout, done.stderr)
-        if ok and done.returncode != 0:
-            raise AssertionError(
-                f"pybuild {args} as {self.name} failed:\n{done.stderr}\n{done.stdout}"
-            )
-        return result
-
-    def give(self, path: Path) -> Path:
-        """Hand ``path`` (a tree) over to the user."""
-        subprocess.run(["chown", "-R", f"{self.name}:{self.name}", str(path)], check=True)
-        return path
-
-
-def _make_user(with_range: bool) -> User:
-    name = f"pbrl{uuid.uuid4().hex[:8]}"
-    # System users (-r) get no subordinate ids; normal ones get useradd's automatic range.
-    flags = ["-m", "-s", "/bin/sh"] if with_range else ["-r", "-m", "-s", "/bin/sh"]
-    subprocess.run(["useradd", *flags, name], check=True, capture_output=True)
-    home = Path(f"~{name}").expanduser()
-    start = None
-    for line in Path("/etc/subuid").read_text().splitlines():
-        fields = line.split(":")
-        if fields[0] == name:
-            start = int(fields[1])
-    if with_range and start is None:
-        _remove_user(name)
-        pytest.skip("useradd gave the test user no /etc/subuid range")
-    if not with_range and start is not None:
-        _remove_user(name)
-        pytest.fail(f"system user {name} unexpectedly got a subordinate range")
-    return User(name, home, start)
-
-
-def _remove_user(name: str) -> None:
-    subprocess.run(["pkill", "-KILL", "-u", name], check=False, capture_output=True)
-    subprocess.run(["userdel", "-r", "-f", name], check=False, capture_output=True)
-    for path in ("/etc/subuid", "/etc/subgid"):  # userdel normally does this already
-        subprocess.run(["sed", "-i", f"/^{name}:/d", path], check=False)
 
 
 @pytest.fixture(scope="module")
@@ -158,12 +48,12 @@ def base_for_users() -> Iterator[Path]:
 
 
 def _user(with_range: bool, base: Path) -> Iterator[User]:
-    user = _make_user(with_range)
+    user = make_user(with_range)
     try:
         user.pybuild("load", "-i", base)
         yield user
     finally:
-        _remove_user(user.name)
+        remove_user(user.name)
 
 
 @pytest.fixture(scope="module")
