@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import os
 from ipaddress import IPv4Address, IPv4Network
+from pathlib import Path
 
 import pytest
 
@@ -12,9 +14,11 @@ from builder.run.usernets import (
     Member,
     allocate_subnet,
     check_name,
+    create,
     hosts_text,
     next_address,
     parse_subnet,
+    ready,
     unreachable_routes,
 )
 from runtime.netbridge import free_name, host_routes
@@ -98,3 +102,14 @@ def test_host_routes_are_read_from_proc_net_route_without_the_default() -> None:
         "eth0\t0002A8C0\t00000000\t0001\t0\t0\t0\t00FFFFFF\t0\t0\t0\n"
     )
     assert host_routes(table) == [IPv4Network("192.168.2.0/24")]
+
+
+def test_user_networks_refuse_rootless_mode_clearly(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.setattr(os, "geteuid", lambda: 1000)
+    for attempt in (lambda: create(tmp_path, "n1"), lambda: ready(tmp_path, "n1")):
+        with pytest.raises(UsageError, match="need root for now") as caught:
+            attempt()
+        assert caught.value.hint and "default network" in caught.value.hint
+    assert not (tmp_path / "networks").exists()
