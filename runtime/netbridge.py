@@ -144,11 +144,6 @@ def detach(holder: Holder, link: str) -> None:
         run_in_holder(holder, [f"link del {link}"])
 
 
-def holder_interfaces(holder: Holder) -> list[str]:
-    with _holder_ns(holder) as path:
-        return _names(_ip_output(path, ["-o", "link", "show"]))
-
-
 def interface_names(netns: Path) -> list[str]:
     return _names(_ip_output(str(netns), ["-o", "link", "show"]))
 

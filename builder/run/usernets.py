@@ -319,6 +319,7 @@ def ready(root: Path, name: str) -> Network:
 
 def remove(root: Path, name: str) -> None:
     """Stop the holder and remove the record; UsageError while containers are on it."""
+    _need_root()
     with _locked(root):
         network = find(root, name)
         members = live_members(network)
@@ -446,10 +447,10 @@ def leave(endpoint: Endpoint) -> None:
 
 def member(root: Path, network_name: str, container_id: str) -> tuple[Network, Member] | None:
     network = load(root, network_name)
-    for m in network.members if network is not None else ():
-        if m.container_id == container_id:
-            return network, m  # type: ignore[return-value]
-    return None
+    if network is None:
+        return None
+    found = [m for m in network.members if m.container_id == container_id]
+    return (network, found[0]) if found else None
 
 
 def _pruned(root: Path, network: Network) -> Network:
