@@ -75,6 +75,7 @@ def start_holder(gateway: IPv4Interface) -> Holder:
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
         start_new_session=True,  # outlives this process and its terminal
+        cwd="/",  # pins no directory of the caller's
     )
     deadline = time.monotonic() + _WAIT
     while _cmdline(process.pid) != f"{sleep}\0infinity\0".encode():  # exec'd: its namespace is made
