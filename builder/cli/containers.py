@@ -60,7 +60,7 @@ def cmd_ps(args: argparse.Namespace) -> int:
     """``pybuild ps [-a]``: running containers (every recorded one with ``-a``)."""
     from builder.run.ports import describe
 
-    rows = [("CONTAINER ID", "IMAGE", "COMMAND", "CREATED", "STATUS", "PORTS", "NAMES")]
+    rows = [("CONTAINER ID", "IMAGE", "COMMAND", "CREATED", "STATUS", "PORTS", "NETWORKS", "NAMES")]
     for r in records(_root(args)):
         if r.status != "running" and not args.all:
             continue
@@ -70,7 +70,10 @@ def cmd_ps(args: argparse.Namespace) -> int:
         command = " ".join(r.command)
         command = command if len(command) <= 30 else command[:27] + "..."
         ports = ", ".join(describe(p) for p in r.ports) if r.status == "running" else ""
-        rows.append((r.id[:12], r.image, f'"{command}"', r.created[:19], status, ports, r.name))
+        network = r.network + (f" ({r.address})" if r.address and r.status == "running" else "")
+        rows.append(
+            (r.id[:12], r.image, f'"{command}"', r.created[:19], status, ports, network, r.name)
+        )
     widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
     for row in rows:
         text = "   ".join(c.ljust(w) for c, w in zip(row, widths, strict=True))
@@ -108,7 +111,15 @@ def container_inspect(root: Path, ref: str) -> dict[str, object] | None:
         ports.setdefault(f"{port.container_port}/{port.protocol}", []).append(
             {"HostIp": port.host_ip or "0.0.0.0", "HostPort": str(port.host_port)}
         )
-    networks = {r.network: {"IPAddress": r.address if running else ""}}
+    address = r.address if running else ""
+    networks: dict[str, dict[str, object]] = {r.network: {"IPAddress": address}}
+    if r.network_id:
+        networks[r.network].update(
+            NetworkID=r.network_id,
+            Gateway=r.gateway if running else "",
+            IPPrefixLen=r.prefix_len if running else 0,
+            Aliases=list(r.aliases),
+        )
     return {
         "Id": r.id,
         "Name": "/" + r.name,

@@ -81,6 +81,11 @@ COMMANDS: dict[str, Command] = {
         f"{_CONTAINERS}:cmd_bundle",
         f"{_CONTAINERS}:add_bundle",
     ),
+    "network": Command(
+        "manage user-defined networks (create, ls, rm, inspect)",
+        "builder.cli.networks:cmd_network",
+        "builder.cli.networks:add_network",
+    ),
     "cache": Command(
         "measure, prune and verify the build cache",
         "builder.cli.cache_commands:cmd_cache",

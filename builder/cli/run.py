@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING
 from builder.cli.progress import print_error, print_line
 from builder.cli.store import open_store
 from builder.errors import UsageError
+from builder.images.store import default_root
 from builder.process import enter_private_mounts
 
 if TYPE_CHECKING:
@@ -39,10 +40,18 @@ def add_run(p: argparse.ArgumentParser) -> None:
     p.add_argument("--entrypoint", metavar="CMD", help="override the image's ENTRYPOINT")
     p.add_argument(
         "--network",
-        choices=("default", "host", "none"),
         default="default",
+        metavar="default|host|none|NAME",
         help="default: a private network with outbound access and no way to the host's "
-        "loopback; host: the host's (no isolation); none: loopback only",
+        "loopback; host: the host's (no isolation); none: loopback only; NAME: that "
+        "user network (`pybuild network create`) as well as the default one",
+    )
+    p.add_argument(
+        "--network-alias",
+        action="append",
+        default=[],
+        metavar="ALIAS",
+        help="another name the container has on its user network (repeatable)",
     )
     p.add_argument(
         "-p",
@@ -138,6 +147,8 @@ def cmd_run(args: argparse.Namespace) -> int:
         user=args.user,
         entrypoint=args.entrypoint,
         network=args.network,
+        network_aliases=tuple(args.network_alias),
+        name=args.name,
         publish=tuple(args.publish),
         publish_all=args.publish_all,
         volumes=tuple(args.volume),
@@ -152,6 +163,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         init=args.init,
         no_new_privs=parse_security_opts(args.security_opt),
     )
+    _user_network_ready(args)
     enter_private_mounts()
     if args.detach or args.runtime == "runc":
         return _run_other_ways(args, request)
@@ -160,6 +172,28 @@ def cmd_run(args: argparse.Namespace) -> int:
     if result.error:
         print_error(result.error, None)
     return result.exit_code
+
+
+def _user_network_ready(args: argparse.Namespace) -> None:
+    """A user network's holder running, started here (before the private mount namespace,
+    so it pins none of our mounts) if it is gone; flags that need a user network."""
+    from builder.run.usernets import check_alias, is_user_network, ready
+
+    if not is_user_network(args.network):
+        if args.network_alias:
+            raise UsageError(
+                "--network-alias needs a user network",
+                hint="create one (`pybuild network create NAME`) and run with --network NAME",
+            )
+        return
+    if args.runtime == "runc":
+        raise UsageError(
+            "--runtime runc runs on the default, host or none network only",
+            hint="drop --runtime runc to run on a user network",
+        )
+    for alias in args.network_alias:
+        check_alias(alias)
+    ready(args.root or default_root(), args.network)
 
 
 def _run_other_ways(args: argparse.Namespace, request: RunRequest) -> int:

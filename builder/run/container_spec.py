@@ -16,6 +16,7 @@ import shutil
 import subprocess
 from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from builder.errors import UsageError
 from builder.frontend.units import SizeOutOfRange, ram_in_bytes
@@ -31,6 +32,9 @@ from runtime.spec import BindMount, ContainerSpec, Resources, Rootfs, RunResult,
 DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 MIN_MEMORY = 6 * 2**20  # docker: "Minimum memory limit allowed is 6MB"
 MIN_CPUS = 0.01  # docker: NanoCPUs of at least 1e7
+if TYPE_CHECKING:
+    from builder.run.usernets import Endpoint
+
 _VOLUME_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 
 
@@ -42,7 +46,9 @@ class RunRequest:
     workdir: str | None = None
     user: str | None = None
     entrypoint: str | None = None
-    network: str = "default"  # default (private, outbound access), host or none
+    network: str = "default"  # default (private, outbound access), host, none or a user network
+    network_aliases: tuple[str, ...] = ()  # --network-alias (user networks only)
+    name: str | None = None  # --name (how other containers on a user network find it)
     publish: tuple[str, ...] = ()  # -p [IP:][HOST:]CONTAINER[/PROTO]
     publish_all: bool = False  # -P: every EXPOSE of the image on a free host port
     volumes: tuple[str, ...] = ()
@@ -293,7 +299,7 @@ def prepare(storage: Storage, request: RunRequest) -> Prepared:
         cwd=request.workdir or config.working_dir or "/",
         user=request.user if request.user is not None else config.user,
         hostname=hostname,
-        network=request.network,
+        network=request.network if request.network in ("host", "none") else "default",
         mounts=mounts,
         hosts=hosts,
         tty=request.tty,
@@ -320,7 +326,7 @@ def published_ports(request: RunRequest, exposed: tuple[str, ...]) -> tuple[Port
         ]
     if not wanted:
         return ()
-    if request.network != "default":
+    if request.network in ("host", "none"):
         raise UsageError(
             f"ports cannot be published with --network {request.network}",
             hint="publish from the default network (drop --network); with --network host "
@@ -344,10 +350,22 @@ def run_image(storage: Storage, request: RunRequest) -> RunResult:
         # A locked store temp dir: if we are killed, the next build sweeps the scratch.
         with lease, storage.blobs.temp_dir() as scratch:
             spec = replace(prepared.spec, scratch=scratch)
-            with attached(spec, scratch, prepared.ports) as joined:
+            endpoint = _endpoint(storage, request, prepared)
+            with attached(spec, scratch, prepared.ports, endpoint) as joined:
                 return run_container(joined, interactive=request.interactive, tty=request.tty)
     finally:
         remove_tree(prepared.home, ignore_errors=True)
+
+
+def _endpoint(storage: Storage, request: RunRequest, prepared: Prepared) -> Endpoint | None:
+    from builder.run.usernets import Endpoint, is_user_network
+
+    if not is_user_network(request.network):
+        return None
+    name = request.name or prepared.container_id[:12]
+    return Endpoint(
+        storage.root, request.network, prepared.container_id, name, request.network_aliases
+    )
 
 
 def prepare_leased(storage: Storage, request: RunRequest) -> tuple[Prepared, Lease]:

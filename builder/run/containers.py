@@ -29,6 +29,7 @@ from fstree.tree import remove_tree
 if TYPE_CHECKING:
     from builder.images.store import Storage
     from builder.run.container_spec import Prepared, RunRequest
+    from builder.run.usernets import Endpoint
     from cache.leases import Lease
     from runtime.netns import PortForward
 
@@ -53,9 +54,13 @@ class Record:
     error: str = ""
     stop_signal: str = "SIGTERM"
     remove: bool = False  # --rm: the monitor removes the container when it exits
-    network: str = "default"  # default | host | none
+    network: str = "default"  # default | host | none | a user network's name
     ports: tuple[PortForward, ...] = ()  # published (-p/-P), host ports chosen
     address: str = ""  # the container's IPv4 address on its network, once running
+    aliases: tuple[str, ...] = ()  # --network-alias, on a user network
+    gateway: str = ""  # on a user network, once running
+    network_id: str = ""
+    prefix_len: int = 0
 
 
 def containers_dir(root: Path) -> Path:
@@ -76,6 +81,7 @@ def load(root: Path, container_id: str) -> Record | None:
         body = json.loads(path.read_text(encoding="utf-8"))
         body["command"] = tuple(body["command"])
         body["ports"] = from_json(body.get("ports", []))
+        body["aliases"] = tuple(body.get("aliases", []))
         record = Record(**body)
     except (OSError, ValueError, TypeError):
         return None
@@ -152,6 +158,7 @@ def start_detached(storage: Storage, request: RunRequest, name: str | None, remo
         remove=remove,
         network=request.network,
         ports=prepared.ports,
+        aliases=request.network_aliases,
     )
     try:
         return _detach(storage.root, prepared, record, lease)
@@ -234,7 +241,7 @@ def _supervise(root: Path, home: Path, record: Record) -> Record:
     try:
         enter_private_mount_namespace()
         spec = spec_from_json((home / "spec.json").read_text(encoding="utf-8"))
-        with attached(spec, home, record.ports) as joined:
+        with attached(spec, home, record.ports, _endpoint(root, record)) as joined:
             log = os.open(home / "log", os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o640)
             null = os.open(os.devnull, os.O_RDONLY)
             box = sandbox.start(joined, stdin=null, stdout=log, stderr=log, own_process_group=True)
@@ -247,6 +254,7 @@ def _supervise(root: Path, home: Path, record: Record) -> Record:
                 init_pid=box.pid,
                 address=address_of(joined),
             )
+            record = _on_user_network(root, record)
             save(root, record)
             signal.signal(signal.SIGTERM, lambda *_: box.send_signal(signal.SIGTERM))
             result = box.wait()
@@ -256,6 +264,31 @@ def _supervise(root: Path, home: Path, record: Record) -> Record:
     except (RuntimeFailure, OSError) as exc:
         record = replace(record, status="exited", exit_code=125, error=str(exc))
     return record
+
+
+def _endpoint(root: Path, record: Record) -> Endpoint | None:
+    from builder.run.usernets import Endpoint, is_user_network
+
+    if not is_user_network(record.network):
+        return None
+    return Endpoint(root, record.network, record.id, record.name, record.aliases)
+
+
+def _on_user_network(root: Path, record: Record) -> Record:
+    """``record`` with its address, gateway and network id on its user network."""
+    from builder.run.usernets import is_user_network, member
+
+    found = member(root, record.network, record.id) if is_user_network(record.network) else None
+    if found is None:
+        return record
+    network, me = found
+    return replace(
+        record,
+        address=me.address,
+        gateway=network.gateway,
+        network_id=network.id,
+        prefix_len=int(network.subnet.split("/")[1]),
+    )
 
 
 def stop_container(root: Path, record: Record, timeout: float) -> None:

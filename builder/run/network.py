@@ -3,7 +3,9 @@ and removed after it ends.
 
 ``default`` is a private network namespace with outbound access through pasta
 (:mod:`runtime.netns`), in the container's own scratch dir, with its published ports;
-``host`` and ``none`` need nothing made.
+``host`` and ``none`` need nothing made. A container on a user network
+(:mod:`builder.run.usernets`) has the default network too, plus a link to its network's
+bridge.
 """
 
 from __future__ import annotations
@@ -14,22 +16,36 @@ import socket
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from runtime.netns import PortForward, PrivateNetwork, create
 from runtime.spec import ContainerSpec
 
+if TYPE_CHECKING:
+    from builder.run.usernets import Endpoint
+
 
 @contextmanager
 def attached(
-    spec: ContainerSpec, directory: Path, ports: Sequence[PortForward] = ()
+    spec: ContainerSpec,
+    directory: Path,
+    ports: Sequence[PortForward] = (),
+    endpoint: Endpoint | None = None,
 ) -> Iterator[ContainerSpec]:
-    """``spec`` joined to its network while the block runs."""
+    """``spec`` joined to its network while the block runs (and to ``endpoint``'s user
+    network, when given)."""
     if spec.network != "default":
         yield spec
         return
     network = create(directory, "netns", ports)
     try:
-        yield join(spec, network)
+        if endpoint is None:
+            yield join(spec, network)
+        else:
+            from builder.run.usernets import attached_to
+
+            with attached_to(endpoint, join(spec, network), directory) as on_user:
+                yield on_user
     finally:
         network.close()
 

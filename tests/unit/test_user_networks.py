@@ -1,0 +1,115 @@
+"""User networks' pure parts: names, subnets, addresses, routes and /etc/hosts."""
+
+from __future__ import annotations
+
+import os
+from ipaddress import IPv4Address, IPv4Network
+from pathlib import Path
+
+import pytest
+
+from builder.errors import UsageError
+from builder.run.usernets import (
+    POOL,
+    Member,
+    allocate_subnet,
+    check_name,
+    create,
+    hosts_text,
+    next_address,
+    parse_subnet,
+    ready,
+    unreachable_routes,
+)
+from runtime.netbridge import free_name, host_routes
+
+
+def member(cid: str, name: str, address: str, *aliases: str) -> Member:
+    return Member(cid, name, aliases, address, "pb" + cid, cid[:12], f"/x/{cid}/hosts",
+                  f"127.0.0.1\tlocalhost {cid[:12]}\n", 1, 1)  # fmt: skip
+
+
+@pytest.mark.parametrize("name", ["default", "host", "none", "_a", "a b", "", "x" * 64, "a/b"])
+def test_reserved_and_malformed_network_names_are_refused(name: str) -> None:
+    with pytest.raises(UsageError):
+        check_name(name)
+
+
+@pytest.mark.parametrize("name", ["n1", "my-net", "a.b_c", "x" * 63])
+def test_docker_style_network_names_are_accepted(name: str) -> None:
+    check_name(name)
+
+
+def test_subnets_are_the_first_free_slash24_of_the_pool() -> None:
+    assert allocate_subnet([], []) == IPv4Network("10.89.0.0/24")
+    taken = [IPv4Network("10.89.0.0/24"), IPv4Network("10.89.2.0/24")]
+    assert allocate_subnet(taken, []) == IPv4Network("10.89.1.0/24")
+
+
+def test_subnets_skip_the_hosts_routes() -> None:
+    avoid = [IPv4Network("10.89.0.0/23")]
+    assert allocate_subnet([], avoid) == IPv4Network("10.89.2.0/24")
+
+
+def test_an_exhausted_pool_is_a_clear_error() -> None:
+    with pytest.raises(UsageError, match="no free /24"):
+        allocate_subnet([POOL], [])
+
+
+@pytest.mark.parametrize("text", ["10.1.2.3/24", "nonsense", "10.0.0.0/30", "fd00::/64"])
+def test_bad_subnets_are_refused(text: str) -> None:
+    with pytest.raises(UsageError):
+        parse_subnet(text)
+
+
+def test_addresses_start_after_the_gateway_and_skip_used_ones() -> None:
+    subnet = IPv4Network("10.89.5.0/24")
+    assert next_address(subnet, []) == IPv4Address("10.89.5.2")
+    assert next_address(subnet, ["10.89.5.2", "10.89.5.4"]) == IPv4Address("10.89.5.3")
+    with pytest.raises(UsageError, match="full"):
+        next_address(IPv4Network("10.0.0.0/29"), [f"10.0.0.{i}" for i in range(2, 7)])
+
+
+def test_other_networks_are_unreachable_routes_but_never_our_own() -> None:
+    own = IPv4Network("10.89.0.0/24")
+    other = IPv4Network("10.89.1.0/24")
+    assert unreachable_routes(own, [other]) == [POOL, other]
+    assert unreachable_routes(POOL, [IPv4Network("192.168.7.0/24")]) == [
+        IPv4Network("192.168.7.0/24")
+    ]
+
+
+def test_hosts_file_names_every_member_and_the_container_itself() -> None:
+    me = member("a" * 64, "client", "10.89.0.3")
+    web = member("b" * 64, "web", "10.89.0.2", "www", "site")
+    text = hosts_text(me, [web, me])
+    lines = text.splitlines()
+    assert lines[0] == f"127.0.0.1\tlocalhost {'a' * 12}"
+    assert f"10.89.0.3\t{'a' * 12} client" in lines
+    assert "10.89.0.2\tweb www site" in lines
+    assert text.endswith("\n") and len(lines) == 4
+
+
+def test_the_container_side_interface_avoids_pastas() -> None:
+    assert free_name(["lo", "eth0"]) == "eth1"
+    assert free_name(["lo", "eth1"]) == "eth2"
+
+
+def test_host_routes_are_read_from_proc_net_route_without_the_default() -> None:
+    table = (
+        "Iface\tDestination\tGateway\tFlags\tRefCnt\tUse\tMetric\tMask\tMTU\tWindow\tIRTT\n"
+        "eth0\t00000000\t0102A8C0\t0003\t0\t0\t0\t00000000\t0\t0\t0\n"
+        "eth0\t0002A8C0\t00000000\t0001\t0\t0\t0\t00FFFFFF\t0\t0\t0\n"
+    )
+    assert host_routes(table) == [IPv4Network("192.168.2.0/24")]
+
+
+def test_user_networks_refuse_rootless_mode_clearly(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.setattr(os, "geteuid", lambda: 1000)
+    for attempt in (lambda: create(tmp_path, "n1"), lambda: ready(tmp_path, "n1")):
+        with pytest.raises(UsageError, match="need root for now") as caught:
+            attempt()
+        assert caught.value.hint and "default network" in caught.value.hint
+    assert not (tmp_path / "networks").exists()
