@@ -215,8 +215,19 @@ def main(argv: Sequence[str] | None = None) -> int:
     one line and a hint (the traceback only with ``PYBUILD_DEBUG=1``), exit code 70."""
     try:
         return _main(argv)
+    except BrokenPipeError:  # `pybuild inspect x | head`: the reader left, not a bug
+        return _reader_gone()
     except Exception as exc:  # the one place every unexpected error ends
         return _internal_error(exc)
+
+
+def _reader_gone() -> int:
+    """Exit as a tool killed by SIGPIPE would (128 + 13), quietly; stdout now points at
+    /dev/null so the interpreter's final flush cannot fail again."""
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, sys.stdout.fileno())
+    os.close(devnull)
+    return 128 + 13
 
 
 def _internal_error(exc: Exception) -> int:

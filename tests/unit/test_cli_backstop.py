@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 
 import pytest
 
@@ -59,3 +60,28 @@ def test_interrupts_and_exits_are_not_internal_errors(
     assert main(["images"]) == 130
     with pytest.raises(SystemExit):
         main(["--no-such-flag"])
+
+
+def test_a_reader_that_leaves_early_ends_the_cli_quietly_as_sigpipe_would(
+    tmp_path: Path,
+) -> None:
+    import os
+    import subprocess
+    import sys
+
+    read, write = os.pipe()
+    os.close(read)  # `pybuild images | head -0`: nobody reads what the CLI prints
+    try:
+        done = subprocess.run(
+            [sys.executable, "-m", "builder.cli", "images"],
+            env={**os.environ, "PYBUILD_ROOT": str(tmp_path / "store")},
+            stdout=write,
+            stderr=subprocess.PIPE,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+    finally:
+        os.close(write)
+    assert done.returncode == 141, done.stderr
+    assert done.stderr == ""
