@@ -40,7 +40,7 @@ _POLL = 0.1
 # Temp entries that BlobStore.writer and temp_dir hold under an flock while alive; with
 # the lock free their maker is dead, so they go at once, past a short grace that covers
 # the instant between creating an entry and locking it.
-_LOCKED_PREFIXES = ("blob-", "step-", "unpack-", "dir-", "meta-")
+_LOCKED_PREFIXES = ("blob-", "step-", "unpack-", "dir-", "meta-", "net-")
 _DEAD_GRACE = 2.0
 
 
