@@ -43,6 +43,7 @@ from ipaddress import IPv4Address, IPv4Interface, IPv4Network
 from pathlib import Path
 
 from builder.errors import UsageError
+from cache.storeroot import prepare_root
 from runtime import netbridge, userns
 from runtime.spec import BindMount, ContainerSpec
 
@@ -242,8 +243,9 @@ def _save(root: Path, network: Network) -> None:
 
 @contextmanager
 def _locked(root: Path) -> Iterator[None]:
+    prepare_root(root)  # ours and private (made so if new), as the store's other files
     base = networks_dir(root)
-    base.mkdir(parents=True, exist_ok=True)
+    base.mkdir(exist_ok=True)
     fd = os.open(base / ".lock", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
     try:
         fcntl.flock(fd, fcntl.LOCK_EX)

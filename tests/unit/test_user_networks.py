@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import stat
 from ipaddress import IPv4Address, IPv4Network
 from pathlib import Path
 
@@ -18,6 +19,7 @@ from builder.run.usernets import (
     next_address,
     parse_subnet,
     ready,
+    remove,
     unreachable_routes,
 )
 from runtime import netbridge
@@ -147,3 +149,11 @@ def test_a_rootless_holders_maps_are_pybuilds_own_rootless_ones(tmp_path: Path) 
         ["newuidmap", "42", "0", "1000", "1", "1", "100000", "65536"],
         ["newgidmap", "42", "0", "1001", "1", "1", "200000", "65536"],
     ]
+
+
+def test_network_records_live_in_a_private_store_root(tmp_path: Path) -> None:
+    root = tmp_path / "new-store"
+    with pytest.raises(UsageError, match="does not exist"):
+        remove(root, "n1")
+    assert stat.S_IMODE(root.stat().st_mode) == 0o700
+    assert (root / "networks").is_dir()
