@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import stat
-from ipaddress import IPv4Address, IPv4Network
+from ipaddress import IPv4Address, IPv4Interface, IPv4Network
 from pathlib import Path
 
 import pytest
@@ -23,6 +23,7 @@ from builder.run.usernets import (
     unreachable_routes,
 )
 from runtime import netbridge
+from runtime.errors import SandboxError
 from runtime.netbridge import free_name, holder_command, host_routes, nsenter_args
 from runtime.userns import map_commands, plan_mappings
 
@@ -157,3 +158,16 @@ def test_network_records_live_in_a_private_store_root(tmp_path: Path) -> None:
         remove(root, "n1")
     assert stat.S_IMODE(root.stat().st_mode) == 0o700
     assert (root / "networks").is_dir()
+
+
+@pytest.mark.parametrize("rootless", [False, True])
+def test_a_holder_that_cannot_start_is_a_clear_error(
+    monkeypatch: pytest.MonkeyPatch, rootless: bool
+) -> None:
+    """unshare failing (no user namespaces for unprivileged users, say) is reported with a
+    hint, not a hang or a traceback."""
+    monkeypatch.setattr(netbridge, "holder_command", lambda *_: ["/bin/sh", "-c", "exit 1"])
+    plan = plan_mappings(1000, 1000, "alice", helpers=False) if rootless else None
+    with pytest.raises(SandboxError, match="cannot create the network's namespace") as caught:
+        netbridge.start_holder(IPv4Interface("10.89.0.1/24"), plan)
+    assert caught.value.hint and "user namespaces" in caught.value.hint
