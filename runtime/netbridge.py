@@ -2,15 +2,14 @@
 alive by a holder process, and a veth link from each member's namespace into it.
 
 The holder is ``unshare --net -- sleep infinity`` in a session of its own (rootless:
-``unshare --user --net``, its user namespace mapped as pybuild's own rootless one, see
-below): the namespace
-lives as long as that process, and any later pybuild process reaches it through
-``/proc/PID/ns/net`` (a bind mount would not do: each pybuild process has a private mount
-namespace, so a bind made by one is invisible to the next). A holder is named by its pid
-and its start time (``/proc/PID/stat``), so a reused pid is never taken for it; its
-namespace is opened once and then used through the open file.
+``unshare --user --net``, see below): the namespace lives as long as that process, and
+any later pybuild process reaches it through ``/proc/PID/ns/net`` (a bind mount would
+not do: each pybuild process has a private mount namespace, so a bind made by one is
+invisible to the next). A holder is named by its pid and its start time
+(``/proc/PID/stat``), so a reused pid is never taken for it; its namespaces are opened
+once and then used through the open files.
 
-Interfaces are made with iproute2's ``ip`` under util-linux ``nsenter --net``: no netlink
+Interfaces are made with iproute2's ``ip`` under util-linux ``nsenter``: no netlink
 code of ours and no new Python dependency. Nothing is made in the host's namespace: the
 bridge (with the gateway address), the holder's ends of the veths are in the holder's
 namespace, the other ends in the containers'. Killing the holder frees its namespace and
