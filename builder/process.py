@@ -1,17 +1,31 @@
 """What a process does before it mounts anything (a build, ``pybuild run``).
 
 Builds and runs mount overlays; every mount stays private to this process. As a
-non-root user the process first enters a user namespace as its root (rootless mode).
-Both need a process that runs a single thread.
+non-root user the process first enters a user namespace as its root (rootless mode):
+a new one, or, for a container on a user network, the network holder's (see
+:mod:`runtime.netbridge`). Both need a process that runs a single thread.
 """
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
 
-def enter_private_mounts() -> None:
-    """Enter rootless mode (a non-root user only), then a private mount namespace."""
+if TYPE_CHECKING:
+    from runtime.netbridge import Holder
+
+
+def enter_private_mounts(network_holder: Holder | None = None) -> None:
+    """Enter rootless mode (a non-root user only), then a private mount namespace.
+
+    With ``network_holder`` whose user namespace is not ours (a rootless user network),
+    join that user namespace rather than make a new one."""
     from runtime.rootfs import enter_private_mount_namespace
     from runtime.userns import enter_rootless
 
-    enter_rootless()
+    if network_holder is not None:
+        from runtime import netbridge
+
+        if netbridge.owns_user_namespace(network_holder):
+            netbridge.join_user_namespace(network_holder)
+    enter_rootless()  # nothing to do as root, or inside the holder's user namespace
     enter_private_mount_namespace()

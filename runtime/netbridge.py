@@ -1,19 +1,30 @@
 """A user-defined network's Linux side: a bridge in a network namespace of its own, kept
 alive by a holder process, and a veth link from each member's namespace into it.
 
-The holder is ``unshare --net -- sleep infinity`` in a session of its own: the namespace
-lives as long as that process, and any later pybuild process reaches it through
-``/proc/PID/ns/net`` (a bind mount would not do: each pybuild process has a private mount
-namespace, so a bind made by one is invisible to the next). A holder is named by its pid
-and its start time (``/proc/PID/stat``), so a reused pid is never taken for it; its
-namespace is opened once and then used through the open file.
+The holder is ``unshare --net -- sleep infinity`` in a session of its own (rootless:
+``unshare --user --net``, see below): the namespace lives as long as that process, and
+any later pybuild process reaches it through ``/proc/PID/ns/net`` (a bind mount would
+not do: each pybuild process has a private mount namespace, so a bind made by one is
+invisible to the next). A holder is named by its pid and its start time
+(``/proc/PID/stat``), so a reused pid is never taken for it; its namespaces are opened
+once and then used through the open files.
 
-Interfaces are made with iproute2's ``ip`` under util-linux ``nsenter --net``: no netlink
+Interfaces are made with iproute2's ``ip`` under util-linux ``nsenter``: no netlink
 code of ours and no new Python dependency. Nothing is made in the host's namespace: the
 bridge (with the gateway address), the holder's ends of the veths are in the holder's
 namespace, the other ends in the containers'. Killing the holder frees its namespace and
 with it the bridge and every veth end still in it; a container's namespace going away
 removes its veth pair too.
+
+Rootless, a veth between two namespaces needs CAP_NET_ADMIN over both, i.e. in the user
+namespace owning each. So a non-root user's holder owns a user namespace too (ids mapped
+as :func:`runtime.userns.enter_rootless` maps them: the user is its root, the subordinate
+range its other ids), and a pybuild process that runs a container on the network joins
+that user namespace (:func:`join_user_namespace`) instead of making its own: the
+container's namespace is then owned by the holder's user namespace as the bridge's is,
+and the process, its root, may link them. One user namespace per network: containers of
+different networks share no namespace at all. Another user's process has no capability
+there (user_namespaces(7)), so a user can neither join nor change another's networks.
 """
 
 from __future__ import annotations
@@ -25,16 +36,19 @@ import shutil
 import signal
 import subprocess
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from ipaddress import IPv4Interface, IPv4Network
 from pathlib import Path
 
+from runtime import userns
 from runtime.errors import SandboxError
 
 BRIDGE = "br0"
 _WAIT = 2.0
 _TOOLS = ("ip", "nsenter", "unshare", "sleep")
+# Rootless: waits for its maps (a line on stdin), then becomes the holder.
+_HOLDER_SCRIPT = 'read _ok || exit 1; exec "$0" infinity </dev/null'
 
 
 @dataclass(frozen=True)
@@ -66,27 +80,34 @@ def alive(holder: Holder) -> bool:
     return holder.pid > 0 and start_time(holder.pid) == holder.start_time
 
 
-def start_holder(gateway: IPv4Interface) -> Holder:
-    """A new holder with a bridge addressed ``gateway``, up; SandboxError when it fails."""
+def holder_command(unshare: str, sleep: str, own_user_ns: bool) -> list[str]:
+    """The holder's command line: its new namespaces, then ``sleep infinity`` (rootless,
+    after a line on its stdin says its user namespace is mapped)."""
+    if not own_user_ns:
+        return [unshare, "--net", "--", sleep, "infinity"]
+    return [unshare, "--user", "--net", "--", "/bin/sh", "-c", _HOLDER_SCRIPT, sleep]
+
+
+def start_holder(gateway: IPv4Interface, plan: userns.UserNsPlan | None = None) -> Holder:
+    """A new holder with a bridge addressed ``gateway``, up; SandboxError when it fails.
+    With ``plan`` (rootless) it owns a user namespace mapped by ``plan`` as well."""
     sleep = _tool("sleep")
     process = subprocess.Popen(
-        [_tool("unshare"), "--net", "--", sleep, "infinity"],
-        stdin=subprocess.DEVNULL,
+        holder_command(_tool("unshare"), sleep, plan is not None),
+        stdin=subprocess.DEVNULL if plan is None else subprocess.PIPE,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
         start_new_session=True,  # outlives this process and its terminal
         cwd="/",  # pins no directory of the caller's
     )
-    deadline = time.monotonic() + _WAIT
-    while _cmdline(process.pid) != f"{sleep}\0infinity\0".encode():  # exec'd: its namespace is made
-        if process.poll() is not None or time.monotonic() > deadline:
-            with contextlib.suppress(ProcessLookupError):
-                process.kill()
-            raise SandboxError(
-                "cannot create the network's namespace (unshare --net failed)",
-                hint="user networks need root",
-            )
-        time.sleep(0.002)
+    try:
+        if plan is not None:
+            _map_holder(process, plan)
+        _wait_until(process, lambda: _cmdline(process.pid) == f"{sleep}\0infinity\0".encode())
+    except BaseException:
+        with contextlib.suppress(ProcessLookupError):
+            process.kill()
+        raise
     begun = start_time(process.pid)
     holder = Holder(process.pid, begun or 0)
     try:
@@ -105,12 +126,44 @@ def start_holder(gateway: IPv4Interface) -> Holder:
     return holder
 
 
+def _map_holder(process: subprocess.Popen[bytes], plan: userns.UserNsPlan) -> None:
+    """Once the rootless holder has unshared, install its maps and let it go on."""
+    ours = _ns_id("self", "user")
+    _wait_until(process, lambda: _ns_id(str(process.pid), "user") not in (ours, None))
+    userns.map_child(process.pid, plan)
+    assert process.stdin is not None
+    try:
+        process.stdin.write(b"go\n")
+        process.stdin.close()
+    except OSError as exc:  # it died meanwhile
+        raise SandboxError(f"the network's holder process ended at start: {exc}") from exc
+
+
+def _wait_until(process: subprocess.Popen[bytes], done: Callable[[], bool]) -> None:
+    deadline = time.monotonic() + _WAIT
+    while not done():
+        if process.poll() is not None or time.monotonic() > deadline:
+            raise SandboxError(
+                "cannot create the network's namespace (unshare failed)",
+                hint="user networks need root, or unprivileged user namespaces "
+                "(sysctl kernel.unprivileged_userns_clone=1, user.max_user_namespaces)",
+            )
+        time.sleep(0.002)
+
+
 def stop_holder(holder: Holder) -> None:
     """Kill the holder (its namespace goes with it) and wait until it is gone."""
     if not alive(holder):
         return
-    with contextlib.suppress(ProcessLookupError):
+    try:
         os.kill(holder.pid, signal.SIGKILL)
+    except ProcessLookupError:
+        return
+    except PermissionError:
+        raise SandboxError(
+            f"cannot stop the network's holder process {holder.pid}: it is not yours",
+            hint="remove the network as the user who created it",
+        ) from None
     deadline = time.monotonic() + _WAIT
     while start_time(holder.pid) == holder.start_time and time.monotonic() < deadline:
         time.sleep(0.005)
@@ -181,33 +234,93 @@ def host_routes(route_table: str | None = None) -> list[IPv4Network]:
 
 
 def run_in_holder(holder: Holder, commands: Sequence[str]) -> None:
-    with _holder_ns(holder) as path:
-        _ip(path, commands)
+    with _holder_ns(holder) as enter:
+        _ip(enter, commands)
+
+
+def owns_user_namespace(holder: Holder) -> bool:
+    """True when the holder's user namespace is not ours (a rootless holder seen from
+    outside it); SandboxError when the holder is gone."""
+    fd = _open_ns(holder, "user")
+    try:
+        return not _is_ours(fd, "user")
+    finally:
+        os.close(fd)
+
+
+def join_user_namespace(holder: Holder) -> None:
+    """Become root of the holder's user namespace (see the module's docstring). Call while
+    single-threaded, before any other namespace is entered; SandboxError when the holder
+    is gone or not ours."""
+    fd = _open_ns(holder, "user")
+    try:
+        userns.join(f"/proc/self/fd/{fd}")
+    finally:
+        os.close(fd)
+
+
+def nsenter_args(net_fd: int, user_fd: int | None) -> list[str]:
+    """nsenter's options for the holder's namespaces, open as our fds ``net_fd`` and
+    ``user_fd`` (given when its user namespace is not ours: nsenter then enters it first;
+    the credentials stay ours, which are its root)."""
+    args = [f"--net=/proc/self/fd/{net_fd}"]
+    if user_fd is not None:
+        args = [f"--user=/proc/self/fd/{user_fd}", "--preserve-credentials", *args]
+    return args
 
 
 @contextlib.contextmanager
-def _holder_ns(holder: Holder) -> Iterator[str]:
-    """The holder's namespace as a path valid for our children (an inherited fd)."""
+def _holder_ns(holder: Holder) -> Iterator[list[str]]:
+    """nsenter's options for the holder's namespaces, valid for our children (inherited
+    fds)."""
+    fds = [_open_ns(holder, "net")]
     try:
-        fd = os.open(f"/proc/{holder.pid}/ns/net", os.O_RDONLY | os.O_CLOEXEC)
-    except OSError:
-        fd = -1
-    try:
-        if fd < 0 or not alive(holder):  # checked after the open: a reused pid fails here
-            raise SandboxError(
-                f"the network's holder process {holder.pid} is gone",
-                hint="remove the network and create it again",
-            )
-        os.set_inheritable(fd, True)
-        yield f"/proc/self/fd/{fd}"
+        fds.append(_open_ns(holder, "user"))
+        user_fd = None if _is_ours(fds[1], "user") else fds[1]
+        for fd in fds:
+            os.set_inheritable(fd, True)
+        yield nsenter_args(fds[0], user_fd)
     finally:
-        if fd >= 0:
+        for fd in fds:
             os.close(fd)
 
 
-def _ip(netns: str, commands: Sequence[str]) -> None:
+def _open_ns(holder: Holder, kind: str) -> int:
+    """The holder's namespace ``kind`` open; checked after the open, so a reused pid
+    fails here."""
+    try:
+        fd = os.open(f"/proc/{holder.pid}/ns/{kind}", os.O_RDONLY | os.O_CLOEXEC)
+    except OSError:
+        fd = -1
+    if fd >= 0 and alive(holder):
+        return fd
+    if fd >= 0:
+        os.close(fd)
+    raise SandboxError(
+        f"the network's holder process {holder.pid} is gone",
+        hint="remove the network and create it again",
+    )
+
+
+def _ns_id(pid: str, kind: str) -> tuple[int, int] | None:
+    try:
+        found = os.stat(f"/proc/{pid}/ns/{kind}")
+    except OSError:
+        return None
+    return (found.st_dev, found.st_ino)
+
+
+def _is_ours(fd: int, kind: str) -> bool:
+    found = os.fstat(fd)
+    return (found.st_dev, found.st_ino) == _ns_id("self", kind)
+
+
+def _ip(enter: str | list[str], commands: Sequence[str]) -> None:
+    """``commands`` through ``ip -batch`` in the namespace bound at ``enter`` (a path) or
+    the one nsenter's options ``enter`` name."""
+    options = [f"--net={enter}"] if isinstance(enter, str) else enter
     done = subprocess.run(
-        [_tool("nsenter"), f"--net={netns}", _tool("ip"), "-batch", "-"],
+        [_tool("nsenter"), *options, _tool("ip"), "-batch", "-"],
         input="\n".join(commands) + "\n",
         capture_output=True,
         text=True,
@@ -218,7 +331,8 @@ def _ip(netns: str, commands: Sequence[str]) -> None:
         lines = (done.stderr + done.stdout).strip().splitlines()
         last = lines[-1] if lines else f"ip exited {done.returncode}"
         raise SandboxError(
-            f"cannot set up the network link: {last}", hint="user networks need iproute2 and root"
+            f"cannot set up the network link: {last}",
+            hint="user networks need iproute2 (and, rootless, the network's own user namespace)",
         )
 
 

@@ -135,17 +135,73 @@ def enter_rootless() -> UserNsPlan | None:
     """
     if os.geteuid() == 0 or not in_initial_namespace():
         return None
-    uid, gid = os.getuid(), os.getgid()
-    try:
-        name = pwd.getpwuid(uid).pw_name
-    except KeyError:
-        name = str(uid)
-    plan = plan_mappings(uid, gid, name)
+    plan = own_plan()
     if plan.full:
         _enter_full(plan)
     else:
         _enter_single(plan)
     return plan
+
+
+def own_plan() -> UserNsPlan:
+    """The mappings this (non-root) user's namespaces get."""
+    uid, gid = os.getuid(), os.getgid()
+    try:
+        name = pwd.getpwuid(uid).pw_name
+    except KeyError:
+        name = str(uid)
+    return plan_mappings(uid, gid, name)
+
+
+def join(path: str) -> None:
+    """Join the user namespace at ``path`` (e.g. ``/proc/PID/ns/user`` of a process of
+    ours) instead of making one: we become its root, as after :func:`enter_rootless`.
+    Call while single-threaded; SandboxError when it fails."""
+    try:
+        linux.setns(path, CLONE_NEWUSER)
+    except SyscallError as exc:
+        raise SandboxError(
+            f"cannot join the user namespace of the network: {exc.message}",
+            hint="the network's holder process belongs to another user or is gone: "
+            "`pybuild network rm` it and create it again",
+        ) from None
+
+
+def map_commands(pid: int, plan: UserNsPlan) -> list[list[str]]:
+    """The newuidmap and newgidmap command lines that install ``plan`` for process
+    ``pid`` (full mapping only: a single mapping is written to /proc by
+    :func:`map_child`)."""
+    return [["newuidmap", str(pid), *_map_args(plan.uid_maps).split()],
+            ["newgidmap", str(pid), *_map_args(plan.gid_maps).split()]]  # fmt: skip
+
+
+def map_child(pid: int, plan: UserNsPlan) -> None:
+    """Install ``plan`` for process ``pid``, which has just unshared a user namespace
+    whose parent is ours (user_namespaces(7): a process of the namespace's owner in the
+    parent namespace may write a single mapping of its own ids; the ranges need the
+    setuid helpers). SandboxError when it fails."""
+    if not plan.full:
+        uid_map, gid_map = plan.uid_maps[0], plan.gid_maps[0]
+        for name, text in (
+            ("uid_map", f"0 {uid_map.outside} 1"),
+            ("setgroups", "deny"),
+            ("gid_map", f"0 {gid_map.outside} 1"),
+        ):
+            try:
+                Path(f"/proc/{pid}", name).write_text(text)
+            except OSError as exc:
+                raise SandboxError(f"cannot write /proc/{pid}/{name}: {exc.strerror}") from exc
+        return
+    for command in map_commands(pid, plan):
+        try:
+            done = subprocess.run(command, capture_output=True, text=True, check=False)
+        except OSError as exc:
+            raise SandboxError(f"cannot run {command[0]}: {exc}", hint=_RANGE_HINT) from exc
+        if done.returncode != 0:
+            raise SandboxError(
+                f"{command[0]} could not map the subordinate ids: {done.stderr.strip()}",
+                hint=_RANGE_HINT,
+            )
 
 
 def _unshare_user() -> None:

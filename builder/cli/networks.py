@@ -1,4 +1,5 @@
-"""``pybuild network create|ls|rm|inspect``: user-defined networks (root only for now).
+"""``pybuild network create|ls|rm|inspect``: user-defined networks (as root and
+rootless: a rootless network's holder owns a user namespace too, see ``runtime.netbridge``).
 
 The records, the holders and membership are ``builder.run.usernets``'; these commands
 read and change them. ``create`` starts the network's holder here, in the host's mount
@@ -23,7 +24,7 @@ if TYPE_CHECKING:
 def add_network(p: argparse.ArgumentParser) -> None:
     p.description = (
         "Manage user-defined networks: containers on one reach each other by name and "
-        "--network-alias; containers on different ones cannot. Needs root."
+        "--network-alias; containers on different ones cannot."
     )
     sub = p.add_subparsers(dest="network_command", metavar="SUBCOMMAND", required=True)
     create = sub.add_parser("create", help="create a network")

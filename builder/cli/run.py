@@ -15,6 +15,7 @@ from builder.process import enter_private_mounts
 
 if TYPE_CHECKING:
     from builder.run.container_spec import RunRequest
+    from runtime.netbridge import Holder
 
 
 def add_run(p: argparse.ArgumentParser) -> None:
@@ -163,8 +164,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         init=args.init,
         no_new_privs=parse_security_opts(args.security_opt),
     )
-    _user_network_ready(args)
-    enter_private_mounts()
+    enter_private_mounts(_user_network_ready(args))
     if args.detach or args.runtime == "runc":
         return _run_other_ways(args, request)
     with open_store(args) as storage:  # run_image keeps its layers from prune (a lease)
@@ -174,9 +174,10 @@ def cmd_run(args: argparse.Namespace) -> int:
     return result.exit_code
 
 
-def _user_network_ready(args: argparse.Namespace) -> None:
+def _user_network_ready(args: argparse.Namespace) -> Holder | None:
     """A user network's holder running, started here (before the private mount namespace,
-    so it pins none of our mounts) if it is gone; flags that need a user network."""
+    so it pins none of our mounts) if it is gone; flags that need a user network. The
+    holder, for a user network."""
     from builder.run.usernets import check_alias, is_user_network, ready
 
     if not is_user_network(args.network):
@@ -185,7 +186,7 @@ def _user_network_ready(args: argparse.Namespace) -> None:
                 "--network-alias needs a user network",
                 hint="create one (`pybuild network create NAME`) and run with --network NAME",
             )
-        return
+        return None
     if args.runtime == "runc":
         raise UsageError(
             "--runtime runc runs on the default, host or none network only",
@@ -193,7 +194,7 @@ def _user_network_ready(args: argparse.Namespace) -> None:
         )
     for alias in args.network_alias:
         check_alias(alias)
-    ready(args.root or default_root(), args.network)
+    return ready(args.root or default_root(), args.network).holder
 
 
 def _run_other_ways(args: argparse.Namespace, request: RunRequest) -> int:

@@ -5,10 +5,13 @@ A network is ``<store>/networks/NAME.json`` (written atomically), a /24 from
 :data:`POOL` unless ``--subnet`` names one, and a bridge in a namespace kept by a holder
 process (:mod:`runtime.netbridge`), started at ``create`` and again by ``run`` if it is
 gone (e.g. after a reboot), in both cases before the CLI enters its private mount
-namespace, so the holder pins none of its mounts. A container keeps its private namespace
-with pasta (outbound access, ``-p``) and gets a second interface on the bridge with the
-next free address; other networks' subnets are unreachable routes inside it. No NAT and
-no firewall rule on the host: the bridges are in no namespace the host routes to.
+namespace, so the holder pins none of its mounts. Rootless, the holder owns a user
+namespace as well, which the CLI of ``run`` then joins instead of making its own (see
+:mod:`runtime.netbridge`); records and holders are the user's, under the user's store.
+A container keeps its private namespace with pasta (outbound access, ``-p``) and gets a
+second interface on the bridge with the next free address; other networks' subnets are
+unreachable routes inside it. No NAT and no firewall rule on the host: the bridges are
+in no namespace the host routes to.
 
 Names resolve through each member's /etc/hosts, a file of ours bound into the container
 and rewritten in place (same inode, so the bind stays valid) whenever a member joins or
@@ -40,17 +43,14 @@ from ipaddress import IPv4Address, IPv4Interface, IPv4Network
 from pathlib import Path
 
 from builder.errors import UsageError
-from runtime import netbridge
+from cache.storeroot import prepare_root
+from runtime import netbridge, userns
 from runtime.spec import BindMount, ContainerSpec
 
 POOL = IPv4Network("10.89.0.0/16")
 BUILTIN = ("default", "host", "none")
 RESERVED = (*BUILTIN, "netns", "bridge")
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$")
-_ROOTLESS_HINT = (
-    "run pybuild as root for user networks; rootless containers can use the default "
-    "network, and publish ports (-p) to reach each other through the host"
-)
 
 
 @dataclass(frozen=True)
@@ -243,8 +243,9 @@ def _save(root: Path, network: Network) -> None:
 
 @contextmanager
 def _locked(root: Path) -> Iterator[None]:
+    prepare_root(root)  # ours and private (made so if new), as the store's other files
     base = networks_dir(root)
-    base.mkdir(parents=True, exist_ok=True)
+    base.mkdir(exist_ok=True)
     fd = os.open(base / ".lock", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
     try:
         fcntl.flock(fd, fcntl.LOCK_EX)
@@ -253,9 +254,7 @@ def _locked(root: Path) -> Iterator[None]:
         os.close(fd)
 
 
-def _need_root() -> None:
-    if os.geteuid() != 0:
-        raise UsageError("user networks need root for now", hint=_ROOTLESS_HINT)
+def _need_tools() -> None:
     missing = netbridge.missing_tool()
     if missing:
         raise UsageError(
@@ -270,7 +269,7 @@ def _need_root() -> None:
 def create(root: Path, name: str, subnet_text: str | None = None) -> Network:
     """A new network, its holder running. UsageError for bad or taken names and subnets."""
     check_name(name)
-    _need_root()
+    _need_tools()
     with _locked(root):
         if load(root, name) is not None:
             raise UsageError(f"network {name!r} already exists", hint="choose another name")
@@ -298,7 +297,10 @@ def create(root: Path, name: str, subnet_text: str | None = None) -> Network:
 
 def _with_holder(root: Path, network: Network) -> Network:
     subnet = IPv4Network(network.subnet)
-    holder = netbridge.start_holder(IPv4Interface(f"{network.gateway}/{subnet.prefixlen}"))
+    gateway = IPv4Interface(f"{network.gateway}/{subnet.prefixlen}")
+    # Rootless, the holder owns a user namespace mapped as our own rootless one.
+    plan = userns.own_plan() if os.geteuid() != 0 else None
+    holder = netbridge.start_holder(gateway, plan)
     network = dataclasses.replace(
         network, holder_pid=holder.pid, holder_start=holder.start_time, members=()
     )
@@ -308,8 +310,9 @@ def _with_holder(root: Path, network: Network) -> Network:
 
 def ready(root: Path, name: str) -> Network:
     """Network ``name`` with its holder running (started again if it is gone). Call before
-    entering a private mount namespace."""
-    _need_root()
+    entering a private mount namespace (and, rootless, before joining the holder's user
+    namespace: :func:`runtime.netbridge.join_user_namespace`)."""
+    _need_tools()
     with _locked(root):
         network = find(root, name)
         if netbridge.alive(network.holder):
@@ -319,7 +322,6 @@ def ready(root: Path, name: str) -> Network:
 
 def remove(root: Path, name: str) -> None:
     """Stop the holder and remove the record; UsageError while containers are on it."""
-    _need_root()
     with _locked(root):
         network = find(root, name)
         members = live_members(network)

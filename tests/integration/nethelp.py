@@ -14,6 +14,11 @@ from pathlib import Path
 
 from tests.integration.clihelp import Result, write_context
 
+# A busybox shell command getting http://{host}:8000/ (format it with host=...): busybox
+# wget segfaults here on every fetch (even by address, even with --network host), so the
+# client speaks HTTP through nc.
+NC_GET = 'printf "GET / HTTP/1.0\\r\\n\\r\\n" | nc -w 5 {host} 8000'
+
 # Run inside the Debian image: connect to the host listener's port on the container's
 # loopback and on its default gateway (pasta's --no-map-gw: not the host), print per target.
 LOOPBACK_PROBE = """\

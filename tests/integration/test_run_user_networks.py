@@ -14,6 +14,7 @@ import pytest
 
 from runtime.netbridge import Holder, alive, host_routes
 from tests.integration.clihelp import Pybuild
+from tests.integration.nethelp import NC_GET
 
 pytestmark = [
     pytest.mark.requires_root,
@@ -22,10 +23,6 @@ pytestmark = [
     pytest.mark.skipif(shutil.which("ip") is None, reason="needs ip (iproute2)"),
     pytest.mark.skipif(shutil.which("nsenter") is None, reason="needs nsenter (util-linux)"),
 ]
-
-# busybox wget segfaults here on every fetch (even by address, even with --network
-# host), so the client speaks HTTP through nc.
-GET = 'printf "GET / HTTP/1.0\\r\\n\\r\\n" | nc -w 5 {host} 8000'
 
 
 def serve(pybuild: Pybuild, tmp_path: Path, *flags: str) -> None:
@@ -38,7 +35,7 @@ def serve(pybuild: Pybuild, tmp_path: Path, *flags: str) -> None:
     deadline = time.monotonic() + 10
     while time.monotonic() < deadline:  # httpd listening
         if "hello" in pybuild("run", "--rm", "--network", "n1", "busybox", "sh", "-c",
-                              GET.format(host="web"), ok=False).out:  # fmt: skip
+                              NC_GET.format(host="web"), ok=False).out:  # fmt: skip
             return
         time.sleep(0.2)
     raise AssertionError("web never answered")
@@ -57,7 +54,7 @@ def test_containers_on_one_network_reach_each_other_by_name_and_alias(
         serve(pybuild, tmp_path, "-p", "127.0.0.1::8000")
         for host in ("web", "www"):
             out = pybuild("run", "--rm", "--network", "n1", "--name", "client", "busybox",
-                          "sh", "-c", GET.format(host=host)).out  # fmt: skip
+                          "sh", "-c", NC_GET.format(host=host)).out  # fmt: skip
             assert "hello from web" in out
         # -p works on a user network too
         port = pybuild("port", "web", "8000").out.strip().rsplit(":", 1)[1]
@@ -89,7 +86,8 @@ def test_another_network_cannot_reach_a_container_by_name_or_address(
         serve(pybuild, tmp_path)
         doc = json.loads(pybuild("network", "inspect", "n1").out)[0]
         address = next(iter(doc["Containers"].values()))["IPv4Address"].split("/")[0]
-        script = f"grep -w web /etc/hosts; {GET.format(host='web')}; {GET.format(host=address)}"
+        get = NC_GET.format
+        script = f"grep -w web /etc/hosts; {get(host='web')}; {get(host=address)}"
         started = time.monotonic()
         out = pybuild("run", "--rm", "--network", "n2", "busybox", "sh", "-c", script, ok=False)
         assert "hello" not in out.out and "web" not in out.out

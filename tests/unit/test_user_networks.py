@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-import os
-from ipaddress import IPv4Address, IPv4Network
+import stat
+from ipaddress import IPv4Address, IPv4Interface, IPv4Network
 from pathlib import Path
 
 import pytest
@@ -19,9 +19,13 @@ from builder.run.usernets import (
     next_address,
     parse_subnet,
     ready,
+    remove,
     unreachable_routes,
 )
-from runtime.netbridge import free_name, host_routes
+from runtime import netbridge
+from runtime.errors import SandboxError
+from runtime.netbridge import free_name, holder_command, host_routes, nsenter_args
+from runtime.userns import map_commands, plan_mappings
 
 
 def member(cid: str, name: str, address: str, *aliases: str) -> Member:
@@ -104,12 +108,66 @@ def test_host_routes_are_read_from_proc_net_route_without_the_default() -> None:
     assert host_routes(table) == [IPv4Network("192.168.2.0/24")]
 
 
-def test_user_networks_refuse_rootless_mode_clearly(
+def test_missing_tools_are_a_clear_error_before_anything_is_made(
     monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
-    monkeypatch.setattr(os, "geteuid", lambda: 1000)
+    monkeypatch.setattr(netbridge, "missing_tool", lambda: "nsenter")
     for attempt in (lambda: create(tmp_path, "n1"), lambda: ready(tmp_path, "n1")):
-        with pytest.raises(UsageError, match="need root for now") as caught:
+        with pytest.raises(UsageError, match="need nsenter") as caught:
             attempt()
-        assert caught.value.hint and "default network" in caught.value.hint
+        assert caught.value.hint and "util-linux" in caught.value.hint
     assert not (tmp_path / "networks").exists()
+
+
+def test_a_root_holder_is_a_network_namespace_only() -> None:
+    assert holder_command("/u", "/s", False) == ["/u", "--net", "--", "/s", "infinity"]
+
+
+def test_a_rootless_holder_owns_a_user_namespace_and_waits_for_its_maps() -> None:
+    command = holder_command("/u", "/s", True)
+    assert command[:4] == ["/u", "--user", "--net", "--"]
+    script = command[command.index("-c") + 1]
+    # it execs sleep (as $0) only after reading the line that says it is mapped
+    assert script.index("read") < script.index('exec "$0" infinity')
+    assert command[-1] == "/s"
+
+
+def test_nsenter_enters_the_holders_user_namespace_first_only_when_it_is_not_ours() -> None:
+    assert nsenter_args(5, None) == ["--net=/proc/self/fd/5"]
+    assert nsenter_args(5, 6) == [
+        "--user=/proc/self/fd/6",
+        "--preserve-credentials",  # our ids are its root's: no setuid/setgroups
+        "--net=/proc/self/fd/5",
+    ]
+
+
+def test_a_rootless_holders_maps_are_pybuilds_own_rootless_ones(tmp_path: Path) -> None:
+    (tmp_path / "subuid").write_text("alice:100000:65536\n")
+    (tmp_path / "subgid").write_text("alice:200000:65536\n")
+    plan = plan_mappings(1000, 1001, "alice", subuid=tmp_path / "subuid",
+                         subgid=tmp_path / "subgid", helpers=True)  # fmt: skip
+    assert map_commands(42, plan) == [
+        ["newuidmap", "42", "0", "1000", "1", "1", "100000", "65536"],
+        ["newgidmap", "42", "0", "1001", "1", "1", "200000", "65536"],
+    ]
+
+
+def test_network_records_live_in_a_private_store_root(tmp_path: Path) -> None:
+    root = tmp_path / "new-store"
+    with pytest.raises(UsageError, match="does not exist"):
+        remove(root, "n1")
+    assert stat.S_IMODE(root.stat().st_mode) == 0o700
+    assert (root / "networks").is_dir()
+
+
+@pytest.mark.parametrize("rootless", [False, True])
+def test_a_holder_that_cannot_start_is_a_clear_error(
+    monkeypatch: pytest.MonkeyPatch, rootless: bool
+) -> None:
+    """unshare failing (no user namespaces for unprivileged users, say) is reported with a
+    hint, not a hang or a traceback."""
+    monkeypatch.setattr(netbridge, "holder_command", lambda *_: ["/bin/sh", "-c", "exit 1"])
+    plan = plan_mappings(1000, 1000, "alice", helpers=False) if rootless else None
+    with pytest.raises(SandboxError, match="cannot create the network's namespace") as caught:
+        netbridge.start_holder(IPv4Interface("10.89.0.1/24"), plan)
+    assert caught.value.hint and "user namespaces" in caught.value.hint
