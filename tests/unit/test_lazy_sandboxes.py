@@ -20,7 +20,7 @@ REPO = Path(__file__).resolve().parents[2]
 class Recorder:
     made: list[Recorder] = []
 
-    def __init__(self) -> None:
+    def __init__(self, **_options: object) -> None:  # network_dir=...
         self.calls: list[str] = []
         Recorder.made.append(self)
 
