@@ -57,7 +57,8 @@ def test_copy_add_workdir_only_image_is_identical_with_namespaces_and_chroot(
     pybuild.build(ctx, *EPOCH, "--isolation", "namespaces", "--metadata-file", tmp_path / "ns")
     chroot_store.build(ctx, *EPOCH, "--isolation", "chroot", "--metadata-file", tmp_path / "ch")
     ns, ch = _meta(tmp_path / "ns"), _meta(tmp_path / "ch")
-    assert [s["layer"] for s in ns["steps"]] == [s["layer"] for s in ch["steps"]]
+    # The stored step layers keep the real times of the dirs a step made (two builds
+    # differ there whatever the isolation); the image's layers are clamped to the epoch.
     assert [s["key"] for s in ns["steps"]] == [s["key"] for s in ch["steps"]]
     assert ns["containerimage.config.digest"] == ch["containerimage.config.digest"]
     assert ns["containerimage.digest"] == ch["containerimage.digest"]
