@@ -38,6 +38,11 @@ OPAQUE_XATTRS = ("trusted.overlay.opaque", "user.overlay.opaque")
 OVERLAY_XATTR_PREFIXES = ("trusted.overlay.", "user.overlay.")
 MERGED_NAME = "merged"
 CLOCK_TICK = 0.02  # seconds; above a 250 Hz jiffy
+WHITEOUT_HINT = (
+    "overlayfs (e.g. a container's own root) refuses them, and so does a store without "
+    "CAP_MKNOD: put the store (PYBUILD_ROOT) on a volume, e.g. the job image's "
+    "/var/lib/pybuild or a Kubernetes emptyDir"
+)
 
 
 @dataclass(frozen=True)
@@ -308,7 +313,7 @@ def _materialise(
         target = os.path.join(upper, rel)
         kind = wanted[rel]
         if kind == "whiteout":
-            os.mknod(target, stat.S_IFCHR, os.makedev(0, 0))  # mode 0, as overlayfs makes it
+            _whiteout(target, rel, upper)
             continue
         st = final[rel]
         if stat.S_ISDIR(st.st_mode):
@@ -321,6 +326,18 @@ def _materialise(
     for rel in sorted(dirs, key=lambda r: r.count("/"), reverse=True):
         source = os.path.join(merged, rel)
         _copy_meta(source, os.path.join(upper, rel), final[rel])
+
+
+def _whiteout(target: str, rel: str, upper: str) -> None:
+    """Record the deletion of ``rel``: a 0/0 char device, mode 0, as overlayfs makes it."""
+    try:
+        os.mknod(target, stat.S_IFCHR, os.makedev(0, 0))
+    except PermissionError:
+        raise SandboxError(
+            f"cannot record that /{rel} was deleted: {short_path(upper)} refuses the 0/0 "
+            "character device that marks a deleted file",
+            hint=WHITEOUT_HINT,
+        ) from None
 
 
 def _set_opaque(path: str) -> None:

@@ -130,3 +130,18 @@ def test_non_root_job_gets_the_missing_capability_and_both_ways_out(
     assert "run the job as root in its container" in done.stderr
     assert "allow user namespaces" in done.stderr
     assert "Traceback" not in done.stderr
+
+
+def test_deletions_need_the_store_volume_and_say_so_on_the_containers_root(
+    job_image: str, base_archive: Path, tmp_path: Path
+) -> None:
+    ctx = write_context(tmp_path / "ctx", {}, "FROM busybox\nRUN rm /etc/group\n")
+    build = "pybuild load -i /base.tar >/dev/null && pybuild build --progress plain /ctx"
+    mounts = {base_archive: "/base.tar:ro", ctx: "/ctx:ro"}
+    on_volume = _job(job_image, build, mounts=mounts)  # the image's VOLUME /var/lib/pybuild
+    assert on_volume.returncode == 0, on_volume.stderr
+    on_root = _job(job_image, f"export PYBUILD_ROOT=/root/store; {build}", mounts=mounts)
+    assert on_root.returncode != 0
+    assert "cannot record that /etc/group was deleted" in on_root.stderr
+    assert "put the store (PYBUILD_ROOT) on a volume" in on_root.stderr
+    assert "Traceback" not in on_root.stderr
