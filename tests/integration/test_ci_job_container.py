@@ -8,7 +8,9 @@ it unshare is refused, so auto falls back to chroot isolation with one line.
 
 from __future__ import annotations
 
+import base64
 import json
+import shutil
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
@@ -17,6 +19,7 @@ import pytest
 
 from tests.docker_cli import docker
 from tests.integration.clihelp import REPO, Pybuild, write_context
+from tests.integration.registry_server import HTPASSWD_BIN, MISSING_REASON, run_registry
 
 pytestmark = [pytest.mark.requires_root, pytest.mark.requires_docker]
 
@@ -56,7 +59,12 @@ def job_image(tmp_path_factory: pytest.TempPathFactory, debian_archive: Path) ->
 
 
 def _job(
-    image: str, script: str, *, mounts: dict[Path, str], user: str | None = None
+    image: str,
+    script: str,
+    *,
+    mounts: dict[Path, str],
+    user: str | None = None,
+    env: dict[str, str] | None = None,
 ) -> subprocess.CompletedProcess[str]:
     """``docker run --rm`` with docker's defaults (no --privileged, no --cap-add, the
     default seccomp profile); the host's network only because dockerd has no bridge."""
@@ -65,6 +73,8 @@ def _job(
         command += ["-v", f"{source}:{target}"]
     if user is not None:
         command += ["--user", user]
+    for key, value in (env or {}).items():
+        command += ["-e", f"{key}={value}"]
     command += [image, "sh", "-c", script]
     return subprocess.run(command, capture_output=True, text=True, timeout=300, check=False)
 
@@ -145,3 +155,45 @@ def test_deletions_need_the_store_volume_and_say_so_on_the_containers_root(
     assert "cannot record that /etc/group was deleted" in on_root.stderr
     assert "put the store (PYBUILD_ROOT) on a volume" in on_root.stderr
     assert "Traceback" not in on_root.stderr
+
+
+@pytest.mark.skipif(
+    shutil.which("docker-registry") is None or HTPASSWD_BIN is None, reason=MISSING_REASON
+)
+def test_job_pushes_with_docker_config_credentials_and_a_second_job_hits_the_registry_cache(
+    job_image: str, base_archive: Path, tmp_path: Path, store_root: Path
+) -> None:
+    ctx = write_context(tmp_path / "ctx", {"greet.sh": GREET}, APP)
+    out = tmp_path / "out"
+    out.mkdir()
+    config = tmp_path / "docker-config"  # as a CI system mounts a registry login
+    config.mkdir()
+    with run_registry(tmp_path / "registry", user="ci", password="s3cret") as reg:
+        auth = base64.b64encode(b"ci:s3cret").decode()
+        (config / "config.json").write_text(json.dumps({"auths": {reg.host: {"auth": auth}}}))
+        image, cache = f"{reg.host}/team/app:1", f"{reg.host}/team/app:buildcache"
+        mounts = {base_archive: "/base.tar:ro", ctx: "/ctx:ro", out: "/out", config: "/dc:ro"}
+        build = f"pybuild load -i /base.tar >/dev/null && pybuild build --progress plain -t {image}"
+        first = _job(
+            job_image,
+            f"{build} --push --cache-to type=registry,ref={cache},mode=max "
+            "--metadata-file /out/first.json /ctx",
+            mounts=mounts,
+            env={"DOCKER_CONFIG": "/dc"},
+        )
+        assert first.returncode == 0, first.stderr
+        second = _job(  # a new container: an empty store on a new volume
+            job_image,
+            f"{build} --cache-from type=registry,ref={cache} --metadata-file /out/second.json /ctx",
+            mounts=mounts,
+            env={"DOCKER_CONFIG": "/dc"},
+        )
+        assert second.returncode == 0, second.stderr
+        host = Pybuild(store_root)
+        env = {"DOCKER_CONFIG": str(config)}
+        host("pull", image, env=env)
+        run = host("run", "--rm", image, env=env)
+    assert run.out.strip() == "hello from the job, built in stage one, uid 1000"
+    one, two = (json.loads((out / f"{n}.json").read_text()) for n in ("first", "second"))
+    assert all(step["cached"] for step in two["steps"]) and "100%" in second.stderr
+    assert two["containerimage.digest"] == one["containerimage.digest"]
