@@ -139,3 +139,24 @@ def test_run_mounts_are_refused_with_a_reason(pybuild: Pybuild, tmp_path: Path) 
     assert result.code != 0
     assert "--isolation chroot cannot give RUN --mount" in result.err
     assert "Traceback" not in result.err
+
+
+def test_what_a_step_leaves_running_in_the_background_is_killed_when_it_ends(
+    pybuild: Pybuild, tmp_path: Path
+) -> None:
+    import random
+
+    seconds = random.randrange(5000, 6000)  # names this test's sleep among all processes
+    ctx = write_context(tmp_path / "ctx", {}, f"FROM busybox\nRUN sleep {seconds} & echo left\n")
+    pybuild.build(ctx, "--isolation", "chroot")
+    marker = f"sleep {seconds}".encode()
+    running = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                cmdline = (entry / "cmdline").read_bytes().replace(b"\0", b" ")
+            except OSError:
+                continue
+            if marker in cmdline:
+                running.append(entry.name)
+    assert running == []
