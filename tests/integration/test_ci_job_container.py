@@ -197,3 +197,25 @@ def test_job_pushes_with_docker_config_credentials_and_a_second_job_hits_the_reg
     one, two = (json.loads((out / f"{n}.json").read_text()) for n in ("first", "second"))
     assert all(step["cached"] for step in two["steps"]) and "100%" in second.stderr
     assert two["containerimage.digest"] == one["containerimage.digest"]
+
+
+@pytest.mark.slow  # ~45 s: a Debian root is copied for every step (the copy snapshotter)
+def test_job_installs_with_apt_get_and_pip_over_the_network(
+    job_image: str, debian_archive: Path, tmp_path: Path
+) -> None:
+    dockerfile = """\
+FROM debian-py:bookworm
+RUN apt-get update -qq && apt-get install -y -qq --no-install-recommends jq >/dev/null
+COPY ca.crt /tmp/ca.crt
+RUN pip install -q --break-system-packages --no-cache-dir --cert /tmp/ca.crt six
+RUN jq --version && python3 -c "import six; print('six', six.__version__)"
+"""
+    ca = CA_BUNDLE.read_bytes() if CA_BUNDLE.is_file() else b""
+    ctx = write_context(tmp_path / "ctx", {"ca.crt": ca}, dockerfile)
+    done = _job(
+        job_image,
+        "pybuild load -i /base.tar >/dev/null && pybuild build --progress plain /ctx",
+        mounts={debian_archive: "/base.tar:ro", ctx: "/ctx:ro"},
+    )
+    assert done.returncode == 0, done.stderr
+    assert " jq-1." in done.stderr and " six 1." in done.stderr
