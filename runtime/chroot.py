@@ -198,10 +198,10 @@ def seed_root(root: Path, spec: ContainerSpec) -> None:
 
 def _replace(path: Path) -> None:
     """Remove what the image has at ``path`` (only in the copy: it never reaches a layer)."""
-    if path.is_symlink() or path.is_file() or (os.path.lexists(path) and not path.is_dir()):
-        path.unlink()
-    elif path.is_dir():
+    if path.is_dir() and not path.is_symlink():
         remove_tree(path)
+    elif os.path.lexists(path):
+        path.unlink()
 
 
 def _write(path: Path, text: str) -> None:
