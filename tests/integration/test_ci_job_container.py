@@ -219,3 +219,17 @@ RUN jq --version && python3 -c "import six; print('six', six.__version__)"
     )
     assert done.returncode == 0, done.stderr
     assert " jq-1." in done.stderr and " six 1." in done.stderr
+
+
+def test_pybuild_run_in_the_job_says_it_needs_namespaces(
+    job_image: str, base_archive: Path
+) -> None:
+    done = _job(
+        job_image,
+        "pybuild load -i /base.tar >/dev/null && pybuild run --rm busybox true",
+        mounts={base_archive: "/base.tar:ro"},
+    )
+    assert done.returncode not in (0, 70)
+    assert "unshare (flags=0x20000): Operation not permitted (EPERM)" in done.stderr
+    assert "running a container (`pybuild run`) needs namespaces" in done.stderr
+    assert "Traceback" not in done.stderr
