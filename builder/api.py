@@ -38,7 +38,7 @@ from builder.ops.scancache import RememberingContext
 from builder.ops.secrets import BuildSecrets
 from builder.outcome import BuildOutcome
 from builder.plan.planner import PlanRequest, make_plan
-from builder.process import enter_private_mounts
+from builder.process import enter_isolation
 from builder.registry.options import RemoteOptions
 from builder.solve import Events, SolveOptions, Solver, StepResult, count_sandbox_runs
 from cache.fscache import open_stat_cache
@@ -92,6 +92,9 @@ class BuildRequest:
     push: bool = False  # --push: push the image to every tag's registry
     remote: RemoteOptions = field(default_factory=RemoteOptions)  # registries, credentials
     metadata_file: Path | None = None  # --metadata-file: the outcome as JSON
+    # --isolation for RUN steps: auto, namespaces or chroot (None: $PYBUILD_ISOLATION,
+    # else auto); never part of a cache key
+    isolation: str | None = None
 
 
 class _Silent:
@@ -113,8 +116,9 @@ def build(
     """Build ``request`` into the store at ``root`` (default: ``$PYBUILD_ROOT``, else
     ``~/.local/share/pybuild``), telling ``events`` about every step.
 
-    Enters a private mount namespace (and rootless mode) for the whole process: call it
-    while the process runs a single thread.
+    Enters a private mount namespace (and rootless mode) for the whole process, unless
+    the build uses chroot isolation (``request.isolation``, ``runtime.isolation``): call
+    it while the process runs a single thread.
     """
     if not request.context.is_dir():
         raise UsageError(
@@ -125,13 +129,16 @@ def build(
     pushes = _push_plan(request)
     seen = events if events is not None else _Silent()
     note = _notes(seen)
-    enter_private_mounts()
+    choice = enter_isolation(request.isolation)
+    if choice.note is not None:
+        note(choice.note)
     from builder.interrupt import cancel_on_signals
     from builder.lazysandbox import LazySandboxes
 
     stop = threading.Event()
     with (
-        LazySandboxes() as sandboxes,  # closed last: its fork server outlives every RUN
+        # closed last: its fork server outlives every RUN
+        LazySandboxes(choice.isolation) as sandboxes,
         cancel_on_signals(sandboxes, stop),
         Storage.open(
             root or default_root(),
@@ -147,7 +154,9 @@ def build(
         with storage.blobs.temp_dir("net-") as network_dir:
             sandboxes.network_dir = network_dir
             try:
-                outcome = _run_build(request, storage, seen, sandboxes, stop=stop)
+                outcome = _run_build(
+                    request, storage, seen, sandboxes, stop=stop, mounts=choice.mounts
+                )
             finally:
                 sandboxes.close_networks()
         _finish(storage, request, outcome, pushes, note)
@@ -241,6 +250,7 @@ def _run_build(
     events: Events,
     sandbox: Sandbox,
     stop: threading.Event | None = None,
+    mounts: bool = True,
 ) -> BuildOutcome:
     """Build the request against an open ``storage``; every step is reported through
     ``events``. Once ``stop`` is set no further step starts (the build is being
@@ -280,6 +290,7 @@ def _run_build(
         store_root=storage.root,
         secrets=request.secrets,
         run_settings=request.run_settings,
+        mounts=mounts,
     )
     # Held until the image is tagged and exported: a concurrent prune never takes blobs
     # we made but have not recorded yet.

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
+    from runtime.chroot import ChrootSandboxes
     from runtime.sandboxes import Sandboxes
     from runtime.spec import ContainerSpec, RunResult
 
@@ -23,9 +24,11 @@ class LazySandboxes:
     :meth:`close` (or leaving a ``with`` block) ends the sandboxes' fork server.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, isolation: str = "namespaces") -> None:
         self._lock = threading.Lock()
-        self._made: Sandboxes | None = None
+        # "chroot": runtime.chroot's runner (no namespaces, no mounts), else the sandbox.
+        self.isolation = isolation
+        self._made: Sandboxes | ChrootSandboxes | None = None
         self._cancelled = False
         # Where the RUN steps' private networks keep their files; set before the first
         # run (the build's store temp dir), else a system temp dir.
@@ -67,12 +70,19 @@ class LazySandboxes:
     def __exit__(self, *_exc: object) -> None:
         self.close()
 
-    def _sandboxes(self) -> Sandboxes:
+    def _sandboxes(self) -> Sandboxes | ChrootSandboxes:
         with self._lock:
             if self._made is None:
-                from runtime.sandboxes import Sandboxes
-
-                self._made = Sandboxes(network_dir=self.network_dir)
+                self._made = self._make()
                 if self._cancelled:
                     self._made.cancel()
             return self._made
+
+    def _make(self) -> Sandboxes | ChrootSandboxes:
+        if self.isolation == "chroot":
+            from runtime.chroot import ChrootSandboxes
+
+            return ChrootSandboxes()
+        from runtime.sandboxes import Sandboxes
+
+        return Sandboxes(network_dir=self.network_dir)

@@ -414,5 +414,6 @@ def _overlay_call(func: Callable[..., object], *args: object, **kwargs: object) 
     except PermissionError:
         raise LayerError(
             "cannot write overlay whiteouts without privileges",
-            hint="run as root, or extract with mode='apply'",
+            hint="run as root, or extract with mode='apply'; a store on overlayfs (a "
+            "container's own root) refuses them too: put PYBUILD_ROOT on a volume",
         ) from None

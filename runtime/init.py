@@ -30,7 +30,6 @@ from __future__ import annotations
 import argparse
 import contextlib
 import dataclasses
-import errno
 import fcntl
 import json
 import os
@@ -44,29 +43,18 @@ from pathlib import Path
 from typing import Any, NoReturn
 
 from runtime import cgroups, linux, snapshot
+from runtime.command import ExecFailure, exec_command
 from runtime.errors import RuntimeFailure, SandboxError, UserNotFound
 from runtime.rootfs import MountStub, remove_stubs, use_copy_snapshotter
 from runtime.rootsetup import Staging, pivot, setup_root, stage
 from runtime.seccomp import compile_default_filter, installer
 from runtime.security import finish_lock_down, start_lock_down
 from runtime.spec import ContainerSpec, RunResult, spec_from_json
-from runtime.userns import become, explain_single_mapping
-from runtime.users import resolve_user
+from runtime.userns import explain_single_mapping
 
 FORWARDED_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
 KILL_REQUEST = signal.SIGUSR1
 SETUP_FAILED = 125
-DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
-_NOT_FOUND = (errno.ENOENT, errno.ENOTDIR)
-
-
-class _ExecFailure(Exception):
-    """The command could not be started: docker's 126 (cannot run) or 127 (not found)."""
-
-    def __init__(self, code: int, message: str) -> None:
-        super().__init__(message)
-        self.code = code
-        self.message = message
 
 
 def failure_to_dict(exc: RuntimeFailure) -> dict[str, Any]:
@@ -251,8 +239,8 @@ def _child(
         pivot(staging.root)
         if spec.init:
             _fork_under_init(spec, install_filter, report_w)  # returns in the command's fork
-        _exec(spec, install_filter)
-    except _ExecFailure as exc:
+        exec_command(spec, install_filter)
+    except ExecFailure as exc:
         code = exc.code
         report({"exec_error": {"code": exc.code, "message": exc.message}})
     except RuntimeFailure as exc:
@@ -351,83 +339,6 @@ def _start_session(tty: bool) -> None:
             raise SandboxError(
                 f"cannot make stdin the controlling terminal: {exc.strerror}"
             ) from exc
-
-
-def _exec(spec: ContainerSpec, install_filter: Callable[[], None] | None) -> None:
-    """Become the user, lock down, enter the working dir and exec; raises
-    :class:`_ExecFailure`. ``install_filter`` None: privileged, no lock-down."""
-    user = resolve_user(Path("/"), spec.user)
-    _set_rlimits(spec)  # as root, before the capabilities to raise a hard limit go
-    if install_filter is not None:  # as root: the bounding set needs CAP_SETPCAP to shrink
-        start_lock_down(install_filter, no_new_privs=spec.no_new_privs)
-    become(user.uid, user.gid, user.groups, spec.user)
-    linux.set_pdeathsig(signal.SIGKILL)  # the kernel clears it when credentials change
-    env: dict[str, str] = {}
-    for entry in spec.env:
-        key, _, value = entry.partition("=")
-        env[key] = value
-    env.setdefault("HOME", user.home)  # as runc does
-    try:
-        os.chdir(spec.cwd)
-    except OSError as exc:
-        code = 126 if exc.errno in (errno.EPERM, errno.EACCES) else 127
-        raise _ExecFailure(code, f'chdir to cwd ("{spec.cwd}"): {_lower(exc.strerror)}') from exc
-    path = _look_up(spec.args[0], env.get("PATH", DEFAULT_PATH))
-    if install_filter is not None:
-        finish_lock_down(install_filter, no_new_privs=spec.no_new_privs)  # only execve left
-    try:
-        os.execve(path, list(spec.args), env)
-    except OSError as exc:
-        code = 127 if exc.errno in _NOT_FOUND else 126  # ENOENT also: no interpreter
-        raise _ExecFailure(code, f'exec: "{spec.args[0]}": {_lower(exc.strerror)}') from exc
-
-
-def _set_rlimits(spec: ContainerSpec) -> None:
-    """docker's --ulimit: each limit before the exec, so the command and its children get it."""
-    import resource
-
-    for limit in spec.rlimits:
-        which = getattr(resource, f"RLIMIT_{limit.name.upper()}", None)
-        if which is None:
-            raise _ExecFailure(126, f"unknown ulimit {limit.name!r}")
-        soft = resource.RLIM_INFINITY if limit.soft < 0 else limit.soft
-        hard = resource.RLIM_INFINITY if limit.hard < 0 else limit.hard
-        try:
-            resource.setrlimit(which, (soft, hard))
-        except (OSError, ValueError) as exc:
-            raise _ExecFailure(126, f"setting ulimit {limit.name}: {exc}") from exc
-
-
-def _look_up(name: str, search_path: str) -> str:
-    """Find ``name`` like Go's exec.LookPath (runc), with docker's messages and codes."""
-    if "/" in name:
-        try:
-            st = os.stat(name)
-        except OSError as exc:
-            code = 127 if exc.errno in _NOT_FOUND else 126
-            raise _ExecFailure(
-                code, f'exec: "{name}": stat {name}: {_lower(exc.strerror)}'
-            ) from exc
-        if os.path.isdir(name):
-            raise _ExecFailure(126, f'exec: "{name}": is a directory')
-        if not st.st_mode & 0o111:
-            raise _ExecFailure(126, f'exec: "{name}": permission denied')
-        return name
-    for directory in search_path.split(":"):
-        candidate = os.path.join(directory or ".", name)
-        try:
-            st = os.stat(candidate)
-        except OSError:
-            continue
-        if not os.path.isdir(candidate) and st.st_mode & 0o111:
-            return candidate
-    raise _ExecFailure(127, f'exec: "{name}": executable file not found in $PATH')
-
-
-def _lower(text: str | None) -> str:
-    """Go-style error text: 'no such file or directory'."""
-    text = text or "unknown error"
-    return text[:1].lower() + text[1:]
 
 
 if __name__ == "__main__":

@@ -63,7 +63,10 @@ IFF_UP = 0x1
 _SYS_PIVOT_ROOT = {"x86_64": 155, "aarch64": 41, "riscv64": 41, "ppc64le": 203, "s390x": 217}
 
 _PERMISSION_HINT = (
-    "pybuild needs root, or (rootless) a user namespace where it is root, for namespaces and mounts"
+    "pybuild needs root, or (rootless) a user namespace where it is root, for namespaces and "
+    "mounts; where a container refuses them (docker's default profile, as in CI jobs), "
+    "`pybuild build` runs RUN steps with --isolation chroot, but running a container "
+    "(`pybuild run`) needs namespaces: run the image outside the job"
 )
 
 

@@ -79,13 +79,23 @@ def _kernel_at_least(major: int, minor: int) -> bool:
 
 
 @contextmanager
-def mounted_overlay(rootfs: Rootfs, target: Path) -> Iterator[Path]:
+def mounted_overlay(rootfs: Rootfs, target: Path, *, mounts: bool = True) -> Iterator[Path]:
     """Mount ``rootfs`` at ``target`` (an existing dir), yield it, unmount on exit.
 
     The unmount is lazy when the mount is still busy, so leaving the block never fails
     because of a stray open file. With the copy snapshotter, ``target`` is a bind mount
     of a merged copy whose changes are written to the upper dir on a normal exit.
+    Without ``mounts`` (a process that may not mount: chroot isolation) nothing is
+    mounted: the merged copy itself is yielded, not ``target``.
     """
+    if not mounts:
+        merged = snapshot.prepare(rootfs)
+        try:
+            yield merged.merged
+            snapshot.finish(rootfs, merged)
+        finally:
+            snapshot.discard(merged)
+        return
     with ExitStack() as stack:
         copy = None
         if use_copy_snapshotter():

@@ -24,7 +24,7 @@ import resource
 import shutil
 import stat
 import time
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -38,6 +38,11 @@ OPAQUE_XATTRS = ("trusted.overlay.opaque", "user.overlay.opaque")
 OVERLAY_XATTR_PREFIXES = ("trusted.overlay.", "user.overlay.")
 MERGED_NAME = "merged"
 CLOCK_TICK = 0.02  # seconds; above a 250 Hz jiffy
+WHITEOUT_HINT = (
+    "overlayfs (e.g. a container's own root) refuses them, and so does a store without "
+    "CAP_MKNOD: put the store (PYBUILD_ROOT) on a volume, e.g. the job image's "
+    "/var/lib/pybuild or a Kubernetes emptyDir"
+)
 
 
 @dataclass(frozen=True)
@@ -61,6 +66,9 @@ class CopyRoot:
     # O_PATH fds of the baseline's dirs: while open, a removed dir's inode number cannot
     # be given to a new dir at the same path, which would hide that it was replaced.
     pins: tuple[int, ...] = ()
+    # Paths (relative) the diff leaves out with all below them: what a sandbox without
+    # mounts puts in the copy in place of its mounts (/dev, /etc/hosts, ...).
+    private: frozenset[str] = frozenset()
 
 
 def visible_lowers(lowers: Iterable[Path]) -> tuple[Path, ...]:
@@ -95,15 +103,25 @@ def choose(value: str | None, *, overlay_usable: bool) -> str:
     return choice
 
 
-def prepare(rootfs: Rootfs) -> CopyRoot:
+def prepare(
+    rootfs: Rootfs,
+    seed: Callable[[Path], None] | None = None,
+    private: frozenset[str] = frozenset(),
+) -> CopyRoot:
     """Merge ``rootfs`` (lowers, then what the upper already holds) into
-    ``<work>/merged`` and record the baseline the final diff is made against."""
+    ``<work>/merged`` and record the baseline the final diff is made against.
+
+    ``seed`` is called on the merged tree before the baseline is taken, so what it
+    writes is no change; the diff leaves out the paths in ``private`` and all below them.
+    """
     merged = rootfs.work / MERGED_NAME
     remove_tree(merged)
     try:
         merged.mkdir()
         for lower in reversed(visible_lowers(rootfs.lowers)):  # bottom-most first
             _apply(str(lower), str(merged))
+        if seed is not None:
+            seed(merged)
         baseline = {rel: _baseline(st) for rel, st in _scan(str(merged))}
         pins = _pin_dirs(merged, baseline)
         _apply(str(rootfs.upper), str(merged))
@@ -117,7 +135,7 @@ def prepare(rootfs: Rootfs) -> CopyRoot:
     # ctime comes from a coarse clock: let it tick, so a change right after the copy
     # cannot carry the same ctime as the copy itself.
     time.sleep(CLOCK_TICK)
-    return CopyRoot(merged, baseline, pins)
+    return CopyRoot(merged, baseline, pins, private)
 
 
 def _pin_dirs(merged: Path, baseline: Mapping[str, Baseline]) -> tuple[int, ...]:
@@ -165,7 +183,7 @@ def finish(rootfs: Rootfs, copy: CopyRoot) -> None:
     try:
         for entry in os.scandir(rootfs.upper):
             _remove(entry.path)
-        _write_diff(str(copy.merged), copy.baseline, str(rootfs.upper))
+        _write_diff(str(copy.merged), copy.baseline, str(rootfs.upper), copy.private)
     except OSError as exc:
         raise SandboxError(
             f"cannot write the changes of {copy.merged} to {rootfs.upper}: {_describe(exc)}",
@@ -244,8 +262,10 @@ def _dir_meta(src: str, dst: str) -> None:
             _copy_meta(source, target, os.stat(source, follow_symlinks=False))
 
 
-def _write_diff(merged: str, baseline: Mapping[str, Baseline], upper: str) -> None:
-    final = dict(_scan(merged))
+def _write_diff(
+    merged: str, baseline: Mapping[str, Baseline], upper: str, private: frozenset[str]
+) -> None:
+    final = {rel: st for rel, st in _scan(merged) if not _is_private(rel, private)}
     fresh: list[str] = []  # dirs that are new or replaced: everything below them is new
     wanted: dict[str, str] = {}  # rel -> "copy" | "opaque" | "dir"
     for rel, st in final.items():
@@ -262,13 +282,20 @@ def _write_diff(merged: str, baseline: Mapping[str, Baseline], upper: str) -> No
         elif _changed(before, st):
             wanted[rel] = "dir" if is_dir else "copy"
     for rel in baseline:
-        if rel in final:
+        if rel in final or _is_private(rel, private):
             continue
         parent = os.path.dirname(rel)
         if parent and (parent not in final or baseline[parent].ino != final[parent].st_ino):
             continue  # the parent went or was replaced: its own whiteout or opaque covers it
         wanted[rel] = "whiteout"
     _materialise(merged, final, wanted, upper)
+
+
+def _is_private(rel: str, private: frozenset[str]) -> bool:
+    if not private:
+        return False
+    parts = rel.split("/")
+    return any("/".join(parts[:i]) in private for i in range(1, len(parts) + 1))
 
 
 def _materialise(
@@ -286,7 +313,7 @@ def _materialise(
         target = os.path.join(upper, rel)
         kind = wanted[rel]
         if kind == "whiteout":
-            os.mknod(target, stat.S_IFCHR, os.makedev(0, 0))  # mode 0, as overlayfs makes it
+            _whiteout(target, rel, upper)
             continue
         st = final[rel]
         if stat.S_ISDIR(st.st_mode):
@@ -299,6 +326,18 @@ def _materialise(
     for rel in sorted(dirs, key=lambda r: r.count("/"), reverse=True):
         source = os.path.join(merged, rel)
         _copy_meta(source, os.path.join(upper, rel), final[rel])
+
+
+def _whiteout(target: str, rel: str, upper: str) -> None:
+    """Record the deletion of ``rel``: a 0/0 char device, mode 0, as overlayfs makes it."""
+    try:
+        os.mknod(target, stat.S_IFCHR, os.makedev(0, 0))
+    except PermissionError:
+        raise SandboxError(
+            f"cannot record that /{rel} was deleted: {short_path(upper)} refuses the 0/0 "
+            "character device that marks a deleted file",
+            hint=WHITEOUT_HINT,
+        ) from None
 
 
 def _set_opaque(path: str) -> None:

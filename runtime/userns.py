@@ -213,8 +213,10 @@ def _unshare_user() -> None:
                 "cannot enter a user namespace: pybuild already runs several threads",
                 hint="this is a pybuild bug: rootless set-up must come before any thread",
             ) from None
-        raise SandboxError(
+        raise SyscallError(  # still the syscall's error: auto isolation reads errno
             f"cannot create a user namespace for rootless mode: {exc.message}",
+            call="unshare",
+            errno=exc.errno,
             hint="enable unprivileged user namespaces (sysctl user.max_user_namespaces, "
             "kernel.unprivileged_userns_clone=1), or run pybuild as root",
         ) from None

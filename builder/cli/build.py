@@ -72,6 +72,15 @@ def add_build(p: argparse.ArgumentParser) -> None:
         "(the host's) or none",
     )
     p.add_argument(
+        "--isolation",
+        choices=("auto", "namespaces", "chroot"),
+        default=None,
+        help="how RUN steps are isolated: namespaces (the sandbox), or chroot (no "
+        "namespaces, no mounts: CI job containers; not isolated: PIDs, network, mounts, "
+        "hostname); default $PYBUILD_ISOLATION, else auto: namespaces where they are "
+        "permitted, chroot (saying so) where they are refused",
+    )
+    p.add_argument(
         "--progress",
         choices=("auto", "tty", "plain", "quiet", "rawjson"),
         default="auto",
@@ -242,6 +251,7 @@ def _request(args: argparse.Namespace, context: Path, dockerfile_text: str | Non
         push=args.push,
         remote=remote_options(args),
         metadata_file=args.metadata_file,
+        isolation=args.isolation,
     )
 
 

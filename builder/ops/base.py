@@ -54,6 +54,9 @@ class ExecContext:
     run_settings: RunSettings = field(default_factory=RunSettings)  # --add-host, --ulimit...
     # What keying an ADD's remote sources learnt, reused when it runs (one per step).
     fetches: RemoteFetches = field(default_factory=RemoteFetches)
+    # False under chroot isolation: this process may not mount, so COPY, ADD and
+    # WORKDIR write into a merged copy of the layers (runtime.rootfs.mounted_overlay).
+    mounts: bool = True
 
 
 class Op(Protocol[SpecT]):
@@ -73,5 +76,5 @@ def stage_view(ctx: ExecContext, stage: int, name: str = "") -> Iterator[Path]:
     for name in ("upper", "work", "merged"):
         (view / name).mkdir(parents=True, exist_ok=True)
     rootfs = Rootfs(ctx.stage_roots[stage], view / "upper", view / "work")
-    with mounted_overlay(rootfs, view / "merged") as root:
+    with mounted_overlay(rootfs, view / "merged", mounts=ctx.mounts) as root:
         yield root

@@ -25,7 +25,7 @@ def execute(spec: WorkdirSpec, rootfs: Rootfs, ctx: ExecContext) -> None:
     """Make the directory and its missing parents (0755) unless it exists."""
     target = ctx.scratch / "merged"
     target.mkdir(exist_ok=True)
-    with mounted_overlay(rootfs, target) as root:
+    with mounted_overlay(rootfs, target, mounts=ctx.mounts) as root:
         host = resolve_in_root(root, spec.path)
         if host.is_dir():
             return

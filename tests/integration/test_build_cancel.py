@@ -74,20 +74,22 @@ def _assert_store_clean(pybuild: Pybuild) -> None:
 
 
 @pytest.mark.parametrize(
-    ("signum", "code", "to_group"),
+    ("signum", "code", "to_group", "isolation"),
     [
-        (signal.SIGINT, 130, False),
-        (signal.SIGTERM, 143, False),
-        (signal.SIGINT, 130, True),  # Ctrl-C: the terminal signals the whole group
+        (signal.SIGINT, 130, False, "auto"),
+        (signal.SIGTERM, 143, False, "auto"),
+        (signal.SIGINT, 130, True, "auto"),  # Ctrl-C: the terminal signals the whole group
+        (signal.SIGINT, 130, False, "chroot"),
+        (signal.SIGINT, 130, True, "chroot"),
     ],
-    ids=["sigint", "sigterm", "ctrl-c-to-group"],
+    ids=["sigint", "sigterm", "ctrl-c-to-group", "sigint-chroot", "ctrl-c-to-group-chroot"],
 )
 def test_signal_stops_a_running_step_and_the_next_build_works(
-    pybuild: Pybuild, tmp_path: Path, signum: int, code: int, to_group: bool
+    pybuild: Pybuild, tmp_path: Path, signum: int, code: int, to_group: bool, isolation: str
 ) -> None:
     ctx = write_context(tmp_path / "ctx", {}, DOCKERFILE)
     seconds = random.randrange(6000, 7000)  # names this test's sleep among all processes
-    proc = _start(pybuild, ctx, seconds, "-t", "cancel:1")
+    proc = _start(pybuild, ctx, seconds, "-t", "cancel:1", "--isolation", isolation)
     try:
         _wait_for_step(proc)
         assert _wait_for_process(f"sleep {seconds}"), "the step's sleep is not running"

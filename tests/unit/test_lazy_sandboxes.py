@@ -20,7 +20,7 @@ REPO = Path(__file__).resolve().parents[2]
 class Recorder:
     made: list[Recorder] = []
 
-    def __init__(self) -> None:
+    def __init__(self, **_options: object) -> None:  # network_dir=...
         self.calls: list[str] = []
         Recorder.made.append(self)
 
@@ -102,4 +102,17 @@ def test_leaving_the_block_closes_what_was_made(recorder: type[Recorder]) -> Non
 
 def test_closing_before_any_run_makes_nothing(recorder: type[Recorder]) -> None:
     LazySandboxes().close()
+    assert recorder.made == []
+
+
+def test_chroot_isolation_makes_the_chroot_runner_and_never_the_namespace_sandbox(
+    recorder: type[Recorder],
+) -> None:
+    from runtime.chroot import ChrootSandboxes
+
+    lazy = LazySandboxes("chroot")
+    lazy.cancel()
+    with pytest.raises(SandboxCancelled):
+        lazy.run(_spec())
+    assert isinstance(lazy._made, ChrootSandboxes)
     assert recorder.made == []

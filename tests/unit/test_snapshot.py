@@ -88,3 +88,31 @@ def test_lower_whiteouts_and_opaque_dirs_apply_to_the_copy(tmp_path: Path) -> No
         assert sorted(os.listdir(copy.merged / "etc" / "sub")) == ["only"]
     finally:
         snapshot.discard(copy)
+
+
+def test_what_the_seed_writes_is_no_change_and_private_paths_never_reach_the_upper(
+    tmp_path: Path,
+) -> None:
+    rootfs = _rootfs(tmp_path)
+
+    def seed(merged: Path) -> None:  # what chroot isolation puts in place of its mounts
+        (merged / "dev").mkdir()
+        (merged / "dev" / "node").write_text("")
+        (merged / "etc" / "hosts").write_text("127.0.0.1 localhost\n")
+
+    copy = snapshot.prepare(rootfs, seed=seed, private=frozenset({"dev", "etc/hosts"}))
+    merged = copy.merged
+    (merged / "dev" / "new").write_text("written by the step")
+    (merged / "dev" / "node").unlink()
+    (merged / "etc" / "hosts").write_text("changed\n")
+    (merged / "etc" / "passwd").unlink()
+    snapshot.finish(rootfs, copy)
+    assert _upper(rootfs) == {"etc": "dir", "etc/passwd": "whiteout"}
+
+
+def test_a_seed_alone_leaves_the_upper_empty(tmp_path: Path) -> None:
+    rootfs = _rootfs(tmp_path)
+    copy = snapshot.prepare(rootfs, seed=lambda merged: (merged / "dev").mkdir())
+    assert (copy.merged / "dev").is_dir()
+    snapshot.finish(rootfs, copy)
+    assert _upper(rootfs) == {}
