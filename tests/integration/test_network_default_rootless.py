@@ -16,11 +16,13 @@ from tests.integration.clihelp import Result, write_context
 from tests.integration.nethelp import (
     ABSTRACT_PROBE,
     LOOPBACK_PROBE,
+    PACKET_PROBE,
     Build,
     abstract_listener,
     free_port,
     http_get,
     loopback_listener,
+    marker_traffic,
     probe,
 )
 from tests.integration.rootless_users import User, make_user, remove_user
@@ -100,6 +102,14 @@ def test_rootless_default_run_cannot_reach_a_host_abstract_unix_socket(user: Use
         lines = probe(_builder(user), user.home / "abs", ABSTRACT_PROBE, name, False)
     assert lines[0].startswith("PROBE FAILED"), lines
     assert listener.accepted == 0
+
+
+def test_rootless_default_run_packet_socket_sees_no_host_traffic(user: User) -> None:
+    marker = f"pybuild-marker-{uuid.uuid4().hex}"
+    with marker_traffic(marker):
+        lines = probe(_builder(user), user.home / "pkt", PACKET_PROBE, marker, False)
+    assert len(lines) == 1, lines
+    assert lines[0].endswith("MARKER-ABSENT"), lines
 
 
 def test_rootless_published_port_answers_on_the_host(user: User) -> None:
