@@ -29,13 +29,12 @@ import subprocess
 import sys
 import threading
 from pathlib import Path
-from typing import Any
 
 from fstree.tree import remove_tree
 from runtime import snapshot
 from runtime.errors import SandboxCancelled, SandboxError
 from runtime.forkclient import python_environment
-from runtime.init import failure_from_dict
+from runtime.init import result_from_messages
 from runtime.spec import ContainerSpec, RunResult, spec_to_json, validate_spec
 
 # runc's default devices (char, major, minor), mode 0666 as it makes them.
@@ -125,7 +124,7 @@ class ChrootSandboxes:
                 self._live.discard(proc)
         if self._cancelled:
             raise SandboxCancelled("killed: the build is being cancelled")
-        return _result(returncode, messages)
+        return result_from_messages(returncode, messages)
 
     def cancel(self) -> None:
         """Start nothing more and SIGKILL every running command's session."""
@@ -250,15 +249,3 @@ def _kill_session(pid: int) -> None:
     """SIGKILL the process group ``pid`` leads (the command and what it started there)."""
     with contextlib.suppress(ProcessLookupError, PermissionError):
         os.killpg(pid, signal.SIGKILL)
-
-
-def _result(returncode: int, messages: list[dict[str, Any]]) -> RunResult:
-    for message in messages:
-        if "failure" in message:
-            raise failure_from_dict(message["failure"])
-        if "exec_error" in message:
-            body = message["exec_error"]
-            return RunResult(int(body["code"]), None, str(body["message"]))
-    if returncode < 0:
-        return RunResult(128 - returncode, -returncode, None)
-    return RunResult(returncode, None, None)

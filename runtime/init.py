@@ -145,7 +145,9 @@ def _run(spec: ContainerSpec, stdio: tuple[int, ...], program: bytes | None) -> 
         if copy is not None:
             snapshot.finish(spec.rootfs, copy)
         remove_stubs(spec.rootfs, [_stub(m["stub"]) for m in messages if "stub" in m])
-        result = explain_single_mapping(_result(status, messages))
+        result = explain_single_mapping(
+            result_from_messages(os.waitstatus_to_exitcode(status), messages)
+        )
         return result if group is None else _explain_limits(result, group, spec)
 
 
@@ -170,14 +172,16 @@ def _stub(body: dict[str, Any]) -> MountStub:
     return MountStub(tuple(str(p) for p in body["paths"]), bool(body["is_dir"]))
 
 
-def _result(status: int, messages: list[dict[str, Any]]) -> RunResult:
+def result_from_messages(code: int, messages: list[dict[str, Any]]) -> RunResult:
+    """A run's result from its status messages and exit code (negative: killed by that
+    signal, as ``os.waitstatus_to_exitcode`` and ``Popen.returncode`` give it); raises the
+    set-up failure a message reports."""
     for message in messages:
         if "failure" in message:
             raise failure_from_dict(message["failure"])
         if "exec_error" in message:
             body = message["exec_error"]
             return RunResult(int(body["code"]), None, str(body["message"]))
-    code = os.waitstatus_to_exitcode(status)
     if code < 0:
         return RunResult(128 - code, -code, None)
     return RunResult(code, None, None)
