@@ -12,6 +12,8 @@ that Python and nothing else of /root, and nothing changes outside the test proc
 from __future__ import annotations
 
 import os
+import shutil
+import stat
 import subprocess
 import sys
 import uuid
@@ -127,3 +129,45 @@ def remove_user(name: str) -> None:
     subprocess.run(["userdel", "-r", "-f", name], check=False, capture_output=True)
     for path in ("/etc/subuid", "/etc/subgid"):  # userdel normally does this already
         subprocess.run(["sed", "-i", f"/^{name}:/d", path], check=False)
+
+
+def _tun_open_to_users() -> bool:
+    try:
+        return stat.S_IMODE(Path("/dev/net/tun").stat().st_mode) & 0o006 == 0o006
+    except OSError:
+        return False
+
+
+# What a rootless test of pasta networking needs, each skip with its reason: pasta opens
+# /dev/net/tun as the user, which distributions make 0666 (checked, not assumed).
+ROOTLESS_PASTA_MARKS = [
+    pytest.mark.requires_root,
+    pytest.mark.requires_overlay,
+    pytest.mark.skipif(shutil.which("pasta") is None, reason="needs pasta (Debian's passt)"),
+    pytest.mark.skipif(
+        any(shutil.which(t) is None for t in ("useradd", "userdel", "setpriv", "unshare")),
+        reason="needs useradd, userdel, setpriv and unshare (util-linux, passwd)",
+    ),
+    pytest.mark.skipif(
+        not _tun_open_to_users(),
+        reason="rootless pasta opens /dev/net/tun, which is not mode 0666 here "
+        "(`chmod 0666 /dev/net/tun`, as .ci/run does)",
+    ),
+]
+
+
+def loaded_user(with_range: bool, busybox: Path, *archives: Path) -> User:
+    """A new user (see :func:`make_user`) with busybox and ``archives`` loaded into its
+    store; remove it with :func:`remove_user`."""
+    made = make_user(with_range)
+    try:
+        base = made.home / "busybox.tar"  # the session's copy is in a root-only dir
+        shutil.copyfile(busybox, base)
+        made.give(base)
+        made.pybuild("load", "-i", base)
+        for archive in archives:
+            made.pybuild("load", "-i", archive)
+    except BaseException:
+        remove_user(made.name)
+        raise
+    return made

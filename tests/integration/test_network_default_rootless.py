@@ -4,8 +4,6 @@ must open /dev/net/tun, which distributions make 0666 (this is checked, not assu
 
 from __future__ import annotations
 
-import shutil
-import stat
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -25,30 +23,14 @@ from tests.integration.nethelp import (
     marker_traffic,
     probe,
 )
-from tests.integration.rootless_users import User, make_user, remove_user
+from tests.integration.rootless_users import (
+    ROOTLESS_PASTA_MARKS,
+    User,
+    loaded_user,
+    remove_user,
+)
 
-
-def _tun_open_to_users() -> bool:
-    try:
-        return stat.S_IMODE(Path("/dev/net/tun").stat().st_mode) & 0o006 == 0o006
-    except OSError:
-        return False
-
-
-pytestmark = [
-    pytest.mark.requires_root,
-    pytest.mark.requires_overlay,
-    pytest.mark.skipif(shutil.which("pasta") is None, reason="needs pasta (Debian's passt)"),
-    pytest.mark.skipif(
-        any(shutil.which(t) is None for t in ("useradd", "userdel", "setpriv", "unshare")),
-        reason="needs useradd, userdel, setpriv and unshare (util-linux, passwd)",
-    ),
-    pytest.mark.skipif(
-        not _tun_open_to_users(),
-        reason="rootless pasta opens /dev/net/tun, which is not mode 0666 here "
-        "(`chmod 0666 /dev/net/tun`, as .ci/run does)",
-    ),
-]
+pytestmark = ROOTLESS_PASTA_MARKS
 
 CA_BUNDLE = Path("/etc/ssl/certs/ca-certificates.crt")
 
@@ -56,13 +38,8 @@ CA_BUNDLE = Path("/etc/ssl/certs/ca-certificates.crt")
 @pytest.fixture(scope="module")
 def user(base_archive: Path, debian_archive: Path) -> Iterator[User]:
     """A user with a subordinate id range, busybox and the Debian base loaded."""
-    made = make_user(True)
+    made = loaded_user(True, base_archive, debian_archive)
     try:
-        base = made.home / "busybox.tar"  # the session's copy is in a root-only dir
-        shutil.copyfile(base_archive, base)
-        made.give(base)
-        made.pybuild("load", "-i", base)
-        made.pybuild("load", "-i", debian_archive)
         yield made
     finally:
         remove_user(made.name)

@@ -9,7 +9,6 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import stat
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -18,55 +17,29 @@ import pytest
 
 from runtime.netbridge import Holder, alive
 from tests.integration.nethelp import NC_GET, free_port, http_get
-from tests.integration.rootless_users import User, make_user, remove_user
+from tests.integration.rootless_users import (
+    ROOTLESS_PASTA_MARKS,
+    User,
+    loaded_user,
+    remove_user,
+)
 
 OUTSIDE = "pypi.org"
 
 
-def _tun_open_to_users() -> bool:
-    try:
-        return stat.S_IMODE(Path("/dev/net/tun").stat().st_mode) & 0o006 == 0o006
-    except OSError:
-        return False
-
-
 pytestmark = [
-    pytest.mark.requires_root,
-    pytest.mark.requires_overlay,
-    pytest.mark.skipif(shutil.which("pasta") is None, reason="needs pasta (Debian's passt)"),
+    *ROOTLESS_PASTA_MARKS,
     pytest.mark.skipif(
         any(shutil.which(t) is None for t in ("ip", "nsenter", "newuidmap", "newgidmap")),
         reason="needs ip (iproute2), nsenter (util-linux), newuidmap and newgidmap (uidmap)",
     ),
-    pytest.mark.skipif(
-        any(shutil.which(t) is None for t in ("useradd", "userdel", "setpriv", "unshare")),
-        reason="needs useradd, userdel, setpriv and unshare (util-linux, passwd)",
-    ),
-    pytest.mark.skipif(
-        not _tun_open_to_users(),
-        reason="rootless pasta opens /dev/net/tun, which is not mode 0666 here "
-        "(`chmod 0666 /dev/net/tun`, as .ci/run does)",
-    ),
 ]
-
-
-def _loaded_user(base_archive: Path, with_range: bool) -> User:
-    made = make_user(with_range)
-    try:
-        base = made.home / "busybox.tar"  # the session's copy is in a root-only dir
-        shutil.copyfile(base_archive, base)
-        made.give(base)
-        made.pybuild("load", "-i", base)
-    except BaseException:
-        remove_user(made.name)
-        raise
-    return made
 
 
 @pytest.fixture(scope="module")
 def user(base_archive: Path) -> Iterator[User]:
     """A user with a subordinate id range and busybox loaded."""
-    made = _loaded_user(base_archive, True)
+    made = loaded_user(True, base_archive)
     try:
         yield made
     finally:
@@ -76,7 +49,7 @@ def user(base_archive: Path) -> Iterator[User]:
 @pytest.fixture(scope="module")
 def single_user(base_archive: Path) -> Iterator[User]:
     """A user without a subordinate range (single-id mapping) and busybox loaded."""
-    made = _loaded_user(base_archive, False)
+    made = loaded_user(False, base_archive)
     try:
         yield made
     finally:
