@@ -36,6 +36,7 @@ from builder.ops.contextwalk import ContextEntry, Cursor, Walker, join_rel, list
 from builder.ops.rootpath import resolve_beside
 from cache.digest import Fingerprint
 from cache.fscache import FileHasher
+from cache.keys import Pairs, file_record
 
 _MAX_LINKS = 255  # continuity's RootPath gives up after as many
 _CHUNK = 1 << 20
@@ -50,7 +51,8 @@ class ContextScan:
     """One walk of COPY sources: the fingerprint and every entry it covered.
 
     ``entries`` holds, per walked entry in walk order (repeats included when sources
-    overlap), the entry and the xxh3-128 of its content (``b""`` unless a file).
+    overlap), the entry and the xxh3-128 of its content (``b""`` unless a file). A scan
+    remembered by ``builder.ops.scancache`` has no entries, only their ``files``.
     """
 
     fingerprint: str
@@ -58,6 +60,20 @@ class ContextScan:
     # Per source, in order: what ``walk`` yielded for it (the COPY that runs copies it);
     # empty when the scan was not walked (a remembered one, builder.ops.scancache).
     walks: tuple[tuple[ContextEntry, ...], ...] = field(default=(), compare=False, repr=False)
+    # The per-file records (``records()``) when there are no entries to derive them from.
+    files: Pairs | None = field(default=None, compare=False, repr=False)
+
+    def records(self) -> Pairs:
+        """(path, ``cache.keys.file_record``) of every entry, first one per path, sorted
+        by path: what ``KeyInputs.files`` keeps for miss explanations."""
+        if self.files is not None:
+            return self.files
+        records: dict[str, str] = {}
+        for e, content in self.entries:
+            if e.rel not in records:
+                link = e.link_target or ""
+                records[e.rel] = file_record(e.kind, e.mode, e.uid, e.gid, link, content.hex())
+        return tuple(sorted(records.items()))
 
 
 ScanKey = tuple[tuple[str, ...], tuple[str, ...]]

@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from builder.ops.context import BuildContext
-from cache.keys import Pairs, file_record
+from cache.keys import Pairs
 
 
 def file_records(
@@ -22,9 +22,4 @@ def file_records(
     ``context.hash_file`` (the stat cache, when one is plugged in). Raises BuildError
     when a file cannot be read.
     """
-    records: dict[str, str] = {}
-    for e, content in context.take_scan(rels, excludes=excludes).entries:
-        if e.rel not in records:
-            link = e.link_target or ""
-            records[e.rel] = file_record(e.kind, e.mode, e.uid, e.gid, link, content.hex())
-    return tuple(sorted(records.items()))
+    return context.take_scan(rels, excludes=excludes).records()

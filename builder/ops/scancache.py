@@ -2,14 +2,16 @@
 
 ``<root>/scans/<key>.json`` keeps one scan (``BuildContext.scan``) per key: the context
 root, the COPY's sources and ``--exclude`` patterns, the ``.dockerignore`` patterns and
-the fingerprint format. It holds the scan's fingerprint and, per entry, what the walk
-reported, the content hash, and the entry's stat (device, inode, size, mtime_ns,
+the fingerprint format. It holds the scan's fingerprint, its per-file records
+(``ContextScan.records``, what a key keeps for miss explanations) and, per source, where
+each entry the walk reported is on disk and its stat (device, inode, size, mtime_ns,
 ctime_ns). A later scan with the same key resolves each source again (symlinks and
 ``.dockerignore`` included) and re-stats every entry instead of walking: when all of
 them, and the root when it is a source, have the same stat, the walk would list the same
 names (adding, removing or renaming a name changes its directory's mtime and ctime) and
 read the same content (the stat cache's argument, ``cache.fscache``), so the scan is
-reused with the fresh stats. Any difference, or a missing or unreadable record, walks.
+reused: its fingerprint and records, without building an entry (a COPY that runs walks
+again, ``BuildContext.take_walks``). Any difference, or a missing or unreadable record, walks.
 
 A scan is kept only when that argument holds: no ``!`` exception pattern (then a walk
 reads only the directories it reports, never an excluded one), and every stat older than
@@ -33,7 +35,7 @@ from builder.ops.context import _FINGERPRINT_VERSION, BuildContext, ContextEntry
 from cache.digest import Fingerprint
 from cache.fscache import Stat, settled, stat_key
 
-FORMAT = 1
+FORMAT = 2
 KEEP = 32  # records kept per store; each is one COPY's sources in one context
 _DIR = "scans"
 
@@ -93,27 +95,23 @@ class RememberingContext(BuildContext):
         return fp.hexdigest()
 
     def _reuse(self, path: Path, rels: Sequence[str]) -> ContextScan | None:
-        """The recorded scan with every entry's fresh stat, or None when anything moved."""
+        """The recorded scan (fingerprint and records, no entries), or None when anything
+        it read moved."""
         try:
             doc = json.loads(path.read_bytes())
             if doc["rels"] != list(rels):
                 return None
             if "" in rels and _stat(doc["root"]) != stat_key(os.stat(self.root)):
                 return None
-            entries: list[tuple[ContextEntry, bytes]] = []
-            for rel, records in zip(rels, doc["entries"], strict=True):
-                if not self._same_source(rel, records):
+            for rel, (wheres, stats) in zip(rels, doc["entries"], strict=True):
+                if not self._same_source(rel, wheres) or not _unmoved(wheres, stats):
                     return None
-                for record in records:
-                    entry = _entry(self.root, record)
-                    if entry is None:
-                        return None
-                    entries.append(entry)
-            return ContextScan(str(doc["fingerprint"]), tuple(entries))
+            files = tuple((_str(p), _str(r)) for p, r in doc["files"])
+            return ContextScan(_str(doc["fingerprint"]), (), files=files)
         except (OSError, ValueError, KeyError, TypeError, IndexError):
             return None  # missing, torn or from another format: walk
 
-    def _same_source(self, rel: str, records: list[list[object]]) -> bool:
+    def _same_source(self, rel: str, wheres: list[object]) -> bool:
         """Whether ``rel`` still resolves (symlinks, .dockerignore) to the recorded path."""
         if not rel:
             return True  # the root itself: its stat was compared
@@ -121,11 +119,7 @@ class RememberingContext(BuildContext):
             first = next(super().walk(rel), None)
         except BuildError:
             return False  # gone or now ignored: the walk reports it
-        return (
-            first is not None
-            and bool(records)
-            and os.fspath(first.path) == _path(self.root, records[0])
-        )
+        return first is not None and bool(wheres) and os.fspath(first.path) == wheres[0]
 
     def _keep(
         self,
@@ -140,48 +134,40 @@ class RememberingContext(BuildContext):
         if not all(st is not None and settled(st, now) for st in stats):
             return  # something changed too recently to trust its stat next time
         entries = iter(done.entries)
-        per_rel = [[_record(self.root, *next(entries)) for _ in range(n)] for n in counts]
+        per_rel = []
+        for n in counts:
+            taken = [next(entries)[0] for _ in range(n)]
+            numbers = [v for e in taken if e.st is not None for v in stat_key(e.st)]
+            per_rel.append([[os.fspath(e.path) for e in taken], numbers])
         doc = {
             "rels": list(rels),
             "root": list(stat_key(root)),
             "fingerprint": done.fingerprint,
+            "files": [list(pair) for pair in done.records()],
             "entries": per_rel,
         }
         _write(self._folder, path, json.dumps(doc, separators=(",", ":")).encode())
 
 
-def _record(root: Path, e: ContextEntry, content: bytes) -> list[object]:
-    """An entry as JSON: its path is "" when it is ``root/rel`` (no symlink on the way)."""
-    assert e.st is not None  # a walk's entries carry their lstat
-    path = "" if e.path == root / e.rel else os.fspath(e.path)
-    fields = [e.rel, path, e.kind, e.mode, e.size, e.link_target, e.uid, e.gid]
-    return [*fields, content.hex(), list(stat_key(e.st))]
-
-
-def _path(root: Path, record: list[object]) -> str:
-    rel, path = _str(record[0]), _str(record[1])
-    return path or f"{os.fspath(root)}/{rel}"
-
-
-def _entry(root: Path, record: list[object]) -> tuple[ContextEntry, bytes] | None:
-    """The recorded entry with a fresh lstat, or None when the stat differs (or the
-    record is not one this module wrote)."""
-    rel, path, kind, mode, size, link, uid, gid, content, stat = record
-    if not (
-        type(rel) is str and type(path) is str and type(kind) is str and type(content) is str
-        and type(mode) is int and type(size) is int and type(uid) is int and type(gid) is int
-        and (link is None or type(link) is str)
-    ):  # fmt: skip
-        return None
-    where = path or f"{os.fspath(root)}/{rel}"
-    try:
-        st = os.lstat(where)
-    except OSError:
-        return None
-    if [st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns] != stat:
-        return None
-    entry = ContextEntry(rel, Path(where), kind, mode, size, link, uid, gid, st)
-    return entry, bytes.fromhex(content)
+def _unmoved(wheres: list[object], stats: list[object]) -> bool:
+    """Whether every path in ``wheres`` has the recorded stat (five numbers each, flat)."""
+    if len(stats) != 5 * len(wheres):
+        return False
+    lstat = os.lstat
+    for i, where in enumerate(wheres):
+        if type(where) is not str:
+            return False  # a torn record (an int would be taken for a file descriptor)
+        st = lstat(where)
+        k = 5 * i
+        if (
+            st.st_mtime_ns != stats[k + 3]
+            or st.st_ctime_ns != stats[k + 4]
+            or st.st_ino != stats[k + 1]
+            or st.st_size != stats[k + 2]
+            or st.st_dev != stats[k]
+        ):
+            return False
+    return True
 
 
 def _str(value: object) -> str:
