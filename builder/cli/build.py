@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING
 from builder.cli.build_flags import add_ci_flags
 from builder.cli.progress import make_progress, print_line
 from builder.cli.registry_commands import add_build_registry_flags
-from builder.cli.run import add_resource_flags
+from builder.cli.resource_flags import add_resource_flags
 from builder.errors import BuildError, UsageError
 
 if TYPE_CHECKING:

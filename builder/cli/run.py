@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from builder.cli.progress import print_error, print_line
+from builder.cli.resource_flags import add_resource_flags
 from builder.cli.store import open_store
 from builder.errors import UsageError
 from builder.images.store import default_root
@@ -122,14 +123,6 @@ def _add_run_completeness_flags(p: argparse.ArgumentParser) -> None:
         default="pybuild",
         help="our own sandbox (default) or runc on an OCI bundle",
     )
-
-
-def add_resource_flags(p: argparse.ArgumentParser, what: str) -> None:
-    p.add_argument(
-        "-m", "--memory", metavar="BYTES", help=f"memory limit for {what} (e.g. 512m, 2g)"
-    )
-    p.add_argument("--pids-limit", type=int, metavar="N", help=f"most processes at once in {what}")
-    p.add_argument("--cpus", type=float, metavar="N", help=f"CPU time for {what} (e.g. 1.5)")
 
 
 def cmd_run(args: argparse.Namespace) -> int:
