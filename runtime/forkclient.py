@@ -43,6 +43,13 @@ def python_environment() -> dict[str, str]:
     return env
 
 
+def python_command(module: str, *args: str) -> list[str]:
+    """``python -S -m module args``: our runtime needs only the standard library and
+    ``PYTHONPATH`` (``python_environment``), so its interpreters skip ``site`` (the
+    site-packages scan and every ``.pth`` file's imports) when they start."""
+    return [sys.executable, "-S", "-m", module, *args]
+
+
 @dataclass(frozen=True)
 class InitFds:
     """What an init gets: its spec pipe, its status pipe, the container's stdin, stdout,
@@ -174,7 +181,7 @@ class ForkServer:
             return self._control
         ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
         stderr = tempfile.TemporaryFile()  # noqa: SIM115 - closed by close()
-        command = [sys.executable, "-m", "runtime.forkserver", f"--socket-fd={theirs.fileno()}"]
+        command = python_command("runtime.forkserver", f"--socket-fd={theirs.fileno()}")
         try:
             self._proc = subprocess.Popen(
                 command,

@@ -161,9 +161,8 @@ def _become_init(
         _close_all_but(keep)
         os.environ.clear()
         os.environ.update(env)
-        stdio = f"--stdio={stdin},{stdout},{stderr}"
-        argv = [f"--spec-fd={spec_r}", f"--status-fd={status_w}", stdio]
-        code = init.main(argv, seccomp_program=program)
+        stdio = (stdin, stdout, stderr)
+        code = init.run_from_fds(spec_r, status_w, stdio, seccomp_program=program)
     except BaseException:  # a bug of ours: the caller shows the init's stderr
         with contextlib.suppress(BaseException):
             traceback.print_exc()

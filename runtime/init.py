@@ -78,21 +78,33 @@ def main(argv: Sequence[str] | None = None, *, seccomp_program: bytes | None = N
     parser.add_argument("--status-fd", type=int, required=True)
     parser.add_argument("--stdio", required=True, help="three fds: stdin,stdout,stderr")
     args = parser.parse_args(argv)
-    os.set_inheritable(args.status_fd, False)  # the container must not inherit it
     try:
-        with os.fdopen(args.spec_fd, "rb") as spec_file:
-            spec = spec_from_json(spec_file.read().decode())
         stdio = tuple(int(fd) for fd in args.stdio.split(","))
+    except ValueError:
+        parser.error(f"--stdio: expected three fds, got {args.stdio!r}")
+    return run_from_fds(args.spec_fd, args.status_fd, stdio, seccomp_program=seccomp_program)
+
+
+def run_from_fds(
+    spec_fd: int, status_fd: int, stdio: tuple[int, ...], *, seccomp_program: bytes | None = None
+) -> int:
+    """``main`` without its command line (the fork server calls this in each child, so
+    no step pays for an argument parser): the spec from ``spec_fd``, the status to
+    ``status_fd``; returns the container's exit status."""
+    os.set_inheritable(status_fd, False)  # the container must not inherit it
+    try:
+        with os.fdopen(spec_fd, "rb") as spec_file:
+            spec = spec_from_json(spec_file.read().decode())
         result = _run(spec, stdio, seccomp_program)
     except RuntimeFailure as exc:
-        _write_status(args.status_fd, {"failure": failure_to_dict(exc)})
+        _write_status(status_fd, {"failure": failure_to_dict(exc)})
         return SETUP_FAILED
     except (OSError, ValueError) as exc:  # e.g. no space for the temp dir, bad arguments
         failure = SandboxError(f"sandbox init failed: {exc}")
-        _write_status(args.status_fd, {"failure": failure_to_dict(failure)})
+        _write_status(status_fd, {"failure": failure_to_dict(failure)})
         return SETUP_FAILED
     _write_status(
-        args.status_fd,
+        status_fd,
         {"exit_code": result.exit_code, "signal": result.signal, "error": result.error},
     )
     return result.exit_code

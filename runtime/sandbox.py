@@ -14,12 +14,11 @@ import fcntl
 import json
 import os
 import subprocess
-import sys
 import tempfile
 from typing import IO, Any, Protocol
 
 from runtime.errors import RuntimeFailure, SandboxError
-from runtime.forkclient import ForkServer, InitFds, python_environment
+from runtime.forkclient import ForkServer, InitFds, python_command, python_environment
 from runtime.init import KILL_REQUEST, failure_from_dict
 from runtime.spec import ContainerSpec, RunResult, spec_to_json, validate_spec
 
@@ -172,14 +171,12 @@ def _write_ahead(fd: int, data: bytes) -> bytes:
 
 def _popen_init(fds: InitFds, own_process_group: bool) -> subprocess.Popen[bytes]:
     """``python -m runtime.init`` with ``fds``: a new interpreter."""
-    command = [
-        sys.executable,
-        "-m",
+    command = python_command(
         "runtime.init",
         f"--spec-fd={fds.spec}",
         f"--status-fd={fds.status}",
         "--stdio={},{},{}".format(*fds.stdio),
-    ]
+    )
     try:
         return subprocess.Popen(
             command,
