@@ -155,7 +155,13 @@ def build(
             sandboxes.network_dir = network_dir
             try:
                 outcome = _run_build(
-                    request, storage, seen, sandboxes, stop=stop, mounts=choice.mounts
+                    request,
+                    storage,
+                    seen,
+                    sandboxes,
+                    stop=stop,
+                    mounts=choice.mounts,
+                    warm_up=sandboxes.prestart,
                 )
             finally:
                 sandboxes.close_networks()
@@ -251,6 +257,7 @@ def _run_build(
     sandbox: Sandbox,
     stop: threading.Event | None = None,
     mounts: bool = True,
+    warm_up: Callable[[], None] | None = None,
 ) -> BuildOutcome:
     """Build the request against an open ``storage``; every step is reported through
     ``events``. Once ``stop`` is set no further step starts (the build is being
@@ -295,7 +302,9 @@ def _run_build(
     # Held until the image is tagged and exported: a concurrent prune never takes blobs
     # we made but have not recorded yet.
     with build_guard(storage.root), open_stat_cache(storage.root) as stat_cache:
-        solver = Solver(storage, exec_ctx, events, request.solve, stat_cache, stop=stop)
+        solver = Solver(
+            storage, exec_ctx, events, request.solve, stat_cache, stop=stop, warm_up=warm_up
+        )
         context.hash_file = stat_cache.cached(context.hash_file)  # unchanged files: no read
         if request.cache_from:
             from builder.exporters.cache_transfer import import_caches

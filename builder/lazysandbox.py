@@ -6,6 +6,7 @@ a build whose RUN steps all hit the cache never starts one, so it never loads it
 
 from __future__ import annotations
 
+import contextlib
 import threading
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -43,6 +44,23 @@ class LazySandboxes:
         stderr: int | None = None,
     ) -> RunResult:
         return self._sandboxes().run(spec, stdin=stdin, stdout=stdout, stderr=stderr)
+
+    def prestart(self) -> None:
+        """Make the sandboxes and start their fork server on a thread of its own, now: a
+        build calls this once a step misses the cache, so the first RUN that executes
+        does not wait for the server's interpreter (it starts during the work before it).
+        Chroot isolation has no server. A failure is left for the first run to report."""
+        if self.isolation == "chroot" or self._cancelled:
+            return
+        threading.Thread(target=self._prestart, name="sandbox-prestart", daemon=True).start()
+
+    def _prestart(self) -> None:
+        with contextlib.suppress(Exception):  # the first run reports it
+            from runtime.sandboxes import Sandboxes
+
+            made = self._sandboxes()
+            if isinstance(made, Sandboxes) and not self._cancelled:
+                made.prestart()
 
     def cancel(self) -> None:
         self._cancelled = True

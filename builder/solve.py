@@ -13,7 +13,7 @@ from __future__ import annotations
 import contextlib
 import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -118,8 +118,13 @@ class Solver:
         stat_cache: StatCache | None = None,
         *,
         stop: threading.Event | None = None,
+        warm_up: Callable[[], None] | None = None,
     ) -> None:
         self._storage = storage
+        # Called once, at the first step that misses, when the plan has RUN steps: the
+        # sandboxes start then, behind that step's work (LazySandboxes.prestart).
+        self._warm_up = warm_up
+        self._last_run: dict[int, int] = {}  # stage index -> position of its last RUN
         # Set when the build is being cancelled (a signal): no further step starts.
         self._stop = stop if stop is not None else threading.Event()
         # Remembers which layer blobs were checked, so a hit re-reads a blob only when
@@ -152,6 +157,11 @@ class Solver:
         The cache hits are recorded in the index (when each record was last used, the
         inputs each step last had) in one transaction at the end, also when a step
         fails."""
+        self._last_run = {
+            st.index: max(i for i, s in enumerate(st.steps) if isinstance(s.spec, RunSpec))
+            for st in plan.stages
+            if any(isinstance(s.spec, RunSpec) for s in st.steps)
+        }
         try:
             result = self._solve(plan)
         except BaseException:
@@ -312,6 +322,11 @@ class Solver:
         key = step_key(inputs)
         if (hit := self._lookup(step, key, inputs, started)) is not None:
             return hit
+        if self._warm_up is not None and self._run_may_follow(stage, step):
+            with self._lock:
+                warm_up, self._warm_up = self._warm_up, None
+            if warm_up is not None:
+                warm_up()
         # Another process (or stage) may be running the same step: wait for it, then
         # look again, so a step is never run twice at the same time on one store.
         with self._storage.blobs.lock(f"step-{key}"):
@@ -333,6 +348,16 @@ class Solver:
             )
         self._storage.index.set_last_inputs(step.id, inputs_to_json(inputs))
         return result, diff_id, lower
+
+    def _run_may_follow(self, stage: StagePlan, step: PlannedStep) -> bool:
+        """Whether a RUN step may execute after ``step``: a later one in its stage, or any
+        in another stage (which may not have run yet). A RUN starts the sandboxes itself."""
+        if isinstance(step.spec, RunSpec):
+            return False
+        last = self._last_run.get(stage.index)
+        if last is not None and last > stage.steps.index(step):
+            return True
+        return any(index != stage.index for index in self._last_run)
 
     def _inputs_of(self, step: PlannedStep, parent: str) -> KeyInputs:
         """The step's key inputs (keyahead computes them ahead with this)."""

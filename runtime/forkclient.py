@@ -138,6 +138,12 @@ class ForkServer:
         self._control: socket.socket | None = None
         self._stderr: IO[bytes] | None = None
 
+    def start(self) -> None:
+        """Start the server now, so that the first ``launch`` finds it running (a build
+        starts it behind other work). A failure is left for ``launch`` to report."""
+        with self._lock, contextlib.suppress(SandboxError):
+            self._started()
+
     def launch(self, fds: InitFds, *, own_process_group: bool) -> ServedInit:
         """Fork an init with ``fds``; in its own process group, or in ours."""
         header = {"own_process_group": own_process_group, "pgid": os.getpgrp()}

@@ -54,6 +54,11 @@ class Sandboxes:
     def cancelled(self) -> bool:
         return self._cancelled
 
+    def prestart(self) -> None:
+        """Start the fork server now (``ForkServer.start``): the first run then does not
+        wait for an interpreter to start."""
+        self._server.start()
+
     def live_pids(self) -> list[int]:
         """Host pids of the live sandboxes' inits."""
         with self._lock:
