@@ -6,6 +6,7 @@ import errno
 import os
 import stat
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -13,6 +14,14 @@ import pytest
 from fstree.tree import copy_tree, remove_tree, walk
 
 PATH_MAX = 4096
+
+
+@pytest.fixture(autouse=True)
+def _remove_deep_trees(tmp_path: Path) -> Iterator[None]:
+    """pytest's clean-up of old temp dirs (shutil.rmtree) dies on a tree deeper than the
+    recursion limit and leaves that whole run's temp dirs behind: remove ours here."""
+    yield
+    remove_tree(tmp_path, ignore_errors=True)
 
 
 def make_deep(root: Path, depth: int, name: str = "d") -> int:
