@@ -19,6 +19,7 @@ from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
+from fstree import whiteout
 from runtime import linux, snapshot
 from runtime.errors import SandboxError, SyscallError
 from runtime.spec import Rootfs
@@ -61,11 +62,16 @@ def enter_private_mount_namespace() -> None:
     linux.mount(None, "/", None, linux.MS_REC | linux.MS_PRIVATE)
 
 
-def use_copy_snapshotter() -> bool:
+def use_copy_snapshotter(rootfs: Rootfs | None = None) -> bool:
     """True when roots are copies (:mod:`runtime.snapshot`) rather than overlay mounts:
     ``PYBUILD_SNAPSHOTTER=copy``, or ``auto`` (the default) where overlayfs is missing or,
-    in a user namespace, the kernel predates ``userxattr`` (Linux 5.11)."""
+    in a user namespace, the kernel predates ``userxattr`` (Linux 5.11), or where a lower
+    of ``rootfs`` records deletions in the xattr form (:mod:`fstree.whiteout`: a store
+    that was written on an overlayfs root), which a rootful overlay mount would show as
+    empty files."""
     usable = overlay_supported() and (in_initial_namespace() or _kernel_at_least(5, 11))
+    if rootfs is not None and any(whiteout.marked(lower) for lower in rootfs.lowers):
+        usable = False
     choice = snapshot.choose(os.environ.get(snapshot.SNAPSHOTTER_ENV), overlay_usable=usable)
     return choice == "copy"
 
@@ -98,7 +104,7 @@ def mounted_overlay(rootfs: Rootfs, target: Path, *, mounts: bool = True) -> Ite
         return
     with ExitStack() as stack:
         copy = None
-        if use_copy_snapshotter():
+        if use_copy_snapshotter(rootfs):
             copy = snapshot.prepare(rootfs)
             stack.callback(snapshot.discard, copy)
             bind(str(copy.merged), target)

@@ -28,6 +28,7 @@ from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
+from fstree import whiteout
 from fstree.tree import remove_tree, short_path, walk
 from runtime.errors import SandboxError, os_error_hint
 from runtime.spec import Rootfs
@@ -38,11 +39,6 @@ OPAQUE_XATTRS = ("trusted.overlay.opaque", "user.overlay.opaque")
 OVERLAY_XATTR_PREFIXES = ("trusted.overlay.", "user.overlay.")
 MERGED_NAME = "merged"
 CLOCK_TICK = 0.02  # seconds; above a 250 Hz jiffy
-WHITEOUT_HINT = (
-    "overlayfs (e.g. a container's own root) refuses them, and so does a store without "
-    "CAP_MKNOD: put the store (PYBUILD_ROOT) on a volume, e.g. the job image's "
-    "/var/lib/pybuild or a Kubernetes emptyDir"
-)
 
 
 @dataclass(frozen=True)
@@ -183,7 +179,8 @@ def finish(rootfs: Rootfs, copy: CopyRoot) -> None:
     try:
         for entry in os.scandir(rootfs.upper):
             _remove(entry.path)
-        _write_diff(str(copy.merged), copy.baseline, str(rootfs.upper), copy.private)
+        if _write_diff(str(copy.merged), copy.baseline, str(rootfs.upper), copy.private):
+            whiteout.mark(rootfs.upper)
     except OSError as exc:
         raise SandboxError(
             f"cannot write the changes of {copy.merged} to {rootfs.upper}: {_describe(exc)}",
@@ -211,9 +208,9 @@ def _scan(root: str) -> Iterator[tuple[str, os.stat_result]]:
     return walk(root)
 
 
-def is_whiteout(st: os.stat_result) -> bool:
-    """An overlayfs whiteout: a 0/0 character device."""
-    return stat.S_ISCHR(st.st_mode) and st.st_rdev == 0
+def is_whiteout(path: str | Path, st: os.stat_result) -> bool:
+    """A deletion in a layer dir: an overlayfs whiteout, in either of its forms."""
+    return whiteout.is_whiteout(path, st)
 
 
 def is_opaque(path: str | Path) -> bool:
@@ -235,7 +232,7 @@ def _apply(src: str, dst: str) -> None:
         if not os.path.isdir(os.path.dirname(target)) or os.path.islink(os.path.dirname(target)):
             continue  # below a whiteout or a non-dir that replaced the dir: hidden
         existing = _lstat(target)
-        if is_whiteout(st):
+        if is_whiteout(source, st):
             if existing is not None:
                 _remove(target)
             continue
@@ -264,7 +261,8 @@ def _dir_meta(src: str, dst: str) -> None:
 
 def _write_diff(
     merged: str, baseline: Mapping[str, Baseline], upper: str, private: frozenset[str]
-) -> None:
+) -> bool:
+    """Write the upper dir; True when a whiteout is in the xattr form."""
     final = {rel: st for rel, st in _scan(merged) if not _is_private(rel, private)}
     fresh: list[str] = []  # dirs that are new or replaced: everything below them is new
     wanted: dict[str, str] = {}  # rel -> "copy" | "opaque" | "dir"
@@ -288,7 +286,7 @@ def _write_diff(
         if parent and (parent not in final or baseline[parent].ino != final[parent].st_ino):
             continue  # the parent went or was replaced: its own whiteout or opaque covers it
         wanted[rel] = "whiteout"
-    _materialise(merged, final, wanted, upper)
+    return _materialise(merged, final, wanted, upper)
 
 
 def _is_private(rel: str, private: frozenset[str]) -> bool:
@@ -300,9 +298,10 @@ def _is_private(rel: str, private: frozenset[str]) -> bool:
 
 def _materialise(
     merged: str, final: Mapping[str, os.stat_result], wanted: Mapping[str, str], upper: str
-) -> None:
+) -> bool:
     links: dict[tuple[int, int], str] = {}
     dirs: set[str] = set()
+    xattr_form = False
     for rel in sorted(wanted):
         parts = rel.split("/")
         for i in range(1, len(parts)):  # parent dirs, as overlayfs copies them up
@@ -313,7 +312,7 @@ def _materialise(
         target = os.path.join(upper, rel)
         kind = wanted[rel]
         if kind == "whiteout":
-            _whiteout(target, rel, upper)
+            xattr_form |= _whiteout(target, rel, upper)
             continue
         st = final[rel]
         if stat.S_ISDIR(st.st_mode):
@@ -326,18 +325,23 @@ def _materialise(
     for rel in sorted(dirs, key=lambda r: r.count("/"), reverse=True):
         source = os.path.join(merged, rel)
         _copy_meta(source, os.path.join(upper, rel), final[rel])
+    return xattr_form
 
 
-def _whiteout(target: str, rel: str, upper: str) -> None:
-    """Record the deletion of ``rel``: a 0/0 char device, mode 0, as overlayfs makes it."""
+def _whiteout(target: str, rel: str, upper: str) -> bool:
+    """Record the deletion of ``rel`` as overlayfs would (a 0/0 char device, mode 0),
+    or in the xattr form where the filesystem refuses that; True for the xattr form."""
+    parent = os.open(os.path.dirname(target), os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW)
     try:
-        os.mknod(target, stat.S_IFCHR, os.makedev(0, 0))
-    except PermissionError:
+        return whiteout.make(os.path.basename(target), parent)
+    except OSError as exc:
         raise SandboxError(
-            f"cannot record that /{rel} was deleted: {short_path(upper)} refuses the 0/0 "
-            "character device that marks a deleted file",
-            hint=WHITEOUT_HINT,
+            f"cannot record that /{rel} was deleted in {short_path(upper)}: {_describe(exc)}",
+            hint="the store's filesystem refuses both a 0/0 character device and a user "
+            "xattr: put the store (PYBUILD_ROOT) on another filesystem",
         ) from None
+    finally:
+        os.close(parent)
 
 
 def _set_opaque(path: str) -> None:
