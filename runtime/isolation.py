@@ -97,7 +97,8 @@ def fallback_note(exc: SyscallError) -> str:
     name = errno.errorcode.get(exc.errno, str(exc.errno))
     return (
         f"namespaces are not permitted here (unshare: {name}): RUN steps run with "
-        f"--isolation chroot, which does not isolate {NOT_ISOLATED}"
+        f"--isolation chroot, which does not isolate {NOT_ISOLATED}, and without "
+        "CAP_SYS_ADMIN mounts no /proc or /sys (the image's own are seen)"
     )
 
 
