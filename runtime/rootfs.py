@@ -92,13 +92,14 @@ def mounted_overlay(rootfs: Rootfs, target: Path, *, mounts: bool = True) -> Ite
     because of a stray open file. With the copy snapshotter, ``target`` is a bind mount
     of a merged copy whose changes are written to the upper dir on a normal exit.
     Without ``mounts`` (a process that may not mount: chroot isolation) nothing is
-    mounted: the merged copy itself is yielded, not ``target``.
+    mounted: the merged copy itself is yielded, not ``target``, and it is kept for a next
+    step on top of this one (:mod:`runtime.warmcopies`).
     """
     if not mounts:
-        merged = snapshot.prepare(rootfs)
+        merged = snapshot.prepare(rootfs, warm=True)
         try:
             yield merged.merged
-            snapshot.finish(rootfs, merged)
+            snapshot.finish(rootfs, merged, warm=True)
         finally:
             snapshot.discard(merged)
         return
