@@ -390,6 +390,9 @@ def test_pybuild_run_in_the_job_says_it_needs_namespaces(
         mounts={base_archive: "/base.tar:ro"},
     )
     assert done.returncode not in (0, 70)
-    assert "unshare (flags=0x20000): Operation not permitted (EPERM)" in done.stderr
-    assert "running a container (`pybuild run`) needs namespaces" in done.stderr
+    assert "error: cannot run a container here: namespaces are not permitted (unshare: EPERM)" in (
+        done.stderr
+    )
+    assert "`pybuild run` has no --isolation chroot" in done.stderr
+    assert "build and push or export the image with `pybuild build`" in done.stderr
     assert "Traceback" not in done.stderr
