@@ -52,9 +52,10 @@ def gitlab_job(name: str = "build-image") -> Job:
 
 
 def github_job(name: str = "build") -> Job:
-    """A container job: each ``run`` step is ``sh -e`` in the job container (GitHub's
-    default shell there), with the workflow's, the job's and the step's ``env``;
-    ``uses`` steps (actions/checkout) are not shell and are left to the runner."""
+    """A container job: each ``run`` step is ``bash -e`` in the job container (GitHub's
+    default shell where bash is found, as in the job image), with the workflow's, the
+    job's and the step's ``env``; ``uses`` steps (actions/checkout) are not shell and
+    are left to the runner."""
     body = load(GITHUB)
     job = body["jobs"][name]
     env = {**body.get("env", {}), **job.get("env", {})}
@@ -64,7 +65,8 @@ def github_job(name: str = "build") -> Job:
         if "run" in step
     )
     container = job["container"]
-    return Job(str(container["image"]), {k: str(v) for k, v in env.items()}, steps)
+    env_text = {k: str(v) for k, v in env.items()}
+    return Job(str(container["image"]), env_text, steps, entrypoint=("bash", "-ec"))
 
 
 def kubernetes_pod(body: dict[str, Any] | None = None) -> dict[str, Any]:
