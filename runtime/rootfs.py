@@ -65,12 +65,15 @@ def enter_private_mount_namespace() -> None:
 def use_copy_snapshotter(rootfs: Rootfs | None = None) -> bool:
     """True when roots are copies (:mod:`runtime.snapshot`) rather than overlay mounts:
     ``PYBUILD_SNAPSHOTTER=copy``, or ``auto`` (the default) where overlayfs is missing or,
-    in a user namespace, the kernel predates ``userxattr`` (Linux 5.11), or where a lower
-    of ``rootfs`` records deletions in the xattr form (:mod:`fstree.whiteout`: a store
-    that was written on an overlayfs root), which a rootful overlay mount would show as
-    empty files."""
+    in a user namespace, the kernel predates ``userxattr`` (Linux 5.11), or for a
+    ``rootfs`` whose upper dir is on overlayfs (a store on a container's own root: not
+    a valid upper) or a lower of which records deletions in the xattr form
+    (:mod:`fstree.whiteout`), which a rootful overlay mount would show as empty files."""
     usable = overlay_supported() and (in_initial_namespace() or _kernel_at_least(5, 11))
-    if rootfs is not None and any(whiteout.marked(lower) for lower in rootfs.lowers):
+    if rootfs is not None and (
+        linux.filesystem_type(str(rootfs.upper)) == linux.OVERLAYFS_SUPER_MAGIC
+        or any(whiteout.marked(lower) for lower in rootfs.lowers)
+    ):
         usable = False
     choice = snapshot.choose(os.environ.get(snapshot.SNAPSHOTTER_ENV), overlay_usable=usable)
     return choice == "copy"
