@@ -21,7 +21,8 @@ import sys
 import threading
 import time
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal
@@ -151,7 +152,11 @@ def build(
         _clean_leftovers(storage)
         # The RUN steps' network namespaces are bound to files here, for the build's
         # whole life; a build killed leaves it to the next one's sweep (pasta quits).
-        with storage.blobs.temp_dir("net-") as network_dir:
+        with (
+            storage.blobs.temp_dir("net-") as network_dir,
+            # Chroot steps copy their roots: the next step reuses the last one's copy.
+            _warm_copies(storage, choice.isolation),
+        ):
             sandboxes.network_dir = network_dir
             try:
                 outcome = _run_build(
@@ -167,6 +172,17 @@ def build(
                 sandboxes.close_networks()
         _finish(storage, request, outcome, pushes, note)
     return outcome
+
+
+@contextmanager
+def _warm_copies(storage: Storage, isolation: str) -> Iterator[None]:
+    if isolation != "chroot":
+        yield
+        return
+    from runtime import warmcopies
+
+    with storage.blobs.temp_dir("warm-") as directory, warmcopies.keep(directory):
+        yield
 
 
 def _push_plan(request: BuildRequest) -> PushPlan:

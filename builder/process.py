@@ -35,6 +35,18 @@ def enter_private_mounts(network_holder: Holder | None = None) -> None:
     enter_private_mount_namespace()
 
 
+def enter_run_namespaces(network_holder: Holder | None = None) -> None:
+    """:func:`enter_private_mounts` for ``pybuild run``: where namespaces are refused it
+    says that a container needs them and what to do instead (no chroot fallback)."""
+    from runtime import isolation
+    from runtime.errors import SyscallError
+
+    try:
+        enter_private_mounts(network_holder)
+    except SyscallError as exc:
+        raise isolation.run_refused(exc) from None
+
+
 def enter_isolation(flag: str | None) -> Choice:
     """Choose the build's isolation (``--isolation``, else ``$PYBUILD_ISOLATION``, else
     auto) and enter its namespaces when it uses them; see ``runtime.isolation.choose``."""

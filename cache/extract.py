@@ -2,7 +2,8 @@
 
 It never follows a symlink inside ``dest``: every path is walked from a dirfd with
 O_NOFOLLOW, so no entry, link or symlink in the tar can write outside it. Whiteouts
-(image-spec layer.md "Whiteouts") become overlay whiteouts (0/0 char devices, the
+(image-spec layer.md "Whiteouts") become overlay whiteouts (0/0 char devices, or where
+the filesystem refuses them the xattr form of :mod:`fstree.whiteout`; the
 ``trusted.overlay.opaque`` xattr) in overlay mode, and deletions in apply mode.
 """
 
@@ -35,6 +36,7 @@ from cache.layers import (
 from cache.oci import Descriptor
 from cache.store import BlobStore
 from cache.tarcheck import check_member
+from fstree import whiteout
 from fstree.tree import remove_entry
 
 _CHUNK = 1 << 20
@@ -128,6 +130,7 @@ class _Extractor:
         self._root = os.open(dest, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
         self._chown = os.geteuid() == 0
         self._seen: set[str] = set()  # paths this layer made (kept by an opaque marker)
+        self._xattr_whiteouts = False
         self._dirs: dict[tuple[str, ...], tarfile.TarInfo] = {}
         # The last parent dir opened. Safe to reuse: anything removed is a child of the
         # dir just opened, so a cached dir is never itself removed or replaced.
@@ -257,8 +260,22 @@ class _Extractor:
             raise LayerError(f"refusing whiteout {'/'.join(parts)!r}: it names {name!r}")
         self._remove(pfd, name, _lstat(pfd, name))
         if self._overlay:
-            _overlay_call(os.mknod, name, stat.S_IFCHR, os.makedev(0, 0), dir_fd=pfd)
-            self._seen.add("/".join((*parent, name)))
+            self._write_whiteout(pfd, (*parent, name))
+
+    def _write_whiteout(self, pfd: int, parts: tuple[str, ...]) -> None:
+        """A 0/0 char device, or the xattr form where the filesystem refuses one
+        (:mod:`fstree.whiteout`: a store on a container's own overlayfs root)."""
+        try:
+            if whiteout.make(parts[-1], pfd) and not self._xattr_whiteouts:
+                whiteout.mark(self._root)
+                self._xattr_whiteouts = True
+        except OSError as exc:
+            raise LayerError(
+                f"cannot record the deletion of {'/'.join(parts)!r}: {exc.strerror or exc}",
+                hint="the store's filesystem refuses both a 0/0 character device and a "
+                "user xattr: put the store (PYBUILD_ROOT) on another filesystem",
+            ) from None
+        self._seen.add("/".join(parts))
 
     def _prune(self, fd: int, prefix: tuple[str, ...]) -> None:
         """Opaque dir in apply mode: delete everything below it this layer did not make.
@@ -413,7 +430,6 @@ def _overlay_call(func: Callable[..., object], *args: object, **kwargs: object) 
         func(*args, **kwargs)
     except PermissionError:
         raise LayerError(
-            "cannot write overlay whiteouts without privileges",
-            hint="run as root, or extract with mode='apply'; a store on overlayfs (a "
-            "container's own root) refuses them too: put PYBUILD_ROOT on a volume",
+            "cannot write overlay opaque marks without privileges",
+            hint="run as root, or extract with mode='apply'",
         ) from None

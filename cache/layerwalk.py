@@ -2,7 +2,8 @@
 
 Depth-first, each dir's children sorted by name, so parents come before their children
 and the same dir always gives the same order. Overlay whiteouts are recognised here: a
-0/0 char device ``name`` is the entry ``.wh.name``; an opaque dir gets a synthetic
+0/0 char device ``name`` (or its xattr form, :mod:`fstree.whiteout`) is the entry
+``.wh.name``; an opaque dir gets a synthetic
 ``dir/.wh..wh..opq`` entry, first among its children (image-spec layer.md "Whiteouts").
 """
 
@@ -12,6 +13,8 @@ import os
 import stat
 from collections.abc import Iterator
 from dataclasses import dataclass
+
+from fstree import whiteout
 
 WHITEOUT_PREFIX = ".wh."
 OPAQUE_MARKER = ".wh..wh..opq"
@@ -70,7 +73,7 @@ def _sort_key(entry: Entry) -> tuple[int, bytes]:
 def _entry(path: str, prefix: str, rel: str, name: str) -> Entry:
     st = os.lstat(path)
     xattrs = read_xattrs(path)
-    if stat.S_ISCHR(st.st_mode) and st.st_rdev == 0:
+    if _is_whiteout(st, xattrs):
         arc = prefix + WHITEOUT_PREFIX + name
         return Entry(arc, path, st, whiteout=True, rel=rel + name, all_xattrs=xattrs)
     opaque = stat.S_ISDIR(st.st_mode) and any(n in OPAQUE_XATTRS and v == b"y" for n, v in xattrs)
@@ -79,6 +82,13 @@ def _entry(path: str, prefix: str, rel: str, name: str) -> Entry:
     )
     owner = _recorded_owner(dict(xattrs).get(OWNER_XATTR))
     return Entry(prefix + name, path, st, kept, False, opaque, owner, rel + name, xattrs)
+
+
+def _is_whiteout(st: os.stat_result, xattrs: Xattrs) -> bool:
+    """Either form of :mod:`fstree.whiteout`, from what was read already."""
+    if stat.S_ISCHR(st.st_mode):
+        return st.st_rdev == 0
+    return whiteout.could_be_xattr_form(st) and (whiteout.XATTR, b"y") in xattrs
 
 
 def _recorded_owner(value: bytes | None) -> tuple[int, int] | None:

@@ -86,14 +86,14 @@ class ChrootSandboxes:
                 raise SandboxCancelled("not started: the build is being cancelled")
         check_spec(spec)
         copy = snapshot.prepare(
-            spec.rootfs, seed=lambda root: seed_root(root, spec), private=PRIVATE
+            spec.rootfs, seed=lambda root: seed_root(root, spec), private=PRIVATE, warm=True
         )
         try:
             result = self._exec(spec, copy.merged, (stdin, stdout, stderr))
         except BaseException:
             snapshot.discard(copy)
             raise
-        snapshot.finish(spec.rootfs, copy)
+        snapshot.finish(spec.rootfs, copy, warm=True)  # kept for the next step, if any
         return result
 
     def _exec(

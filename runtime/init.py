@@ -125,7 +125,7 @@ def _run(spec: ContainerSpec, stdio: tuple[int, ...], program: bytes | None) -> 
         )
         staging = stage(Path(tmp), spec)
         copy = None
-        if use_copy_snapshotter():  # before the fork: the diff needs the baseline here
+        if use_copy_snapshotter(spec.rootfs):  # before the fork: the diff needs its baseline
             copy = snapshot.prepare(spec.rootfs)
             stack.callback(snapshot.discard, copy)
             staging = dataclasses.replace(staging, copy_root=copy.merged)

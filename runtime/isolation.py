@@ -97,7 +97,25 @@ def fallback_note(exc: SyscallError) -> str:
     name = errno.errorcode.get(exc.errno, str(exc.errno))
     return (
         f"namespaces are not permitted here (unshare: {name}): RUN steps run with "
-        f"--isolation chroot, which does not isolate {NOT_ISOLATED}"
+        f"--isolation chroot, which does not isolate {NOT_ISOLATED}, and without "
+        "CAP_SYS_ADMIN mounts no /proc or /sys (the image's own are seen)"
+    )
+
+
+def run_refused(exc: SyscallError) -> SyscallError | SandboxError:
+    """What ``pybuild run`` says when namespaces are refused (``exc`` from entering them):
+    a container needs its own namespaces, so there is no chroot fallback for it. Other
+    failures are returned as they are."""
+    if exc.call != "unshare" or exc.errno not in REFUSED:
+        return exc
+    name = errno.errorcode.get(exc.errno, str(exc.errno))
+    return SandboxError(
+        f"cannot run a container here: namespaces are not permitted (unshare: {name}), and "
+        "`pybuild run` has no --isolation chroot (a container is its own PID, mount and "
+        "network namespaces)",
+        hint="in a CI job container, build and push or export the image with `pybuild "
+        "build` (its RUN steps fall back to --isolation chroot), then run it where "
+        "namespaces work: on a host or VM, as root or rootless with user namespaces allowed",
     )
 
 

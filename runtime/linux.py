@@ -102,6 +102,19 @@ def unshare(flags: int) -> None:
         raise _fail("unshare", ctypes.get_errno(), detail=f"flags={flags:#x}")
 
 
+OVERLAYFS_SUPER_MAGIC = 0x794C7630
+_STATFS_SIZE = 256  # above sizeof(struct statfs) on every 64-bit ABI; f_type comes first
+
+
+def filesystem_type(path: str) -> int | None:
+    """statfs(2)'s ``f_type`` (a ``*_SUPER_MAGIC``) of the filesystem holding ``path``;
+    None when it cannot be read."""
+    buffer = ctypes.create_string_buffer(_STATFS_SIZE)
+    if _libc().statfs(os.fsencode(path), buffer) != 0:
+        return None
+    return ctypes.c_long.from_buffer(buffer).value & 0xFFFFFFFF
+
+
 def setns(path: str, nstype: int) -> None:
     """Join the namespace bound at ``path`` (a ``/proc/PID/ns/*`` file or a bind mount of
     one); ``nstype`` is its ``CLONE_NEW*`` flag."""

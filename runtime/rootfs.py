@@ -19,6 +19,7 @@ from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
+from fstree import whiteout
 from runtime import linux, snapshot
 from runtime.errors import SandboxError, SyscallError
 from runtime.spec import Rootfs
@@ -61,11 +62,19 @@ def enter_private_mount_namespace() -> None:
     linux.mount(None, "/", None, linux.MS_REC | linux.MS_PRIVATE)
 
 
-def use_copy_snapshotter() -> bool:
+def use_copy_snapshotter(rootfs: Rootfs | None = None) -> bool:
     """True when roots are copies (:mod:`runtime.snapshot`) rather than overlay mounts:
     ``PYBUILD_SNAPSHOTTER=copy``, or ``auto`` (the default) where overlayfs is missing or,
-    in a user namespace, the kernel predates ``userxattr`` (Linux 5.11)."""
+    in a user namespace, the kernel predates ``userxattr`` (Linux 5.11), or for a
+    ``rootfs`` whose upper dir is on overlayfs (a store on a container's own root: not
+    a valid upper) or a lower of which records deletions in the xattr form
+    (:mod:`fstree.whiteout`), which a rootful overlay mount would show as empty files."""
     usable = overlay_supported() and (in_initial_namespace() or _kernel_at_least(5, 11))
+    if rootfs is not None and (
+        linux.filesystem_type(str(rootfs.upper)) == linux.OVERLAYFS_SUPER_MAGIC
+        or any(whiteout.marked(lower) for lower in rootfs.lowers)
+    ):
+        usable = False
     choice = snapshot.choose(os.environ.get(snapshot.SNAPSHOTTER_ENV), overlay_usable=usable)
     return choice == "copy"
 
@@ -86,19 +95,20 @@ def mounted_overlay(rootfs: Rootfs, target: Path, *, mounts: bool = True) -> Ite
     because of a stray open file. With the copy snapshotter, ``target`` is a bind mount
     of a merged copy whose changes are written to the upper dir on a normal exit.
     Without ``mounts`` (a process that may not mount: chroot isolation) nothing is
-    mounted: the merged copy itself is yielded, not ``target``.
+    mounted: the merged copy itself is yielded, not ``target``, and it is kept for a next
+    step on top of this one (:mod:`runtime.warmcopies`).
     """
     if not mounts:
-        merged = snapshot.prepare(rootfs)
+        merged = snapshot.prepare(rootfs, warm=True)
         try:
             yield merged.merged
-            snapshot.finish(rootfs, merged)
+            snapshot.finish(rootfs, merged, warm=True)
         finally:
             snapshot.discard(merged)
         return
     with ExitStack() as stack:
         copy = None
-        if use_copy_snapshotter():
+        if use_copy_snapshotter(rootfs):
             copy = snapshot.prepare(rootfs)
             stack.callback(snapshot.discard, copy)
             bind(str(copy.merged), target)

@@ -25,10 +25,12 @@ import shutil
 import stat
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
+from fstree import whiteout
 from fstree.tree import remove_tree, short_path, walk
+from runtime import warmcopies
 from runtime.errors import SandboxError, os_error_hint
 from runtime.spec import Rootfs
 
@@ -38,11 +40,6 @@ OPAQUE_XATTRS = ("trusted.overlay.opaque", "user.overlay.opaque")
 OVERLAY_XATTR_PREFIXES = ("trusted.overlay.", "user.overlay.")
 MERGED_NAME = "merged"
 CLOCK_TICK = 0.02  # seconds; above a 250 Hz jiffy
-WHITEOUT_HINT = (
-    "overlayfs (e.g. a container's own root) refuses them, and so does a store without "
-    "CAP_MKNOD: put the store (PYBUILD_ROOT) on a volume, e.g. the job image's "
-    "/var/lib/pybuild or a Kubernetes emptyDir"
-)
 
 
 @dataclass(frozen=True)
@@ -65,7 +62,8 @@ class CopyRoot:
     baseline: Mapping[str, Baseline]
     # O_PATH fds of the baseline's dirs: while open, a removed dir's inode number cannot
     # be given to a new dir at the same path, which would hide that it was replaced.
-    pins: tuple[int, ...] = ()
+    # Emptied when they are closed, so they are closed once.
+    pins: list[int] = field(default_factory=list)
     # Paths (relative) the diff leaves out with all below them: what a sandbox without
     # mounts puts in the copy in place of its mounts (/dev, /etc/hosts, ...).
     private: frozenset[str] = frozenset()
@@ -107,19 +105,28 @@ def prepare(
     rootfs: Rootfs,
     seed: Callable[[Path], None] | None = None,
     private: frozenset[str] = frozenset(),
+    *,
+    warm: bool = False,
 ) -> CopyRoot:
     """Merge ``rootfs`` (lowers, then what the upper already holds) into
     ``<work>/merged`` and record the baseline the final diff is made against.
 
     ``seed`` is called on the merged tree before the baseline is taken, so what it
     writes is no change; the diff leaves out the paths in ``private`` and all below them.
+    ``warm``: take the tree a previous step parked for exactly these lowers
+    (:mod:`runtime.warmcopies`) instead of copying them, if there is one.
     """
     merged = rootfs.work / MERGED_NAME
     remove_tree(merged)
     try:
-        merged.mkdir()
-        for lower in reversed(visible_lowers(rootfs.lowers)):  # bottom-most first
-            _apply(str(lower), str(merged))
+        stack = warmcopies.identity(rootfs.lowers) if warm else None
+        reused = warmcopies.take(stack, merged)
+        if reused is not None:
+            _restore(rootfs.lowers, str(merged), reused.restore)
+        else:
+            merged.mkdir()
+            for lower in reversed(visible_lowers(rootfs.lowers)):  # bottom-most first
+                _apply(str(lower), str(merged))
         if seed is not None:
             seed(merged)
         baseline = {rel: _baseline(st) for rel, st in _scan(str(merged))}
@@ -138,7 +145,72 @@ def prepare(
     return CopyRoot(merged, baseline, pins, private)
 
 
-def _pin_dirs(merged: Path, baseline: Mapping[str, Baseline]) -> tuple[int, ...]:
+def _restore(lowers: Iterable[Path], merged: str, paths: frozenset[str]) -> None:
+    """Make ``paths`` in a reused tree (what its last user put there in place of mounts,
+    and anything it wrote below them) what the layers hold, parents' metadata too, as
+    a fresh copy of ``lowers`` would have them."""
+    visible = [str(lower) for lower in visible_lowers(lowers)]
+    parents: set[str] = set()
+    for rel in sorted(paths):
+        target = os.path.join(merged, rel)
+        if os.path.lexists(target):
+            _remove(target)
+        parent = os.path.dirname(target)
+        if os.path.isdir(parent) and not os.path.islink(parent):
+            parents.add(os.path.dirname(rel))
+            for lower in reversed(visible):  # bottom-most first, as prepare applies them
+                _restore_from(lower, rel, target)
+    for rel in parents:  # removing and making entries moved their times
+        for lower in visible:  # the top-most layer holding the dir has its metadata
+            source = os.path.join(lower, rel)
+            if os.path.isdir(source) and not os.path.islink(source):
+                _copy_meta(source, os.path.join(merged, rel), os.lstat(source))
+                break
+
+
+def _restore_from(lower: str, rel: str, target: str) -> None:
+    """Apply what the layer ``lower`` holds at ``rel`` onto ``target``."""
+    if _hides_below(lower, rel) and os.path.lexists(target):
+        _remove(target)
+    source = os.path.join(lower, rel)
+    st = _lstat(source)
+    if st is None:
+        return
+    existing = _lstat(target)
+    merge = (
+        existing is not None
+        and stat.S_ISDIR(existing.st_mode)
+        and stat.S_ISDIR(st.st_mode)
+        and not is_opaque(source)
+    )
+    if existing is not None and not merge:
+        _remove(target)
+    if is_whiteout(source, st):
+        return
+    if stat.S_ISDIR(st.st_mode):
+        if not merge:
+            os.mkdir(target, 0o700)
+        _apply(source, target)
+        _copy_meta(source, target, st)
+    else:
+        _copy_entry(source, target, st, {})
+
+
+def _hides_below(lower: str, rel: str) -> bool:
+    """Whether ``lower`` hides what the layers below it hold at ``rel``: a parent of it
+    there is a whiteout, no dir, or an opaque dir."""
+    parts = rel.split("/")
+    for i in range(1, len(parts)):
+        path = os.path.join(lower, *parts[:i])
+        st = _lstat(path)
+        if st is None:
+            return False
+        if not stat.S_ISDIR(st.st_mode) or is_opaque(path):
+            return True
+    return False
+
+
+def _pin_dirs(merged: Path, baseline: Mapping[str, Baseline]) -> list[int]:
     dirs = [rel for rel, b in baseline.items() if b.is_dir]
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     wanted = len(dirs) + 256
@@ -151,12 +223,14 @@ def _pin_dirs(merged: Path, baseline: Mapping[str, Baseline]) -> tuple[int, ...]
     except OSError:
         _unpin(pins)
         raise
-    return tuple(pins)
+    return pins
 
 
-def _unpin(pins: Iterable[int]) -> None:
-    for fd in pins:
-        os.close(fd)
+def _unpin(pins: list[int]) -> None:
+    """Close the pins, once: the list is emptied."""
+    while pins:
+        with contextlib.suppress(OSError):
+            os.close(pins.pop())
 
 
 def _baseline(st: os.stat_result) -> Baseline:
@@ -177,26 +251,32 @@ def _detail(st: os.stat_result) -> tuple[int, int, int, int, int]:
     return (st.st_mtime_ns, st.st_size, st.st_mode, st.st_uid, st.st_gid)
 
 
-def finish(rootfs: Rootfs, copy: CopyRoot) -> None:
+def finish(rootfs: Rootfs, copy: CopyRoot, *, warm: bool = False) -> None:
     """Replace the contents of the upper dir with the diff of the merged copy against its
-    baseline, then delete the copy."""
+    baseline, then delete the copy, or with ``warm`` park it for a next step on top of
+    this one (:mod:`runtime.warmcopies`; deleted when no pool is open)."""
     try:
         for entry in os.scandir(rootfs.upper):
             _remove(entry.path)
-        _write_diff(str(copy.merged), copy.baseline, str(rootfs.upper), copy.private)
+        if _write_diff(str(copy.merged), copy.baseline, str(rootfs.upper), copy.private):
+            whiteout.mark(rootfs.upper)
     except OSError as exc:
+        discard(copy)
         raise SandboxError(
             f"cannot write the changes of {copy.merged} to {rootfs.upper}: {_describe(exc)}",
             hint=os_error_hint(exc, rootfs.upper),
         ) from None
-    finally:
-        discard(copy)
+    _unpin(copy.pins)
+    if warm:
+        stack = warmcopies.identity((rootfs.upper, *rootfs.lowers))
+        if warmcopies.park(copy.merged, stack, copy.private):
+            return
+    discard(copy)
 
 
 def discard(copy: CopyRoot) -> None:
     """Delete the merged copy without keeping its changes (again: a no-op)."""
-    with contextlib.suppress(OSError):
-        _unpin(copy.pins)
+    _unpin(copy.pins)
     remove_tree(copy.merged, ignore_errors=True)  # what is left goes with the step dir
 
 
@@ -211,9 +291,9 @@ def _scan(root: str) -> Iterator[tuple[str, os.stat_result]]:
     return walk(root)
 
 
-def is_whiteout(st: os.stat_result) -> bool:
-    """An overlayfs whiteout: a 0/0 character device."""
-    return stat.S_ISCHR(st.st_mode) and st.st_rdev == 0
+def is_whiteout(path: str | Path, st: os.stat_result) -> bool:
+    """A deletion in a layer dir: an overlayfs whiteout, in either of its forms."""
+    return whiteout.is_whiteout(path, st)
 
 
 def is_opaque(path: str | Path) -> bool:
@@ -235,7 +315,7 @@ def _apply(src: str, dst: str) -> None:
         if not os.path.isdir(os.path.dirname(target)) or os.path.islink(os.path.dirname(target)):
             continue  # below a whiteout or a non-dir that replaced the dir: hidden
         existing = _lstat(target)
-        if is_whiteout(st):
+        if is_whiteout(source, st):
             if existing is not None:
                 _remove(target)
             continue
@@ -264,7 +344,8 @@ def _dir_meta(src: str, dst: str) -> None:
 
 def _write_diff(
     merged: str, baseline: Mapping[str, Baseline], upper: str, private: frozenset[str]
-) -> None:
+) -> bool:
+    """Write the upper dir; True when a whiteout is in the xattr form."""
     final = {rel: st for rel, st in _scan(merged) if not _is_private(rel, private)}
     fresh: list[str] = []  # dirs that are new or replaced: everything below them is new
     wanted: dict[str, str] = {}  # rel -> "copy" | "opaque" | "dir"
@@ -288,7 +369,7 @@ def _write_diff(
         if parent and (parent not in final or baseline[parent].ino != final[parent].st_ino):
             continue  # the parent went or was replaced: its own whiteout or opaque covers it
         wanted[rel] = "whiteout"
-    _materialise(merged, final, wanted, upper)
+    return _materialise(merged, final, wanted, upper)
 
 
 def _is_private(rel: str, private: frozenset[str]) -> bool:
@@ -300,9 +381,10 @@ def _is_private(rel: str, private: frozenset[str]) -> bool:
 
 def _materialise(
     merged: str, final: Mapping[str, os.stat_result], wanted: Mapping[str, str], upper: str
-) -> None:
+) -> bool:
     links: dict[tuple[int, int], str] = {}
     dirs: set[str] = set()
+    xattr_form = False
     for rel in sorted(wanted):
         parts = rel.split("/")
         for i in range(1, len(parts)):  # parent dirs, as overlayfs copies them up
@@ -313,7 +395,7 @@ def _materialise(
         target = os.path.join(upper, rel)
         kind = wanted[rel]
         if kind == "whiteout":
-            _whiteout(target, rel, upper)
+            xattr_form |= _whiteout(target, rel, upper)
             continue
         st = final[rel]
         if stat.S_ISDIR(st.st_mode):
@@ -326,18 +408,23 @@ def _materialise(
     for rel in sorted(dirs, key=lambda r: r.count("/"), reverse=True):
         source = os.path.join(merged, rel)
         _copy_meta(source, os.path.join(upper, rel), final[rel])
+    return xattr_form
 
 
-def _whiteout(target: str, rel: str, upper: str) -> None:
-    """Record the deletion of ``rel``: a 0/0 char device, mode 0, as overlayfs makes it."""
+def _whiteout(target: str, rel: str, upper: str) -> bool:
+    """Record the deletion of ``rel`` as overlayfs would (a 0/0 char device, mode 0),
+    or in the xattr form where the filesystem refuses that; True for the xattr form."""
+    parent = os.open(os.path.dirname(target), os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW)
     try:
-        os.mknod(target, stat.S_IFCHR, os.makedev(0, 0))
-    except PermissionError:
+        return whiteout.make(os.path.basename(target), parent)
+    except OSError as exc:
         raise SandboxError(
-            f"cannot record that /{rel} was deleted: {short_path(upper)} refuses the 0/0 "
-            "character device that marks a deleted file",
-            hint=WHITEOUT_HINT,
+            f"cannot record that /{rel} was deleted in {short_path(upper)}: {_describe(exc)}",
+            hint="the store's filesystem refuses both a 0/0 character device and a user "
+            "xattr: put the store (PYBUILD_ROOT) on another filesystem",
         ) from None
+    finally:
+        os.close(parent)
 
 
 def _set_opaque(path: str) -> None:

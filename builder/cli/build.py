@@ -75,10 +75,11 @@ def add_build(p: argparse.ArgumentParser) -> None:
         "--isolation",
         choices=("auto", "namespaces", "chroot"),
         default=None,
-        help="how RUN steps are isolated: namespaces (the sandbox), or chroot (no "
-        "namespaces, no mounts: CI job containers; not isolated: PIDs, network, mounts, "
-        "hostname); default $PYBUILD_ISOLATION, else auto: namespaces where they are "
-        "permitted, chroot (saying so) where they are refused",
+        help="how RUN steps are isolated: namespaces (the sandbox), or chroot (a copy of "
+        "the root, for CI job containers; not isolated: PIDs, network, mounts, hostname; "
+        "/proc and /sys only where the process may mount); default $PYBUILD_ISOLATION, "
+        "else auto: namespaces where they are permitted, chroot (saying so) where they "
+        "are refused",
     )
     p.add_argument(
         "--progress",

@@ -12,7 +12,7 @@ from builder.cli.resource_flags import add_resource_flags
 from builder.cli.store import open_store
 from builder.errors import UsageError
 from builder.images.store import default_root
-from builder.process import enter_private_mounts
+from builder.process import enter_run_namespaces
 
 if TYPE_CHECKING:
     from builder.run.container_spec import RunRequest
@@ -157,7 +157,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         init=args.init,
         no_new_privs=parse_security_opts(args.security_opt),
     )
-    enter_private_mounts(_user_network_ready(args))
+    enter_run_namespaces(_user_network_ready(args))
     if args.detach or args.runtime == "runc":
         return _run_other_ways(args, request)
     with open_store(args) as storage:  # run_image keeps its layers from prune (a lease)

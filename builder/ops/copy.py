@@ -76,7 +76,7 @@ def execute(spec: CopySpec, rootfs: Rootfs, ctx: ExecContext) -> None:
     target.mkdir(exist_ok=True)
     # Files in dirs the copy makes go straight into the upper dir of a real overlay
     # (builder.ops.copyfiles._Dirs); a copy snapshotter's root is no overlay.
-    upper = None if not ctx.mounts or use_copy_snapshotter() else rootfs.upper
+    upper = None if not ctx.mounts or use_copy_snapshotter(rootfs) else rootfs.upper
     with mounted_overlay(rootfs, target, mounts=ctx.mounts) as root:
         owner = _owner(spec, root)
         opts = CopyOptions(owner=owner, chmod=spec.chmod, chown_parents=bool(spec.chown))

@@ -77,7 +77,7 @@ class StageTree:
                 st = os.lstat(path)
             except (FileNotFoundError, NotADirectoryError):
                 continue
-            if is_whiteout(st) or (dirs and not stat.S_ISDIR(st.st_mode)):
+            if is_whiteout(path, st) or (dirs and not stat.S_ISDIR(st.st_mode)):
                 break  # hides this name in every layer below
             if found is None:
                 found = StageNode(rel, path, st)

@@ -87,7 +87,9 @@ def read_capped_hook(response: httpx.Response) -> None:
                 hint="check that the registry is sound",
             )
         declared = response.headers.get("Content-Length", "").strip()
-        if declared.isascii() and declared.isdigit() and int(declared) > limit:
+        # A HEAD's Content-Length is the size a GET would send (RFC 9110, 9.3.2): a blob's.
+        sized = request.method != "HEAD" and declared.isascii() and declared.isdigit()
+        if sized and int(declared) > limit:
             raise _too_large(what, limit)  # no need to read what it says it will send
         response.stream = _Capped(response.stream, limit, what)  # type: ignore[arg-type]
         response.read()

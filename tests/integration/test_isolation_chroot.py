@@ -90,25 +90,30 @@ def test_a_run_that_changes_nothing_gives_the_same_empty_layer_as_the_sandbox(
     assert ch[0]["layer_size"] < 200  # BuildKit's empty layer, compressed
 
 
-def test_chroot_run_has_the_steps_user_env_workdir_devices_and_no_proc(
+def test_chroot_run_has_the_steps_user_env_workdir_devices_proc_and_read_only_sys(
     pybuild: Pybuild, tmp_path: Path
 ) -> None:
+    # As root on a host, /proc and /sys can be mounted (in the step's own mount namespace).
     dockerfile = """\
 FROM busybox
 RUN echo "app:x:1000:1000::/home/app:/bin/sh" >> /etc/passwd \\
- && echo "app:x:1000:" >> /etc/group && echo "extra:x:2000:app" >> /etc/group
+ && echo "app:x:1000:" >> /etc/group && echo "extra:x:2000:app" >> /etc/group \\
+ && { test -d /sys/kernel && ! touch /sys/kernel/x 2>/dev/null && echo sys-ro; } > /sys.txt
 ENV GREETING=hi
 WORKDIR /work
 USER app
 RUN { id; pwd; echo "$GREETING $HOME"; head -c 4 /dev/zero | wc -c; \\
-      test -c /dev/null && echo null-ok; test -e /proc/self || echo no-proc; \\
+      test -c /dev/null && echo null-ok; grep -q "^Uid:.1000" /proc/self/status && echo proc; \\
       env | sort; } > /tmp/out.txt
 """
     ctx = write_context(tmp_path / "ctx", {}, dockerfile)
     out = pybuild.rootfs(ctx, tmp_path / "root", "--isolation", "chroot")
     lines = (out / "tmp" / "out.txt").read_text().splitlines()
     assert lines[0] == "uid=1000(app) gid=1000(app) groups=1000(app),2000(extra)"
-    assert lines[1:6] == ["/work", "hi /home/app", "4", "null-ok", "no-proc"]
+    assert lines[1:6] == ["/work", "hi /home/app", "4", "null-ok", "proc"]
+    assert (out / "sys.txt").read_text() == "sys-ro\n"
+    kernel = [out / "proc", out / "sys"]  # mount points only: nothing reached a layer
+    assert [entry for d in kernel if d.exists() for entry in d.iterdir()] == []
     env = dict(line.split("=", 1) for line in lines[6:])
     assert env["GREETING"] == "hi"
     # Only the step's environment: nothing of pybuild's (a CI job's tokens live there).

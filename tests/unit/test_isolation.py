@@ -16,6 +16,7 @@ from runtime.isolation import (
     fallback_note,
     missing_capabilities,
     requested,
+    run_refused,
 )
 
 ALL = sum(1 << bit for bit in CHROOT_CAPABILITIES)
@@ -126,3 +127,14 @@ def test_effective_capabilities_reads_capeff(tmp_path: Path) -> None:
     status.write_text("Name:\tx\nCapInh:\t0000000000000000\nCapEff:\t00000000a80425fb\n")
     assert effective_capabilities(status) == DOCKER_DEFAULT
     assert effective_capabilities(tmp_path / "missing") == 0
+
+
+def test_run_where_namespaces_are_refused_says_a_container_needs_them_and_what_to_do() -> None:
+    error = run_refused(_refused(errno.EPERM))
+    assert isinstance(error, SandboxError)
+    assert "cannot run a container here: namespaces are not permitted (unshare: EPERM)" in (
+        error.message
+    )
+    assert error.hint is not None and "pybuild build" in error.hint
+    other = _refused(errno.EPERM, call="mount")
+    assert run_refused(other) is other  # not a refusal of namespaces: said as it is

@@ -225,3 +225,14 @@ def test_token_and_error_answers_stop_at_the_document_limit() -> None:
     with _client(no_auth) as client, pytest.raises(ResponseTooLarge):
         client.has_blob(BLOB_DIGEST)  # an endless error body is cut at the limit
     assert error.sent <= MAX_DOCUMENT + (1 << 17)
+
+
+def test_a_large_blob_the_registry_has_answers_head_with_its_size_and_is_found() -> None:
+    size = 84 << 20  # a HEAD's Content-Length is the blob's, above any document limit
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        assert request.method == "HEAD"
+        return httpx.Response(200, headers={"Content-Length": str(size)})
+
+    with _client(handler) as client:
+        assert client.has_blob(BLOB_DIGEST)
