@@ -314,6 +314,18 @@ def stop_container(root: Path, record: Record, timeout: float) -> None:
         time.sleep(0.05)
 
 
+def signal_container(record: Record, signum: int) -> bool:
+    """Send ``signum`` to the running container's PID 1; False when it is not running."""
+    pid1 = _container_pid1(record.init_pid) if record.status == "running" else None
+    if pid1 is None:
+        return False
+    try:
+        os.kill(pid1, signum)
+    except ProcessLookupError:
+        return False
+    return True
+
+
 def _container_pid1(init_pid: int) -> int | None:
     """The container's PID 1 on the host: the sandbox init's only child."""
     path = Path(f"/proc/{init_pid}/task/{init_pid}/children")

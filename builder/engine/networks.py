@@ -1,0 +1,133 @@
+"""``/networks/...``: the networks compose makes for a project.
+
+pybuild serve keeps them as names only: a container on one runs on its own default
+network (outbound access, no way to the host's loopback), as with ``pybuild run``; the
+containers of a network do not reach one another by name. ``bridge``, ``host`` and
+``none`` always exist.
+"""
+
+from __future__ import annotations
+
+import secrets
+from typing import Any
+
+from builder.engine.errors import ApiError, bad_request, not_found
+from builder.engine.state import Engine, Network, lookup
+from builder.engine.wire import Reply, Request
+
+_BUILTIN = {"bridge": "bridge", "host": "host", "none": "null"}
+
+
+def _now() -> str:
+    from builder.engine.containers import now
+
+    return now()
+
+
+def _find(engine: Engine, ref: str) -> Network | None:
+    with engine.lock:
+        for network in engine.networks.values():
+            if ref in (network.name, network.id) or (len(ref) >= 6 and network.id.startswith(ref)):
+                return network
+    if ref in _BUILTIN:
+        return Network(ref, ref, _BUILTIN[ref], {}, "0001-01-01T00:00:00Z")
+    return None
+
+
+def _doc(engine: Engine, network: Network) -> dict[str, Any]:
+    with engine.lock:
+        members = {
+            c.id: {
+                "Name": c.name,
+                "EndpointID": c.id,
+                "MacAddress": "",
+                "IPv4Address": "",
+                "IPv6Address": "",
+            }
+            for c in engine.containers.values()
+            if network.name in c.networks and c.status == "running"
+        }
+    return {
+        "Name": network.name,
+        "Id": network.id,
+        "Created": network.created,
+        "Scope": "local",
+        "Driver": network.driver,
+        "EnableIPv6": False,
+        "IPAM": {"Driver": "default", "Options": None, "Config": []},
+        "Internal": False,
+        "Attachable": True,
+        "Ingress": False,
+        "ConfigFrom": {"Network": ""},
+        "ConfigOnly": False,
+        "Containers": members,
+        "Options": {},
+        "Labels": network.labels,
+    }
+
+
+def list_networks(engine: Engine, request: Request, reply: Reply, params: dict[str, str]) -> None:
+    with engine.lock:
+        made = list(engine.networks.values())
+    every = [n for n in (_find(engine, b) for b in _BUILTIN) if n is not None] + made
+    filters = request.json_arg("filters") or {}
+    names = filters.get("name") if isinstance(filters, dict) else None
+    if names:
+        wanted = names if isinstance(names, list) else list(names)
+        every = [n for n in every if any(w in n.name for w in wanted)]
+    reply.json(200, [_doc(engine, n) for n in every])
+
+
+def create(engine: Engine, request: Request, reply: Reply, params: dict[str, str]) -> None:
+    body = request.json_body()
+    name = body.get("Name") if isinstance(body, dict) else None
+    if not isinstance(name, str) or not name:
+        raise bad_request("Name is required")
+    if _find(engine, name) is not None:
+        raise ApiError(409, f"network with name {name} already exists")
+    driver = body.get("Driver") or "bridge"
+    if driver != "bridge":
+        raise bad_request(f"network driver {driver!r}: pybuild serve makes bridge networks only")
+    network = Network(secrets.token_hex(32), name, driver, body.get("Labels") or {}, _now())
+    with engine.lock:
+        engine.networks[network.id] = network
+    reply.json(201, {"Id": network.id, "Warning": ""})
+
+
+def inspect(engine: Engine, request: Request, reply: Reply, params: dict[str, str]) -> None:
+    network = _find(engine, params["id"])
+    if network is None:
+        raise not_found(f"network {params['id']} not found")
+    reply.json(200, _doc(engine, network))
+
+
+def remove(engine: Engine, request: Request, reply: Reply, params: dict[str, str]) -> None:
+    network = _find(engine, params["id"])
+    if network is None or network.name in _BUILTIN:
+        raise not_found(f"network {params['id']} not found")
+    with engine.lock:
+        engine.networks.pop(network.id, None)
+    reply.empty(204)
+
+
+def connect(engine: Engine, request: Request, reply: Reply, params: dict[str, str]) -> None:
+    network = _find(engine, params["id"])
+    if network is None:
+        raise not_found(f"network {params['id']} not found")
+    body = request.json_body()
+    container = lookup(engine, str(body.get("Container", "")))
+    aliases = (body.get("EndpointConfig") or {}).get("Aliases") or []
+    with container.changed:
+        container.networks[network.name] = [container.id[:12], *aliases]
+    reply.empty(200)
+
+
+def disconnect(engine: Engine, request: Request, reply: Reply, params: dict[str, str]) -> None:
+    network = _find(engine, params["id"])
+    if network is None:
+        raise not_found(f"network {params['id']} not found")
+    body = request.json_body()
+    container = lookup(engine, str(body.get("Container", "")))
+    with container.changed:
+        container.networks.pop(network.name, None)
+    reply.empty(200)
