@@ -87,12 +87,19 @@ def start(engine: Engine, request: Request, reply: Reply, params: dict[str, str]
             raise ApiError(409, f"container {container.name} has run already: create a new one")
         container.status = "starting"
 
-    def is_user_network(name: str) -> bool:
+    def user_network(mode: str) -> str | None:
         with engine.lock:
-            return any(name in (n.id, n.name) for n in engine.networks.values())
+            for network in engine.networks.values():
+                if mode in (network.id, network.name):
+                    return network.name if network.pybuild else ""
+        return None
 
+    mode = str(container.host_config.get("NetworkMode") or "")
+    aliases = [a for a in container.networks.get(mode, []) if a != container.id[:12]]
     try:
-        argv = runflags.run_argv(container.config, container.name, container.image, is_user_network)
+        argv = runflags.run_argv(
+            container.config, container.name, container.image, user_network, aliases
+        )
         finished = children.run(engine, argv)
     except BaseException:
         container.set(status="created")

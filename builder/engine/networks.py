@@ -1,9 +1,10 @@
 """``/networks/...``: the networks compose makes for a project.
 
-pybuild serve keeps them as names only: a container on one runs on its own default
-network (outbound access, no way to the host's loopback), as with ``pybuild run``; the
-containers of a network do not reach one another by name. ``bridge``, ``host`` and
-``none`` always exist.
+A network made here is a pybuild user network (``pybuild network create``, a child):
+its containers reach one another by name and alias (``/etc/hosts``), on top of their own
+default network. Where one cannot be made (no ``ip``, no CAP_NET_ADMIN) the network is a
+name only, with a warning: its containers run on their default network and do not
+reach one another by name. ``bridge``, ``host`` and ``none`` always exist.
 """
 
 from __future__ import annotations
@@ -11,9 +12,11 @@ from __future__ import annotations
 import secrets
 from typing import Any
 
+from builder.engine import children
 from builder.engine.errors import ApiError, bad_request, not_found
 from builder.engine.state import Engine, Network, lookup
 from builder.engine.wire import Reply, Request
+from builder.run import usernets
 
 _BUILTIN = {"bridge": "bridge", "host": "host", "none": "null"}
 
@@ -54,7 +57,7 @@ def _doc(engine: Engine, network: Network) -> dict[str, Any]:
         "Scope": "local",
         "Driver": network.driver,
         "EnableIPv6": False,
-        "IPAM": {"Driver": "default", "Options": None, "Config": []},
+        "IPAM": {"Driver": "default", "Options": None, "Config": _ipam(engine, network)},
         "Internal": False,
         "Attachable": True,
         "Ingress": False,
@@ -64,6 +67,11 @@ def _doc(engine: Engine, network: Network) -> dict[str, Any]:
         "Options": {},
         "Labels": network.labels,
     }
+
+
+def _ipam(engine: Engine, network: Network) -> list[dict[str, str]]:
+    record = usernets.load(engine.root, network.name) if network.pybuild else None
+    return [{"Subnet": record.subnet, "Gateway": record.gateway}] if record else []
 
 
 def list_networks(engine: Engine, request: Request, reply: Reply, params: dict[str, str]) -> None:
@@ -88,10 +96,26 @@ def create(engine: Engine, request: Request, reply: Reply, params: dict[str, str
     driver = body.get("Driver") or "bridge"
     if driver != "bridge":
         raise bad_request(f"network driver {driver!r}: pybuild serve makes bridge networks only")
-    network = Network(secrets.token_hex(32), name, driver, body.get("Labels") or {}, _now())
+    made = children.run(engine, ["network", "create", name])
+    warning = ""
+    if made.code != 0:
+        warning = (
+            f"network {name} is a name only: its containers do not reach one another by "
+            f"name ({children.error_message(made)})"
+        )
+        engine.log(f"warning: {warning}")
+    network_id = made.lines[-1].strip() if made.code == 0 and made.lines else ""
+    network = Network(
+        network_id or secrets.token_hex(32),
+        name,
+        driver,
+        body.get("Labels") or {},
+        _now(),
+        pybuild=made.code == 0,
+    )
     with engine.lock:
         engine.networks[network.id] = network
-    reply.json(201, {"Id": network.id, "Warning": ""})
+    reply.json(201, {"Id": network.id, "Warning": warning})
 
 
 def inspect(engine: Engine, request: Request, reply: Reply, params: dict[str, str]) -> None:
@@ -105,6 +129,10 @@ def remove(engine: Engine, request: Request, reply: Reply, params: dict[str, str
     network = _find(engine, params["id"])
     if network is None or network.name in _BUILTIN:
         raise not_found(f"network {params['id']} not found")
+    if network.pybuild:
+        gone = children.run(engine, ["network", "rm", network.name])
+        if gone.code != 0:
+            raise ApiError(409, children.error_message(gone))
     with engine.lock:
         engine.networks.pop(network.id, None)
     reply.empty(204)

@@ -6,7 +6,7 @@ policy, log driver) are accepted and ignored.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from builder.engine.errors import bad_request
@@ -31,10 +31,16 @@ def check_create(body: dict[str, Any]) -> None:
 
 
 def run_argv(
-    body: dict[str, Any], name: str, image: str, user_network: Callable[[str], bool]
+    body: dict[str, Any],
+    name: str,
+    image: str,
+    user_network: Callable[[str], str | None],
+    aliases: Sequence[str] = (),
 ) -> list[str]:
-    """``run -d --name NAME [flags] IMAGE [ARGS]`` for ``body``; ``user_network(name)``
-    says whether a NetworkMode names a network the server treats as the default one."""
+    """``run -d --name NAME [flags] IMAGE [ARGS]`` for ``body``. ``user_network(mode)``
+    says what a NetworkMode that is no builtin one names: a pybuild user network's name
+    (joined, with ``aliases``), "" for a network the server knows by name only (the
+    default network), None for no network it knows (refused)."""
     host: dict[str, Any] = body.get("HostConfig") or {}
     argv = ["run", "-d", "--name", name]
     for env in body.get("Env") or []:
@@ -45,7 +51,7 @@ def run_argv(
         argv += ["-u", str(user)]
     if hostname := body.get("Hostname"):
         argv += ["--hostname", str(hostname)]
-    argv += _network(host, user_network)
+    argv += _network(host, user_network, aliases)
     argv += _mounts(host)
     argv += _resources(host)
     argv += _ports(host)
@@ -74,12 +80,22 @@ def _command(body: dict[str, Any]) -> tuple[list[str], list[str]]:
     return ["--entrypoint", words[0]], [*words[1:], *cmd]
 
 
-def _network(host: dict[str, Any], user_network: Callable[[str], bool]) -> list[str]:
+def _network(
+    host: dict[str, Any], user_network: Callable[[str], str | None], aliases: Sequence[str]
+) -> list[str]:
     mode = str(host.get("NetworkMode") or "")
     if mode in ("host", "none"):
         return ["--network", mode]
-    if mode in _DEFAULT_NETWORKS or user_network(mode):
+    if mode in _DEFAULT_NETWORKS:
         return []
+    joined = user_network(mode)
+    if joined == "":
+        return []
+    if joined is not None:
+        argv = ["--network", joined]
+        for alias in dict.fromkeys(aliases):
+            argv += ["--network-alias", alias]
+        return argv
     raise bad_request(
         f"NetworkMode {mode!r}: pybuild serve runs containers on default, host or none "
         "(or a network made with POST /networks/create)"

@@ -66,6 +66,7 @@ class Network:
     driver: str
     labels: dict[str, str]
     created: str
+    pybuild: bool = False  # backed by a pybuild user network (`pybuild network create`)
 
 
 @dataclass

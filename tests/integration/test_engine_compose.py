@@ -1,6 +1,7 @@
 """docker-compose 1.29 (Debian's, which drives the API through docker-py) against
 ``pybuild serve``: a two-service project with a ``build:`` section, a named volume and
-an environment; build, up (the services print and exit), down; and a failing build.
+an environment; build, up (the services print, one reaches the other by its service
+name, and they exit), down; and a failing build.
 One server for the module."""
 
 from __future__ import annotations
@@ -29,12 +30,13 @@ services:
       GREETING: hello-from-web
     volumes:
       - data:/data
-    command: ["sh", "-c", "cat /built; echo $$GREETING; echo kept > /data/file"]
+    command: ["sh", "-c", "cat /built; echo $$GREETING; echo kept > /data/file; sleep 2"]
   worker:
     image: busybox
+    depends_on: [web]
     environment:
       - ROLE=worker
-    command: ["sh", "-c", "echo I am the $$ROLE"]
+    command: ["sh", "-c", "echo I am the $$ROLE; ping -c 1 -W 2 web && echo reached web"]
 volumes:
   data:
 """
@@ -49,7 +51,7 @@ def served(tmp_path_factory: pytest.TempPathFactory, base_archive: Path) -> Iter
 def compose(served: Served, project: Path, *args: str) -> subprocess.CompletedProcess[str]:
     assert COMPOSE is not None
     return subprocess.run(
-        [COMPOSE, "--no-ansi", *args],
+        [COMPOSE, "--ansi", "never", *args],
         capture_output=True,
         text=True,
         cwd=project,
@@ -74,7 +76,7 @@ def test_compose_builds_runs_and_takes_down_a_two_service_project(
     assert up.returncode == 0, up.stderr
     shown = up.stdout
     assert "web-built" in shown and "hello-from-web" in shown, shown
-    assert "I am the worker" in shown, shown
+    assert "I am the worker" in shown and "reached web" in shown, shown  # by service name
     assert "exited with code 0" in shown
     data = served.root / "volumes" / "shop_data" / "_data" / "file"
     assert data.read_text() == "kept\n"  # the named volume is the store's
@@ -83,6 +85,7 @@ def test_compose_builds_runs_and_takes_down_a_two_service_project(
     assert "Removing network shop_default" in down.stderr
     assert served.docker("ps", "-a", "-q").stdout == ""
     assert "shop_default" not in served.docker("network", "ls").stdout
+    assert "shop_default" not in served.pybuild("network", "ls").out
 
 
 def test_compose_build_with_a_failing_run_exits_non_zero_with_the_error(

@@ -11,7 +11,7 @@ from builder.engine.runflags import check_create, run_argv
 
 
 def argv(body: dict[str, Any], networks: tuple[str, ...] = ()) -> list[str]:
-    return run_argv(body, "c1", "app:1", lambda name: name in networks)
+    return run_argv(body, "c1", "app:1", lambda name: "" if name in networks else None)
 
 
 def test_plain_body_runs_the_image_default_command() -> None:
@@ -64,3 +64,16 @@ def test_tty_and_stdin_are_refused_with_the_way_out(key: str) -> None:
     with pytest.raises(ApiError) as caught:
         check_create({"Image": "app:1", key: True})
     assert caught.value.status == 400 and "drop" in caught.value.message
+
+
+def test_pybuild_user_network_is_joined_with_the_aliases() -> None:
+    tail = run_argv(
+        {"HostConfig": {"NetworkMode": "shop_default"}},
+        "c1",
+        "app:1",
+        lambda name: name if name == "shop_default" else None,
+        ["web", "web", "c1"],
+    )[4:]
+    assert tail == [
+        "--network", "shop_default", "--network-alias", "web", "--network-alias", "c1", "app:1"
+    ]  # fmt: skip
