@@ -1,5 +1,6 @@
-"""Registry credentials from the request headers, handed to a ``pybuild`` child as a
-docker config dir of its own (``DOCKER_CONFIG``), removed when the request ends.
+"""``docker login`` (``POST /auth``), and the registry credentials of a request's headers,
+handed to a ``pybuild`` child as a docker config dir of its own (``DOCKER_CONFIG``),
+removed when the request ends.
 
 ``X-Registry-Config`` (build): base64url JSON ``{registry: {username, password}}``;
 ``X-Registry-Auth`` (push, pull): base64url JSON ``{username, password, serveraddress}``.
@@ -16,8 +17,9 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
-from builder.engine.errors import bad_request
-from builder.engine.wire import Request
+from builder.engine.errors import ApiError, bad_request
+from builder.engine.state import Engine
+from builder.engine.wire import Reply, Request
 
 
 def _decode(value: str, header: str) -> Any:
@@ -69,3 +71,26 @@ def docker_config(
         with os.fdopen(fd, "w") as out:
             json.dump({"auths": auths}, out)
         yield {"DOCKER_CONFIG": tmp}
+
+
+def login(engine: Engine, request: Request, reply: Reply, params: dict[str, str]) -> None:
+    """``POST /auth`` (``docker login``): the credentials checked against the registry
+    (``GET /v2/``), as the engine does; nothing is stored here: the client keeps them
+    and sends them with each push, pull or build."""
+    from cache.distribution.auth import Credentials
+    from cache.distribution.client import RegistryClient
+    from cache.distribution.reference import Reference
+    from cache.errors import CacheError
+
+    body = request.json_body()
+    if not isinstance(body, dict) or not body.get("username"):
+        raise bad_request("username and password are required")
+    registry = _registry(str(body.get("serveraddress") or "docker.io"))
+    creds = Credentials(str(body["username"]), str(body.get("password", "")))
+    probe = Reference(registry, "library/login-check")
+    try:
+        with RegistryClient(probe, credentials=creds, scope="") as client:
+            client.ping()
+    except CacheError as exc:
+        raise ApiError(401, f"login to {registry} failed: {exc.message}") from None
+    reply.json(200, {"Status": "Login Succeeded", "IdentityToken": ""})

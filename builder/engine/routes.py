@@ -7,7 +7,7 @@ import re
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from builder.engine import build, containers, images, networks, system, volumes
+from builder.engine import auth, build, containers, images, networks, system, volumes
 from builder.engine.errors import ApiError
 from builder.engine.state import API_VERSION, MIN_API_VERSION, Engine
 from builder.engine.wire import Reply, Request
@@ -35,6 +35,7 @@ ROUTES: tuple[Route, ...] = (
     _r("GET", "/version", system.version),
     _r("GET", "/info", system.info),
     _r("GET", "/events", system.events),
+    _r("POST", "/auth", auth.login),
     _r("POST", "/build", build.build),
     _r("POST", "/build/prune", build.prune),
     _r("POST", "/session", build.session),

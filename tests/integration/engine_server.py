@@ -43,7 +43,12 @@ class Served:
         return env
 
     def docker(
-        self, *args: str | Path, ok: bool = True, cwd: Path | None = None, timeout: float = 180
+        self,
+        *args: str | Path,
+        ok: bool = True,
+        cwd: Path | None = None,
+        input: str | None = None,
+        timeout: float = 180,
     ) -> subprocess.CompletedProcess[str]:
         assert DOCKER_CLI is not None
         done = subprocess.run(
@@ -52,6 +57,7 @@ class Served:
             text=True,
             env=self.env(),
             cwd=cwd,
+            input=input,
             timeout=timeout,
             check=False,
         )

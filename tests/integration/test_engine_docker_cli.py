@@ -18,7 +18,12 @@ import pytest
 
 from tests.integration.clihelp import Pybuild, write_context
 from tests.integration.engine_server import DOCKER_CLI, NO_DOCKER_CLI, Served, serving
-from tests.integration.registry_server import MISSING_REASON, REGISTRY_BIN, run_registry
+from tests.integration.registry_server import (
+    HTPASSWD_BIN,
+    MISSING_REASON,
+    REGISTRY_BIN,
+    run_registry,
+)
 
 pytestmark = [
     pytest.mark.requires_root,
@@ -122,24 +127,25 @@ def test_docker_tag_save_load_and_rmi(served: Served, app: dict[str, str], tmp_p
     assert served.docker("image", "inspect", "-f", "{{.Id}}", "copy:2").stdout.strip() == image_id
 
 
-@pytest.mark.skipif(REGISTRY_BIN is None, reason=MISSING_REASON)
-def test_docker_push_sends_the_image_to_a_registry(
+@pytest.mark.skipif(REGISTRY_BIN is None or HTPASSWD_BIN is None, reason=MISSING_REASON)
+def test_docker_login_push_and_pull_with_a_password_protected_registry(
     served: Served, app: dict[str, str], tmp_path: Path
 ) -> None:
-    with run_registry(tmp_path / "registry") as registry:
+    with run_registry(tmp_path / "registry", user="ann", password="s3cret") as registry:
         name = f"{registry.host}/team/app:1"
         served.docker("tag", "app:1", name)
+        refused = served.docker("push", name, ok=False)
+        assert refused.returncode != 0  # no credentials yet
+        wrong = ("login", "-u", "ann", "--password-stdin", registry.host)
+        assert served.docker(*wrong, ok=False, input="nope\n").returncode != 0
+        served.docker(*wrong, input="s3cret\n")  # kept by the client, sent per request
         done = served.docker("push", name)
         assert "digest: sha256:" in done.stdout, done.stdout
-        tags = json.loads(
-            subprocess.run(
-                ["curl", "-s", f"http://{registry.host}/v2/team/app/tags/list"],
-                capture_output=True,
-                text=True,
-                check=True,
-            ).stdout
-        )
-        assert tags["tags"] == ["1"]
+        served.docker("rmi", name)
+        served.docker("pull", name)
+        pulled = served.docker("image", "inspect", "-f", "{{.Id}}", name).stdout
+        built = served.docker("image", "inspect", "-f", "{{.Id}}", "app:1").stdout
+        assert pulled == built
 
 
 def test_failing_run_step_fails_docker_build_with_its_error(served: Served, tmp_path: Path) -> None:

@@ -5,6 +5,7 @@ module."""
 
 from __future__ import annotations
 
+import tarfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -75,6 +76,23 @@ def test_images_list_get_and_remove(client: Any, built: Any) -> None:
     client.images.remove("pyapp:2")
     with pytest.raises(docker.errors.ImageNotFound):
         client.images.get("pyapp:2")
+
+
+@pytest.mark.parametrize("encoding", ["gzip", "xz"])
+def test_compressed_context_stream_builds(client: Any, tmp_path: Path, encoding: str) -> None:
+    ctx = write_context(tmp_path / "ctx", {"f.txt": "packed\n"}, "FROM busybox\nCOPY f.txt /\n")
+    archive = tmp_path / "ctx.tar"
+    mode = {"gzip": "w:gz", "xz": "w:xz"}[encoding]
+    with tarfile.open(archive, mode) as tar:
+        tar.add(ctx, arcname=".")
+    with archive.open("rb") as body:
+        logs = list(
+            client.api.build(
+                fileobj=body, custom_context=True, encoding=encoding, tag="packed:1", decode=True
+            )
+        )
+    assert any("aux" in entry for entry in logs), logs
+    assert client.containers.run("packed:1", ["cat", "/f.txt"], remove=True) == b"packed\n"
 
 
 def test_failing_run_step_raises_build_error_with_the_message(client: Any, tmp_path: Path) -> None:
