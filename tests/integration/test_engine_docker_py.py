@@ -5,8 +5,10 @@ module."""
 
 from __future__ import annotations
 
+import json
 import tarfile
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -93,6 +95,25 @@ def test_compressed_context_stream_builds(client: Any, tmp_path: Path, encoding:
         )
     assert any("aux" in entry for entry in logs), logs
     assert client.containers.run("packed:1", ["cat", "/f.txt"], remove=True) == b"packed\n"
+
+
+def test_concurrent_builds_and_runs_through_one_server_all_succeed(
+    served: Served, built: Any, tmp_path: Path
+) -> None:
+    def build(n: int) -> str:
+        api = docker.DockerClient(base_url=served.host, timeout=120)
+        try:
+            ctx = write_context(tmp_path / f"c{n}", {}, f"FROM busybox\nRUN echo {n} > /n\n")
+            api.images.build(path=str(ctx), tag=f"many:{n}")
+            out: bytes = api.containers.run(f"many:{n}", ["cat", "/n"], remove=True)
+            return out.decode()
+        finally:
+            api.close()
+
+    with ThreadPoolExecutor(3) as pool:
+        assert list(pool.map(build, range(3))) == ["0\n", "1\n", "2\n"]
+    report = json.loads(served.pybuild("cache", "verify", "--json").out)
+    assert report["clean"], report["findings"]
 
 
 def test_failing_run_step_raises_build_error_with_the_message(client: Any, tmp_path: Path) -> None:
