@@ -108,9 +108,9 @@ def run(
     finally:
         if proc.stdout is not None:
             proc.stdout.close()
-    code = proc.wait()
-    with engine.lock:
-        engine.children.discard(proc)
+        code = proc.wait()
+        with engine.lock:
+            engine.children.discard(proc)
     return Finished(code, tail)
 
 

@@ -7,7 +7,16 @@ import re
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from builder.engine import auth, build, containers, images, networks, system, volumes
+from builder.engine import (
+    auth,
+    build,
+    containers,
+    images,
+    networks,
+    system,
+    transfers,
+    volumes,
+)
 from builder.engine.errors import ApiError
 from builder.engine.state import API_VERSION, MIN_API_VERSION, Engine
 from builder.engine.wire import Reply, Request
@@ -40,14 +49,14 @@ ROUTES: tuple[Route, ...] = (
     _r("POST", "/build/prune", build.prune),
     _r("POST", "/session", build.session),
     _r("GET", "/images/json", images.list_images),
-    _r("POST", "/images/create", images.pull),
-    _r("POST", "/images/load", images.load),
-    _r("GET", "/images/get", images.save_many),
+    _r("POST", "/images/create", transfers.pull),
+    _r("POST", "/images/load", transfers.load),
+    _r("GET", "/images/get", transfers.save_many),
     _r("GET", f"/images/{_NAME}/json", images.inspect),
     _r("GET", f"/images/{_NAME}/history", images.history),
-    _r("GET", f"/images/{_NAME}/get", images.save_one),
+    _r("GET", f"/images/{_NAME}/get", transfers.save_one),
     _r("POST", f"/images/{_NAME}/tag", images.tag),
-    _r("POST", f"/images/{_NAME}/push", images.push),
+    _r("POST", f"/images/{_NAME}/push", transfers.push),
     _r("DELETE", f"/images/{_NAME}", images.remove),
     _r("GET", "/containers/json", containers.list_containers),
     _r("POST", "/containers/create", containers.create),

@@ -99,9 +99,9 @@ class _Handler(BaseHTTPRequestHandler):
             endpoint(engine, request, reply, params)
         except ApiError as exc:
             self._fail(reply, exc.status, exc.message)
-        except (BrokenPipeError, ConnectionResetError):
-            self.close_connection = True
-            reply.status = reply.status or 499
+        except (BrokenPipeError, ConnectionResetError, children.ClientGone):
+            self.close_connection = True  # the client left; its command is cancelled
+            reply.status = 499
         except Exception as exc:  # a bug in pybuild: the client still gets an answer
             engine.log("".join(traceback.format_exception(exc)).rstrip())
             self._fail(reply, 500, f"internal error in pybuild: {type(exc).__name__}: {exc}")

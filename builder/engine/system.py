@@ -9,6 +9,7 @@ import time
 
 from builder.engine.state import API_VERSION, MIN_API_VERSION, Engine
 from builder.engine.wire import Reply, Request
+from builder.images.store import Storage
 
 ENGINE_VERSION = "20.10.24-pybuild"  # the API docker 20.10 speaks
 
@@ -69,6 +70,11 @@ def version(engine: Engine, request: Request, reply: Reply, params: dict[str, st
 def info(engine: Engine, request: Request, reply: Reply, params: dict[str, str]) -> None:
     with engine.lock:
         states = [c.status for c in engine.containers.values() if c.status != "removed"]
+    storage = Storage.open(engine.root)
+    try:
+        image_count = len({digest for _name, digest in storage.index.tags()})
+    finally:
+        storage.close()
     reply.json(
         200,
         {
@@ -81,6 +87,7 @@ def info(engine: Engine, request: Request, reply: Reply, params: dict[str, str])
             "Containers": len(states),
             "ContainersRunning": states.count("running"),
             "ContainersStopped": states.count("exited"),
+            "Images": image_count,
             "Driver": "overlay",
             "DockerRootDir": str(engine.root),
             "NCPU": os.cpu_count() or 1,

@@ -223,3 +223,8 @@ def test_client_that_goes_away_cancels_its_build_cleanly(served: Served, tmp_pat
     report = json.loads(served.pybuild("cache", "verify", "--json").out)
     assert report["clean"], report["findings"]
     assert "slow" not in served.pybuild("images").out
+    log = served.log.read_text()
+    assert any(
+        "/build?" in line and "slow%3A1" in line and " 499 " in line for line in log.splitlines()
+    )
+    assert "internal error" not in log and "Traceback" not in log
