@@ -128,7 +128,7 @@ def test_docker_tag_save_load_and_rmi(served: Served, app: dict[str, str], tmp_p
 
 
 @pytest.mark.skipif(REGISTRY_BIN is None or HTPASSWD_BIN is None, reason=MISSING_REASON)
-def test_docker_login_push_and_pull_with_a_password_protected_registry(
+def test_docker_login_then_push_pull_and_build_from_a_password_protected_registry(
     served: Served, app: dict[str, str], tmp_path: Path
 ) -> None:
     with run_registry(tmp_path / "registry", user="ann", password="s3cret") as registry:
@@ -146,6 +146,11 @@ def test_docker_login_push_and_pull_with_a_password_protected_registry(
         pulled = served.docker("image", "inspect", "-f", "{{.Id}}", name).stdout
         built = served.docker("image", "inspect", "-f", "{{.Id}}", "app:1").stdout
         assert pulled == built
+        # a build whose base is only in that registry: X-Registry-Config carries the login
+        served.docker("rmi", name)
+        ctx = write_context(tmp_path / "on-top", {}, f"FROM {name}\nRUN echo on top\n")
+        served.docker("build", "-t", "ontop:1", ctx)
+        assert served.docker("run", "--rm", "ontop:1", ok=False).stdout == "hello\nbuilt\n"
 
 
 def test_failing_run_step_fails_docker_build_with_its_error(served: Served, tmp_path: Path) -> None:
