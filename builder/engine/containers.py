@@ -1,8 +1,9 @@
 """``/containers/...``: create, start, wait, stop, kill and remove.
 
 A created container is a config in the server's table; ``start`` runs it as ``pybuild
-run -d`` (a child), so it gets the same runner, monitor, record, log and lease as the
-CLI's detached containers (``pybuild ps -a``, ``logs``, ``stop`` see it). A watcher
+run -d`` (a child; started again after it exited, it is a fresh run of the same config),
+so it gets the same runner, monitor, record, log and lease as the CLI's detached
+containers (``pybuild ps -a``, ``logs``, ``stop`` see it). A watcher
 thread follows its record to the exit, keeps the exit code for ``wait``, and removes
 the container when ``AutoRemove`` (``docker run --rm``) asks for it, once every attached
 client has read its output.
@@ -83,9 +84,12 @@ def start(engine: Engine, request: Request, reply: Reply, params: dict[str, str]
         if container.status == "running":
             reply.empty(304)
             return
-        if container.status != "created":
-            raise ApiError(409, f"container {container.name} has run already: create a new one")
-        container.status = "starting"
+        if container.status not in ("created", "exited"):
+            raise ApiError(409, f"container {container.name} is {container.status}")
+        previous, container.status = container.record_id, "starting"
+    if previous:  # started again (compose up on a stopped project): a fresh run
+        remove_tree(records.containers_dir(engine.root) / previous, ignore_errors=True)
+        container.set(record_id="", exit_code=None, error="")
 
     def user_network(mode: str) -> str | None:
         with engine.lock:

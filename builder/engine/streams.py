@@ -36,11 +36,18 @@ def _finished(container: Container) -> bool:
     return container.status in ("exited", "removed")
 
 
-def _open_log(engine: Engine, container: Container, request: Request) -> IO[bytes] | None:
-    """The container's log once it has one; None when it ended without one, or the
-    client left first."""
+def _open_log(
+    engine: Engine, container: Container, request: Request, stale: str = ""
+) -> IO[bytes] | None:
+    """The container's log once it has one (not the log of run ``stale``: it waits for
+    the next run); None when it ended without one, or the client left first."""
     while True:
         path = _log_path(engine, container)
+        if container.record_id == stale and stale:
+            if container.status == "removed" or request.client_gone() or engine.stopping.is_set():
+                return None
+            time.sleep(_POLL)
+            continue
         if path is not None:
             try:
                 return path.open("rb")
@@ -77,13 +84,15 @@ def attach(engine: Engine, request: Request, reply: Reply, params: dict[str, str
     with container.changed:
         container.attachers += 1
         was_running = container.status == "running"
+        # a stream to a stopped container follows its next run (`docker start -a`)
+        stale = container.record_id if container.status == "exited" else ""
     try:
         upgrade = "upgrade" in request.headers.get("connection", "").lower()
         reply.hijack(upgrade)
         request.hijacked = True
         if not _wants_output(request):
             return
-        log = _open_log(engine, container, request)
+        log = _open_log(engine, container, request, stale if request.flag("stream") else "")
         if log is None:
             return
 

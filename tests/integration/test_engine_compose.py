@@ -1,7 +1,7 @@
 """docker-compose 1.29 (Debian's, which drives the API through docker-py) against
 ``pybuild serve``: a two-service project with a ``build:`` section, a named volume and
 an environment; build, up (the services print, one reaches the other by its service
-name, and they exit), down; and a failing build.
+name, and they exit), up again (they start again), down; and a failing build.
 One server for the module."""
 
 from __future__ import annotations
@@ -78,6 +78,9 @@ def test_compose_builds_runs_and_takes_down_a_two_service_project(
     assert "web-built" in shown and "hello-from-web" in shown, shown
     assert "I am the worker" in shown and "reached web" in shown, shown  # by service name
     assert "exited with code 0" in shown
+    again = compose(served, project, "up")  # the stopped services start again
+    assert again.returncode == 0, again.stderr
+    assert "Starting shop_web_1" in again.stderr and "hello-from-web" in again.stdout
     data = served.root / "volumes" / "shop_data" / "_data" / "file"
     assert data.read_text() == "kept\n"  # the named volume is the store's
     down = compose(served, project, "down")
