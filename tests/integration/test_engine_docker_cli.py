@@ -10,6 +10,7 @@ import random
 import signal
 import stat
 import subprocess
+import tarfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -110,6 +111,8 @@ def test_docker_run_rm_prints_the_output_and_passes_the_exit_code(
     args = ("run", "--rm", "-e", "WHO=env", "app:1", "sh", "-c", "echo hi $WHO")
     assert served.docker(*args).stdout == "hi env\n"
     assert served.docker("ps", "-a", "-q").stdout == ""  # --rm removed them
+    tty = served.docker("run", "-t", "--rm", "app:1", ok=False)
+    assert tty.returncode == 125 and "drop -t/--tty" in tty.stderr, tty.stderr
 
 
 def test_docker_tag_save_load_and_rmi(served: Served, app: dict[str, str], tmp_path: Path) -> None:
@@ -119,6 +122,14 @@ def test_docker_tag_save_load_and_rmi(served: Served, app: dict[str, str], tmp_p
     archive = tmp_path / "copy.tar"
     served.docker("save", "-o", archive, "copy:2")
     assert archive.stat().st_size > 1000
+    both = tmp_path / "both.tar"
+    served.docker("save", "-o", both, "copy:2", "busybox")  # GET /images/get?names=...
+    with tarfile.open(both) as tar:
+        manifest = tar.extractfile("manifest.json")
+        assert manifest is not None
+        tags = sorted(t for entry in json.load(manifest) for t in entry["RepoTags"])
+    assert tags == ["busybox:latest", "copy:2"]
+    assert "RUN" in served.docker("history", "copy:2").stdout
     removed = served.docker("rmi", "copy:2").stdout
     assert "Untagged: copy:2" in removed
     assert served.docker("image", "inspect", "copy:2", ok=False).returncode == 1
