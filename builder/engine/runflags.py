@@ -42,7 +42,7 @@ def run_argv(
     (joined, with ``aliases``), "" for a network the server knows by name only (the
     default network), None for no network it knows (refused)."""
     host: dict[str, Any] = body.get("HostConfig") or {}
-    argv = ["run", "-d", "--name", name]
+    argv = ["run", "-d", "--name", name, "--log-streams"]
     for env in body.get("Env") or []:
         argv += ["-e", str(env)]
     if workdir := body.get("WorkingDir"):

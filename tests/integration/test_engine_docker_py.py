@@ -67,6 +67,9 @@ def test_containers_run_returns_the_output(client: Any, built: Any) -> None:
         "pyapp:1", ["sh", "-c", "echo $A-$(pwd)"], environment={"A": "x"}, working_dir="/tmp"
     )
     assert out == b"x-/tmp\n"
+    both = ["sh", "-c", "echo out; echo err >&2"]
+    assert client.containers.run("pyapp:1", both, remove=True) == b"out\n"  # stdout only
+    assert client.containers.run("pyapp:1", both, stdout=False, stderr=True) == b"err\n"
 
 
 def test_images_list_get_and_remove(client: Any, built: Any) -> None:
@@ -130,3 +133,4 @@ def test_failing_container_raises_container_error_with_its_exit_status(
     with pytest.raises(docker.errors.ContainerError) as caught:
         client.containers.run("pyapp:1", ["sh", "-c", "echo no >&2; exit 4"], remove=True)
     assert caught.value.exit_status == 4
+    assert caught.value.stderr == b"no\n"

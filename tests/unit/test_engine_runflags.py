@@ -15,21 +15,21 @@ def argv(body: dict[str, Any], networks: tuple[str, ...] = ()) -> list[str]:
 
 
 def test_plain_body_runs_the_image_default_command() -> None:
-    assert argv({"Image": "app:1"}) == ["run", "-d", "--name", "c1", "app:1"]
+    assert argv({"Image": "app:1"}) == ["run", "-d", "--name", "c1", "--log-streams", "app:1"]
 
 
 def test_env_workdir_user_and_cmd_become_run_flags() -> None:
     body = {"Env": ["A=1"], "WorkingDir": "/w", "User": "1:2", "Cmd": ["echo", "hi"]}
-    assert argv(body)[4:] == ["-e", "A=1", "-w", "/w", "-u", "1:2", "app:1", "echo", "hi"]
+    assert argv(body)[5:] == ["-e", "A=1", "-w", "/w", "-u", "1:2", "app:1", "echo", "hi"]
 
 
 def test_entrypoint_list_sets_the_entrypoint_and_leads_the_arguments() -> None:
-    tail = argv({"Entrypoint": ["sh", "-c"], "Cmd": ["echo x"]})[4:]
+    tail = argv({"Entrypoint": ["sh", "-c"], "Cmd": ["echo x"]})[5:]
     assert tail == ["--entrypoint", "sh", "app:1", "-c", "echo x"]
 
 
 def test_empty_entrypoint_clears_the_image_s() -> None:
-    assert argv({"Entrypoint": [""]})[4:] == ["--entrypoint", "", "app:1"]
+    assert argv({"Entrypoint": [""]})[5:] == ["--entrypoint", "", "app:1"]
 
 
 def test_host_config_limits_mounts_and_init() -> None:
@@ -42,7 +42,7 @@ def test_host_config_limits_mounts_and_init() -> None:
         "Init": True,
         "NetworkMode": "none",
     }
-    tail = argv({"HostConfig": host})[4:]
+    tail = argv({"HostConfig": host})[5:]
     assert tail == [
         "--network", "none", "-v", "/srv:/srv:ro", "-v", "data:/data", "--tmpfs", "/run:size=1m",
         "--memory", "67108864", "--pids-limit", "50", "--cpus", "1.5", "--init", "app:1",
@@ -50,7 +50,7 @@ def test_host_config_limits_mounts_and_init() -> None:
 
 
 def test_network_made_through_the_api_runs_on_the_default_network() -> None:
-    assert argv({"HostConfig": {"NetworkMode": "shop_default"}}, ("shop_default",))[4:] == ["app:1"]
+    assert argv({"HostConfig": {"NetworkMode": "shop_default"}}, ("shop_default",))[5:] == ["app:1"]
 
 
 def test_unknown_network_mode_is_refused() -> None:
@@ -73,7 +73,7 @@ def test_pybuild_user_network_is_joined_with_the_aliases() -> None:
         "app:1",
         lambda name: name if name == "shop_default" else None,
         ["web", "web", "c1"],
-    )[4:]
+    )[5:]
     assert tail == [
         "--network", "shop_default", "--network-alias", "web", "--network-alias", "c1", "app:1"
     ]  # fmt: skip
