@@ -115,6 +115,29 @@ def test_docker_run_rm_prints_the_output_and_passes_the_exit_code(
     assert tty.returncode == 125 and "drop -t/--tty" in tty.stderr, tty.stderr
 
 
+def test_detached_container_is_listed_logged_killed_and_removed(
+    served: Served, app: dict[str, str]
+) -> None:
+    script = (
+        "echo started; echo oops >&2; trap 'echo bye; exit 5' TERM; while :; do sleep 0.1; done"
+    )
+    cid = served.docker("run", "-d", "--name", "svc", "app:1", "sh", "-c", script).stdout.strip()
+    deadline = time.monotonic() + 15
+    while "started" not in served.docker("logs", "svc").stdout and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert cid[:12] in served.docker("ps").stdout
+    assert "svc" in served.pybuild("ps").out  # the CLI's records: the same container
+    logs = served.docker("logs", "svc")
+    assert (logs.stdout, logs.stderr) == ("started\n", "oops\n")
+    served.docker("kill", "-s", "TERM", "svc")
+    assert served.docker("wait", "svc").stdout.strip() == "5"
+    assert "Exited (5)" in served.docker("ps", "-a").stdout
+    assert served.docker("logs", "--tail", "1", "svc").stdout == "bye\n"
+    served.docker("rm", "svc")
+    assert "svc" not in served.docker("ps", "-a").stdout
+    assert "svc" not in served.pybuild("ps", "-a").out
+
+
 def test_docker_tag_save_load_and_rmi(served: Served, app: dict[str, str], tmp_path: Path) -> None:
     image_id = served.docker("image", "inspect", "-f", "{{.Id}}", "app:1").stdout.strip()
     served.docker("tag", "app:1", "copy:2")
