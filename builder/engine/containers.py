@@ -70,7 +70,7 @@ def create(engine: Engine, request: Request, reply: Reply, params: dict[str, str
         for network in {mode, *endpoints} - {"host", "none"}:
             aliases = (endpoints.get(network) or {}).get("Aliases") or []
             container.networks[network] = [container_id[:12], *aliases]
-        engine.containers[container_id] = container
+        engine.keep_container(container)
     reply.json(201, {"Id": container_id, "Warnings": []})
 
 
@@ -132,6 +132,21 @@ def _watch(engine: Engine, container: Container) -> None:
         with container.changed:
             container.changed.wait_for(lambda: container.attachers == 0, ATTACH_WAIT)
         _remove(engine, container)
+
+
+def restore(engine: Engine) -> None:
+    """The saved containers back (server start): a running one's watcher again; one whose
+    record says it exited (or that has none) as exited."""
+    for container in engine.load_saved():
+        if container.status not in ("running", "starting"):
+            continue
+        record = records.load(engine.root, container.record_id) if container.record_id else None
+        if record is not None and record.status == "running":
+            threading.Thread(target=_watch, args=(engine, container), daemon=True).start()
+        else:
+            code = record.exit_code if record is not None else None
+            error = "" if record is not None else "the server stopped before it started"
+            container.set(status="exited", exit_code=137 if code is None else code, error=error)
 
 
 def _remove(engine: Engine, container: Container) -> None:

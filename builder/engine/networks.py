@@ -113,8 +113,7 @@ def create(engine: Engine, request: Request, reply: Reply, params: dict[str, str
         _now(),
         pybuild=made.code == 0,
     )
-    with engine.lock:
-        engine.networks[network.id] = network
+    engine.keep_network(network)
     reply.json(201, {"Id": network.id, "Warning": warning})
 
 
@@ -133,8 +132,7 @@ def remove(engine: Engine, request: Request, reply: Reply, params: dict[str, str
         gone = children.run(engine, ["network", "rm", network.name])
         if gone.code != 0:
             raise ApiError(409, children.error_message(gone))
-    with engine.lock:
-        engine.networks.pop(network.id, None)
+    engine.forget_network(network)
     reply.empty(204)
 
 
@@ -145,8 +143,7 @@ def connect(engine: Engine, request: Request, reply: Reply, params: dict[str, st
     body = request.json_body()
     container = lookup(engine, str(body.get("Container", "")))
     aliases = (body.get("EndpointConfig") or {}).get("Aliases") or []
-    with container.changed:
-        container.networks[network.name] = [container.id[:12], *aliases]
+    container.set(networks={**container.networks, network.name: [container.id[:12], *aliases]})
     reply.empty(200)
 
 
@@ -156,6 +153,6 @@ def disconnect(engine: Engine, request: Request, reply: Reply, params: dict[str,
         raise not_found(f"network {params['id']} not found")
     body = request.json_body()
     container = lookup(engine, str(body.get("Container", "")))
-    with container.changed:
-        container.networks.pop(network.name, None)
+    left = {k: v for k, v in container.networks.items() if k != network.name}
+    container.set(networks=left)
     reply.empty(200)

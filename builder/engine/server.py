@@ -16,13 +16,14 @@ import os
 import socket
 import socketserver
 import stat
+import sys
 import time
 import traceback
 from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from urllib.parse import unquote, urlsplit
 
-from builder.engine import children, routes
+from builder.engine import children, containers, routes
 from builder.engine.errors import ApiError
 from builder.engine.state import Engine
 from builder.engine.wire import Reply, Request
@@ -57,6 +58,13 @@ class _Server(socketserver.ThreadingMixIn, socketserver.UnixStreamServer):
     daemon_threads = True
     allow_reuse_address = False
     engine: Engine
+
+    def handle_error(self, request: object, client_address: object) -> None:
+        """A client that drops its idle connection is no error; anything else is logged."""
+        exc = sys.exc_info()[1]
+        if isinstance(exc, ConnectionError):
+            return
+        self.engine.log("".join(traceback.format_exception(exc)).rstrip() if exc else "error")
 
 
 class _Handler(BaseHTTPRequestHandler):
@@ -173,6 +181,7 @@ def _clear_stale(path: Path) -> None:
 def serve(engine: Engine, path: Path, group: str | None = None) -> None:
     """Serve the API at ``path`` until interrupted; the socket is removed at the end."""
     sock = bind(path, group)
+    containers.restore(engine)
     server = _Server(str(path), _Handler, bind_and_activate=False)
     server.socket.close()
     server.socket = sock

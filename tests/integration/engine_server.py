@@ -69,9 +69,10 @@ class Served:
 @contextmanager
 def serving(tmp: Path, base_archive: Path) -> Iterator[Served]:
     root = tmp / "store"
-    root.mkdir(parents=True)
     cli = Pybuild(root)
-    cli("load", "-i", base_archive)
+    if not root.exists():  # a second server on the same store finds it ready
+        root.mkdir(parents=True)
+        cli("load", "-i", base_archive)
     sock = tmp / "engine.sock"
     log = tmp / "serve.log"
     env = {**os.environ, "PYBUILD_ROOT": str(root)}

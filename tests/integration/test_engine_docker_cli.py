@@ -138,6 +138,19 @@ def test_detached_container_is_listed_logged_killed_and_removed(
     assert "svc" not in served.pybuild("ps", "-a").out
 
 
+def test_restarted_server_still_knows_its_containers(base_archive: Path, tmp_path: Path) -> None:
+    with serving(tmp_path, base_archive) as first:
+        first.docker("run", "-d", "--name", "kept", "busybox", "sleep", "60")
+        first.docker("create", "--name", "later", "busybox", "echo", "later")
+    with serving(tmp_path, base_archive) as second:
+        listed = second.docker("ps", "-a", "--format", "{{.Names}} {{.State}}").stdout
+        assert sorted(listed.splitlines()) == ["kept running", "later created"]
+        assert second.docker("start", "-a", "later").stdout == "later\n"
+        second.docker("rm", "-f", "kept", "later")
+        assert second.docker("ps", "-a", "-q").stdout == ""
+        assert second.pybuild("ps", "-a").out.count("\n") == 1  # the header only
+
+
 def test_docker_tag_save_load_and_rmi(served: Served, app: dict[str, str], tmp_path: Path) -> None:
     image_id = served.docker("image", "inspect", "-f", "{{.Id}}", "app:1").stdout.strip()
     served.docker("tag", "app:1", "copy:2")
