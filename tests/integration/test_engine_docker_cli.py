@@ -89,11 +89,13 @@ def test_api_build_has_the_cli_build_digest_and_cache_hits(
     alone("load", "-i", base_archive)
     out = alone.build(Path(app["ctx"]), *EPOCH, "-t", "app:1")
     assert "0/2 steps cached" in out.err
-    assert alone.inspect("app:1")["Id"] == image_id
+    api_built = served.pybuild.inspect("app:1")
+    assert alone.inspect("app:1")["Id"] == image_id == api_built["Id"]
+    assert alone.inspect("app:1")["Digest"] == api_built["Digest"]  # the manifest too
     # and by the CLI into the server's store: every step hits what the API built
     again = served.pybuild.build(Path(app["ctx"]), *EPOCH, "-t", "app:1")
     assert "2/2 steps cached (100%)" in again.err
-    assert served.pybuild.inspect("app:1")["Id"] == image_id
+    assert served.pybuild.inspect("app:1")["Digest"] == api_built["Digest"]
 
 
 def test_docker_images_lists_the_built_image(served: Served, app: dict[str, str]) -> None:
