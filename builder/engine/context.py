@@ -18,6 +18,7 @@ from builder.engine.errors import bad_request
 from builder.engine.wire import Request
 
 MAX_CONTEXT = 8 << 30
+_COMPRESSED = (b"\x1f\x8b", b"BZh", b"\xfd7zXZ\x00")  # gzip, bzip2, xz
 
 
 @contextmanager
@@ -37,11 +38,23 @@ def unpacked_context(request: Request) -> Iterator[Path]:
         root = tmp / "context"
         root.mkdir()
         if total:
+            _pad_plain_tar(archive, total)
             _extract(archive, root)
         archive.unlink()
         yield root
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _pad_plain_tar(archive: Path, size: int) -> None:
+    """End an uncompressed tar on a block boundary with its two zero blocks: the docker
+    CLI's stream with a Dockerfile from outside the context (``-f ../x``) stops right
+    after the last file's data, which Go's tar reader accepts and Python's does not."""
+    with archive.open("rb+") as tar:
+        if tar.read(6).startswith(_COMPRESSED):
+            return
+        tar.seek(0, 2)
+        tar.write(b"\0" * ((-size) % 512 + 1024))
 
 
 def _extract(archive: Path, root: Path) -> None:

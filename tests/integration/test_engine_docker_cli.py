@@ -202,6 +202,18 @@ def test_docker_login_then_push_pull_and_build_from_a_password_protected_registr
         assert served.docker("run", "--rm", "ontop:1", ok=False).stdout == "hello\nbuilt\n"
 
 
+def test_docker_build_with_a_dockerfile_outside_the_context_and_a_dockerignore(
+    served: Served, tmp_path: Path
+) -> None:
+    files = {"keep.txt": "kept\n", "skip.txt": "skipped\n", ".dockerignore": "skip.txt\n"}
+    ctx = write_context(tmp_path / "ctx", files, "FROM busybox\n")
+    outside = tmp_path / "elsewhere.Dockerfile"
+    outside.write_text('FROM busybox\nCOPY . /c\nCMD ["ls", "/c"]\n')
+    served.docker("build", "-f", outside, "-t", "outside:1", ctx)
+    listed = served.docker("run", "--rm", "outside:1").stdout.split()
+    assert "keep.txt" in listed and "skip.txt" not in listed
+
+
 def test_failing_run_step_fails_docker_build_with_its_error(served: Served, tmp_path: Path) -> None:
     ctx = write_context(tmp_path / "bad", {}, "FROM busybox\nRUN echo oops && exit 7\n")
     done = served.docker("build", "-t", "bad:1", ctx, ok=False)
