@@ -101,6 +101,11 @@ COMMANDS: dict[str, Command] = {
         f"{_REGISTRY}:cmd_push",
         f"{_REGISTRY}:add_push",
     ),
+    "serve": Command(
+        "serve the Docker Engine API (build, images, containers) on a unix socket",
+        "builder.cli.serve:cmd_serve",
+        "builder.cli.serve:add_serve",
+    ),
     "login": Command(
         "log in to a registry (saved in docker's config.json)",
         f"{_REGISTRY}:cmd_login",

@@ -91,6 +91,8 @@ def _add_run_completeness_flags(p: argparse.ArgumentParser) -> None:
     """`pybuild run` flags of issue 5: mounts, files, detach and the runtime to use."""
     p.add_argument("-d", "--detach", action="store_true", help="run in the background")
     p.add_argument("--name", help="name the container (for ps, logs, stop, rm)")
+    # -d: also keep the output as docker's stdout/stderr frames (pybuild serve's attach)
+    p.add_argument("--log-streams", action="store_true", help=argparse.SUPPRESS)
     p.add_argument(
         "--tmpfs",
         action="append",
@@ -209,6 +211,6 @@ def _run_other_ways(args: argparse.Namespace, request: RunRequest) -> int:
             raise UsageError("--runtime runc runs in the foreground only (no -d)")
         if args.runtime == "runc":
             return run_with_runc(storage, request)
-        container_id = start_detached(storage, request, args.name, args.rm)
+        container_id = start_detached(storage, request, args.name, args.rm, args.log_streams)
     print_line(container_id, err=False)
     return 0

@@ -61,6 +61,7 @@ class Record:
     gateway: str = ""  # on a user network, once running
     network_id: str = ""
     prefix_len: int = 0
+    log_streams: bool = False  # also keep the output as docker frames (pybuild serve)
 
 
 def containers_dir(root: Path) -> Path:
@@ -137,11 +138,19 @@ def run_with_runc(storage: Storage, request: RunRequest) -> int:
         return run_runc(storage, prepared)
 
 
-def start_detached(storage: Storage, request: RunRequest, name: str | None, remove: bool) -> str:
+def start_detached(
+    storage: Storage,
+    request: RunRequest,
+    name: str | None,
+    remove: bool,
+    log_streams: bool = False,
+) -> str:
     """``run -d``: start the container under a monitor of ours; its id once it runs.
 
     ``name`` defaults to the id's first 12 characters; with ``remove`` (``--rm``) the
-    monitor removes the container when it exits. UsageError when it fails to start.
+    monitor removes the container when it exits; with ``log_streams`` it also keeps the
+    output as docker's multiplexed frames (``builder.run.logpump``). UsageError when it
+    fails to start.
     """
     from builder.run.container_spec import prepare_leased
 
@@ -156,6 +165,7 @@ def start_detached(storage: Storage, request: RunRequest, name: str | None, remo
         created=_now(),
         stop_signal=prepared.stop_signal,
         remove=remove,
+        log_streams=log_streams,
         network=request.network,
         ports=prepared.ports,
         aliases=request.network_aliases,
@@ -232,6 +242,7 @@ def _monitor(root: Path, container_id: str, lease_fd: int) -> int:
 
 def _supervise(root: Path, home: Path, record: Record) -> Record:
     """Start the container from its saved spec, record it running, wait; the final record."""
+    from builder.run.logpump import LogPump
     from builder.run.network import address_of, attached
     from runtime import sandbox
     from runtime.errors import RuntimeFailure
@@ -242,11 +253,15 @@ def _supervise(root: Path, home: Path, record: Record) -> Record:
         enter_private_mount_namespace()
         spec = spec_from_json((home / "spec.json").read_text(encoding="utf-8"))
         with attached(spec, home, record.ports, _endpoint(root, record)) as joined:
+            pump = LogPump(home) if record.log_streams else None
             log = os.open(home / "log", os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o640)
+            out, err = (pump.stdout_w, pump.stderr_w) if pump is not None else (log, log)
             null = os.open(os.devnull, os.O_RDONLY)
-            box = sandbox.start(joined, stdin=null, stdout=log, stderr=log, own_process_group=True)
+            box = sandbox.start(joined, stdin=null, stdout=out, stderr=err, own_process_group=True)
             os.close(log)
             os.close(null)
+            if pump is not None:
+                pump.start()
             record = replace(
                 record,
                 status="running",
@@ -258,6 +273,8 @@ def _supervise(root: Path, home: Path, record: Record) -> Record:
             save(root, record)
             signal.signal(signal.SIGTERM, lambda *_: box.send_signal(signal.SIGTERM))
             result = box.wait()
+            if pump is not None:
+                pump.close()
         record = replace(
             record, status="exited", exit_code=result.exit_code, error=result.error or ""
         )
@@ -312,6 +329,18 @@ def stop_container(root: Path, record: Record, timeout: float) -> None:
         os.kill(pid1, signal.SIGKILL)  # PID 1 gone: the kernel kills the whole namespace
     while (current := load(root, record.id)) is not None and current.status == "running":
         time.sleep(0.05)
+
+
+def signal_container(record: Record, signum: int) -> bool:
+    """Send ``signum`` to the running container's PID 1; False when it is not running."""
+    pid1 = _container_pid1(record.init_pid) if record.status == "running" else None
+    if pid1 is None:
+        return False
+    try:
+        os.kill(pid1, signum)
+    except ProcessLookupError:
+        return False
+    return True
 
 
 def _container_pid1(init_pid: int) -> int | None:

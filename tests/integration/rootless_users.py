@@ -73,6 +73,22 @@ class User:
         self, *args: str | Path, ok: bool = True, env: dict[str, str] | None = None
     ) -> Result:
         """Run the CLI as this user, default store (~/.local/share/pybuild)."""
+        command, full_env = self.command(*args, env=env)
+        done = subprocess.run(
+            command, capture_output=True, text=True, env=full_env, cwd=REPO, timeout=300
+        )
+        result = Result(done.returncode, done.stdout, done.stderr)
+        if ok and done.returncode != 0:
+            raise AssertionError(
+                f"pybuild {args} as {self.name} failed:\n{done.stderr}\n{done.stdout}"
+            )
+        return result
+
+    def command(
+        self, *args: str | Path, env: dict[str, str] | None = None
+    ) -> tuple[list[str], dict[str, str]]:
+        """The command line and environment that run ``pybuild ARGS`` as this user (for
+        a process the test starts itself, such as ``pybuild serve``)."""
         full_env = {
             k: v for k, v in os.environ.items() if k not in ("PYBUILD_ROOT", "XDG_DATA_HOME")
         }
@@ -88,15 +104,7 @@ class User:
             "sh", "-c", _AS_USER, "sh", self.name, PREFIX, str(REPO), "--",
             sys.executable, "-m", "builder.cli", *map(str, args),
         ]  # fmt: skip
-        done = subprocess.run(
-            command, capture_output=True, text=True, env=full_env, cwd=REPO, timeout=300
-        )
-        result = Result(done.returncode, done.stdout, done.stderr)
-        if ok and done.returncode != 0:
-            raise AssertionError(
-                f"pybuild {args} as {self.name} failed:\n{done.stderr}\n{done.stdout}"
-            )
-        return result
+        return command, full_env
 
     def give(self, path: Path) -> Path:
         """Hand ``path`` (a tree) over to the user."""
