@@ -41,10 +41,13 @@ from builder.plan.planner import PlanRequest, make_plan
 from builder.process import enter_isolation
 from builder.registry.options import RemoteOptions
 from builder.solve import Events, SolveOptions, Solver, StepResult, count_sandbox_runs
+from cache.digest import Digest
 from cache.fscache import open_stat_cache
 from cache.gc import build_guard
 from cache.images import StoredImage
 from cache.index import BuildRecord, BuildStep
+from cache.oci import Platform, host_platform
+from cache.platforms import parse_platform
 from runtime.spec import ContainerSpec, Resources, RunResult
 
 if TYPE_CHECKING:
@@ -95,6 +98,9 @@ class BuildRequest:
     # --isolation for RUN steps: auto, namespaces or chroot (None: $PYBUILD_ISOLATION,
     # else auto); never part of a cache key
     isolation: str | None = None
+    # --platform: the platforms to build for (none: this machine's). More than one makes
+    # an image index with one image per platform, which the tags name.
+    platforms: tuple[Platform, ...] = ()
 
 
 class _Silent:
@@ -206,7 +212,7 @@ def _finish(
 
         with build_guard(storage.root):
             for output in streamed:
-                write_output(storage, output, outcome.image.digest, request.tags, sys.stdout.buffer)
+                write_output(storage, output, outcome.digest, request.tags, sys.stdout.buffer)
     if request.metadata_file is not None:
         from builder.exporters.metadata import write_metadata
 
@@ -216,7 +222,14 @@ def _finish(
 
         for tag, wire in pushes:
             result = push_image(
-                tag, outcome.image, storage.blobs, request.remote, note, storage.index, wire
+                tag,
+                outcome.image,
+                storage.blobs,
+                request.remote,
+                note,
+                storage.index,
+                wire,
+                index=outcome.index,
             )
             note(f"pushed {result.reference} digest: {result.digest}")
 
@@ -265,21 +278,33 @@ def _run_build(
     # COPY's scans are remembered in the store: a context whose stats did not change is
     # not walked again (builder.ops.scancache).
     context = RememberingContext(request.context, storage.root, dockerfile=request.dockerfile)
-    plan = make_plan(
-        PlanRequest(
-            dockerfile,
-            dict(request.build_args),
-            request.target,
-            request.network,
-            allow_insecure=request.secrets.allow_insecure,
-            allow_network_host=request.secrets.allow_network_host,
-            ignore_patterns=context.matcher.patterns,
-        ),
-        _BaseResolver(storage, request),
-    )
-    for warning in plan.warnings:
+    host = host_platform()
+    targets = request.platforms or (host,)
+    resolver = _BaseResolver(storage, request)
+    plans = [
+        make_plan(
+            PlanRequest(
+                dockerfile,
+                dict(request.build_args),
+                request.target,
+                request.network,
+                allow_insecure=request.secrets.allow_insecure,
+                allow_network_host=request.secrets.allow_network_host,
+                ignore_patterns=context.matcher.patterns,
+                platform=target,
+                build_platform=host,
+                show_platform=len(targets) > 1,
+            ),
+            resolver,
+        )
+        for target in targets
+    ]
+    for warning in dict.fromkeys(w for p in plans for w in p.warnings):
         _warn(events, warning)
     _check_stage_names(dockerfile, request.solve.no_cache_stages)
+    from builder.emulation import check_emulation
+
+    check_emulation(plans, host)  # before any step runs
     scratch = storage.blobs.tmp_dir
     if request.resources != Resources():
         sandbox = LimitedSandbox(sandbox, request.resources)
@@ -292,51 +317,77 @@ def _run_build(
         run_settings=request.run_settings,
         mounts=mounts,
     )
+    multi = len(targets) > 1
     # Held until the image is tagged and exported: a concurrent prune never takes blobs
     # we made but have not recorded yet.
     with build_guard(storage.root), open_stat_cache(storage.root) as stat_cache:
-        solver = Solver(storage, exec_ctx, events, request.solve, stat_cache, stop=stop)
         context.hash_file = stat_cache.cached(context.hash_file)  # unchanged files: no read
         if request.cache_from:
             from builder.exporters.cache_transfer import import_caches
 
             import_caches(storage, request.cache_from, lambda m: _warn(events, m))
-        result = solver.solve(plan)
-        image = commit_image(
-            storage,
-            result,
-            request.tags,
-            request.labels,
-            request.annotations,
-            request.solve.source_date_epoch,
-        )
+        images: list[tuple[Platform, StoredImage]] = []
+        steps: list[StepResult] = []
+        # One solve per platform against one store: a stage whose steps key the same
+        # for two platforms (FROM --platform=$BUILDPLATFORM, no TARGET* ARG used) runs
+        # for the first and hits for the others.
+        for target, plan in zip(targets, plans, strict=True):
+            solver = Solver(storage, exec_ctx, events, request.solve, stat_cache, stop=stop)
+            result = solver.solve(plan)
+            image = commit_image(
+                storage,
+                result,
+                () if multi else request.tags,
+                request.labels,
+                request.annotations,
+                request.solve.source_date_epoch,
+            )
+            images.append((target, image))
+            steps += solver.steps
+        index = _commit_index(storage, images, request.tags) if multi else None
+        image = images[0][1]
         build_id = uuid.uuid4().hex
         shown = "-" if request.dockerfile_text is not None else str(_dockerfile_path(request))
-        record = build_record(build_id, Path(shown), started, solver.steps)
+        record = build_record(build_id, Path(shown), started, steps)
         made = replace(
             record,
-            image=str(image.digest),
-            image_id=str(image.config_digest),
+            image=str(index or image.digest),
+            image_id=str(index or image.config_digest),
             tags=request.tags,
             labels=request.labels,
         )
         storage.index.record_build(made)
-        _write_outputs(storage, request, image)
+        _write_outputs(storage, request, index or image.digest)
         if request.cache_to:
             from builder.exporters.cache_transfer import export_caches
 
-            export_caches(storage, request.cache_to, plan, solver.steps, _notes(events))
+            # Every platform's steps, one export: the stages are the same Dockerfile's.
+            export_caches(storage, request.cache_to, plans[0], steps, _notes(events))
     return BuildOutcome(
         image,
-        plan,
-        tuple(solver.steps),
-        count_sandbox_runs(solver.steps, plan),
+        plans[0],
+        tuple(steps),
+        sum(count_sandbox_runs(steps, p) for p in plans),
         time.time() - started,
         build_id,
+        index=index,
+        images=tuple(images),
     )
 
 
-def _write_outputs(storage: Storage, request: BuildRequest, image: StoredImage) -> None:
+def _commit_index(
+    storage: Storage, images: Sequence[tuple[Platform, StoredImage]], tags: Sequence[str]
+) -> Digest:
+    """The multi-platform image: an index over each platform's image; the tags name it."""
+    from cache.images import write_index
+
+    digest, _ = write_index(storage.blobs, images)
+    for tag in tags:
+        storage.index.set_tag(normalize(tag), digest)
+    return digest
+
+
+def _write_outputs(storage: Storage, request: BuildRequest, image: Digest) -> None:
     """The file outputs (``-o``); those to stdout are written after the build, once
     progress is done."""
     files = [output for output in request.outputs if not output.to_stdout]
@@ -344,7 +395,7 @@ def _write_outputs(storage: Storage, request: BuildRequest, image: StoredImage) 
         from builder.exporters.outputs import write_output
 
         for output in files:
-            write_output(storage, output, image.digest, request.tags)
+            write_output(storage, output, image, request.tags)
 
 
 def _dockerfile_path(request: BuildRequest) -> Path:
@@ -408,6 +459,7 @@ class _BaseResolver:
                         self.storage, self.contexts[name], opts.compression, opts.source_date_epoch
                     )
                 return self.made[name]
-            return self.storage.get_image(name)
+            platform = parse_platform(instr.platform) if instr.platform else None
+            return self.storage.get_image(name, platform)
         except BuildError as exc:
             raise exc.located(instr.location.file, instr.location.line) from None
