@@ -328,11 +328,14 @@ def _run_build(
             import_caches(storage, request.cache_from, lambda m: _warn(events, m))
         images: list[tuple[Platform, StoredImage]] = []
         steps: list[StepResult] = []
+        built: set[str] = set()  # keys run in this build, for every platform's --no-cache
         # One solve per platform against one store: a stage whose steps key the same
         # for two platforms (FROM --platform=$BUILDPLATFORM, no TARGET* ARG used) runs
         # for the first and hits for the others.
         for target, plan in zip(targets, plans, strict=True):
-            solver = Solver(storage, exec_ctx, events, request.solve, stat_cache, stop=stop)
+            solver = Solver(
+                storage, exec_ctx, events, request.solve, stat_cache, stop=stop, built=built
+            )
             result = solver.solve(plan)
             image = commit_image(
                 storage,
@@ -446,20 +449,25 @@ class _BaseResolver:
         self.storage = storage
         self.request = request
         self.contexts = {c.name: c for c in request.contexts}
-        self.made: dict[str, StoredImage] = {}
+        self.made: dict[tuple[str, str], StoredImage] = {}
 
     def __call__(self, name: str, instr: ins.From) -> StoredImage:
+        platform = parse_platform(instr.platform) if instr.platform else None
         try:
             if name in self.contexts:
-                if name not in self.made:
+                made = (name, str(platform))  # once per name and platform
+                if made not in self.made:
                     from builder.images.namedcontexts import resolve_context
 
                     opts = self.request.solve
-                    self.made[name] = resolve_context(
-                        self.storage, self.contexts[name], opts.compression, opts.source_date_epoch
+                    self.made[made] = resolve_context(
+                        self.storage,
+                        self.contexts[name],
+                        opts.compression,
+                        opts.source_date_epoch,
+                        platform,
                     )
-                return self.made[name]
-            platform = parse_platform(instr.platform) if instr.platform else None
+                return self.made[made]
             return self.storage.get_image(name, platform)
         except BuildError as exc:
             raise exc.located(instr.location.file, instr.location.line) from None

@@ -118,7 +118,10 @@ class Solver:
         stat_cache: StatCache | None = None,
         *,
         stop: threading.Event | None = None,
+        built: set[str] | None = None,
     ) -> None:
+        """``built``: the keys already run in this build (shared by a multi-platform
+        build's solvers, so --no-cache runs a step both platforms key alike once)."""
         self._storage = storage
         # Set when the build is being cancelled (a signal): no further step starts.
         self._stop = stop if stop is not None else threading.Event()
@@ -135,7 +138,7 @@ class Solver:
         self._created = rfc3339(epoch) if epoch is not None else ""
         self._lock = threading.Lock()
         self._results: dict[int, StageResult] = {}
-        self._built: set[str] = set()  # keys executed in this build (see _lookup)
+        self._built: set[str] = built if built is not None else set()  # see _lookup
         self._hits: list[Hit] = []  # written to the index once, when the solve ends
         self._stage_names: dict[int, str] = {}
         self._platforms: dict[int, str] = {}  # each stage's platform, as keys carry it

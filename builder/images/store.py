@@ -180,13 +180,13 @@ class Storage:
             except RegistryUnreachable as exc:
                 # --pull while offline: the image we already have still builds.
                 local = self.find_image(name, platform)
-                if local is None:
-                    raise _pull_failed(name, exc) from None
+                if local is None or (platform is not None and not _fits(local, platform)):
+                    raise _pull_failed(name, exc, platform) from None
                 if self.pull_events is not None:
                     self.pull_events(f"warning: {exc.message}; using the local {name}")
                 pulled_image = local
             except CacheError as exc:
-                raise _pull_failed(name, exc) from None
+                raise _pull_failed(name, exc, platform) from None
             else:
                 pulled_image = pulled.image
             self._pulled[key] = pulled_image
@@ -264,12 +264,13 @@ def _fits(image: StoredImage, platform: Platform) -> bool:
     )
 
 
-def _pull_failed(name: str, exc: CacheError) -> BuildError:
+def _pull_failed(name: str, exc: CacheError, platform: Platform | None = None) -> BuildError:
     local = (
         "if it is a local image, load it with `pybuild load -i IMAGE.tar` or build it "
         "with `pybuild build -t NAME`"
     )
+    where = f"the local store for {platform}" if platform is not None else "the local store"
     return BuildError(
-        f"image {name!r} is not in the local store and pulling it failed: {exc.message}",
+        f"image {name!r} is not in {where} and pulling it failed: {exc.message}",
         hint=f"{exc.hint}; {local}" if exc.hint else local,
     )

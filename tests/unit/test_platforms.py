@@ -130,12 +130,14 @@ def test_a_stage_takes_its_base_stage_platform() -> None:
     assert plan.stage(1).platform == ARM64
 
 
-def _solve_keys(tmp_path: Path, target: Platform) -> list[tuple[str, bool, str]]:
+def _solve_keys(
+    tmp_path: Path, target: Platform, built: set[str] | None = None, no_cache: bool = False
+) -> list[tuple[str, bool, str]]:
     storage = Storage.open(tmp_path / "store")
     ctx_dir = tmp_path / "ctx"
     ctx_dir.mkdir(exist_ok=True)
     ctx = ExecContext(BuildContext(ctx_dir), FakeSandbox(), storage.blobs.tmp_dir)
-    solver = Solver(storage, ctx, Quiet(), SolveOptions())
+    solver = Solver(storage, ctx, Quiet(), SolveOptions(no_cache=no_cache), built=built)
     text = (
         "FROM --platform=$BUILDPLATFORM scratch AS b\nRUN tools\n"
         "FROM scratch\nRUN same\nCOPY --from=b / /tools/\n"
@@ -155,6 +157,13 @@ def test_keys_differ_per_platform_and_build_platform_stages_are_shared(tmp_path:
     assert arm[1][0].endswith("@linux/arm64") and not amd[1][0].endswith("@linux/amd64")
     again = _solve_keys(tmp_path, ARM64)
     assert all(cached for _, cached, _ in again)
+
+
+def test_no_cache_runs_a_step_two_platforms_share_once_per_build(tmp_path: Path) -> None:
+    built: set[str] = set()  # what one multi-platform build's solvers share
+    _solve_keys(tmp_path, AMD64, built, no_cache=True)
+    arm = _solve_keys(tmp_path, ARM64, built, no_cache=True)
+    assert [cached for _, cached, _ in arm] == [True, False, False]
 
 
 ENTRY = (
