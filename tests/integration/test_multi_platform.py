@@ -20,7 +20,7 @@ from typing import Any
 
 import pytest
 
-from tests.integration.clihelp import REPO, Pybuild, write_context
+from tests.integration.clihelp import REPO, Pybuild, assert_verified_clean, write_context
 from tests.integration.registry_server import REGISTRY_BIN, Registry, run_registry
 
 sys.path.insert(0, str(REPO / "fixtures"))
@@ -160,6 +160,17 @@ def test_keys_differ_per_platform_and_a_rebuild_hits_every_step(built: Built) ->
     assert "2/2 steps cached (100%)" in result.err
     meta = json.loads(again.read_text())
     assert meta["containerimage.digest"] == built.metadata["containerimage.digest"]
+
+
+@pytest.mark.requires_qemu
+def test_store_checks_and_prune_keep_every_platform_of_a_tagged_index(built: Built) -> None:
+    cli = built.cli
+    assert_verified_clean(cli)
+    cli("cache", "prune", "--all")
+    for name, uname in (("linux/amd64", "x86_64"), ("linux/arm64", "aarch64")):
+        run = cli("run", "--rm", "--platform", name, "multi:1", "cat", "/arch")
+        assert run.out == f"{uname}\n"
+    assert_verified_clean(cli)
 
 
 @pytest.fixture(scope="module")
