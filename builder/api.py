@@ -22,12 +22,13 @@ import threading
 import time
 import uuid
 from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal
 
 from builder.dockerfiles import find_dockerfile, read_dockerfile
-from builder.errors import BuildError, UsageError
+from builder.errors import BuildCancelled, BuildError, UsageError
 from builder.exporters.image import commit_image
 from builder.frontend import instructions as ins
 from builder.images.names import normalize
@@ -37,12 +38,19 @@ from builder.ops.runsettings import RunSettings
 from builder.ops.scancache import RememberingContext
 from builder.ops.secrets import BuildSecrets
 from builder.outcome import BuildOutcome
-from builder.plan.planner import PlanRequest, make_plan
+from builder.plan.planner import Plan, PlanRequest, make_plan
 from builder.process import enter_isolation
 from builder.registry.options import RemoteOptions
-from builder.solve import Events, SolveOptions, Solver, StepResult, count_sandbox_runs
+from builder.solve import (
+    Events,
+    SolveOptions,
+    Solver,
+    StageResult,
+    StepResult,
+    count_sandbox_runs,
+)
 from cache.digest import Digest
-from cache.fscache import open_stat_cache
+from cache.fscache import StatCache, open_stat_cache
 from cache.gc import build_guard
 from cache.images import StoredImage
 from cache.index import BuildRecord, BuildStep
@@ -326,17 +334,10 @@ def _run_build(
             from builder.exporters.cache_transfer import import_caches
 
             import_caches(storage, request.cache_from, lambda m: _warn(events, m))
+        solved = _solve_platforms(storage, exec_ctx, events, request, stat_cache, plans, stop)
         images: list[tuple[Platform, StoredImage]] = []
         steps: list[StepResult] = []
-        built: set[str] = set()  # keys run in this build, for every platform's --no-cache
-        # One solve per platform against one store: a stage whose steps key the same
-        # for two platforms (FROM --platform=$BUILDPLATFORM, no TARGET* ARG used) runs
-        # for the first and hits for the others.
-        for target, plan in zip(targets, plans, strict=True):
-            solver = Solver(
-                storage, exec_ctx, events, request.solve, stat_cache, stop=stop, built=built
-            )
-            result = solver.solve(plan)
+        for target, (result, solver) in zip(targets, solved, strict=True):
             image = commit_image(
                 storage,
                 result,
@@ -376,6 +377,48 @@ def _run_build(
         index=index,
         images=tuple(images),
     )
+
+
+def _solve_platforms(
+    storage: Storage,
+    exec_ctx: ExecContext,
+    events: Events,
+    request: BuildRequest,
+    stat_cache: StatCache,
+    plans: Sequence[Plan],
+    stop: threading.Event | None,
+) -> list[tuple[StageResult, Solver]]:
+    """Solve each platform's plan against the one store, at once, ``--jobs`` shared out.
+
+    A step that keys the same for two platforms (a FROM --platform=$BUILDPLATFORM stage's
+    steps before a TARGET* ARG changes them) runs once: the solvers take the step's lock
+    in the store, and the one that waited finds the other's record (``Solver._run_step``);
+    ``built`` lets --no-cache reuse it too. When one platform fails, the others stop
+    starting steps and its error is raised."""
+    cancel = stop if stop is not None else threading.Event()
+    built: set[str] = set()
+    share = replace(request.solve, jobs=max(1, request.solve.jobs // len(plans)))
+    solvers = [
+        Solver(storage, exec_ctx, events, share, stat_cache, stop=cancel, built=built)
+        for _ in plans
+    ]
+    if len(plans) == 1:
+        return [(solvers[0].solve(plans[0]), solvers[0])]
+
+    def solve(solver: Solver, plan: Plan) -> StageResult:
+        try:
+            return solver.solve(plan)
+        except BaseException:
+            cancel.set()  # no platform starts another step once one has failed
+            raise
+
+    with ThreadPoolExecutor(max_workers=len(plans), thread_name_prefix="platform") as pool:
+        futures = [pool.submit(solve, s, p) for s, p in zip(solvers, plans, strict=True)]
+        errors = [e for f in futures if (e := f.exception()) is not None]
+    first = next((e for e in errors if not isinstance(e, BuildCancelled)), None)
+    if first is not None or errors:
+        raise first or errors[0]
+    return [(f.result(), s) for f, s in zip(futures, solvers, strict=True)]
 
 
 def _commit_index(

@@ -306,9 +306,11 @@ def _plan_stage(
     )
     steps = []
     deps = {base_stage} if base_stage is not None else set()
-    # A step for another platform than the build's is another step (its last inputs,
-    # which explain a miss, are its own); the build platform's keep their plain ids.
-    suffix = "" if platform == request.build_platform else f"@{platform}"
+    # A step of a build for another platform than the host's is another step (its last
+    # inputs, which explain a miss, and its progress line are its own), also in a
+    # $BUILDPLATFORM stage, whose steps still hit the host build's through their keys.
+    target = request.platform
+    suffix = "" if target == request.build_platform else f"@{target}"
     for position, instr in enumerate(instructions, start=1):
         outcome = apply(state, instr, ctx)
         state = outcome.state
@@ -348,8 +350,17 @@ def _plan_stage(
         numbers=numbers,
         total=total,
         platform=platform,
-        shown_platform=str(platform) if request.show_platform else "",
+        shown_platform=_shown_platform(platform, target) if request.show_platform else "",
     )
+
+
+def _shown_platform(stage: Platform, target: Platform) -> str:
+    """How progress names a stage's platform, as BuildKit: ``linux/arm64``, or for a
+    stage built on another platform for the target, ``linux/amd64->arm64``."""
+    if stage == target:
+        return str(target)
+    arch = "/".join(p for p in (target.architecture, target.variant) if p)
+    return f"{stage}->{arch}"
 
 
 def _stage_platform(

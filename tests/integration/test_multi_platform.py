@@ -223,8 +223,9 @@ def test_cross_compile_builds_shared_steps_once_without_emulation(
     plain_store("build", *args, env=_no_binfmt(tmp_path))
     steps = json.loads(meta.read_text())["steps"]
     toolchain = [s for s in steps if "echo toolchain" in s["instruction"]]
-    # The step before TARGETARCH is used keys the same for both targets: run once.
-    assert [s["cached"] for s in toolchain] == [False, True]
+    # The step before TARGETARCH is used keys the same for both targets: run once (by
+    # whichever platform's solve reached it first; the other waited and hit).
+    assert sorted(s["cached"] for s in toolchain) == [False, True]
     assert toolchain[0]["key"] == toolchain[1]["key"]
     compile_steps = [s for s in steps if "mkdir /out" in s["instruction"]]
     assert [s["cached"] for s in compile_steps] == [False, False]  # one per TARGETARCH

@@ -113,9 +113,24 @@ def test_build_platform_stage_is_planned_for_the_build_platform() -> None:
     assert final.base_config.architecture == "arm64"  # FROM scratch for the target
     copy = final.steps[-1]
     assert '"/out-arm64"' in copy.key_text
-    # Steps for another platform than the build's have ids of their own.
-    assert build.steps[0].id == "Dockerfile#0#1"
-    assert final.steps[-1].id.endswith("@linux/arm64")
+    # Steps of a build for another platform than the host's have ids of their own.
+    assert build.steps[0].id == "Dockerfile#0#1@linux/arm64"
+    assert final.steps[-1].id == "Dockerfile#1#2@linux/arm64"
+    assert _plan(CROSS, AMD64).stages[0].steps[0].id == "Dockerfile#0#1"
+
+
+def test_progress_names_the_platform_in_multi_platform_builds() -> None:
+    df = parse_dockerfile(CROSS, "Dockerfile")
+
+    def no_images(name: str, _instr: object) -> object:
+        raise BuildError(f"no image {name}")
+
+    request = PlanRequest(
+        df, {}, None, "none", platform=ARM64, build_platform=AMD64, show_platform=True
+    )
+    build, final = make_plan(request, no_images).stages  # type: ignore[arg-type]
+    assert build.shown_platform == "linux/amd64->arm64"
+    assert final.shown_platform == "linux/arm64"
 
 
 def test_from_platform_that_is_malformed_names_the_line() -> None:
