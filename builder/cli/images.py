@@ -58,6 +58,7 @@ def add_rmi(p: argparse.ArgumentParser) -> None:
 
 
 def add_inspect(p: argparse.ArgumentParser) -> None:
+    add_platform_flag(p, "inspect")
     p.add_argument("image", metavar="CONTAINER|IMAGE")
 
 
@@ -177,11 +178,13 @@ def cmd_inspect(args: argparse.Namespace) -> int:
         sys.stdout.write("\n")
         return 0
     with open_store(args) as storage:
-        image = storage.get_image(args.image)
+        image = storage.get_image(args.image, platform_of(args))
+        # A multi-platform index shows the host's (or --platform's) image, with its tags.
+        named = {image.digest, storage.find_digest(args.image)}
         doc = {
             "Id": str(image.config_digest),  # docker's image ID
             "Digest": str(image.digest),  # the manifest digest
-            "RepoTags": sorted(n for n, d in storage.index.tags() if d == image.digest),
+            "RepoTags": sorted(n for n, d in storage.index.tags() if d in named),
             "Manifest": image.manifest.to_json(),
             "Config": image.config.to_json(),
             "Size": sum(layer.size for layer in image.manifest.layers),

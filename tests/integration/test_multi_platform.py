@@ -126,6 +126,9 @@ def test_run_and_save_pick_the_host_image_or_the_named_platform(built: Built) ->
     missing = cli("run", "--rm", "--platform", "linux/s390x", "multi:1", "true", ok=False)
     assert missing.code != 0 and "Traceback" not in missing.err
     assert "no image for linux/s390x (it has: linux/amd64, linux/arm64)" in missing.err
+    arm_doc = json.loads(cli("inspect", "--platform", "linux/arm64", "multi:1").out)[0]
+    assert arm_doc["Config"]["architecture"] == "arm64"
+    assert arm_doc["RepoTags"] == ["multi:1"]  # the tag names the index it is in
     cli("tag", "multi:1", "multi:copy")  # the index, not the host's image alone
     copy = cli("run", "--rm", "--platform", "linux/arm64", "multi:copy", "cat", "/arch")
     assert copy.out == "aarch64\n"
