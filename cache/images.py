@@ -96,15 +96,14 @@ def read_index(blobs: BlobStore, digest: Digest) -> Index:
 
 def read_images(blobs: BlobStore, digest: Digest) -> tuple[StoredImage, ...]:
     """The image ``digest`` names, or every image of the index it names (attestation
-    manifests and entries missing from the store left out)."""
+    manifests left out). An image the index lists but the store lacks is an error (a
+    damaged index: ``cache verify`` reports its tag)."""
     if not is_index(blobs, digest):
         return (read_image(blobs, digest),)
     return tuple(
         read_image(blobs, d.digest)
         for d in read_index(blobs, digest).manifests
-        if not is_attestation(d)
-        and d.media_type in (MEDIA_OCI_MANIFEST, MEDIA_DOCKER_MANIFEST)
-        and blobs.has(d.digest)
+        if not is_attestation(d) and d.media_type in (MEDIA_OCI_MANIFEST, MEDIA_DOCKER_MANIFEST)
     )
 
 
