@@ -135,6 +135,7 @@ def cmd_push(args: argparse.Namespace) -> int:
     from builder.cli.progress import print_line
     from builder.exporters.push import push_image
     from builder.images.names import normalize
+    from cache.images import is_index
 
     storage = _open(args)
     try:
@@ -143,7 +144,12 @@ def cmd_push(args: argparse.Namespace) -> int:
         events = None if args.quiet else print_line
         options = remote_options(args)
         wire = push_compression(args.compression, args.force_compression)
-        result = push_image(target, image, storage.blobs, options, events, storage.index, wire)
+        named = storage.find_digest(args.image)
+        # A multi-platform image goes out whole: its index and every platform's image.
+        index = named if named is not None and is_index(storage.blobs, named) else None
+        result = push_image(
+            target, image, storage.blobs, options, events, storage.index, wire, index=index
+        )
     finally:
         storage.close()
     if args.quiet:

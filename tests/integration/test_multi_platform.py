@@ -203,6 +203,12 @@ def test_push_gives_an_index_and_each_platform_pulls_and_runs(
         assert run.out == f"{uname}\n"
     missing = puller("pull", "--platform", "linux/riscv64", target, ok=False)
     assert missing.code != 0 and "it has: linux/amd64, linux/arm64" in missing.err
+    # pybuild push of a stored index sends it whole, as build --push does.
+    again = f"{registry.host}/multi/copy:1"
+    built.cli("tag", "multi:1", again)
+    built.cli("push", again)
+    copy = json.loads(_skopeo("inspect", "--tls-verify=false", "--raw", f"docker://{again}"))
+    assert [m["platform"]["architecture"] for m in copy["manifests"]] == ["amd64", "arm64"]
 
 
 def _no_binfmt(tmp: Path) -> dict[str, str]:
