@@ -22,13 +22,14 @@ import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal
 
 from builder.dockerfiles import find_dockerfile, read_dockerfile
-from builder.errors import BuildError, UsageError
+from builder.errors import BuildCancelled, BuildError, UsageError
 from builder.exporters.image import commit_image
 from builder.frontend import instructions as ins
 from builder.images.names import normalize
@@ -38,14 +39,24 @@ from builder.ops.runsettings import RunSettings
 from builder.ops.scancache import RememberingContext
 from builder.ops.secrets import BuildSecrets
 from builder.outcome import BuildOutcome
-from builder.plan.planner import PlanRequest, make_plan
+from builder.plan.planner import Plan, PlanRequest, make_plan
 from builder.process import enter_isolation
 from builder.registry.options import RemoteOptions
-from builder.solve import Events, SolveOptions, Solver, StepResult, count_sandbox_runs
-from cache.fscache import open_stat_cache
+from builder.solve import (
+    Events,
+    SolveOptions,
+    Solver,
+    StageResult,
+    StepResult,
+    count_sandbox_runs,
+)
+from cache.digest import Digest
+from cache.fscache import StatCache, open_stat_cache
 from cache.gc import build_guard
 from cache.images import StoredImage
 from cache.index import BuildRecord, BuildStep
+from cache.oci import Platform, host_platform
+from cache.platforms import parse_platform
 from runtime.spec import ContainerSpec, Resources, RunResult
 
 if TYPE_CHECKING:
@@ -96,6 +107,9 @@ class BuildRequest:
     # --isolation for RUN steps: auto, namespaces or chroot (None: $PYBUILD_ISOLATION,
     # else auto); never part of a cache key
     isolation: str | None = None
+    # --platform: the platforms to build for (none: this machine's). More than one makes
+    # an image index with one image per platform, which the tags name.
+    platforms: tuple[Platform, ...] = ()
 
 
 class _Silent:
@@ -228,7 +242,7 @@ def _finish(
 
         with build_guard(storage.root):
             for output in streamed:
-                write_output(storage, output, outcome.image.digest, request.tags, sys.stdout.buffer)
+                write_output(storage, output, outcome.digest, request.tags, sys.stdout.buffer)
     if request.metadata_file is not None:
         from builder.exporters.metadata import write_metadata
 
@@ -238,7 +252,14 @@ def _finish(
 
         for tag, wire in pushes:
             result = push_image(
-                tag, outcome.image, storage.blobs, request.remote, note, storage.index, wire
+                tag,
+                outcome.image,
+                storage.blobs,
+                request.remote,
+                note,
+                storage.index,
+                wire,
+                index=outcome.index,
             )
             note(f"pushed {result.reference} digest: {result.digest}")
 
@@ -288,21 +309,33 @@ def _run_build(
     # COPY's scans are remembered in the store: a context whose stats did not change is
     # not walked again (builder.ops.scancache).
     context = RememberingContext(request.context, storage.root, dockerfile=request.dockerfile)
-    plan = make_plan(
-        PlanRequest(
-            dockerfile,
-            dict(request.build_args),
-            request.target,
-            request.network,
-            allow_insecure=request.secrets.allow_insecure,
-            allow_network_host=request.secrets.allow_network_host,
-            ignore_patterns=context.matcher.patterns,
-        ),
-        _BaseResolver(storage, request),
-    )
-    for warning in plan.warnings:
+    host = host_platform()
+    targets = request.platforms or (host,)
+    resolver = _BaseResolver(storage, request)
+    plans = [
+        make_plan(
+            PlanRequest(
+                dockerfile,
+                dict(request.build_args),
+                request.target,
+                request.network,
+                allow_insecure=request.secrets.allow_insecure,
+                allow_network_host=request.secrets.allow_network_host,
+                ignore_patterns=context.matcher.patterns,
+                platform=target,
+                build_platform=host,
+                show_platform=len(targets) > 1,
+            ),
+            resolver,
+        )
+        for target in targets
+    ]
+    for warning in dict.fromkeys(w for p in plans for w in p.warnings):
         _warn(events, warning)
     _check_stage_names(dockerfile, request.solve.no_cache_stages)
+    from builder.emulation import check_emulation
+
+    check_emulation(plans, host)  # before any step runs
     scratch = storage.blobs.tmp_dir
     if request.resources != Resources():
         sandbox = LimitedSandbox(sandbox, request.resources)
@@ -315,53 +348,120 @@ def _run_build(
         run_settings=request.run_settings,
         mounts=mounts,
     )
+    multi = len(targets) > 1
     # Held until the image is tagged and exported: a concurrent prune never takes blobs
     # we made but have not recorded yet.
     with build_guard(storage.root), open_stat_cache(storage.root) as stat_cache:
-        solver = Solver(
-            storage, exec_ctx, events, request.solve, stat_cache, stop=stop, warm_up=warm_up
-        )
         context.hash_file = stat_cache.cached(context.hash_file)  # unchanged files: no read
         if request.cache_from:
             from builder.exporters.cache_transfer import import_caches
 
             import_caches(storage, request.cache_from, lambda m: _warn(events, m))
-        result = solver.solve(plan)
-        image = commit_image(
-            storage,
-            result,
-            request.tags,
-            request.labels,
-            request.annotations,
-            request.solve.source_date_epoch,
+        solved = _solve_platforms(
+            storage, exec_ctx, events, request, stat_cache, plans, stop, warm_up
         )
+        images: list[tuple[Platform, StoredImage]] = []
+        steps: list[StepResult] = []
+        for target, (result, solver) in zip(targets, solved, strict=True):
+            image = commit_image(
+                storage,
+                result,
+                () if multi else request.tags,
+                request.labels,
+                request.annotations,
+                request.solve.source_date_epoch,
+            )
+            images.append((target, image))
+            steps += solver.steps
+        index = _commit_index(storage, images, request.tags) if multi else None
+        image = images[0][1]
         build_id = uuid.uuid4().hex
         shown = "-" if request.dockerfile_text is not None else str(_dockerfile_path(request))
-        record = build_record(build_id, Path(shown), started, solver.steps)
+        record = build_record(build_id, Path(shown), started, steps)
         made = replace(
             record,
-            image=str(image.digest),
-            image_id=str(image.config_digest),
+            image=str(index or image.digest),
+            image_id=str(index or image.config_digest),
             tags=request.tags,
             labels=request.labels,
         )
         storage.index.record_build(made)
-        _write_outputs(storage, request, image)
+        _write_outputs(storage, request, index or image.digest)
         if request.cache_to:
             from builder.exporters.cache_transfer import export_caches
 
-            export_caches(storage, request.cache_to, plan, solver.steps, _notes(events))
+            # Every platform's steps, one export: the stages are the same Dockerfile's.
+            export_caches(storage, request.cache_to, plans[0], steps, _notes(events))
     return BuildOutcome(
         image,
-        plan,
-        tuple(solver.steps),
-        count_sandbox_runs(solver.steps, plan),
+        plans[0],
+        tuple(steps),
+        sum(count_sandbox_runs(steps, p) for p in plans),
         time.time() - started,
         build_id,
+        index=index,
+        images=tuple(images),
     )
 
 
-def _write_outputs(storage: Storage, request: BuildRequest, image: StoredImage) -> None:
+def _solve_platforms(
+    storage: Storage,
+    exec_ctx: ExecContext,
+    events: Events,
+    request: BuildRequest,
+    stat_cache: StatCache,
+    plans: Sequence[Plan],
+    stop: threading.Event | None,
+    warm_up: Callable[[], None] | None = None,
+) -> list[tuple[StageResult, Solver]]:
+    """Solve each platform's plan against the one store, at once, ``--jobs`` shared out.
+
+    A step that keys the same for two platforms (a FROM --platform=$BUILDPLATFORM stage's
+    steps before a TARGET* ARG changes them) runs once: the solvers take the step's lock
+    in the store, and the one that waited finds the other's record (``Solver._run_step``);
+    ``built`` lets --no-cache reuse it too. When one platform fails, the others stop
+    starting steps and its error is raised."""
+    cancel = stop if stop is not None else threading.Event()
+    built: set[str] = set()
+    share = replace(request.solve, jobs=max(1, request.solve.jobs // len(plans)))
+    solvers = [
+        Solver(
+            storage, exec_ctx, events, share, stat_cache, stop=cancel, built=built, warm_up=warm_up
+        )
+        for _ in plans
+    ]
+    if len(plans) == 1:
+        return [(solvers[0].solve(plans[0]), solvers[0])]
+
+    def solve(solver: Solver, plan: Plan) -> StageResult:
+        try:
+            return solver.solve(plan)
+        except BaseException:
+            cancel.set()  # no platform starts another step once one has failed
+            raise
+
+    with ThreadPoolExecutor(max_workers=len(plans), thread_name_prefix="platform") as pool:
+        futures = [pool.submit(solve, s, p) for s, p in zip(solvers, plans, strict=True)]
+        errors = [e for f in futures if (e := f.exception()) is not None]
+    first = next((e for e in errors if not isinstance(e, BuildCancelled)), None)
+    if first is not None or errors:
+        raise first or errors[0]
+    return [(f.result(), s) for f, s in zip(futures, solvers, strict=True)]
+
+
+def _commit_index(
+    storage: Storage, images: Sequence[tuple[Platform, StoredImage]], tags: Sequence[str]
+) -> Digest:
+    """The multi-platform image: an index over each platform's image; the tags name it."""
+    from cache.images import write_index
+
+    digest, _ = write_index(storage.blobs, images)
+    for tag in tags:
+        storage.index.set_tag(normalize(tag), digest)
+    return digest
+
+
+def _write_outputs(storage: Storage, request: BuildRequest, image: Digest) -> None:
     """The file outputs (``-o``); those to stdout are written after the build, once
     progress is done."""
     files = [output for output in request.outputs if not output.to_stdout]
@@ -369,7 +469,7 @@ def _write_outputs(storage: Storage, request: BuildRequest, image: StoredImage) 
         from builder.exporters.outputs import write_output
 
         for output in files:
-            write_output(storage, output, image.digest, request.tags)
+            write_output(storage, output, image, request.tags)
 
 
 def _dockerfile_path(request: BuildRequest) -> Path:
@@ -420,19 +520,25 @@ class _BaseResolver:
         self.storage = storage
         self.request = request
         self.contexts = {c.name: c for c in request.contexts}
-        self.made: dict[str, StoredImage] = {}
+        self.made: dict[tuple[str, str], StoredImage] = {}
 
     def __call__(self, name: str, instr: ins.From) -> StoredImage:
+        platform = parse_platform(instr.platform) if instr.platform else None
         try:
             if name in self.contexts:
-                if name not in self.made:
+                made = (name, str(platform))  # once per name and platform
+                if made not in self.made:
                     from builder.images.namedcontexts import resolve_context
 
                     opts = self.request.solve
-                    self.made[name] = resolve_context(
-                        self.storage, self.contexts[name], opts.compression, opts.source_date_epoch
+                    self.made[made] = resolve_context(
+                        self.storage,
+                        self.contexts[name],
+                        opts.compression,
+                        opts.source_date_epoch,
+                        platform,
                     )
-                return self.made[name]
-            return self.storage.get_image(name)
+                return self.made[made]
+            return self.storage.get_image(name, platform)
         except BuildError as exc:
             raise exc.located(instr.location.file, instr.location.line) from None

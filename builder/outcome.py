@@ -10,12 +10,18 @@ from dataclasses import dataclass
 
 from builder.plan.planner import Plan
 from builder.solve import StepResult
+from cache.digest import Digest
 from cache.images import StoredImage
+from cache.oci import Platform
 
 
 @dataclass(frozen=True)
 class BuildOutcome:
-    """``image.digest`` is the manifest digest, ``image.config_digest`` docker's image ID."""
+    """``image.digest`` is the manifest digest, ``image.config_digest`` docker's image ID.
+
+    A multi-platform build (``--platform a,b``) has ``index``, the image index its tags
+    name, and ``images``, each platform's image (``image`` is the first's; ``plan`` the
+    first platform's plan, ``steps`` every platform's steps in build order)."""
 
     image: StoredImage
     plan: Plan
@@ -23,6 +29,18 @@ class BuildOutcome:
     sandbox_runs: int
     duration: float
     build_id: str = ""  # the build's record in the index
+    index: Digest | None = None
+    images: tuple[tuple[Platform, StoredImage], ...] = ()
+
+    @property
+    def digest(self) -> Digest:
+        """What the build's names point at: the index, else the image's manifest."""
+        return self.index or self.image.digest
+
+    @property
+    def image_id(self) -> Digest:
+        """What -q and --iidfile print: docker's image ID, or the index's digest."""
+        return self.index or self.image.config_digest
 
     @property
     def cached_steps(self) -> int:

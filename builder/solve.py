@@ -118,8 +118,13 @@ class Solver:
         stat_cache: StatCache | None = None,
         *,
         stop: threading.Event | None = None,
+        built: set[str] | None = None,
         warm_up: Callable[[], None] | None = None,
     ) -> None:
+        """``built``: the keys already run in this build (shared by a multi-platform
+        build's solvers, so --no-cache runs a step both platforms key alike once).
+        ``warm_up``: called once, at the first step that misses when a RUN may execute
+        after it (``LazySandboxes.prestart``)."""
         self._storage = storage
         # Called once, at the first step that misses, when the plan has RUN steps: the
         # sandboxes start then, behind that step's work (LazySandboxes.prestart).
@@ -140,9 +145,10 @@ class Solver:
         self._created = rfc3339(epoch) if epoch is not None else ""
         self._lock = threading.Lock()
         self._results: dict[int, StageResult] = {}
-        self._built: set[str] = set()  # keys executed in this build (see _lookup)
+        self._built: set[str] = built if built is not None else set()  # see _lookup
         self._hits: list[Hit] = []  # written to the index once, when the solve ends
         self._stage_names: dict[int, str] = {}
+        self._platforms: dict[int, str] = {}  # each stage's platform, as keys carry it
         # Base layers this build unpacked or checked (diff_id -> dir): each is checked
         # for tampering once per build, not once per stage that starts from it.
         self._base_dirs: dict[Digest, Path] = {}
@@ -179,6 +185,7 @@ class Solver:
     def _solve(self, plan: Plan) -> StageResult:
         futures: dict[int, Future[StageResult]] = {}
         self._stage_names = {s.index: (s.name or "").lower() for s in plan.stages}
+        self._platforms = {s.index: str(s.platform) for s in plan.stages}
         self._prune_ignored_cache_mounts(plan)
         jobs = max(1, self._options.jobs)
         with (
@@ -314,7 +321,9 @@ class Solver:
         try:
             inputs = ahead.take(step, parent) if ahead is not None else None
             if inputs is None:
-                inputs = OPS[type(spec)].key_inputs(spec, parent, step.key_text, ctx)
+                inputs = self._keyed(
+                    step, OPS[type(spec)].key_inputs(spec, parent, step.key_text, ctx)
+                )
         except BuildError as exc:
             raise exc.located(
                 step.instruction.location.file, step.instruction.location.line
@@ -363,7 +372,13 @@ class Solver:
         """The step's key inputs (keyahead computes them ahead with this)."""
         assert step.spec is not None
         ctx = self._step_context(step)
-        return OPS[type(step.spec)].key_inputs(step.spec, parent, step.key_text, ctx)
+        return self._keyed(
+            step, OPS[type(step.spec)].key_inputs(step.spec, parent, step.key_text, ctx)
+        )
+
+    def _keyed(self, step: PlannedStep, inputs: KeyInputs) -> KeyInputs:
+        """The inputs with the step's stage platform: no hit across platforms."""
+        return replace(inputs, platform=self._platforms.get(step.stage, inputs.platform))
 
     def _lookup(
         self, step: PlannedStep, key: str, inputs: KeyInputs, started: float

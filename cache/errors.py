@@ -65,3 +65,7 @@ def disk_full(what: str, where: object) -> DiskFull:
 
 class IndexDamaged(CacheError):
     """The store's index (index.db) is not a readable database; repair rebuilds it."""
+
+
+class PlatformNotFound(CacheError):
+    """An image index has no image for the platform asked for."""

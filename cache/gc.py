@@ -29,7 +29,7 @@ from pathlib import Path
 from cache.clamp import clamped_from, sweep_memos
 from cache.digest import Digest
 from cache.errors import CacheError, InvalidDigest, StoreLocked
-from cache.images import read_image
+from cache.images import read_images
 from cache.index import Index, StepRecord
 from cache.leases import live_leases
 from cache.store import BlobStore, is_locked, remove_if_unlocked
@@ -121,14 +121,15 @@ def needed(blobs: BlobStore, index: Index, records: list[StepRecord] | None = No
         tagged.add(digest)
         manifests.add(digest)
         try:
-            image = read_image(blobs, digest)
+            images = read_images(blobs, digest)  # an index: each platform's image
         except CacheError:
             broken.append(name)
             continue
-        manifests.add(image.config_digest)
-        tagged.add(image.config_digest)
-        tagged.update(layer.digest for layer in image.manifest.layers)
-        diff_ids.update(image.config.diff_ids)
+        for image in images:
+            manifests.update((image.digest, image.config_digest))
+            tagged.update((image.digest, image.config_digest))
+            tagged.update(layer.digest for layer in image.manifest.layers)
+            diff_ids.update(image.config.diff_ids)
     records = index.steps() if records is None else records
     leases = live_leases(blobs.root)
     layers = frozenset(tagged) - frozenset(manifests)

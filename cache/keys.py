@@ -10,12 +10,12 @@ from __future__ import annotations
 import json
 import stat
 from collections.abc import Collection, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from cache.digest import sha256_bytes
 from cache.errors import CacheError
-from cache.oci import canonical_json
+from cache.oci import canonical_json, host_platform
 
 # Bump when the meaning or the serialisation of any field changes: every old key then
 # misses instead of matching a result built under different rules.
@@ -51,7 +51,7 @@ class KeyInputs:
     instruction: str
     env: Pairs
     sources: Pairs = ()
-    platform: str = "linux/amd64"
+    platform: str = field(default_factory=lambda: str(host_platform()))  # the stage's
     extra: Pairs = ()
     files: Pairs = ()
 

@@ -87,8 +87,11 @@ def _opt_list(value: tuple[str, ...] | None) -> list[str] | None:
 
 @dataclass(frozen=True)
 class Platform:
-    os: str = "linux"
-    architecture: str = "amd64"
+    """An image's platform (image-index.md); ``cache.platforms`` parses docker's strings.
+    Without arguments: this machine's os and architecture (``host_platform``)."""
+
+    os: str = field(default_factory=lambda: host_platform().os)
+    architecture: str = field(default_factory=lambda: host_platform().architecture)
     variant: str = ""
 
     def to_json(self) -> dict[str, JSON]:
@@ -354,8 +357,8 @@ class History:
 class ImageConfig:
     """An image config (config.md): platform, run config, layer diff_ids and history."""
 
-    architecture: str = "amd64"
-    os: str = "linux"
+    architecture: str = field(default_factory=lambda: host_platform().architecture)
+    os: str = field(default_factory=lambda: host_platform().os)
     variant: str = ""
     created: str = ""
     author: str = ""
@@ -406,8 +409,19 @@ class ImageConfig:
         )
 
 
-# platform.machine() -> OCI architecture and variant (image-index.md platform values).
-_ARCHES = {"x86_64": ("amd64", ""), "aarch64": ("arm64", "v8"), "armv7l": ("arm", "v7")}
+# platform.machine() -> OCI architecture and variant (image-index.md platform values),
+# in containerd's normal form (arm64's default variant v8 is left out).
+_ARCHES = {
+    "x86_64": ("amd64", ""),
+    "aarch64": ("arm64", ""),
+    "arm64": ("arm64", ""),
+    "armv7l": ("arm", "v7"),
+    "armv6l": ("arm", "v6"),
+    "i686": ("386", ""),
+    "i386": ("386", ""),
+}
+# Variants an index may spell out that mean the architecture's default.
+_DEFAULT_VARIANTS = {"arm64": ("", "v8"), "amd64": ("", "v1"), "arm": ("", "v7")}
 
 
 def host_platform() -> Platform:
@@ -415,6 +429,11 @@ def host_platform() -> Platform:
     machine = _platform.machine()
     arch, variant = _ARCHES.get(machine, (machine, ""))
     return Platform("linux", arch, variant)
+
+
+def _same_variant(arch: str, have: str, want: str) -> bool:
+    defaults = _DEFAULT_VARIANTS.get(arch, ("",))
+    return have == want or (have in defaults and want in defaults)
 
 
 def is_attestation(desc: Descriptor) -> bool:
@@ -431,7 +450,11 @@ def select_platform(candidates: Sequence[Descriptor], want: Platform) -> Descrip
         for d in candidates
         if d.platform and (d.platform.os, d.platform.architecture) == (want.os, want.architecture)
     ]
-    exact = [d for d in same if d.platform and d.platform.variant in ("", want.variant)]
+    exact = [
+        d
+        for d in same
+        if d.platform and _same_variant(want.architecture, d.platform.variant, want.variant)
+    ]
     if exact or same:
         return (exact or same)[0]
     if len(candidates) == 1 and candidates[0].platform is None:

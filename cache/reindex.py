@@ -16,7 +16,7 @@ from pathlib import Path
 
 from cache.errors import CacheError
 from cache.gc import exclusive_guard
-from cache.images import read_image
+from cache.images import read_images
 from cache.index import Index
 from cache.store import BlobStore
 from cache.tagfile import read_tags, tag_file
@@ -59,7 +59,7 @@ def rebuild_index(root: Path, blobs: BlobStore) -> Rebuilt:
         keep = []
         for name, digest in tags:
             try:
-                read_image(blobs, digest)
+                read_images(blobs, digest)
             except CacheError:
                 dropped.append(name)
                 continue

@@ -19,7 +19,7 @@ from pathlib import Path
 from cache.digest import Digest, Sha256
 from cache.errors import CacheError, InvalidDigest
 from cache.gc import Needed, dead_tmp, exclusive_guard, needed
-from cache.images import read_image
+from cache.images import read_images
 from cache.index import Index
 from cache.leases import live_leases
 from cache.oci import Descriptor
@@ -135,10 +135,10 @@ def _tag_layers(blobs: BlobStore, index: Index, corrupt: set[Digest]) -> list[Fi
     findings = []
     for name, digest in index.tags():
         try:
-            image = read_image(blobs, digest)
+            images = read_images(blobs, digest)
         except CacheError:
             continue  # already reported as a broken tag
-        for layer in image.manifest.layers:
+        for layer in (layer for image in images for layer in image.manifest.layers):
             if not blobs.has(layer.digest) or layer.digest in corrupt:
                 detail = f"layer {layer.digest} is missing or corrupt"
                 findings.append(Finding("broken-tag", name, detail, True))
@@ -196,10 +196,11 @@ def _layer_sources(blobs: BlobStore, index: Index) -> dict[Digest, Descriptor]:
     sources: dict[Digest, Descriptor] = {}
     for _, digest in index.tags():
         try:
-            image = read_image(blobs, digest)
+            images = read_images(blobs, digest)
         except CacheError:
             continue
-        sources.update(zip(image.config.diff_ids, image.manifest.layers, strict=False))
+        for image in images:
+            sources.update(zip(image.config.diff_ids, image.manifest.layers, strict=False))
     for record in index.steps():
         if record.layer is not None and record.diff_id is not None:
             sources[record.diff_id] = record.layer

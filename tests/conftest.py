@@ -56,12 +56,24 @@ def _docker_available() -> bool:
     return done.returncode == 0
 
 
+def _qemu_arm64_available() -> bool:
+    """An arm64 emulator registered with binfmt_misc with the F flag (scripts/install)."""
+    from runtime.emulation import BINFMT_MISC, emulated_architectures
+
+    return "arm64" in emulated_architectures(BINFMT_MISC)
+
+
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     """Skip marked tests with the reason, never silently."""
     checks = {
         "requires_root": (lambda: os.geteuid() == 0, "needs root (namespaces and mounts)"),
         "requires_overlay": (_overlay_available, "needs overlayfs (not in /proc/filesystems)"),
         "requires_docker": (_docker_available, "needs a running dockerd (`docker info` failed)"),
+        "requires_qemu": (
+            _qemu_arm64_available,
+            "needs QEMU arm64 emulation: qemu-user-static registered with binfmt_misc with "
+            "the F flag (scripts/install does it; binfmt_misc must be mountable)",
+        ),
     }
     results: dict[str, bool] = {}
     for item in items:

@@ -188,9 +188,8 @@ def _env_int(name: str) -> int | None:
 
 
 def cmd_build(args: argparse.Namespace) -> int:
-    from builder.cli.build_flags import check_platform, stdin_inputs
+    from builder.cli.build_flags import stdin_inputs
 
-    check_platform(args.platform)
     if args.progress == "quiet":
         args.quiet = True
     with stdin_inputs(args.context, args.file) as inputs:
@@ -219,7 +218,7 @@ def _build(args: argparse.Namespace, context: Path, dockerfile_text: str | None)
 def _request(args: argparse.Namespace, context: Path, dockerfile_text: str | None) -> BuildRequest:
     """The flags as a request (UsageError on a bad value)."""
     from builder.api import BuildRequest
-    from builder.cli.build_flags import STDIN, parse_annotations, parse_pairs
+    from builder.cli.build_flags import STDIN, parse_annotations, parse_pairs, parse_platform_flag
     from builder.cli.registry_commands import remote_options
     from builder.images.names import normalize
     from builder.ops.runsettings import parse_run_settings
@@ -253,6 +252,7 @@ def _request(args: argparse.Namespace, context: Path, dockerfile_text: str | Non
         remote=remote_options(args),
         metadata_file=args.metadata_file,
         isolation=args.isolation,
+        platforms=parse_platform_flag(args.platform),
     )
 
 
@@ -370,7 +370,7 @@ def _report(args: argparse.Namespace, request: BuildRequest, outcome: BuildOutco
     """--iidfile, --explain, then the image ID (-q) or the summary."""
     from builder.cli.build_flags import write_iidfile
 
-    image_id = str(outcome.image.config_digest)  # docker's image ID: the config digest
+    image_id = str(outcome.image_id)  # docker's image ID (the config digest), or the index
     if args.iidfile:
         write_iidfile(args.iidfile, image_id)
     if args.explain:
@@ -382,7 +382,8 @@ def _report(args: argparse.Namespace, request: BuildRequest, outcome: BuildOutco
         return
     tags = request.tags
     print_line(outcome.summary())
-    print_line(f"image {image_id}" + (f" tagged {', '.join(tags)}" if tags else ""))
+    kind = f"index of {len(outcome.images)} platforms" if outcome.index else "image"
+    print_line(f"{kind} {image_id}" + (f" tagged {', '.join(tags)}" if tags else ""))
 
 
 def parse_build_args(values: Mapping[str, str] | list[str]) -> tuple[tuple[str, str], ...]:

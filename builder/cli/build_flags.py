@@ -21,6 +21,7 @@ from pathlib import Path
 
 from builder.errors import UsageError
 from cache.errors import is_disk_full
+from cache.oci import Platform
 from cache.tarcheck import UnsafeTarEntry, check_member
 
 STDIN = "-"
@@ -41,13 +42,15 @@ def add_ci_flags(p: argparse.ArgumentParser) -> None:
         action="append",
         default=[],
         metavar="[manifest:]K=V",
-        help="add a manifest annotation (repeatable; index levels are refused: one platform)",
+        help="add a manifest annotation (repeatable; index levels are refused)",
     )
     p.add_argument("--iidfile", type=Path, metavar="FILE", help="write the image ID to FILE")
     p.add_argument(
         "--platform",
-        metavar="OS/ARCH",
-        help="this host's platform only (e.g. linux/amd64); others are refused for now",
+        metavar="OS/ARCH[,...]",
+        help="the platforms to build for, comma-separated (e.g. linux/amd64,linux/arm64 or "
+        "linux/arm/v7; default: this host's); more than one makes an image index, and RUN "
+        "steps for another architecture run under QEMU (binfmt_misc)",
     )
     p.add_argument(
         "--load", action="store_true", help="accepted for buildx: the store is always written"
@@ -110,24 +113,16 @@ def parse_annotations(items: list[str]) -> tuple[tuple[str, str], ...]:
     return parse_pairs(plain, "--annotation")
 
 
-def check_platform(value: str | None) -> None:
-    """--platform: accepted when every platform named is this host's."""
+def parse_platform_flag(value: str | None) -> tuple[Platform, ...]:
+    """--platform: a comma-separated list in docker's notation (none: this host's)."""
     if not value:
-        return
-    from cache.oci import host_platform
+        return ()
+    from cache.platforms import PlatformError, parse_platforms
 
-    host = host_platform()
-    names = {f"{host.os}/{host.architecture}", host.architecture, "local"}
-    if host.variant:
-        names.add(f"{host.os}/{host.architecture}/{host.variant}")
-    for item in value.split(","):
-        if item.strip().lower() not in names:
-            raise UsageError(
-                f"--platform {item.strip()}: only this host's platform "
-                f"({host.os}/{host.architecture}) can be built",
-                hint="multi-platform and cross-platform builds are not supported yet; drop "
-                "--platform or pass the host's",
-            )
+    try:
+        return parse_platforms(value)
+    except PlatformError as exc:
+        raise UsageError(f"--platform {value}: {exc.message}", hint=exc.hint) from None
 
 
 @dataclass(frozen=True)

@@ -8,6 +8,7 @@ import sys
 from datetime import UTC, datetime
 from pathlib import Path
 
+from builder.cli.platform_flag import add_platform_flag, platform_of
 from builder.cli.progress import human_size, print_line
 from builder.cli.store import open_store
 from builder.errors import UsageError
@@ -43,6 +44,7 @@ def add_save(p: argparse.ArgumentParser) -> None:
         "OCI save -> load keeps the image digest. A converted image gets a new manifest "
         "digest in the archive",
     )
+    add_platform_flag(p, "save")
     p.add_argument("images", nargs="+", metavar="IMAGE")
 
 
@@ -56,6 +58,7 @@ def add_rmi(p: argparse.ArgumentParser) -> None:
 
 
 def add_inspect(p: argparse.ArgumentParser) -> None:
+    add_platform_flag(p, "inspect")
     p.add_argument("image", metavar="CONTAINER|IMAGE")
 
 
@@ -89,7 +92,7 @@ def cmd_save(args: argparse.Namespace) -> int:
     with open_store(args) as storage:
         refs = []
         for name in args.images:
-            image = storage.get_image(name)
+            image = storage.get_image(name, platform_of(args))
             refs.append((normalize(name) if not name.startswith("sha256:") else "", image.digest))
         writer = write_oci_archive if args.format == "oci" else write_docker_archive
         writer(storage.blobs, refs, args.output, compression=compression)
@@ -145,7 +148,9 @@ def human_age(created: str, now: datetime | None = None) -> str:
 def cmd_tag(args: argparse.Namespace) -> int:
     with open_store(args) as storage:
         image = storage.get_image(args.source)
-        storage.index.set_tag(normalize(args.target), image.digest)
+        # A multi-platform index is tagged as a whole, not its host image.
+        digest = storage.find_digest(args.source) or image.digest
+        storage.index.set_tag(normalize(args.target), digest)
     return 0
 
 
@@ -173,11 +178,13 @@ def cmd_inspect(args: argparse.Namespace) -> int:
         sys.stdout.write("\n")
         return 0
     with open_store(args) as storage:
-        image = storage.get_image(args.image)
+        image = storage.get_image(args.image, platform_of(args))
+        # A multi-platform index shows the host's (or --platform's) image, with its tags.
+        named = {image.digest, storage.find_digest(args.image)}
         doc = {
             "Id": str(image.config_digest),  # docker's image ID
             "Digest": str(image.digest),  # the manifest digest
-            "RepoTags": sorted(n for n, d in storage.index.tags() if d == image.digest),
+            "RepoTags": sorted(n for n, d in storage.index.tags() if d in named),
             "Manifest": image.manifest.to_json(),
             "Config": image.config.to_json(),
             "Size": sum(layer.size for layer in image.manifest.layers),

@@ -15,6 +15,7 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from builder.cli.platform_flag import add_platform_flag
 from builder.errors import UsageError
 
 if TYPE_CHECKING:
@@ -36,6 +37,7 @@ def _add_insecure(p: argparse.ArgumentParser) -> None:
 def add_pull(p: argparse.ArgumentParser) -> None:
     p.add_argument("image", metavar="NAME[:TAG|@DIGEST]")
     p.add_argument("-q", "--quiet", action="store_true", help="print only the image name")
+    add_platform_flag(p, "pull")
     _add_insecure(p)
 
 
@@ -90,13 +92,16 @@ def default_docker_config() -> Path:
 
 
 def remote_options(args: argparse.Namespace) -> RemoteOptions:
+    from builder.cli.platform_flag import platform_of
     from builder.registry.options import RemoteOptions
     from cache.distribution.options import RegistryOptions
+    from cache.oci import host_platform
 
     insecure = tuple(getattr(args, "insecure_registry", []) or [])
     return RemoteOptions(
         registry=RegistryOptions(insecure_registries=insecure),
         docker_config=default_docker_config(),
+        platform=platform_of(args) or host_platform(),
     )
 
 
@@ -130,6 +135,7 @@ def cmd_push(args: argparse.Namespace) -> int:
     from builder.cli.progress import print_line
     from builder.exporters.push import push_image
     from builder.images.names import normalize
+    from cache.images import is_index
 
     storage = _open(args)
     try:
@@ -138,7 +144,12 @@ def cmd_push(args: argparse.Namespace) -> int:
         events = None if args.quiet else print_line
         options = remote_options(args)
         wire = push_compression(args.compression, args.force_compression)
-        result = push_image(target, image, storage.blobs, options, events, storage.index, wire)
+        named = storage.find_digest(args.image)
+        # A multi-platform image goes out whole: its index and every platform's image.
+        index = named if named is not None and is_index(storage.blobs, named) else None
+        result = push_image(
+            target, image, storage.blobs, options, events, storage.index, wire, index=index
+        )
     finally:
         storage.close()
     if args.quiet:

@@ -7,6 +7,7 @@ import argparse
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from builder.cli.platform_flag import add_platform_flag, platform_of
 from builder.cli.progress import print_error, print_line
 from builder.cli.resource_flags import add_resource_flags
 from builder.cli.store import open_store
@@ -24,6 +25,7 @@ def add_run(p: argparse.ArgumentParser) -> None:
         "Run an image in a namespace sandbox, as `docker run` does. "
         "The container's changes are discarded when it exits."
     )
+    add_platform_flag(p, "run")
     p.add_argument(
         "--rm",
         action="store_true",
@@ -137,6 +139,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 
     request = RunRequest(
         image=args.image,
+        platform=platform_of(args),
         command=tuple(args.command),
         env=tuple(args.env),
         workdir=args.workdir,

@@ -31,10 +31,10 @@ def metadata(outcome: BuildOutcome) -> dict[str, Any]:
     total = len(outcome.steps)
     return {
         "build.id": outcome.build_id,
-        "image.digest": str(outcome.image.digest),
-        "containerimage.digest": str(outcome.image.digest),
+        "image.digest": str(outcome.digest),
+        "containerimage.digest": str(outcome.digest),  # the index of a multi-platform build
         "containerimage.config.digest": str(outcome.image.config_digest),
-        "image.id": str(outcome.image.config_digest),  # what -q and --iidfile print
+        "image.id": str(outcome.image_id),  # what -q and --iidfile print
         # The image's labels (Dockerfile LABEL and --label): how a series is grouped.
         "labels": dict(outcome.image.config.config.labels),
         "steps": steps,

@@ -29,6 +29,7 @@ from builder.errors import UsageError
 from builder.images.names import normalize
 from builder.images.store import Storage
 from cache.digest import Digest
+from cache.images import is_index
 from cache.layers import Compression
 
 OUTPUT_TYPES = ("oci", "docker", "local", "tar", "registry")
@@ -184,6 +185,12 @@ def write_output(
 
     if output.type == "registry":
         return
+    if output.type in ("local", "tar") and is_index(storage.blobs, image):
+        raise UsageError(
+            f"-o type={output.type}: a multi-platform build has one root filesystem per platform",
+            hint="write them all with type=oci, or build one platform (--platform P) for "
+            f"type={output.type}",
+        )
     if output.type == "local":
         write_rootfs(storage.blobs, image, output.dest)
         return

@@ -254,12 +254,37 @@ def _oci_images(members: _Members, blobs: BlobStore, has_docker: bool) -> list[_
     docker_names = _docker_names_by_config(members) if has_docker else {}
     found = []
     for top in index.manifests:
+        if _whole_index(blobs, top):
+            found.append(_Found(_annotation_names(top), top.digest))
+            continue
         image = _require_image(blobs, _pick_manifest(blobs, top, 0))
         names = _annotation_names(top) or docker_names.get(image.config_digest, ())
         found.append(_Found(names, image.digest))
     if not found:
         raise InvalidImage("index.json lists no images")
     return found
+
+
+def _whole_index(blobs: BlobStore, desc: Descriptor) -> bool:
+    """A multi-platform index whose every image the archive holds (as ``pybuild build
+    --platform a,b -o type=oci`` and ``buildx`` write): it is kept whole, its images
+    checked; the name then gives the host's image to ``run`` and each platform's to a
+    build for it. An index with images missing (docker's containerd store saves only
+    the platforms it has) gives its host image alone."""
+    _require(blobs, desc, "manifest")
+    obj = load_json(blobs.read_bytes(desc.digest), f"manifest {desc.digest}")
+    if "manifests" not in obj:
+        return False
+    entries = [d for d in Index.from_bytes(blobs.read_bytes(desc.digest)).manifests]
+    images = [d for d in entries if not is_attestation(d)]
+    if len(images) < 2 or not all(blobs.has(d.digest) for d in images):
+        return False
+    if any("manifests" in load_json(blobs.read_bytes(d.digest), "manifest") for d in images):
+        return False  # nested further: take the host's image as before
+    for d in images:
+        _require(blobs, d, "manifest")
+        _require_image(blobs, d)
+    return True
 
 
 def _pick_manifest(blobs: BlobStore, desc: Descriptor, depth: int) -> Descriptor:

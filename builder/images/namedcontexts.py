@@ -28,6 +28,7 @@ from cache.oci import (
     Descriptor,
     ImageConfig,
     Index,
+    Platform,
     host_platform,
     select_platform,
 )
@@ -71,20 +72,28 @@ def parse_build_contexts(items: list[str]) -> dict[str, NamedContext]:
 
 
 def resolve_context(
-    storage: Storage, context: NamedContext, compression: Compression, epoch: int | None
+    storage: Storage,
+    context: NamedContext,
+    compression: Compression,
+    epoch: int | None,
+    platform: Platform | None = None,
 ) -> StoredImage:
-    """The image the named context stands for (stored in ``storage``, untagged)."""
+    """The image the named context stands for (stored in ``storage``, untagged); from a
+    multi-platform image, ``platform``'s (default: this machine's)."""
+    want = platform if platform is not None else host_platform()
     if context.kind == "image":
-        return storage.get_image(context.value)
+        return storage.get_image(context.value, platform)
     if context.kind == "oci-layout":
-        return _from_layout(storage, context.value)
+        return _from_layout(storage, context.value, want)
     layer = write_layer(Path(context.value), storage.blobs, compression=compression,
                         source_date_epoch=epoch)  # fmt: skip
-    config = ImageConfig(architecture=host_platform().architecture, diff_ids=(layer.diff_id,))
+    config = ImageConfig(
+        architecture=want.architecture, os=want.os, variant=want.variant, diff_ids=(layer.diff_id,)
+    )
     return write_image(storage.blobs, config, [layer.descriptor()])
 
 
-def _from_layout(storage: Storage, spec: str) -> StoredImage:
+def _from_layout(storage: Storage, spec: str, platform: Platform) -> StoredImage:
     """``DIR``, ``DIR:TAG`` or ``DIR@sha256:...``: copy the image's blobs in, verified."""
     path, want_digest, want_tag = spec, None, None
     if "@" in spec:
@@ -97,7 +106,7 @@ def _from_layout(storage: Storage, spec: str) -> StoredImage:
     layout = Path(path)
     try:
         index = Index.from_bytes((layout / "index.json").read_bytes())
-        desc = _pick(layout, index.manifests, want_digest, want_tag, storage)
+        desc = _pick(layout, index.manifests, want_digest, want_tag, storage, platform)
         _copy_blob(layout, desc, storage)
         image = read_image(storage.blobs, desc.digest)  # the manifest; then its blobs
         for blob in (image.manifest.config, *image.manifest.layers):
@@ -117,6 +126,7 @@ def _pick(
     digest: Digest | None,
     tag: str | None,
     storage: Storage,
+    platform: Platform,
 ) -> Descriptor:
     if digest is not None:
         found = [d for d in manifests if d.digest == digest]
@@ -130,9 +140,9 @@ def _pick(
     if desc.media_type in (MEDIA_OCI_INDEX, MEDIA_DOCKER_LIST):
         _copy_blob(layout, desc, storage)
         nested = Index.from_bytes(storage.blobs.read_bytes(desc.digest))
-        chosen = select_platform(nested.manifests, host_platform())
+        chosen = select_platform(nested.manifests, platform)
         if chosen is None:
-            raise ValueError("the index has no image for this platform")
+            raise ValueError(f"the index has no image for {platform}")
         return chosen
     return desc
 

@@ -11,6 +11,10 @@ and what ``skopeo``'s ``oci-archive:FILE:name:tag`` looks up) and
 ``io.containerd.image.name`` = the fully qualified name. The docker-archive adds docker's
 ``manifest.json`` (Config, RepoTags, Layers), as docker 25+ ``docker save`` does.
 
+An index (a multi-platform build) goes into an OCI archive whole: ``index.json`` names
+the nested index, which lists one manifest per platform. A docker-archive holds one
+platform per image, so an index is refused there (name a platform to save instead).
+
 Layer compression: ``compression=None`` keeps the stored layers as they are (an OCI
 save -> load round trip then keeps every digest), except that a docker-archive never
 holds zstd layers unless asked to (docker before 25 cannot read them): those become
@@ -38,13 +42,14 @@ from cache.convert import convert_layer
 from cache.digest import Digest, sha256_bytes, verify
 from cache.errors import CacheError
 from cache.extract import extract_layer
-from cache.images import StoredImage, read_image
+from cache.images import StoredImage, is_index, read_image, read_index
 from cache.layers import Compression
 from cache.oci import (
     ANNOTATION_IMAGE_NAME,
     ANNOTATION_REF_NAME,
     MEDIA_DOCKER_LAYER,
     MEDIA_DOCKER_LAYER_GZIP,
+    MEDIA_OCI_INDEX,
     MEDIA_OCI_LAYER,
     MEDIA_OCI_LAYER_GZIP,
     MEDIA_OCI_LAYER_ZSTD,
@@ -53,6 +58,7 @@ from cache.oci import (
     Index,
     Manifest,
     canonical_json,
+    is_attestation,
 )
 from cache.store import BlobStore, force_rmtree
 from cache.tarout import TarOut
@@ -67,15 +73,23 @@ _SAVE_HINT = (
 
 @dataclass(frozen=True)
 class _Entry:
-    """One image as it goes into an archive: its names and the manifest written for it."""
+    """One image as it goes into an archive: its names and the manifest written for it;
+    for an index, the index written and its images (``children``)."""
 
     names: tuple[str, ...]
     manifest: Manifest
     manifest_bytes: bytes
+    children: tuple[_Entry, ...] = ()
+    media_type: str = ""  # "": the manifest's own
 
     @property
     def digest(self) -> Digest:
         return sha256_bytes(self.manifest_bytes)
+
+    @property
+    def leaves(self) -> tuple[_Entry, ...]:
+        """The image manifests in the entry: itself, or an index's images."""
+        return self.children or (self,)
 
 
 def write_oci_archive(
@@ -109,6 +123,15 @@ def write_docker_archive(
     write_oci_archive.
     """
     entries = _entries(blobs, images, _Policy(compression, for_docker=True))
+    for e in entries:
+        if e.children:
+            shown = ", ".join(e.names) or str(e.digest)
+            raise BuildError(
+                f"{shown} is a multi-platform image ({len(e.children)} platforms): a "
+                "docker-archive holds one platform per image",
+                hint="write an OCI archive (type=oci) for all of them, or build or save "
+                "one platform (--platform linux/arm64)",
+            )
     docker = [
         {
             "Config": _blob_name(e.manifest.config.digest),
@@ -198,13 +221,42 @@ def _entries(
             listed.append(normalize(name))
     entries = []
     for digest, image_names in names.items():
-        image = _read(blobs, digest)
         try:
-            entry = _converted(blobs, image, policy)
+            if is_index(blobs, digest):
+                entry = _index_entry(blobs, digest, policy)
+            else:
+                entry = _converted(blobs, _read(blobs, digest), policy)
         except CacheError as exc:
             raise BuildError(f"image {digest}: {exc.message}", hint=_SAVE_HINT) from None
-        entries.append(_Entry(tuple(image_names), entry.manifest, entry.manifest_bytes))
+        entries.append(replace(entry, names=tuple(image_names)))
     return entries
+
+
+def _index_entry(blobs: BlobStore, digest: Digest, policy: _Policy) -> _Entry:
+    """An index and its images, each converted as ``policy`` says (a converted image
+    gets a new manifest, so the index is rewritten; else it is copied as it is)."""
+    index = read_index(blobs, digest)
+    children = []
+    descriptors = []
+    for desc in index.manifests:
+        if is_attestation(desc) or not blobs.has(desc.digest):
+            continue
+        child = _converted(blobs, _read(blobs, desc.digest), policy)
+        children.append(child)
+        media_type = child.manifest.media_type
+        size = len(child.manifest_bytes)
+        descriptors.append(replace(desc, media_type=media_type, digest=child.digest, size=size))
+    if not children:
+        raise CacheError(f"index {digest} lists no image in the store")
+    rewritten = Index(tuple(descriptors), index.annotations)
+    same = rewritten.manifests == index.manifests
+    data = blobs.read_bytes(digest) if same else rewritten.to_bytes()
+    return _Entry((), _no_manifest(), data, tuple(children), MEDIA_OCI_INDEX)
+
+
+def _no_manifest() -> Manifest:
+    """An index entry has no manifest of its own: its images' are in ``children``."""
+    return Manifest(Descriptor(MEDIA_OCI_MANIFEST, sha256_bytes(b""), 0), ())
 
 
 def _as_is(blobs: BlobStore, image: StoredImage) -> _Entry:
@@ -232,7 +284,8 @@ def _converted(blobs: BlobStore, image: StoredImage, policy: _Policy) -> _Entry:
 def _index(entries: Sequence[_Entry]) -> Index:
     descriptors = []
     for e in entries:
-        plain = Descriptor(e.manifest.media_type, e.digest, len(e.manifest_bytes))
+        media_type = e.media_type or e.manifest.media_type
+        plain = Descriptor(media_type, e.digest, len(e.manifest_bytes))
         if not e.names:
             descriptors.append(plain)
         for name in e.names:
@@ -263,9 +316,10 @@ def _blob_name(digest: Digest) -> str:
 def _write_archive(
     blobs: BlobStore, entries: Sequence[_Entry], dest: Path, *, docker_manifest: bytes | None
 ) -> None:
-    in_memory = {e.digest: e.manifest_bytes for e in entries}
-    from_store = {e.manifest.config.digest for e in entries}
-    from_store |= {layer.digest for e in entries for layer in e.manifest.layers}
+    leaves = [leaf for e in entries for leaf in e.leaves]
+    in_memory = {e.digest: e.manifest_bytes for e in [*entries, *leaves]}
+    from_store = {e.manifest.config.digest for e in leaves}
+    from_store |= {layer.digest for e in leaves for layer in e.manifest.layers}
     from_store -= in_memory.keys()
     files = {"index.json": _index(entries).to_bytes(), "oci-layout": _OCI_LAYOUT}
     if docker_manifest is not None:

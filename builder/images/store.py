@@ -15,9 +15,10 @@ from typing import TYPE_CHECKING
 from builder.errors import BuildError
 from builder.images.names import normalize
 from cache.digest import Digest
-from cache.errors import CacheError, InvalidDigest
-from cache.images import StoredImage, read_image
+from cache.errors import CacheError, InvalidDigest, PlatformNotFound
+from cache.images import StoredImage, read_for_platform, read_image, read_images
 from cache.index import Index
+from cache.oci import Platform
 from cache.store import BlobStore
 from cache.storeroot import PRIVATE_MODE, prepare_root
 from cache.unpacked import UnpackedLayers
@@ -107,31 +108,50 @@ class Storage:
     def __exit__(self, *exc_info: object) -> None:
         self.close()
 
-    def find_image(self, name: str) -> StoredImage | None:
+    def find_image(self, name: str, platform: Platform | None = None) -> StoredImage | None:
         """Look an image up by name[:tag], by (a prefix of) its manifest digest, or by its
-        image ID (the config digest, as docker shows it; a prefix for tagged images)."""
+        image ID (the config digest, as docker shows it; a prefix for tagged images).
+
+        A name for a multi-platform index gives its image for ``platform`` (default:
+        this machine's); an index without one is a BuildError listing what it has."""
         digest = self._lookup(name)
         if digest is None:
             return None
         try:
-            return read_image(self.blobs, digest)
+            return read_for_platform(self.blobs, digest, platform)
+        except PlatformNotFound as exc:
+            raise BuildError(
+                exc.message.replace(f"image {digest}", f"image {name}", 1), hint=exc.hint
+            ) from None
         except CacheError as exc:
             raise BuildError(
                 f"image {name} is damaged in the store: {exc.message}",
                 hint="run `pybuild cache verify --repair`, then load, pull or build it again",
             ) from None
 
-    def get_image(self, name: str) -> StoredImage:
+    def find_digest(self, name: str) -> Digest | None:
+        """What ``name`` names in the store: an image manifest or a multi-platform index."""
+        return self._lookup(name)
+
+    def get_image(self, name: str, platform: Platform | None = None) -> StoredImage:
         """Like find_image, but a missing image is a BuildError saying how to get one.
 
         With a ``pull_policy`` other than "never", a missing image (or, with "always",
-        any name that is not a digest) is pulled from its registry first.
+        any name that is not a digest) is pulled from its registry first, for
+        ``platform`` (default: the pull options' platform).
         """
         if self.pull_policy == "always" and not name.startswith("sha256:"):
-            return self._pull(name)
-        image = self.find_image(name)
+            return self._pull(name, platform)
+        image = self.find_image(name, platform)
+        if image is not None and platform is not None and not _fits(image, platform):
+            image = None  # a single-platform image for another platform: pull the right one
+            if self.pull_policy == "never":
+                raise BuildError(
+                    f"image {name!r} in the local store is for another platform than {platform}",
+                    hint="pull or load the image for that platform (a multi-platform index)",
+                )
         if image is None and self.pull_policy == "missing" and not name.startswith("sha256:"):
-            return self._pull(name)
+            return self._pull(name, platform)
         if image is None:
             raise BuildError(
                 f"image {name!r} not found in the local store ({self.root})",
@@ -140,29 +160,37 @@ class Storage:
             )
         return image
 
-    def _pull(self, name: str) -> StoredImage:
-        """Pull once per name per Storage (a build resolves each base once)."""
-        if name not in self._pulled:
+    def _pull(self, name: str, platform: Platform | None = None) -> StoredImage:
+        """Pull once per name and platform per Storage (a build resolves each base once)."""
+        options = self.pull_options
+        if platform is not None:
+            from dataclasses import replace
+
+            from builder.registry.pull import RemoteOptions
+
+            options = replace(options or RemoteOptions(), platform=platform)
+        key = f"{name} {platform}" if platform is not None else name
+        if key not in self._pulled:
             from builder.registry.pull import RemoteOptions, pull_image
             from cache.distribution.errors import RegistryUnreachable
 
-            options = self.pull_options or RemoteOptions()
+            options = options or RemoteOptions()
             try:
                 pulled = pull_image(name, self.blobs, self.index, options, self.pull_events)
             except RegistryUnreachable as exc:
                 # --pull while offline: the image we already have still builds.
-                local = self.find_image(name)
-                if local is None:
-                    raise _pull_failed(name, exc) from None
+                local = self.find_image(name, platform)
+                if local is None or (platform is not None and not _fits(local, platform)):
+                    raise _pull_failed(name, exc, platform) from None
                 if self.pull_events is not None:
                     self.pull_events(f"warning: {exc.message}; using the local {name}")
                 pulled_image = local
             except CacheError as exc:
-                raise _pull_failed(name, exc) from None
+                raise _pull_failed(name, exc, platform) from None
             else:
                 pulled_image = pulled.image
-            self._pulled[name] = pulled_image
-        return self._pulled[name]
+            self._pulled[key] = pulled_image
+        return self._pulled[key]
 
     def _lookup(self, name: str) -> Digest | None:
         if name.startswith("sha256:") and len(name) == 71:
@@ -192,7 +220,7 @@ class Storage:
 
     def _is_manifest(self, digest: Digest) -> bool:
         try:
-            read_image(self.blobs, digest)
+            read_images(self.blobs, digest)  # an image or an index of images
         except CacheError:
             return False
         return True
@@ -207,7 +235,8 @@ class Storage:
         ids: dict[Digest, Digest] = {}
         for _, manifest in self.index.tags():
             try:
-                ids.setdefault(read_image(self.blobs, manifest).config_digest, manifest)
+                for image in read_images(self.blobs, manifest):
+                    ids.setdefault(image.config_digest, manifest)
             except CacheError:
                 continue  # a damaged image: `cache verify` reports it
         return ids
@@ -221,12 +250,27 @@ class Storage:
         return None
 
 
-def _pull_failed(name: str, exc: CacheError) -> BuildError:
+def _fits(image: StoredImage, platform: Platform) -> bool:
+    """Whether an image's config says it is for ``platform`` (a config without an
+    architecture, as some hand-made images have, fits any)."""
+    config = image.config
+    if not config.architecture:
+        return True
+    from cache.platforms import same_platform
+
+    have = Platform(config.os or platform.os, config.architecture, config.variant)
+    return same_platform(have, platform) or (
+        config.architecture == platform.architecture and not config.variant
+    )
+
+
+def _pull_failed(name: str, exc: CacheError, platform: Platform | None = None) -> BuildError:
     local = (
         "if it is a local image, load it with `pybuild load -i IMAGE.tar` or build it "
         "with `pybuild build -t NAME`"
     )
+    where = f"the local store for {platform}" if platform is not None else "the local store"
     return BuildError(
-        f"image {name!r} is not in the local store and pulling it failed: {exc.message}",
+        f"image {name!r} is not in {where} and pulling it failed: {exc.message}",
         hint=f"{exc.hint}; {local}" if exc.hint else local,
     )

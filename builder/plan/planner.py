@@ -9,11 +9,11 @@ from __future__ import annotations
 
 import bisect
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 
 from builder.errors import BuildError, DockerfileError
 from builder.frontend import instructions as ins
-from builder.frontend.builtin_args import BUILTIN_ARGS, PLATFORM_ARGS
+from builder.frontend.builtin_args import BUILTIN_ARGS, PLATFORM_ARG_NAMES, platform_args
 from builder.frontend.checks.directive import check_warnings
 from builder.frontend.expand import expand_word
 from builder.frontend.onbuild import trigger_instructions
@@ -24,7 +24,8 @@ from builder.plan.specs import stages_read
 from builder.plan.stages import BaseImage, Plan, PlannedStep, StagePlan
 from builder.plan.state import DEFAULT_PATH, StageState, set_env
 from builder.plan.stepnumbers import step_numbers
-from cache.oci import ImageConfig
+from cache.oci import ImageConfig, Platform
+from cache.platforms import PlatformError, parse_platform
 
 # The plan types are part of what planning returns: importable from here as well.
 __all__ = [
@@ -41,6 +42,8 @@ __all__ = [
     "source_date_epoch",
 ]
 
+# A base image by name; the ``From`` passed carries the stage's platform, resolved
+# (``linux/arm64``), which is the one to pick from a multi-platform image.
 ImageResolver = Callable[[str, ins.From], BaseImage]
 MAX_EPOCH = 253402300799  # 9999-12-31T23:59:59Z
 
@@ -54,12 +57,18 @@ class PlanRequest:
     allow_insecure: bool = False  # --allow security.insecure
     allow_network_host: bool = False  # --allow network.host
     ignore_patterns: tuple[str, ...] = ()  # the context's .dockerignore (CopyIgnoredFile)
+    # The platform the image is for (TARGET* ARGs, stages without FROM --platform) and
+    # the one pybuild runs on (BUILD* ARGs); default: this machine's.
+    platform: Platform = field(default_factory=Platform)
+    build_platform: Platform = field(default_factory=Platform)
+    show_platform: bool = False  # name the platform in progress (multi-platform builds)
 
 
 def make_plan(request: PlanRequest, resolve_image: ImageResolver) -> Plan:
     """Plan the build; ``resolve_image`` finds a base image by name (or raises BuildError)."""
     df = request.dockerfile
-    meta_args = _meta_args(df, request.build_args, request.target)
+    platforms = platform_args(request.platform, request.build_platform)
+    meta_args = _meta_args(df, request.build_args, request.target, platforms)
     names = {s.name: s.index for s in df.stages if s.name}
     target = _target_index(df, request.target, names)
     needed = _needed_stages(df, target, names, meta_args)
@@ -127,26 +136,43 @@ class _ImageStages:
         self.resolve_image = resolve_image
         self.planned = planned
         self.by_name: dict[str, int] = {}
+        # Each planned stage's platform; ``stage`` is the one being planned (its
+        # COPY --from=<image> is pulled for its platform).
+        self.platforms: dict[int, Platform] = {}
+        self.stage = 0
 
     def __call__(self, name: str, instr: ins.Instruction) -> int:
         if name in self.by_name:
             return self.by_name[name]
-        base = ins.From(instr.location, instr.original, name, None, None)
+        platform = str(self.platforms.get(self.stage, Platform()))
+        base = ins.From(instr.location, instr.original, name, None, platform)
         image = self.resolve_image(name, base)
         index = self.first + len(self.by_name)
         self.by_name[name] = index
         self.planned[index] = StagePlan(
-            index, None, name, None, image, image.config, (), frozenset()
+            index,
+            None,
+            name,
+            None,
+            image,
+            image.config,
+            (),
+            frozenset(),
+            platform=self.platforms.get(self.stage, Platform()),
         )
         return index
 
 
 def _meta_args(
-    df: ins.Dockerfile, build_args: Mapping[str, str], target: str | None = None
+    df: ins.Dockerfile,
+    build_args: Mapping[str, str],
+    target: str | None = None,
+    platforms: Mapping[str, str] | None = None,
 ) -> dict[str, str | None]:
     """Global ARG values: the automatic platform ARGs and ``TARGETSTAGE``, then what the
     ARGs before the first FROM declare (``--build-arg`` wins over a default)."""
-    values: dict[str, str | None] = dict(PLATFORM_ARGS)
+    auto = platforms if platforms is not None else platform_args(Platform(), Platform())
+    values: dict[str, str | None] = dict(auto)
     # BuildKit dockerfile2llb/platform.go defaultArgs: the --target as given, else the
     # last stage's name, else "default"; a --build-arg of that name overrides it.
     last = df.stages[-1].name if df.stages else None
@@ -154,14 +180,14 @@ def _meta_args(
     env = {k: v for k, v in values.items() if v is not None}  # kept in step with values
     for arg in df.global_args:
         for name, default in arg.args:
-            if name in build_args and name not in PLATFORM_ARGS:
+            if name in build_args and name not in PLATFORM_ARG_NAMES:
                 values[name] = env[name] = build_args[name]
             elif default is not None:
                 try:
                     values[name] = env[name] = expand_word(default, env, escape=df.escape)
                 except BuildError as exc:
                     raise exc.located(arg.location.file, arg.location.line) from None
-            elif name not in PLATFORM_ARGS and name != "TARGETSTAGE":
+            elif name not in PLATFORM_ARG_NAMES and name != "TARGETSTAGE":
                 values[name] = None
                 env.pop(name, None)
     return values
@@ -235,22 +261,28 @@ def _plan_stage(
 ) -> StagePlan:
     df = request.dockerfile
     base_name = _base_name(stage, meta_args, df.escape)
-    if stage.base.platform:
-        _check_platform(stage.base, meta_args, df.escape)
     base_stage = names.get(base_name.lower())
     base_image: BaseImage | None = None
+    platform = _stage_platform(stage.base, meta_args, df.escape, request.platform)
+    images.stage = stage.index
     if base_stage is not None and base_stage < stage.index:
         base_config = _stage_result_config(planned[base_stage])
         base_label = f"stage:{base_stage}"
+        if not stage.base.platform:  # BuildKit: a stage's platform is its base stage's
+            platform = planned[base_stage].platform
     elif base_name == "scratch":
         # BuildKit gives a scratch stage WorkingDir "/" (checked against dockerd's BuildKit).
-        scratch = ImageConfig()
+        scratch = ImageConfig(
+            architecture=platform.architecture, os=platform.os, variant=platform.variant
+        )
         scratch = replace(scratch, config=replace(scratch.config, working_dir="/"))
         base_stage, base_config, base_label = None, scratch, "scratch"
     else:
         base_stage = None
-        base_image = images.resolve_image(base_name, stage.base)
+        wanted = replace(stage.base, platform=str(platform))
+        base_image = images.resolve_image(base_name, wanted)
         base_config, base_label = base_image.config, base_name
+    images.platforms[stage.index] = platform
     config = base_config.config
     if not any(e.startswith("PATH=") for e in config.env):
         config = replace(config, env=set_env(config.env, "PATH", DEFAULT_PATH))
@@ -274,6 +306,11 @@ def _plan_stage(
     )
     steps = []
     deps = {base_stage} if base_stage is not None else set()
+    # A step of a build for another platform than the host's is another step (its last
+    # inputs, which explain a miss, and its progress line are its own), also in a
+    # $BUILDPLATFORM stage, whose steps still hit the host build's through their keys.
+    target = request.platform
+    suffix = "" if target == request.build_platform else f"@{target}"
     for position, instr in enumerate(instructions, start=1):
         outcome = apply(state, instr, ctx)
         state = outcome.state
@@ -282,7 +319,7 @@ def _plan_stage(
         deps.update(reads)
         steps.append(
             PlannedStep(
-                id=f"{df.file}#{stage.index}#{position}",
+                id=f"{df.file}#{stage.index}#{position}{suffix}",
                 stage=stage.index,
                 position=position,
                 instruction=instr,
@@ -312,21 +349,39 @@ def _plan_stage(
         only_stage=len(df.stages) == 1,
         numbers=numbers,
         total=total,
+        platform=platform,
+        shown_platform=_shown_platform(platform, target) if request.show_platform else "",
     )
 
 
-def _check_platform(base: ins.From, meta_args: Mapping[str, str | None], escape: str) -> None:
+def _shown_platform(stage: Platform, target: Platform) -> str:
+    """How progress names a stage's platform, as BuildKit: ``linux/arm64``, or for a
+    stage built on another platform for the target, ``linux/amd64->arm64``."""
+    if stage == target:
+        return str(target)
+    arch = "/".join(p for p in (target.architecture, target.variant) if p)
+    return f"{stage}->{arch}"
+
+
+def _stage_platform(
+    base: ins.From, meta_args: Mapping[str, str | None], escape: str, target: Platform
+) -> Platform:
+    """``FROM --platform=P`` expanded with the global ARGs and parsed; else ``target``."""
+    if not base.platform:
+        return target
     env = {k: v for k, v in meta_args.items() if v is not None}
-    env.setdefault("BUILDPLATFORM", "linux/amd64")
-    env.setdefault("TARGETPLATFORM", "linux/amd64")
-    platform = expand_word(base.platform or "", env, escape=escape)
-    if platform not in ("linux/amd64", "linux/x86_64", "linux/amd64/v1"):
+    try:
+        text = expand_word(base.platform, env, escape=escape)
+        return parse_platform(text)
+    except BuildError as exc:
+        raise exc.located(base.location.file, base.location.line) from None
+    except PlatformError as exc:
         raise DockerfileError(
-            f"FROM --platform={platform}: only the local platform linux/amd64 can be built",
+            f"FROM --platform={base.platform}: {exc.message}",
             file=base.location.file,
             line=base.location.line,
-            hint="drop --platform or use linux/amd64",
-        )
+            hint=exc.hint,
+        ) from None
 
 
 def _stage_result_config(stage: StagePlan) -> ImageConfig:

@@ -6,13 +6,13 @@ a step's ``spec`` (``builder.plan.specs``) says what the step does to the filesy
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Protocol
 
 from builder.frontend import instructions as ins
 from builder.plan.specs import Spec
 from cache.digest import Digest
-from cache.oci import ContainerConfig, ImageConfig, Manifest
+from cache.oci import ContainerConfig, ImageConfig, Manifest, Platform
 
 
 class BaseImage(Protocol):
@@ -62,6 +62,10 @@ class StagePlan:
     only_stage: bool = False  # the Dockerfile has this stage alone (no name in progress)
     numbers: tuple[int, ...] = ()  # each step's number in progress (builder.plan.stepnumbers)
     total: int = 0  # the stage's step count in progress
+    # What the stage is built for: FROM --platform, else its base stage's, else the
+    # build's target platform. Its steps' keys carry it; its RUNs run as it.
+    platform: Platform = field(default_factory=Platform)
+    shown_platform: str = ""  # in progress labels: set in multi-platform builds
 
     @property
     def label(self) -> str:

@@ -25,6 +25,7 @@ from builder.plan.state import env_to_dict, set_env
 from cache.errors import CacheError
 from cache.images import StoredImage
 from cache.leases import Lease
+from cache.oci import Platform
 from fstree.tree import remove_tree
 from runtime.netns import PortForward
 from runtime.spec import BindMount, ContainerSpec, Resources, Rootfs, RunResult, TmpfsMount
@@ -62,6 +63,8 @@ class RunRequest:
     add_hosts: tuple[str, ...] = ()  # HOST:IP
     init: bool = False  # --init: ours as PID 1; off: the command is PID 1 (docker)
     no_new_privs: bool = False  # --security-opt no-new-privileges
+    # --platform: which image of a multi-platform index (None: this machine's)
+    platform: Platform | None = None
 
 
 @dataclass(frozen=True)
@@ -277,7 +280,7 @@ def image_layers(storage: Storage, image: StoredImage, name: str) -> list[Path]:
 
 def prepare(storage: Storage, request: RunRequest) -> Prepared:
     """Resolve the image and the flags into a spec, and make the container's home."""
-    image = storage.get_image(request.image)
+    image = storage.get_image(request.image, request.platform)
     argv = command_line(image, request)
     mounts = bind_mounts(request.volumes, storage.root)
     tmpfs = tmpfs_mounts(request.tmpfs)

@@ -315,3 +315,21 @@ def test_rootless_container_cannot_change_the_host_dev_nodes(ranged_user: User) 
     assert lines[0] == "65534"
     assert lines[1:-2] == ["refused"] * (4 * len(DEV_NODES))
     assert lines[-2:] == ["16", "full-refused"]
+
+
+@pytest.mark.requires_qemu
+def test_rootless_multi_platform_build_runs_arm64_under_emulation(ranged_user: User) -> None:
+    from make_base import make_base  # base_for_users put fixtures/ on sys.path
+
+    archive = make_base(ranged_user.home / "multi.tar", "oci-index", "busybox-multi:1")
+    ranged_user.give(archive)
+    ranged_user.pybuild("load", "-i", archive)
+    ctx = _context(ranged_user, "multi", "FROM busybox-multi:1\nRUN uname -m > /arch\n")
+    built = ranged_user.pybuild(
+        "build", "--progress", "plain", "--platform", "linux/amd64,linux/arm64", "-t", "m:1", ctx
+    )
+    assert "index of 2 platforms" in built.err
+    # binfmt's F flag: the interpreter was opened when registered, so it runs in the
+    # user's namespaces too.
+    arm = ranged_user.pybuild("run", "--rm", "--platform", "linux/arm64", "m:1", "cat", "/arch")
+    assert arm.out == "aarch64\n"

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from builder.cli.build_flags import check_platform, parse_annotations, parse_pairs
+from builder.cli.build_flags import parse_annotations, parse_pairs, parse_platform_flag
 from builder.cli.images import human_age
 from builder.cli.main import main
 from builder.errors import UsageError
@@ -68,7 +68,7 @@ def test_run_settings_parse_docker_s_forms() -> None:
             ),
             "not supported",
         ),
-        (lambda: check_platform("windows/arm64"), "only this host's platform"),
+        (lambda: parse_platform_flag("linux//arm64"), "invalid platform"),
     ],
 )
 def test_bad_flag_values_are_usage_errors(call: object, words: str) -> None:

@@ -14,7 +14,7 @@ from collections.abc import Collection, Mapping
 
 from builder.errors import DockerfileError
 from builder.frontend import instructions as ins
-from builder.frontend.builtin_args import PLATFORM_ARGS
+from builder.frontend.builtin_args import host_platform_args
 from builder.frontend.checks.rules import Finding, Rule
 from builder.frontend.expand import expand_word_tracked
 from builder.frontend.stages import stage_tree
@@ -45,7 +45,7 @@ def _unmatched(word: str, defined: Mapping[str, str], escape: str) -> list[str]:
 
 
 def undefined_arg_in_from(df: ins.Dockerfile) -> list[Finding]:
-    defined = {n: "x" for a in df.global_args for n, _ in a.args} | dict(PLATFORM_ARGS)
+    defined = {n: "x" for a in df.global_args for n, _ in a.args} | dict(host_platform_args())
     found: list[Finding] = []
     for stage in df.stages:
         words = [stage.base.image, stage.base.platform or ""]
@@ -68,7 +68,7 @@ def _valid_base(image: str) -> bool:
 
 
 def invalid_default_arg_in_from(df: ins.Dockerfile) -> list[Finding]:
-    defaults: dict[str, str] = dict(PLATFORM_ARGS)
+    defaults: dict[str, str] = dict(host_platform_args())
     for arg in df.global_args:
         for name, default in arg.args:
             if default is not None:
