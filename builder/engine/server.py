@@ -25,6 +25,7 @@ from urllib.parse import unquote, urlsplit
 
 from builder.engine import children, containers, routes
 from builder.engine.errors import ApiError
+from builder.engine.logline import shown_path
 from builder.engine.state import Engine
 from builder.engine.wire import Reply, Request
 from builder.errors import UsageError
@@ -116,7 +117,7 @@ class _Handler(BaseHTTPRequestHandler):
         if reply.hijacked or not request._done:
             self.close_connection = True
         elapsed = time.monotonic() - started
-        engine.log(f"{self.command} {self.path} {reply.status} {elapsed:.3f}s")
+        engine.log(f"{self.command} {shown_path(self.path)} {reply.status} {elapsed:.3f}s")
 
     def _fail(self, reply: Reply, status: int, message: str) -> None:
         self.close_connection = True
