@@ -14,7 +14,7 @@ from typing import Any
 
 from builder.engine import children
 from builder.engine.errors import ApiError, bad_request, not_found
-from builder.engine.state import Engine, Network, lookup
+from builder.engine.state import Container, Engine, Network, lookup
 from builder.engine.wire import Reply, Request
 from builder.run import usernets
 
@@ -137,22 +137,25 @@ def remove(engine: Engine, request: Request, reply: Reply, params: dict[str, str
 
 
 def connect(engine: Engine, request: Request, reply: Reply, params: dict[str, str]) -> None:
-    network = _find(engine, params["id"])
-    if network is None:
-        raise not_found(f"network {params['id']} not found")
-    body = request.json_body()
-    container = lookup(engine, str(body.get("Container", "")))
+    network, container, body = _membership(engine, request, params)
     aliases = (body.get("EndpointConfig") or {}).get("Aliases") or []
     container.set(networks={**container.networks, network.name: [container.id[:12], *aliases]})
     reply.empty(200)
 
 
 def disconnect(engine: Engine, request: Request, reply: Reply, params: dict[str, str]) -> None:
+    network, container, _body = _membership(engine, request, params)
+    left = {k: v for k, v in container.networks.items() if k != network.name}
+    container.set(networks=left)
+    reply.empty(200)
+
+
+def _membership(
+    engine: Engine, request: Request, params: dict[str, str]
+) -> tuple[Network, Container, dict[str, Any]]:
+    """The network, the container and the body of a connect or disconnect request."""
     network = _find(engine, params["id"])
     if network is None:
         raise not_found(f"network {params['id']} not found")
     body = request.json_body()
-    container = lookup(engine, str(body.get("Container", "")))
-    left = {k: v for k, v in container.networks.items() if k != network.name}
-    container.set(networks=left)
-    reply.empty(200)
+    return network, lookup(engine, str(body.get("Container", ""))), body

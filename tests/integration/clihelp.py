@@ -114,3 +114,18 @@ def steps_of(metadata_file: Path) -> Sequence[dict[str, Any]]:
     doc = json.loads(metadata_file.read_text())
     steps: Sequence[dict[str, Any]] = doc["steps"]
     return steps
+
+
+def processes_with(marker: str) -> list[int]:
+    """pids of the processes whose command line contains ``marker`` (e.g. a test's own
+    ``sleep 5123``, to prove a step or container left nothing running)."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                cmdline = (entry / "cmdline").read_bytes().replace(b"\0", b" ")
+            except OSError:
+                continue
+            if marker.encode() in cmdline:
+                found.append(int(entry.name))
+    return found

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.integration.clihelp import REPO, Pybuild, write_context
+from tests.integration.clihelp import REPO, Pybuild, processes_with, write_context
 
 pytestmark = [pytest.mark.requires_root, pytest.mark.requires_overlay]
 
@@ -45,24 +45,11 @@ def _wait_for_step(proc: subprocess.Popen[str]) -> list[str]:
     raise AssertionError(f"the RUN step never started:\n{''.join(seen)}")
 
 
-def _processes_with(marker: str) -> list[int]:
-    found = []
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                cmdline = (entry / "cmdline").read_bytes().replace(b"\0", b" ")
-            except OSError:
-                continue
-            if marker.encode() in cmdline:
-                found.append(int(entry.name))
-    return found
-
-
 def _wait_for_process(marker: str, timeout: float = 10.0) -> list[int]:
     """The pids running ``marker``, waited for: the step's echo is printed before its
     shell has started the next command."""
     deadline = time.monotonic() + timeout
-    while not (found := _processes_with(marker)) and time.monotonic() < deadline:
+    while not (found := processes_with(marker)) and time.monotonic() < deadline:
         time.sleep(0.05)
     return found
 
@@ -108,7 +95,7 @@ def test_signal_stops_a_running_step_and_the_next_build_works(
     assert took < 10, f"the build took {took:.1f}s to stop"
     name = signal.Signals(signum).name
     assert f"build cancelled by {name}" in err and "Traceback" not in err, err
-    assert _processes_with(f"sleep {seconds}") == []
+    assert processes_with(f"sleep {seconds}") == []
     _assert_store_clean(pybuild)
     assert pybuild("images").out.count("cancel") == 0  # nothing was tagged
     pybuild.build(ctx, "--build-arg", "S=0", "-t", "cancel:1")
@@ -141,10 +128,10 @@ def test_signal_kills_the_steps_of_every_running_stage(pybuild: Pybuild, tmp_pat
             proc.wait()
     assert proc.returncode == 130, err
     assert took < 10, f"the build took {took:.1f}s to stop"
-    assert _processes_with(f"sleep {seconds}") == []
-    assert _processes_with(f"sleep {seconds + 1}") == []
+    assert processes_with(f"sleep {seconds}") == []
+    assert processes_with(f"sleep {seconds + 1}") == []
     _assert_store_clean(pybuild)
 
 
 def _both_running(seconds: int) -> bool:
-    return bool(_processes_with(f"sleep {seconds}") and _processes_with(f"sleep {seconds + 1}"))
+    return bool(processes_with(f"sleep {seconds}") and processes_with(f"sleep {seconds + 1}"))

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.integration.clihelp import Pybuild, write_context
+from tests.integration.clihelp import Pybuild, processes_with, write_context
 from tests.integration.engine_server import DOCKER_CLI, NO_DOCKER_CLI, Served, serving
 from tests.integration.registry_server import (
     HTPASSWD_BIN,
@@ -245,19 +245,6 @@ def test_buildkit_session_build_is_refused_with_the_way_out(
     assert "DOCKER_BUILDKIT=0" in done.stderr, done.stderr
 
 
-def _sleeping(marker: str) -> list[int]:
-    found = []
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                cmdline = (entry / "cmdline").read_bytes().replace(b"\0", b" ")
-            except OSError:
-                continue
-            if marker.encode() in cmdline:
-                found.append(int(entry.name))
-    return found
-
-
 def test_client_that_goes_away_cancels_its_build_cleanly(served: Served, tmp_path: Path) -> None:
     seconds = random.randrange(5000, 6000)  # names this test's sleep among all processes
     dockerfile = f"FROM busybox\nRUN echo step-started && sleep {seconds}\n"
@@ -271,20 +258,20 @@ def test_client_that_goes_away_cancels_its_build_cleanly(served: Served, tmp_pat
     )
     try:
         deadline = time.monotonic() + 60
-        while not _sleeping(f"sleep {seconds}") and time.monotonic() < deadline:
+        while not processes_with(f"sleep {seconds}") and time.monotonic() < deadline:
             time.sleep(0.05)
-        assert _sleeping(f"sleep {seconds}"), "the step never started"
+        assert processes_with(f"sleep {seconds}"), "the step never started"
         proc.kill()  # the client is gone: its connection closes
         proc.wait()
         deadline = time.monotonic() + 30
-        while _sleeping(f"sleep {seconds}") and time.monotonic() < deadline:
+        while processes_with(f"sleep {seconds}") and time.monotonic() < deadline:
             time.sleep(0.1)
-        assert _sleeping(f"sleep {seconds}") == []
+        assert processes_with(f"sleep {seconds}") == []
     finally:
         if proc.poll() is None:
             proc.kill()
             proc.wait()
-        for pid in _sleeping(f"sleep {seconds}"):  # never leave the step behind
+        for pid in processes_with(f"sleep {seconds}"):  # never leave the step behind
             os.kill(pid, signal.SIGKILL)
     report = json.loads(served.pybuild("cache", "verify", "--json").out)
     assert report["clean"], report["findings"]

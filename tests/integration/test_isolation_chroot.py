@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from tests.integration.clihelp import Pybuild, write_context
+from tests.integration.clihelp import Pybuild, processes_with, write_context
 
 pytestmark = pytest.mark.requires_root
 
@@ -154,14 +154,4 @@ def test_what_a_step_leaves_running_in_the_background_is_killed_when_it_ends(
     seconds = random.randrange(5000, 6000)  # names this test's sleep among all processes
     ctx = write_context(tmp_path / "ctx", {}, f"FROM busybox\nRUN sleep {seconds} & echo left\n")
     pybuild.build(ctx, "--isolation", "chroot")
-    marker = f"sleep {seconds}".encode()
-    running = []
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                cmdline = (entry / "cmdline").read_bytes().replace(b"\0", b" ")
-            except OSError:
-                continue
-            if marker in cmdline:
-                running.append(entry.name)
-    assert running == []
+    assert processes_with(f"sleep {seconds}") == []
