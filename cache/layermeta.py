@@ -144,6 +144,13 @@ def manifest_row(
 ) -> str:
     """One entry's manifest line; ``content``: a regular file's content hash (hex),
     ``link``: a symlink's target."""
+    mode = st.st_mode
+    if not xattrs and stat.S_ISREG(mode) and _plain(rel) and _plain(content):
+        # Most entries: what json.dumps writes for them, without its general code.
+        return (
+            f'["{rel}",{mode},{st.st_uid},{st.st_gid},{st.st_size},{st.st_mtime_ns},'
+            f'"{content}",{{}}]'
+        )
     row: list[object] = [rel, st.st_mode, st.st_uid, st.st_gid]
     if stat.S_ISREG(st.st_mode):
         row += [st.st_size, st.st_mtime_ns, content]
@@ -155,6 +162,11 @@ def manifest_row(
         row += [st.st_mtime_ns]  # a dir's mtime changes with its entries
     row.append({name: value.hex() for name, value in xattrs})
     return json.dumps(row, separators=(",", ":"), ensure_ascii=True)
+
+
+def _plain(text: str) -> bool:
+    """Whether json.dumps (ensure_ascii) writes ``text`` as it is, between quotes."""
+    return text.isascii() and text.isprintable() and '"' not in text and "\\" not in text
 
 
 def manifest(root: Path, *, legacy: bool = False) -> list[str]:

@@ -51,7 +51,7 @@ from cache.layerwalk import (
 )
 from cache.oci import Descriptor
 from cache.store import BlobStore, BlobWriter
-from cache.tarout import archive_end, content_padding, tar_header
+from cache.tarout import archive_end, content_padding, tar_header, ustar_block
 from fstree.tree import short_path
 
 __all__ = [
@@ -292,6 +292,9 @@ class _TarWriter:
             self._recorder.add(entry.rel, entry.st, entry.all_xattrs, content=content, link=link)
 
     def _emit(self, entry: Entry) -> None:
+        st = entry.st
+        if st is not None and not (entry.whiteout or entry.xattrs) and self._plain(entry, st):
+            return
         info = LayerTarInfo(entry.arc)
         info.uname = info.gname = ""
         if entry.st is None or entry.whiteout:
@@ -322,11 +325,37 @@ class _TarWriter:
                 return
         if stat.S_ISREG(st.st_mode):
             info.size = st.st_size
-            content = self._file(entry.path, info)
+            content = self._file(entry.path, tar_header(info), info.size)
             self._hashes[inode] = content
             self._record(entry, content=content)
             return
         self._special(entry, info, st)
+
+    def _plain(self, entry: Entry, st: os.stat_result) -> bool:
+        """Write the most common entries, a file with one link or a dir with no xattrs,
+        straight from their stat; False (nothing written) for any other."""
+        mode = st.st_mode
+        if stat.S_ISREG(mode):
+            if st.st_nlink != 1:
+                return False
+            kind, size = tarfile.REGTYPE, st.st_size
+        elif stat.S_ISDIR(mode):
+            kind, size = tarfile.DIRTYPE, 0
+        else:
+            return False
+        uid, gid = st.st_uid, st.st_gid
+        if entry.owner is not None and (uid, gid) == (0, 0):
+            uid, gid = entry.owner
+        mtime = _clamp(st.st_mtime, self._epoch)
+        header = ustar_block(entry.arc, mode, uid, gid, size, mtime, kind, "")
+        if header is None:
+            return False
+        if kind == tarfile.DIRTYPE:
+            self._stream.write(header)
+            self._record(entry)
+        else:
+            self._record(entry, content=self._file(entry.path, header, size))
+        return True
 
     def _special(self, entry: Entry, info: tarfile.TarInfo, st: os.stat_result) -> None:
         link = ""
@@ -346,14 +375,14 @@ class _TarWriter:
         self._header(info)
         self._record(entry, link=link)
 
-    def _file(self, path: str, info: tarfile.TarInfo) -> str:
-        """Header and content of a regular file, read exactly ``info.size`` bytes (as
+    def _file(self, path: str, header: bytes, size: int) -> str:
+        """``header`` and the content of a regular file, read exactly ``size`` bytes (as
         tarfile does); returns the content hash for the records ("" without them)."""
         hasher = ContentHash() if self._recorder is not None else None
         fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
         try:
-            self._header(info)
-            left = info.size
+            self._stream.write(header)
+            left = size
             while left:
                 chunk = os.read(fd, min(left, _CHUNK))
                 if not chunk:
@@ -364,7 +393,7 @@ class _TarWriter:
                 left -= len(chunk)
         finally:
             os.close(fd)
-        self._stream.write(content_padding(info.size))
+        self._stream.write(content_padding(size))
         return hasher.value() if hasher is not None else ""
 
 

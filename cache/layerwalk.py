@@ -73,6 +73,8 @@ def _sort_key(entry: Entry) -> tuple[int, bytes]:
 def _entry(path: str, prefix: str, rel: str, name: str) -> Entry:
     st = os.lstat(path)
     xattrs = read_xattrs(path)
+    if not xattrs and not stat.S_ISCHR(st.st_mode):
+        return Entry(prefix + name, path, st, rel=rel + name)  # most entries: nothing to read
     if _is_whiteout(st, xattrs):
         arc = prefix + WHITEOUT_PREFIX + name
         return Entry(arc, path, st, whiteout=True, rel=rel + name, all_xattrs=xattrs)

@@ -43,35 +43,48 @@ def tar_header(info: tarfile.TarInfo) -> bytes:
 
 def _ustar_block(info: tarfile.TarInfo) -> bytes | None:
     """The lone ustar block tarfile would write, or None when it would write more."""
-    kind, mtime = info.type, info.mtime
+    if info.pax_headers or info.uname or info.gname or info.type not in _FAST_TYPES:
+        return None
+    return ustar_block(
+        info.name, info.mode, info.uid, info.gid, info.size, info.mtime, info.type, info.linkname
+    )
+
+
+# Each byte of the checksum field counts as a space; the ustar tail is fixed.
+_CHECKSUM_BASE = 8 * 32 + sum(_USTAR_TAIL)
+
+
+def ustar_block(
+    name: str, mode: int, uid: int, gid: int, size: int, mtime: object, kind: bytes, link: str
+) -> bytes | None:
+    """The one ustar block tarfile writes in a PAX archive for a member of type ``kind``
+    (regular, dir, symlink or hard link; no user or group name, no xattrs), or None
+    when it would write a pax record too (a long or non-ASCII name, a big number)."""
     if (
-        info.pax_headers
-        or info.uname
-        or info.gname
-        or kind not in _FAST_TYPES
-        or type(mtime) is not int
-        or not (0 <= mtime < 8**11 and 0 <= info.size < 8**11)
-        or not (0 <= info.uid < 8**7 and 0 <= info.gid < 8**7)
+        type(mtime) is not int
+        or not (0 <= mtime < 8**11 and 0 <= size < 8**11)
+        or not (0 <= uid < 8**7 and 0 <= gid < 8**7)
     ):
         return None
-    name = info.name + "/" if kind == tarfile.DIRTYPE and not info.name.endswith("/") else info.name
-    if not (name.isascii() and info.linkname.isascii()):
+    if kind == tarfile.DIRTYPE and not name.endswith("/"):
+        name += "/"
+    if not (name.isascii() and link.isascii()):
         return None
-    name_b, link_b = name.encode(), info.linkname.encode()
+    name_b, link_b = name.encode(), link.encode()
     if len(name_b) > 100 or len(link_b) > 100:
         return None
-    block = b"".join(
+    numbers = b"%07o\0%07o\0%07o\0%011o\0%011o\0" % (mode & 0o7777, uid, gid, size, mtime)
+    checksum = _CHECKSUM_BASE + sum(name_b) + sum(numbers) + kind[0] + sum(link_b)
+    return b"".join(
         (
             name_b.ljust(100, b"\0"),
-            b"%07o\0%07o\0%07o\0" % (info.mode & 0o7777, info.uid, info.gid),
-            b"%011o\0%011o\0" % (info.size, mtime),
-            b"        ",  # the checksum, counted as spaces
+            numbers,
+            b"%06o\0 " % checksum,
             kind,
             link_b.ljust(100, b"\0"),
             _USTAR_TAIL,
         )
     )
-    return b"%s%06o\0%s" % (block[:148], sum(block), block[155:])
 
 
 def content_padding(size: int) -> bytes:

@@ -18,7 +18,7 @@ from __future__ import annotations
 import os
 import stat
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -102,7 +102,7 @@ class _Found:
     st: os.stat_result
 
 
-def _rooted(source: str) -> str:
+def rooted(source: str) -> str:
     """A source as a context-relative path: joined onto ``/`` and cleaned, as BuildKit does."""
     return clean_path("/" + source).lstrip("/")
 
@@ -188,7 +188,7 @@ class BuildContext:
     def is_ignored(self, rel: str) -> bool:
         """True when ``.dockerignore`` excludes ``rel`` (a directory may still be sent as
         the parent of a re-included file; ``walk`` and ``resolve_sources`` handle that)."""
-        return self.matcher.matches(_rooted(rel))
+        return self.matcher.matches(rooted(rel))
 
     def resolve_sources(self, source: str, *, excludes: Sequence[str] = ()) -> list[str]:
         """The context paths a COPY/ADD ``source`` (already expanded) names, in walk order.
@@ -201,7 +201,7 @@ class BuildContext:
         gives ``[]`` (BuildKit's COPY sets AllowEmptyWildcard). Raises BuildError, naming
         the source, when a path without wildcards is missing.
         """
-        rel = _rooted(source)
+        rel = rooted(source)
         parts = rel.split("/") if rel else []
         first = next((i for i, part in enumerate(parts) if has_wildcards(part)), None)
         if first is None:
@@ -245,7 +245,7 @@ class BuildContext:
         (COPY --exclude) match paths relative to ``rel``. Raises BuildError if ``rel`` is
         missing or ignored.
         """
-        shown = _rooted(rel)
+        shown = rooted(rel)
         found = self._resolve(shown, rel)
         if shown:
             yield contextwalk.make_entry(shown, found.path, found.st)
@@ -299,15 +299,26 @@ class BuildContext:
 
         Raises BuildError when a source is missing or a file cannot be read.
         """
+        return self.scan_walks(rels, (tuple(self.walk(rel, excludes=excludes)) for rel in rels))
+
+    def scan_walks(
+        self,
+        rels: Sequence[str],
+        walks: Iterable[tuple[ContextEntry, ...]],
+        known: Mapping[str, bytes] | None = None,
+    ) -> ContextScan:
+        """``scan`` of ``rels`` whose walks (one per source, in order) are ``walks``:
+        the fingerprint hashes the entries and reads every file's content, except the
+        files in ``known`` (path on disk -> content hash, which the caller vouches for)."""
         fp = Fingerprint()
         fp.update(_FINGERPRINT_VERSION)
-        digests: dict[str, bytes] = {}
+        digests: dict[str, bytes] = dict(known) if known else {}
         entries: list[tuple[ContextEntry, bytes]] = []
-        walks: list[tuple[ContextEntry, ...]] = []
-        for rel in rels:
+        done: list[tuple[ContextEntry, ...]] = []
+        for rel, walk in zip(rels, walks, strict=True):
             fp.update(_record(b"source", os.fsencode(rel)))
-            walks.append(tuple(self.walk(rel, excludes=excludes)))
-            for e in walks[-1]:
+            done.append(walk)
+            for e in walk:
                 fields = [b"entry", os.fsencode(e.rel), e.kind.encode(), _num(e.mode)]
                 fields += [_num(e.uid), _num(e.gid), os.fsencode(e.link_target or "")]
                 content = b""
@@ -322,7 +333,7 @@ class BuildContext:
                     fields += [_num(stat.S_IFMT(st.st_mode)), _num(st.st_rdev)]
                 fp.update(_record(*fields))
                 entries.append((e, content))
-        return ContextScan(fp.hexdigest(), tuple(entries), tuple(walks))
+        return ContextScan(fp.hexdigest(), tuple(entries), tuple(done))
 
     def _read(self, entry: ContextEntry) -> bytes:
         try:

@@ -6,7 +6,9 @@ import json
 import os
 from pathlib import Path
 
-from cache.layermeta import LayerMeta, compare, fingerprint, manifest
+import pytest
+
+from cache.layermeta import LayerMeta, compare, fingerprint, manifest, manifest_row
 
 
 def _tree(root: Path) -> Path:
@@ -104,3 +106,21 @@ def test_a_manifest_recorded_with_sha256_is_checked_with_sha256(tmp_path: Path) 
     mismatch = meta.check("l", tree)
     assert mismatch is not None
     assert set(mismatch.changed) == {"etc/passwd", "etc/passwd-"}
+
+
+@pytest.mark.parametrize(
+    "name",
+    ["plain.txt", 'quote"d', "back\\slash", "tab\there", "del\x7f", "caf\u00e9", "\udcff", ""],
+)
+@pytest.mark.parametrize("xattrs", [(), (("user.k", b"v"),)])
+def test_a_manifest_row_is_the_canonical_json_of_its_fields(
+    tmp_path: Path, name: str, xattrs: tuple[tuple[str, bytes], ...]
+) -> None:
+    path = tmp_path / "f"
+    path.write_bytes(b"x")
+    st = os.lstat(path)
+    for content in ("xxh3:00ff", 'odd"hash'):
+        fields: list[object] = [name, st.st_mode, st.st_uid, st.st_gid, st.st_size]
+        fields += [st.st_mtime_ns, content, {k: v.hex() for k, v in xattrs}]
+        want = json.dumps(fields, separators=(",", ":"), ensure_ascii=True)
+        assert manifest_row(name, st, xattrs, content=content) == want

@@ -14,7 +14,7 @@ import pytest
 
 from builder.errors import BuildError
 from builder.ops import scancache
-from builder.ops.context import BuildContext, ContextScan
+from builder.ops.context import BuildContext, ContextEntry, ContextScan
 from builder.ops.filekeys import file_records
 from builder.ops.scancache import RememberingContext
 
@@ -106,6 +106,9 @@ MUTATIONS: dict[str, Callable[[Path], None]] = {
 
 # What each mutation leaves untouched of SOURCES[2] (src/a.txt and src/sub).
 UNREAD_BY_THE_LAST_SOURCES = {"symlink retargeted"}
+# Changes to files alone: no directory moved, so the recorded walks are taken again
+# (their files read again) instead of walking.
+FILES_ONLY = {"content, same size and mtime", "mode changed"}
 
 
 @pytest.mark.parametrize("mutation", MUTATIONS)
@@ -126,6 +129,54 @@ def test_any_change_is_walked_and_matches_a_fresh_walk(
     _same(second.scan(rels), want)
     unread = rels == SOURCES[2] and mutation in UNREAD_BY_THE_LAST_SOURCES
     assert second.reused == (1 if unread else 0)
+    assert second.replayed == (1 if mutation in FILES_ONLY else 0)
+
+
+def _walk_view(walks: list[tuple[ContextEntry, ...]]) -> list[list[tuple[object, ...]]]:
+    return [[(e.rel, e.path, e.kind, e.mode, e.size, e.link_target) for e in w] for w in walks]
+
+
+@pytest.mark.parametrize("rels", SOURCES)
+def test_an_edited_file_is_read_again_without_walking(tmp_path: Path, rels: list[str]) -> None:
+    ctx = _context(tmp_path)
+    _remembering(ctx, tmp_path).scan(rels)
+    (ctx / "src" / "a.txt").write_text("alpha, edited to another size\n")
+    (ctx / "src" / "sub" / "b.txt").chmod(0o751)
+    second = _remembering(ctx, tmp_path)
+    fingerprint = second.fingerprint(rels)
+    fresh = BuildContext(ctx)
+    assert (second.reused, second.replayed) == (0, 1)
+    assert fingerprint == fresh.fingerprint(rels)
+    assert file_records(second, rels) == file_records(fresh, rels)
+    # The COPY that runs copies the entries the key covered: the same as a fresh walk's.
+    assert _walk_view(second.take_walks(rels)) == _walk_view(fresh.take_walks(rels))
+
+
+def test_a_replayed_scan_reads_only_the_files_that_moved(tmp_path: Path) -> None:
+    ctx = _context(tmp_path)
+    _remembering(ctx, tmp_path).scan([""])
+    (ctx / "src" / "a.txt").write_text("alpha, edited\n")
+    second = _remembering(ctx, tmp_path)
+    read: list[str] = []
+    plain = second.hash_file
+
+    def counting(path: Path, st: os.stat_result | None = None) -> bytes:
+        read.append(os.path.relpath(path, ctx))
+        return plain(path, st)
+
+    second.hash_file = counting
+    _same(second.scan([""]), BuildContext(ctx).scan([""]))
+    assert (second.replayed, read) == (1, ["src/a.txt"])
+
+
+def test_a_replayed_scan_is_kept_for_the_next_build(tmp_path: Path) -> None:
+    ctx = _context(tmp_path)
+    _remembering(ctx, tmp_path).scan(["src"])
+    (ctx / "src" / "a.txt").write_text("alpha, edited\n")
+    assert _remembering(ctx, tmp_path).scan(["src"]).fingerprint
+    third = _remembering(ctx, tmp_path)
+    _same(third.scan(["src"]), BuildContext(ctx).scan(["src"]))
+    assert (third.reused, third.replayed) == (1, 0)
 
 
 def test_an_exception_pattern_keeps_no_record(tmp_path: Path) -> None:
