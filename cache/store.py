@@ -22,6 +22,7 @@ from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, BinaryIO
 
+from cache import writeback
 from cache.digest import Digest, Sha256, sha256_bytes, sha256_file, verify
 from cache.errors import (
     BlobNotFound,
@@ -94,6 +95,7 @@ class BlobWriter:
         self._hash = Sha256()
         self._digest: Digest | None = None
         self.tmp_path = tmp_path
+        self._flushed = 0  # bytes handed to writeback so far (writeback.start)
 
     @property
     def size(self) -> int:
@@ -117,6 +119,11 @@ class BlobWriter:
                 if written is None:  # only for non-blocking files, which this is not
                     raise CacheError(f"short write to {self.tmp_path}")
                 view = view[written:]
+        if self.size - self._flushed >= writeback.STEP:
+            # Start writing what a big blob has so far to disk now, while it is being
+            # made, so that the fsync at the end waits for the last few MiB only.
+            writeback.start(self._file.fileno(), self._flushed, self.size - self._flushed)
+            self._flushed = self.size
         return len(data)
 
     def _finish(self) -> Digest:
