@@ -52,7 +52,7 @@ from builder.solve import (
 )
 from cache.digest import Digest
 from cache.fscache import StatCache, open_stat_cache
-from cache.gc import build_guard
+from cache.gclock import build_guard
 from cache.images import StoredImage
 from cache.index import BuildRecord, BuildStep
 from cache.oci import Platform, host_platform
@@ -221,7 +221,7 @@ def _warn(events: Events, message: str) -> None:
 def _clean_leftovers(storage: Storage) -> None:
     """Temp files, and the secrets on /dev/shm, that builds killed mid-step left."""
     from builder.ops.secrets import store_tag, sweep_dead_secrets
-    from cache.gc import clean_dead_tmp
+    from cache.deadtmp import clean_dead_tmp
 
     storage.blobs.clean_tmp()
     clean_dead_tmp(storage.blobs)

@@ -17,7 +17,7 @@ from collections.abc import Callable, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from builder.errors import BuildCancelled, BuildError
 from builder.images.history import fill_history, image_created, rfc3339
@@ -32,15 +32,18 @@ from builder.ops.cachemounts import cache_mount_ids, prune_ids
 from builder.ops.sources.remote import RemoteFetches
 from builder.plan.specs import CopySpec, RunSpec, Spec, WorkdirSpec
 from builder.plan.stages import Plan, PlannedStep, StagePlan
+from cache.codecs import Compression
 from cache.digest import Digest, sha256_file
 from cache.errors import CacheError
 from cache.fscache import StatCache
 from cache.index import Hit, StepRecord
 from cache.keys import KeyInputs, explain_miss, inputs_from_json, inputs_to_json, step_key
-from cache.layers import Compression, LayerBlob, write_layer
 from cache.oci import Descriptor, History, ImageConfig
 from runtime.errors import RuntimeFailure
 from runtime.spec import Rootfs
+
+if TYPE_CHECKING:
+    from cache.layers import LayerBlob
 
 # BuildKit marks every history entry its Dockerfile frontend writes with this comment.
 _COMMENT = "buildkit.dockerfile.v0"
@@ -464,6 +467,8 @@ class Solver:
             self._run_spec(
                 step, spec, Rootfs(below, upper, overlay_work), replace(ctx, scratch=scratch)
             )
+            from cache.layers import write_layer  # here: a build that hits writes none
+
             try:
                 # The file times as they are: the cached layer serves builds with any
                 # epoch; the image clamps them (builder.exporters.image, cache.clamp).

@@ -17,68 +17,22 @@ container.
 
 from __future__ import annotations
 
-import fcntl
 import os
 import stat
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from cache.clamp import clamped_from, sweep_memos
 from cache.digest import Digest
-from cache.errors import CacheError, InvalidDigest, StoreLocked
+from cache.errors import CacheError, InvalidDigest
+from cache.gclock import exclusive_guard
 from cache.images import read_images
 from cache.index import Index, StepRecord
 from cache.leases import live_leases
-from cache.store import BlobStore, is_locked, remove_if_unlocked
+from cache.store import BlobStore
 from cache.unpacked import UnpackedLayers
 from fstree.tree import remove_tree, walk
-
-_POLL = 0.1
-# Temp entries that BlobStore.writer and temp_dir hold under an flock while alive; with
-# the lock free their maker is dead, so they go at once, past a short grace that covers
-# the instant between creating an entry and locking it.
-_LOCKED_PREFIXES = ("blob-", "step-", "unpack-", "dir-", "meta-", "net-")
-_DEAD_GRACE = 2.0
-
-
-@contextmanager
-def build_guard(root: Path) -> Iterator[None]:
-    """Held (shared) by a build, pull, load or run for its whole run; many hold it at once."""
-    with _gc_lock(root, fcntl.LOCK_SH, timeout=None):
-        yield
-
-
-@contextmanager
-def exclusive_guard(root: Path, *, timeout: float | None = 60.0) -> Iterator[None]:
-    """Held by prune and repair: waits until no build runs (StoreLocked after timeout)."""
-    with _gc_lock(root, fcntl.LOCK_EX, timeout=timeout):
-        yield
-
-
-@contextmanager
-def _gc_lock(root: Path, mode: int, *, timeout: float | None) -> Iterator[None]:
-    path = root / "locks" / "gc"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
-    try:
-        deadline = None if timeout is None else time.monotonic() + timeout
-        while True:
-            try:
-                fcntl.flock(fd, mode | (0 if deadline is None else fcntl.LOCK_NB))
-                break
-            except BlockingIOError:
-                if deadline is not None and time.monotonic() >= deadline:
-                    raise StoreLocked(
-                        "a build, pull, load or container (`pybuild run`) is using this store",
-                        hint="wait for it to finish, then retry",
-                    ) from None
-                time.sleep(_POLL)
-        yield
-    finally:
-        os.close(fd)  # releases the flock
 
 
 @dataclass(frozen=True)
@@ -350,41 +304,3 @@ def _sweep(
             layers.remove(diff_id)
             unpacked += 1
     return PruneReport(records, removed, unpacked, builds, freed)
-
-
-def clean_dead_tmp(blobs: BlobStore, *, grace: float = _DEAD_GRACE) -> int:
-    """Remove temp entries left by killed processes (unlocked, of a locked kind).
-
-    ``BlobStore.clean_tmp`` waits a day for entries it cannot tell from live ones; the
-    entries here are always locked while alive, so a free lock means a dead owner.
-    Returns how many were removed. One that cannot be removed is left (a build must
-    still start); ``pybuild cache verify`` reports it and ``--repair`` retries.
-    """
-    removed = 0
-    for entry in dead_tmp(blobs, grace=grace):
-        try:
-            removed += remove_if_unlocked(entry)
-        except FileNotFoundError:
-            continue  # its owner finished with it meanwhile
-        except OSError:
-            continue
-    return removed
-
-
-def dead_tmp(blobs: BlobStore, *, grace: float = _DEAD_GRACE) -> list[Path]:
-    """Temp entries of a locked kind older than ``grace`` seconds whose lock is free: what
-    killed (or failed) processes left behind."""
-    cutoff = time.time() - grace
-    found = []
-    for entry in sorted(blobs.tmp_dir.iterdir()):
-        if not entry.name.startswith(_LOCKED_PREFIXES) or entry.is_symlink():
-            continue
-        try:
-            if entry.lstat().st_mtime > cutoff or is_locked(entry):
-                continue
-        except FileNotFoundError:
-            continue  # its owner finished with it meanwhile
-        except OSError:
-            continue  # cannot even open it to test the lock: not ours to judge
-        found.append(entry)
-    return found

@@ -337,7 +337,7 @@ class LayerMeta:
 
 def _write(tmp_dir: Path, path: Path, text: str) -> None:
     """Write ``path`` atomically through a temp file that is flock'ed while alive, so the
-    temp of a killed writer is swept by the next command (``gc.clean_dead_tmp``)."""
+    temp of a killed writer is swept by the next command (``deadtmp.clean_dead_tmp``)."""
     tmp = tmp_dir / f"meta-{uuid.uuid4().hex}"
     with open(tmp, "w", encoding="utf-8") as f:
         fcntl.flock(f.fileno(), fcntl.LOCK_EX)

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from cache.errors import CacheError
-from cache.gc import exclusive_guard
+from cache.gclock import exclusive_guard
 from cache.images import read_images
 from cache.index import Index
 from cache.store import BlobStore

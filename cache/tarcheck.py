@@ -15,9 +15,12 @@ from __future__ import annotations
 
 import math
 import os
-import tarfile
+from typing import TYPE_CHECKING
 
 from cache.errors import LayerError
+
+if TYPE_CHECKING:
+    import tarfile
 
 NAME_MAX = 255  # bytes in one path component (Linux)
 PATH_MAX = 4095  # bytes in a path or a symlink target, without the final NUL

@@ -16,9 +16,11 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
+from cache.deadtmp import dead_tmp
 from cache.digest import Digest, Sha256
 from cache.errors import CacheError, InvalidDigest
-from cache.gc import Needed, dead_tmp, exclusive_guard, needed
+from cache.gc import Needed, needed
+from cache.gclock import exclusive_guard
 from cache.images import read_images
 from cache.index import Index
 from cache.leases import live_leases

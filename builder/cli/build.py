@@ -322,7 +322,7 @@ def _epoch(
 
 def _solve_options(args: argparse.Namespace, epoch: int | None) -> SolveOptions:
     from builder.solve import SolveOptions
-    from cache.layers import Compression
+    from cache.codecs import Compression
 
     return SolveOptions(
         no_cache=args.no_cache,

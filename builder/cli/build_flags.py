@@ -12,7 +12,6 @@ import argparse
 import io
 import shutil
 import sys
-import tarfile
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -170,6 +169,8 @@ def stdin_inputs(context: str, dockerfile: str | None) -> Iterator[StdinInputs]:
 def extract_context_tar(data: bytes, work: Path) -> None:
     """A context tar from stdin into ``work``; a member no file system takes (a NUL in a
     name, a path out of the tree) is a UsageError naming it."""
+    import tarfile  # here: only a context piped on stdin is a tar
+
     try:
         with tarfile.open(fileobj=io.BytesIO(data)) as tar:
             for member in tar:
@@ -198,6 +199,8 @@ def extract_context_tar(data: bytes, work: Path) -> None:
 def _is_tar(data: bytes) -> bool:
     if not data:
         return False
+    import tarfile
+
     try:
         with tarfile.open(fileobj=io.BytesIO(data)) as tar:
             return tar.next() is not None

@@ -69,7 +69,7 @@ def cmd_load(args: argparse.Namespace) -> int:
         raise UsageError(
             f"{args.input}: no such file", hint="pass an archive written by docker save"
         )
-    from cache.gc import build_guard
+    from cache.gclock import build_guard
 
     with open_store(args) as storage, build_guard(storage.root):  # blobs are untagged until the end
         loaded = load_archive(args.input, storage.blobs, storage.index)

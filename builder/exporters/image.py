@@ -9,7 +9,6 @@ from builder.errors import BuildError
 from builder.images.names import normalize
 from builder.images.store import Storage
 from builder.solve import StageResult
-from cache.clamp import clamp_layer
 from cache.errors import CacheError
 from cache.images import StoredImage, write_image
 from cache.oci import (
@@ -66,6 +65,8 @@ def _oci_layer(desc: Descriptor) -> Descriptor:
 def _clamped(storage: Storage, result: StageResult, epoch: int) -> StageResult:
     """The result with its own layers clamped; the base image's layers are kept as they
     are (BuildKit keeps those whose diff_ids match the base image's, issue 4614)."""
+    from cache.clamp import clamp_layer  # here: it reads tars; only an epoch needs it
+
     layers, diff_ids = list(result.layers), list(result.config.diff_ids)
     for i in range(result.base_layers, len(layers)):
         try:

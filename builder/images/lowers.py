@@ -38,7 +38,7 @@ class StageLowers:
     ) -> None:
         self._storage, self._parent, self._layers, self._path = storage, parent, layers, path
         # How a base layer is unpacked or checked (the solver's: once per build).
-        self._ensure_base = ensure_base or storage.layers.ensure
+        self._ensure_base = ensure_base
         self._lock = threading.Lock()
         self._paths: tuple[Path, ...] | None = None
 
@@ -55,7 +55,8 @@ class StageLowers:
     def _resolve(self) -> tuple[Path, ...]:
         if self._parent is None:  # the base image's layers
             try:
-                dirs = [self._ensure_base(layer, diff) for layer, diff in self._layers]
+                ensure = self._ensure_base or self._storage.layers.ensure
+                dirs = [ensure(layer, diff) for layer, diff in self._layers]
             except CacheError as exc:
                 raise BuildError(
                     f"cannot unpack a base layer: {exc.message}", hint=exc.hint

@@ -21,10 +21,10 @@ from cache.index import Index
 from cache.oci import Platform
 from cache.store import BlobStore
 from cache.storeroot import PRIVATE_MODE, prepare_root
-from cache.unpacked import UnpackedLayers
 
 if TYPE_CHECKING:
     from builder.registry.options import RemoteOptions
+    from cache.unpacked import UnpackedLayers
 
 
 def default_root() -> Path:
@@ -41,7 +41,6 @@ class Storage:
 
     root: Path
     blobs: BlobStore
-    layers: UnpackedLayers
     index: Index
     # Registry fallback for get_image (builds): "never", "missing" (local store first)
     # or "always" (--pull: re-resolve every base once per build).
@@ -49,6 +48,7 @@ class Storage:
     pull_options: RemoteOptions | None = None
     pull_events: Callable[[str], None] | None = None
     _pulled: dict[str, StoredImage] = field(default_factory=dict)
+    _layers: UnpackedLayers | None = field(default=None, repr=False)
 
     @classmethod
     def open(
@@ -74,8 +74,17 @@ class Storage:
                 f"users; it is now {PRIVATE_MODE:04o} (only its owner can reach it)"
             )
         blobs = BlobStore(root)
-        layers, index = UnpackedLayers(blobs), Index(root)
-        return cls(root, blobs, layers, index, pull_policy, pull_options, pull_events)
+        return cls(root, blobs, Index(root), pull_policy, pull_options, pull_events)
+
+    @property
+    def layers(self) -> UnpackedLayers:
+        """The unpacked layers, made at the first use: a build that hits uses none, and
+        their module brings the tar reader and writer in."""
+        if self._layers is None:
+            from cache.unpacked import UnpackedLayers
+
+            self._layers = UnpackedLayers(self.blobs)  # stateless: a racing twin is harmless
+        return self._layers
 
     def close(self) -> None:
         self.index.close()

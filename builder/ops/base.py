@@ -13,15 +13,16 @@ from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Protocol, TypeVar
+from typing import TYPE_CHECKING, Protocol, TypeVar
 
 from builder.ops.context import BuildContext
 from builder.ops.runsettings import RunSettings
 from builder.ops.secrets import BuildSecrets
 from builder.ops.sources.remote import RemoteFetches
 from cache.keys import KeyInputs
-from runtime.rootfs import mounted_overlay
-from runtime.spec import ContainerSpec, Rootfs, RunResult
+
+if TYPE_CHECKING:
+    from runtime.spec import ContainerSpec, Rootfs, RunResult
 
 SpecT = TypeVar("SpecT", contravariant=True)
 
@@ -72,6 +73,9 @@ class Op(Protocol[SpecT]):
 @contextmanager
 def stage_view(ctx: ExecContext, stage: int, name: str = "") -> Iterator[Path]:
     """A merged view of a finished stage's layers; a throwaway upper absorbs any write."""
+    from runtime.rootfs import mounted_overlay  # here: a build that hits never mounts
+    from runtime.spec import Rootfs
+
     view = ctx.scratch / (name or f"from-{stage}")
     for name in ("upper", "work", "merged"):
         (view / name).mkdir(parents=True, exist_ok=True)

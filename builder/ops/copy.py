@@ -14,6 +14,7 @@ import posixpath
 from collections.abc import Sequence, Set
 from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from builder.errors import BuildError
 from builder.ops.base import ExecContext, stage_view
@@ -28,9 +29,9 @@ from builder.plan.paths import clean
 from builder.plan.specs import CopySpec
 from cache.keys import KeyInputs
 from runtime.errors import RuntimeFailure
-from runtime.rootfs import mounted_overlay, use_copy_snapshotter
-from runtime.spec import Rootfs
-from runtime.users import resolve_user
+
+if TYPE_CHECKING:
+    from runtime.spec import Rootfs
 
 HEREDOC_MODE = 0o644  # BuildKit writes heredoc sources 0644 (before --chmod)
 
@@ -72,6 +73,8 @@ def _context_sources(spec: CopySpec, ctx: ExecContext) -> list[tuple[str, str]]:
 def execute(spec: CopySpec, rootfs: Rootfs, ctx: ExecContext) -> None:
     """Copy the sources into ``rootfs`` at ``spec.dest``, extracting local archives
     for ADD."""
+    from runtime.rootfs import mounted_overlay, use_copy_snapshotter  # here: hits never mount
+
     target = ctx.scratch / "merged"
     target.mkdir(exist_ok=True)
     # Files in dirs the copy makes go straight into the upper dir of a real overlay
@@ -141,6 +144,8 @@ def _owner(spec: CopySpec, root: Path) -> tuple[int, int]:
     looked up), and a group, when given, replaces the gid."""
     if not spec.chown:
         return (0, 0)
+    from runtime.users import resolve_user  # here: only a COPY that runs reads users
+
     user_part, has_group, _ = spec.chown.partition(":")
     try:
         user = resolve_user(root, spec.chown)

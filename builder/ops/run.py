@@ -14,7 +14,6 @@ from pathlib import Path
 from builder.errors import BuildError
 from builder.ops.base import ExecContext
 from builder.ops.filekeys import file_records
-from builder.ops.mounts import mounted
 from builder.ops.stagekeys import mount_content
 from builder.plan.specs import DEFAULT_HOSTNAME, MountSpec, RunSpec
 from cache.keys import KeyInputs, Pairs
@@ -56,6 +55,8 @@ def key_inputs(spec: RunSpec, parent: str, instruction: str, ctx: ExecContext) -
 def execute(spec: RunSpec, rootfs: Rootfs, ctx: ExecContext) -> None:
     """Run the command in the sandbox on ``rootfs``; BuildError with the output's tail
     when it fails."""
+    from builder.ops.mounts import mounted  # here: secrets, cache dirs, stage views
+
     with mounted(spec.mounts, ctx) as extra:
         overridden = {e.partition("=")[0] for e in extra.env}
         container = ContainerSpec(

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import fcntl
 import os
-import socket
 import stat
 import tempfile
 import threading
@@ -21,11 +20,15 @@ from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from builder.errors import BuildError, UsageError
 from cache.digest import sha256_bytes
 from cache.store import remove_if_unlocked
 from fstree.tree import remove_tree
+
+if TYPE_CHECKING:
+    import socket
 
 ENTITLEMENTS = ("security.insecure", "network.host")
 _SHM = Path("/dev/shm")
@@ -241,6 +244,8 @@ def agent_relay(agent: Path, mode: int, uid: int, gid: int) -> Iterator[Path]:
     someone else); BuildKit likewise serves the mount from a socket of its own. It lives
     in a short private dir under /tmp because socket paths are limited to 107 bytes.
     """
+    import socket  # here: only an ssh mount relays an agent
+
     folder = Path(tempfile.mkdtemp(prefix="pybuild-ssh-"))
     path = folder / "agent.sock"
     server = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
@@ -264,6 +269,8 @@ def agent_relay(agent: Path, mode: int, uid: int, gid: int) -> Iterator[Path]:
 
 
 def _serve(server: socket.socket, agent: Path, stop: threading.Event) -> None:
+    import socket
+
     while not stop.is_set():
         try:
             client, _ = server.accept()
@@ -293,6 +300,8 @@ def _connection(client: socket.socket, upstream: socket.socket) -> None:
 
 def _pump(src: socket.socket, dst: socket.socket) -> None:
     """Copy one direction until EOF, then pass the EOF on (a half-close)."""
+    import socket
+
     try:
         while data := src.recv(65536):
             dst.sendall(data)

@@ -18,13 +18,16 @@ import stat
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from builder.errors import BuildError
-from builder.ops.stagetree import StageNode, StageTree
 from builder.plan.paths import clean
 from cache.digest import sha256_bytes
 from cache.fscache import FileHasher
 from cache.keys import Pairs, file_kind, file_record
+
+if TYPE_CHECKING:
+    from builder.ops.stagetree import StageNode, StageTree
 
 _VERSION = "pybuild-stage-content-v1"
 
@@ -90,6 +93,8 @@ def copy_content(
     the directory before it (more than is copied: never a stale hit). A missing source
     keys as missing (the copy itself fails). Raises BuildError if the store is unreadable.
     """
+    from builder.ops.stagetree import StageTree  # here: only --from steps read layers
+
     tree = StageTree(lowers)
     out = _Collector(tree, hash_file)
     try:
@@ -130,6 +135,8 @@ def mount_content(
 ) -> StageContent:
     """What ``RUN --mount=type=bind,from=...,source=...`` shows: ``source`` (links
     resolved inside the stage) and all below it, named where the RUN sees them."""
+    from builder.ops.stagetree import StageTree  # here: only --from steps read layers
+
     tree = StageTree(lowers)
     out = _Collector(tree, hash_file)
     try:

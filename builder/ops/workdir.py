@@ -5,15 +5,16 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from builder.ops.base import ExecContext
 from builder.ops.rootpath import resolve_in_root
 from builder.plan.specs import WorkdirSpec
 from cache.keys import KeyInputs
 from runtime.errors import RuntimeFailure
-from runtime.rootfs import mounted_overlay
-from runtime.spec import Rootfs
-from runtime.users import resolve_user
+
+if TYPE_CHECKING:
+    from runtime.spec import Rootfs
 
 
 def key_inputs(spec: WorkdirSpec, parent: str, instruction: str, ctx: ExecContext) -> KeyInputs:
@@ -23,6 +24,9 @@ def key_inputs(spec: WorkdirSpec, parent: str, instruction: str, ctx: ExecContex
 
 def execute(spec: WorkdirSpec, rootfs: Rootfs, ctx: ExecContext) -> None:
     """Make the directory and its missing parents (0755) unless it exists."""
+    from runtime.rootfs import mounted_overlay  # here: a build that hits never mounts
+    from runtime.users import resolve_user
+
     target = ctx.scratch / "merged"
     target.mkdir(exist_ok=True)
     with mounted_overlay(rootfs, target, mounts=ctx.mounts) as root:

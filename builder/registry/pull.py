@@ -19,7 +19,7 @@ from cache.distribution.auth import Credentials, load_credentials
 from cache.distribution.client import RegistryClient, RemoteManifest
 from cache.distribution.reference import Reference, parse_reference
 from cache.errors import InvalidImage
-from cache.gc import build_guard
+from cache.gclock import build_guard
 from cache.images import StoredImage, read_image
 from cache.index import Index as TagIndex
 from cache.oci import (

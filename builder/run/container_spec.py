@@ -373,7 +373,7 @@ def _endpoint(storage: Storage, request: RunRequest, prepared: Prepared) -> Endp
 
 def prepare_leased(storage: Storage, request: RunRequest) -> tuple[Prepared, Lease]:
     """``prepare``, under ``build_guard``, and a lease on what the container will use."""
-    from cache.gc import build_guard
+    from cache.gclock import build_guard
     from cache.leases import take_lease
 
     with build_guard(storage.root):  # prune must not take the layers before the lease holds

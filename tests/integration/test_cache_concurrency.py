@@ -105,7 +105,7 @@ def _blocked_on_flock(pid: int) -> bool:
 
 def _waits_for_prune(pybuild: Pybuild, *args: str | Path) -> None:
     """Start `pybuild ARGS` while a prune holds the store; it must wait, then succeed."""
-    from cache.gc import exclusive_guard
+    from cache.gclock import exclusive_guard
 
     env = {**os.environ, "PYBUILD_ROOT": str(pybuild.root)}
     command = [sys.executable, "-m", "builder.cli", *map(str, args)]

@@ -11,7 +11,8 @@ import pytest
 
 from cache.digest import Digest, sha256_bytes
 from cache.errors import StoreLocked
-from cache.gc import PruneOptions, build_guard, exclusive_guard, prune, usage
+from cache.gc import PruneOptions, prune, usage
+from cache.gclock import build_guard, exclusive_guard
 from cache.images import write_image
 from cache.index import Index, StepRecord
 from cache.oci import MEDIA_OCI_LAYER, Descriptor, ImageConfig
@@ -137,7 +138,7 @@ def test_clean_dead_tmp_removes_unlocked_leftovers_but_not_live_or_fresh_ones(
 ) -> None:
     import os
 
-    from cache.gc import clean_dead_tmp
+    from cache.deadtmp import clean_dead_tmp
 
     tmp = store.blobs.tmp_dir
     dead = tmp / "step-dead"
@@ -184,7 +185,7 @@ def test_a_killed_layer_record_writers_temp_is_swept_but_not_a_live_ones(store: 
     import fcntl
     import os
 
-    from cache.gc import clean_dead_tmp
+    from cache.deadtmp import clean_dead_tmp
 
     tmp = store.blobs.tmp_dir
     dead = tmp / "meta-dead"

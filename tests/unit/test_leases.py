@@ -7,7 +7,8 @@ import sys
 from pathlib import Path
 
 from cache.digest import Digest
-from cache.gc import PruneOptions, build_guard, prune
+from cache.gc import PruneOptions, prune
+from cache.gclock import build_guard
 from cache.images import StoredImage, write_image
 from cache.leases import live_leases, take_lease
 from cache.oci import ImageConfig

@@ -14,12 +14,15 @@ import tempfile
 import threading
 import weakref
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from builder.ops.copyfiles import SourceItem, walk_tree
 from builder.ops.sources import http
 from builder.ops.sources.git import checkout, resolve_commit
 from builder.plan.remote import GitRef, RemoteSource, redact
 from fstree.tree import remove_tree
+
+if TYPE_CHECKING:
+    from builder.ops.copyfiles import SourceItem
 
 
 class RemoteFetches:
@@ -85,6 +88,8 @@ def items(
     sources: tuple[RemoteSource, ...], fetches: RemoteFetches, scratch: Path
 ) -> list[SourceItem]:
     """The sources as copy items, staged under ``scratch``."""
+    from builder.ops.copyfiles import SourceItem, walk_tree  # here: only an ADD that runs
+
     out = []
     for i, src in enumerate(sources):
         folder = scratch / f"remote-{i}"
