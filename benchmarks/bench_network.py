@@ -36,7 +36,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "fixtures"))
 from make_base import make_base
 
 from runtime import linux, netns
-from runtime.rootfs import enter_private_mount_namespace
+from runtime.mountns import enter_private_mount_namespace
 
 REPO = Path(__file__).resolve().parents[1]
 

@@ -21,7 +21,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from runtime.forkclient import ForkServer
-from runtime.rootfs import enter_private_mount_namespace
+from runtime.mountns import enter_private_mount_namespace
 from runtime.sandbox import start
 from runtime.spec import ContainerSpec
 from tests.integration.busybox_rootfs import fresh_rootfs, make_busybox_rootfs

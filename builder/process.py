@@ -23,7 +23,7 @@ def enter_private_mounts(network_holder: Holder | None = None) -> None:
 
     With ``network_holder`` whose user namespace is not ours (a rootless user network),
     join that user namespace rather than make a new one."""
-    from runtime.rootfs import enter_private_mount_namespace
+    from runtime.mountns import enter_private_mount_namespace
     from runtime.userns import enter_rootless
 
     if network_holder is not None:

@@ -13,8 +13,6 @@ import errno as errno_mod
 import fcntl
 import functools
 import os
-import platform
-import socket
 import struct
 
 from runtime.errors import SyscallError
@@ -148,10 +146,10 @@ def umount2(target: str, flags: int = 0) -> None:
 
 def pivot_root(new_root: str, put_old: str) -> None:
     """pivot_root(2) through syscall(2), as glibc has no wrapper."""
-    number = _SYS_PIVOT_ROOT.get(platform.machine())
+    number = _SYS_PIVOT_ROOT.get(os.uname().machine)
     if number is None:
         raise SyscallError(
-            f"pivot_root: unsupported architecture {platform.machine()}",
+            f"pivot_root: unsupported architecture {os.uname().machine}",
             call="pivot_root",
             errno=errno_mod.ENOSYS,
         )
@@ -219,6 +217,8 @@ def capset(effective: int, permitted: int, inheritable: int) -> None:
 
 def set_link_up(name: str) -> None:
     """Bring a network interface up with SIOCSIFFLAGS (no ``ip`` binary needed)."""
+    import socket  # here: only a network namespace sets a link up
+
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
         # struct ifreq: 16-byte name, then a union whose first member is short ifr_flags.
         request = struct.pack("16sh22x", name.encode(), 0)

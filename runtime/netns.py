@@ -2,7 +2,7 @@
 
 A namespace is made with util-linux ``unshare --net=FILE``, which binds it to ``FILE``
 in a directory the caller owns; the caller is in a private mount namespace
-(:func:`runtime.rootfs.enter_private_mount_namespace`), so the bind never shows on the
+(:func:`runtime.mountns.enter_private_mount_namespace`), so the bind never shows on the
 host. ``pasta`` then joins it: it copies the host's addresses and routes into it
 (``--config-net``) and carries its TCP, UDP and ICMP through sockets of its own on the
 host, which is what makes outbound traffic work without a bridge, NAT or firewall rules,

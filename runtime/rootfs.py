@@ -52,16 +52,6 @@ def overlay_supported() -> bool:
         return False
 
 
-def enter_private_mount_namespace() -> None:
-    """Give this process its own mount namespace with private propagation.
-
-    Call once, at start-up, while single-threaded: every mount pybuild makes afterwards
-    vanishes with the process and never shows up on the host.
-    """
-    linux.unshare(linux.CLONE_NEWNS)
-    linux.mount(None, "/", None, linux.MS_REC | linux.MS_PRIVATE)
-
-
 def use_copy_snapshotter(rootfs: Rootfs | None = None) -> bool:
     """True when roots are copies (:mod:`runtime.snapshot`) rather than overlay mounts:
     ``PYBUILD_SNAPSHOTTER=copy``, or ``auto`` (the default) where overlayfs is missing or,

@@ -246,7 +246,7 @@ def _supervise(root: Path, home: Path, record: Record) -> Record:
     from builder.run.network import address_of, attached
     from runtime import sandbox
     from runtime.errors import RuntimeFailure
-    from runtime.rootfs import enter_private_mount_namespace
+    from runtime.mountns import enter_private_mount_namespace
     from runtime.spec import spec_from_json
 
     try:

@@ -161,7 +161,8 @@ def test_mounted_overlay_lets_the_caller_write_into_upper(lower: Path, tmp_path:
         f"""
         import os
         from pathlib import Path
-        from runtime.rootfs import enter_private_mount_namespace, mounted_overlay
+        from runtime.mountns import enter_private_mount_namespace
+        from runtime.rootfs import mounted_overlay
         from runtime.spec import Rootfs
         enter_private_mount_namespace()
         rootfs = Rootfs(
