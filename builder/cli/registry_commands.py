@@ -9,7 +9,6 @@ of them runs.
 from __future__ import annotations
 
 import argparse
-import getpass
 import os
 import sys
 from pathlib import Path
@@ -223,4 +222,8 @@ def _prompt(label: str, *, secret: bool) -> str:
             f"{label.rstrip(': ').lower()} required and stdin is not a terminal",
             hint="pass -u USER and --password-stdin (or -p PASSWORD)",
         )
-    return getpass.getpass(label) if secret else input(label)
+    if not secret:
+        return input(label)
+    import getpass  # here: only a password prompt needs it
+
+    return getpass.getpass(label)
