@@ -1,12 +1,14 @@
 #!/usr/bin/env python3
 """What one sandbox of ``true`` costs, started the two ways ``runtime.sandbox`` can.
 
-Usage (as root): ``python3 -m benchmarks.bench_sandbox_start [RUNS]`` (default 20).
-Makes a busybox root and runs ``true`` on a fresh overlay of it RUNS times (network
-none, as a build's RUN with ``--network none``): through a new ``python -m runtime.init``
-each time, then through one ``runtime.forkclient.ForkServer`` (its first start, which
-starts the server, shown apart). Prints the median and the minimum milliseconds from
-start to collected status. The figures are never a test assertion.
+Usage (as root): ``python3 -m benchmarks.bench_sandbox_start [RUNS [SERVERS]]`` (default
+20 and 5). Makes a busybox root and runs ``true`` on a fresh overlay of it RUNS times
+(network none, as a build's RUN with ``--network none``): through a new ``python -m
+runtime.init`` each time, then through one ``runtime.forkclient.ForkServer`` (its first
+start, which starts the server, shown apart), then the first start of SERVERS - 1 more
+servers (a build's first RUN waits for its server: one sample of it is too noisy to
+compare). Prints the median and the minimum milliseconds from start to collected status.
+The figures are never a test assertion.
 """
 
 from __future__ import annotations
@@ -59,19 +61,25 @@ def _line(name: str, times: list[float]) -> str:
 
 def main() -> int:
     runs = int(sys.argv[1]) if len(sys.argv) > 1 else 20
+    servers = int(sys.argv[2]) if len(sys.argv) > 2 else 5
     enter_private_mount_namespace()
     with tempfile.TemporaryDirectory(prefix="bench-sandbox-") as tmp:
         work = Path(tmp)
         lower = make_busybox_rootfs(work / "lower")
         (work / "direct").mkdir()
-        (work / "served").mkdir()
         direct = _time_runs(lower, work / "direct", runs, None)
+        (work / "served").mkdir()
         with ForkServer() as server:
             served = _time_runs(lower, work / "served", runs + 1, server)
-    print(f"{runs} runs of `true`, load average (1 min) {os.getloadavg()[0]:.1f}")
+        firsts, others = served[:1], served[1:]
+        for number in range(1, servers):  # later servers: their first start only
+            (work / f"served-{number}").mkdir()
+            with ForkServer() as server:
+                firsts += _time_runs(lower, work / f"served-{number}", 1, server)
+    print(f"{len(direct)} runs of `true`, load average (1 min) {os.getloadavg()[0]:.1f}")
     print(_line("python -m runtime.init per run", direct))
-    print(_line("fork server: first (starts it)", served[:1]))
-    print(_line("fork server: the others", served[1:]))
+    print(_line(f"fork server: first (starts it) x{len(firsts)}", firsts))
+    print(_line("fork server: the others", others))
     return 0
 
 

@@ -16,7 +16,6 @@ from __future__ import annotations
 import contextlib
 import errno
 import os
-import shutil
 import stat
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -238,6 +237,8 @@ def copy_tree(src: StrPath, dst: StrPath) -> None:
     does (files with their metadata, symlinks as links, dir modes and times), but for any
     depth; a path longer than PATH_MAX raises OSError(ENAMETOOLONG). Sockets, fifos and
     devices are skipped."""
+    import shutil  # only copies need it, not every remover of a tree
+
     src, dst = os.fspath(src), os.fspath(dst)
     os.mkdir(dst)
     dirs = [""]

@@ -50,7 +50,7 @@ class Cgroup:
 
 def needed(res: Resources) -> bool:
     """True when ``res`` sets any limit (no cgroup is made otherwise)."""
-    return res.memory is not None or res.pids is not None or res.cpus is not None
+    return res.limited
 
 
 def create(

@@ -3,9 +3,15 @@
 A new ``python -m runtime.init`` per sandbox costs an interpreter and the runtime's
 imports, a hundred milliseconds or more, and the builder may not fork itself (it runs
 threads). So a build starts this process once (:mod:`runtime.forkclient`, at its first
-sandbox): it imports :mod:`runtime.init`, compiles the seccomp filter, then forks one
-outer init per request, which runs :func:`runtime.init.main` as ``-m runtime.init`` would.
-It runs a single thread, so forking it is safe.
+sandbox): it imports :mod:`runtime.init` while a forked child compiles the seccomp filter
+(:func:`prepare`), then forks one outer init per request, which runs
+:func:`runtime.init.run_from_fds` as ``-m runtime.init`` would. It runs a single thread,
+so forking it is safe.
+
+A build's first RUN waits for this start, so the server imports only what every init
+runs (``tests/unit/test_forkserver_imports.py`` pins what it leaves out) and, once it
+is idle, what only some inits run (:data:`LATER_IMPORTS`), so that no init imports it
+after the fork, once per RUN.
 
 Protocol, over ``AF_UNIX`` ``SOCK_SEQPACKET`` sockets (one datagram per message):
 
@@ -23,54 +29,126 @@ server SIGKILL every init still running and exit; an init's PID 1 dies with its 
 
 from __future__ import annotations
 
-import argparse
 import contextlib
 import json
 import os
 import selectors
 import signal
 import socket
-import traceback
+import sys
 from collections.abc import Sequence
-from dataclasses import dataclass
-from typing import Any, NoReturn
 
-from runtime import init, linux
+from runtime import linux
 from runtime.errors import SandboxError
 from runtime.seccomp import compile_default_filter
 
+TYPE_CHECKING = False  # typing.TYPE_CHECKING, without loading typing (the fork server's start)
+if TYPE_CHECKING:
+    from typing import Any, NoReturn
+
+USAGE = "python -m runtime.forkserver --socket-fd N"
 REQUEST_FDS = 7  # reply socket, spec, status, stdin, stdout, stderr, init stderr
 MAX_REQUEST = 1 << 20  # bytes of JSON a request may carry (its environment)
+# What only some inits run: the copy snapshotter, resource limits' cgroups. Imported
+# when the server is idle, so that an init needing them finds them loaded.
+LATER_IMPORTS = ("runtime.cgroups", "runtime.snapshot")
 
 
-@dataclass(frozen=True)
 class _Init:
-    pid: int
-    pidfd: int
-    reply: socket.socket
+    """An init the server forked: its pid, a pidfd of it, the request's reply socket."""
+
+    __slots__ = ("pid", "pidfd", "reply")
+
+    def __init__(self, pid: int, pidfd: int, reply: socket.socket) -> None:
+        self.pid = pid
+        self.pidfd = pidfd
+        self.reply = reply
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m runtime.forkserver")
-    parser.add_argument("--socket-fd", type=int, required=True)
-    args = parser.parse_args(argv)
-    control = socket.socket(fileno=args.socket_fd)
-    try:
-        program: bytes | None = compile_default_filter()
-    except SandboxError:
-        program = None  # each init compiles it, and reports why it cannot
-    serve(control, program)
+    """Serve on the control socket ``--socket-fd N`` names (no argument parser: a build's
+    first RUN waits for this process to start)."""
+    fd = socket_fd(sys.argv[1:] if argv is None else argv)
+    if fd is None:
+        raise SystemExit(f"usage: {USAGE}")
+    control = socket.socket(fileno=fd)
+    serve(control, prepare())
     return 0
+
+
+def prepare() -> bytes | None:
+    """Import what every init runs while a forked child compiles the seccomp filter (on
+    another CPU, if there is one); return the filter, or None when it cannot be
+    compiled (then each init compiles it, and reports why it cannot)."""
+    compiling = _FilterCompiler()
+    import runtime.init  # noqa: F401 - loaded here, before any init is forked
+
+    return compiling.result()
+
+
+class _FilterCompiler:
+    """:func:`runtime.seccomp.compile_default_filter` in a forked child, its program
+    sent back through a pipe: the same bytes, compiled while the server imports."""
+
+    def __init__(self) -> None:
+        self._read, write = os.pipe()
+        try:
+            self._pid: int | None = os.fork()
+        except OSError:
+            self._pid = None  # compiled here, in result()
+        if self._pid == 0:
+            _compile_into(write)
+        os.close(write)
+
+    def result(self) -> bytes | None:
+        """The program, or None when it could not be compiled."""
+        with os.fdopen(self._read, "rb") as pipe:
+            program = pipe.read()  # up to end of file: the child has exited or written all
+        if self._pid is None:
+            with contextlib.suppress(SandboxError):
+                return compile_default_filter()
+            return None
+        _, status = os.waitpid(self._pid, 0)
+        return program if os.waitstatus_to_exitcode(status) == 0 and program else None
+
+
+def _compile_into(write: int) -> NoReturn:
+    """In the compiling child: the filter to ``write``; exit 0 once it is all written
+    (any failure: 1, and the server goes on without a filter)."""
+    code = 1
+    try:
+        with os.fdopen(write, "wb") as pipe:
+            pipe.write(compile_default_filter())
+        code = 0
+    finally:
+        os._exit(code)
+
+
+def socket_fd(argv: Sequence[str]) -> int | None:
+    """The N of ``--socket-fd N`` or ``--socket-fd=N``, the one argument; None when
+    ``argv`` is anything else."""
+    if len(argv) == 2 and argv[0] == "--socket-fd":
+        value = argv[1]
+    elif len(argv) == 1 and argv[0].startswith("--socket-fd="):
+        value = argv[0].removeprefix("--socket-fd=")
+    else:
+        return None
+    return int(value) if value.isascii() and value.isdigit() else None
 
 
 def serve(control: socket.socket, program: bytes | None) -> None:
     """Fork an init per request until the control socket reaches end of file."""
     inits: dict[int, _Init] = {}  # by pidfd
+    later = list(LATER_IMPORTS)
     with selectors.DefaultSelector() as selector:
         selector.register(control, selectors.EVENT_READ)
         try:
             while True:
-                for key, _ in selector.select():
+                ready = selector.select(0 if later else None)
+                if not ready and later:  # idle: nothing to serve or reap
+                    with contextlib.suppress(ImportError):  # an init needing it says so
+                        __import__(later.pop(0))
+                for key, _ in ready:
                     if key.fileobj is control:
                         if not _accept(control, selector, inits, program):
                             return
@@ -145,6 +223,8 @@ def _become_init(
 ) -> NoReturn:
     """In the forked child: take the request's fds as ``-m runtime.init`` would get
     them from ``subprocess`` (stdin and stdout /dev/null), and run the init."""
+    from runtime import init  # loaded by prepare(), before any fork
+
     code = init.SETUP_FAILED
     try:
         linux.set_pdeathsig(signal.SIGKILL)  # the init sets it again; this covers until then
@@ -165,6 +245,8 @@ def _become_init(
         code = init.run_from_fds(spec_r, status_w, stdio, seccomp_program=program)
     except BaseException:  # a bug of ours: the caller shows the init's stderr
         with contextlib.suppress(BaseException):
+            import traceback  # loaded by runtime.init
+
             traceback.print_exc()
     finally:
         os._exit(code)

@@ -27,30 +27,30 @@ asked) around becoming the user; then execs the command, which stays PID 1 as in
 
 from __future__ import annotations
 
-import argparse
 import contextlib
 import dataclasses
 import fcntl
 import json
 import os
-import secrets
 import signal
-import tempfile
-import termios
 import traceback
 from collections.abc import Callable, Sequence
-from pathlib import Path
-from typing import Any, NoReturn
 
-from runtime import cgroups, linux, snapshot
+from runtime import linux
 from runtime.command import ExecFailure, exec_command
 from runtime.errors import RuntimeFailure, SandboxError, UserNotFound
 from runtime.rootfs import MountStub, remove_stubs, use_copy_snapshotter
-from runtime.rootsetup import Staging, pivot, setup_root, stage
+from runtime.rootsetup import Staging, pivot, scratch_dir, setup_root, stage
 from runtime.seccomp import compile_default_filter, installer
 from runtime.security import finish_lock_down, start_lock_down
 from runtime.spec import ContainerSpec, RunResult, spec_from_json
 from runtime.userns import explain_single_mapping
+
+TYPE_CHECKING = False  # typing.TYPE_CHECKING, without loading typing (the fork server's start)
+if TYPE_CHECKING:
+    from typing import Any, NoReturn
+
+    from runtime.cgroups import Cgroup
 
 FORWARDED_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
 KILL_REQUEST = signal.SIGUSR1
@@ -73,6 +73,8 @@ def main(argv: Sequence[str] | None = None, *, seccomp_program: bytes | None = N
     """Run one container as described on ``--spec-fd``; returns its exit status.
 
     ``seccomp_program``: the default filter already compiled (None: compile it here)."""
+    import argparse  # only this command line needs it: the fork server's inits do not
+
     parser = argparse.ArgumentParser(prog="python -m runtime.init")
     parser.add_argument("--spec-fd", type=int, required=True)
     parser.add_argument("--status-fd", type=int, required=True)
@@ -120,18 +122,19 @@ def _run(spec: ContainerSpec, stdio: tuple[int, ...], program: bytes | None) -> 
     linux.set_pdeathsig(signal.SIGKILL)  # if the builder dies, the whole sandbox goes
     handled = (*FORWARDED_SIGNALS, KILL_REQUEST)
     with contextlib.ExitStack() as stack:
-        tmp = stack.enter_context(
-            tempfile.TemporaryDirectory(prefix="pybuild-sandbox-", dir=spec.scratch)
-        )
-        staging = stage(Path(tmp), spec)
+        staging = stage(stack.enter_context(scratch_dir(spec.scratch)), spec)
         copy = None
         if use_copy_snapshotter(spec.rootfs):  # before the fork: the diff needs its baseline
+            from runtime import snapshot  # the copy snapshotter, loaded only when used
+
             copy = snapshot.prepare(spec.rootfs)
             stack.callback(snapshot.discard, copy)
             staging = dataclasses.replace(staging, copy_root=copy.merged)
         group = None
-        if cgroups.needed(spec.resources):
-            name = f"pybuild-{os.getpid()}-{secrets.token_hex(4)}"
+        if spec.resources.limited:
+            from runtime import cgroups  # loaded only for resource limits
+
+            name = f"pybuild-{os.getpid()}-{os.urandom(4).hex()}"  # secrets.token_hex(4)
             group = cgroups.create(name, spec.resources)
             stack.callback(cgroups.remove, group)
         linux.unshare(linux.CLONE_NEWPID)
@@ -163,8 +166,10 @@ def _run(spec: ContainerSpec, stdio: tuple[int, ...], program: bytes | None) -> 
         return result if group is None else _explain_limits(result, group, spec)
 
 
-def _explain_limits(result: RunResult, group: cgroups.Cgroup, spec: ContainerSpec) -> RunResult:
+def _explain_limits(result: RunResult, group: Cgroup, spec: ContainerSpec) -> RunResult:
     """Say so when a resource limit is why the container failed."""
+    from runtime import cgroups  # imported already: it made the group
+
     if result.exit_code == 0 or result.error is not None:
         return result
     if cgroups.oom_killed(group):
@@ -225,7 +230,7 @@ def _child(
     stdio: tuple[int, ...],
     report_w: int,
     handled: tuple[int, ...],
-    group: cgroups.Cgroup | None,
+    group: Cgroup | None,
     program: bytes | None,
 ) -> NoReturn:
     """PID 1: set up, exec; reports what went wrong on ``report_w`` and never returns."""
@@ -244,6 +249,8 @@ def _child(
         linux.set_pdeathsig(signal.SIGKILL)
         os.umask(0o022)
         if group is not None:
+            from runtime import cgroups  # imported already: the outer init made the group
+
             cgroups.join(group)  # before anything of the container's can run
         _take_stdio(stdio, keep=report_w)
         _start_session(spec.tty)
@@ -349,6 +356,8 @@ def _start_session(tty: bool) -> None:
     with ``tty`` the terminal on stdin becomes our controlling terminal."""
     os.setsid()
     if tty:
+        import termios  # before pivot_root, which hides the host's library
+
         try:
             fcntl.ioctl(0, termios.TIOCSCTTY, 0)
         except OSError as exc:

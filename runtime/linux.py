@@ -146,10 +146,11 @@ def umount2(target: str, flags: int = 0) -> None:
 
 def pivot_root(new_root: str, put_old: str) -> None:
     """pivot_root(2) through syscall(2), as glibc has no wrapper."""
-    number = _SYS_PIVOT_ROOT.get(os.uname().machine)
+    machine = os.uname().machine  # what platform.machine() reads, without importing it
+    number = _SYS_PIVOT_ROOT.get(machine)
     if number is None:
         raise SyscallError(
-            f"pivot_root: unsupported architecture {os.uname().machine}",
+            f"pivot_root: unsupported architecture {machine}",
             call="pivot_root",
             errno=errno_mod.ENOSYS,
         )

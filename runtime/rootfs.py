@@ -13,14 +13,13 @@ from __future__ import annotations
 import errno
 import os
 import stat
-import tempfile
 from collections.abc import Iterator, Sequence
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
 from fstree import whiteout
-from runtime import linux, snapshot
+from runtime import linux, snapshotter
 from runtime.errors import SandboxError, SyscallError
 from runtime.spec import Rootfs
 from runtime.userns import in_initial_namespace
@@ -65,8 +64,8 @@ def use_copy_snapshotter(rootfs: Rootfs | None = None) -> bool:
         or any(whiteout.marked(lower) for lower in rootfs.lowers)
     ):
         usable = False
-    choice = snapshot.choose(os.environ.get(snapshot.SNAPSHOTTER_ENV), overlay_usable=usable)
-    return choice == "copy"
+    env = os.environ.get(snapshotter.SNAPSHOTTER_ENV)
+    return snapshotter.choose(env, overlay_usable=usable) == "copy"
 
 
 def _kernel_at_least(major: int, minor: int) -> bool:
@@ -88,6 +87,10 @@ def mounted_overlay(rootfs: Rootfs, target: Path, *, mounts: bool = True) -> Ite
     mounted: the merged copy itself is yielded, not ``target``, and it is kept for a next
     step on top of this one (:mod:`runtime.warmcopies`).
     """
+    import tempfile  # not loaded by runtime.init (the fork server), which needs none of this
+
+    from runtime import snapshot  # the copy snapshotter
+
     if not mounts:
         merged = snapshot.prepare(rootfs, warm=True)
         try:
@@ -132,7 +135,7 @@ def mount_overlay(rootfs: Rootfs, target: Path, *, empty_lower: Path, flags: int
     at least one. Lowers below one with an opaque root are left out. Falls back to plain
     options on kernels that reject the extra ones.
     """
-    lowers = [str(p) for p in snapshot.visible_lowers(rootfs.lowers)] or [str(empty_lower)]
+    lowers = [str(p) for p in snapshotter.visible_lowers(rootfs.lowers)] or [str(empty_lower)]
     with _short_paths([*lowers, str(rootfs.upper), str(rootfs.work)]) as paths:
         base = "lowerdir={},upperdir={},workdir={}".format(
             ":".join(_escape(p) for p in paths[:-2]), _escape(paths[-2]), _escape(paths[-1])
@@ -275,7 +278,7 @@ def _remove_one(rootfs: Rootfs, rel: str, *, file_stub: bool) -> None:
         if file_stub and stat.S_ISREG(st.st_mode) and st.st_size == 0:
             os.unlink(name, dir_fd=dir_fd)
         elif stat.S_ISDIR(st.st_mode) and _same_as_lower(
-            snapshot.visible_lowers(rootfs.lowers), rel, st
+            snapshotter.visible_lowers(rootfs.lowers), rel, st
         ):
             os.rmdir(name, dir_fd=dir_fd)
     except OSError:  # gone, replaced, or not empty: the container changed it, keep it

@@ -9,11 +9,12 @@ docker's default spec; finally ``pivot_root`` detaches the host's tree.
 from __future__ import annotations
 
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
+from fstree.tree import remove_tree
 from runtime import linux
 from runtime.devices import populate_dev
 from runtime.errors import SandboxError, SyscallError
@@ -28,7 +29,13 @@ from runtime.rootfs import (
 )
 from runtime.spec import BindMount, ContainerSpec, TmpfsMount
 
-Report = Callable[[dict[str, Any]], None]
+TYPE_CHECKING = False  # typing.TYPE_CHECKING, without loading typing (the fork server's start)
+if TYPE_CHECKING:
+    from typing import Any
+
+    Report = Callable[[dict[str, Any]], None]
+
+SCRATCH_PREFIX = "pybuild-sandbox-"
 
 # Docker's default spec (moby oci/defaults.go), which runc applies after the mounts:
 # masked paths get /dev/null (files) or an empty read-only tmpfs (dirs) on top...
@@ -65,6 +72,29 @@ class Staging:
     resolv: Path
     # The copy snapshotter's merged tree (runtime.snapshot), bound instead of an overlay.
     copy_root: Path | None = None
+
+
+@contextmanager
+def scratch_dir(parent: Path | None) -> Iterator[Path]:
+    """A new dir (mode 0700) named ``pybuild-sandbox-*`` in ``parent`` (None: the system
+    temp dir) for one run's staging, removed with all below it on exit: what
+    ``tempfile.TemporaryDirectory`` does, without loading tempfile (and shutil, random)
+    into the fork server, whose start a build's first RUN waits for."""
+    if parent is None:
+        import tempfile
+
+        parent = Path(tempfile.gettempdir())
+    while True:
+        path = parent / f"{SCRATCH_PREFIX}{os.urandom(6).hex()}"
+        try:
+            path.mkdir(mode=0o700)
+            break
+        except FileExistsError:
+            continue
+    try:
+        yield path
+    finally:
+        remove_tree(path)
 
 
 def stage(tmp: Path, spec: ContainerSpec) -> Staging:

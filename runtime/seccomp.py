@@ -16,7 +16,6 @@ from __future__ import annotations
 import ctypes
 import errno
 import os
-import platform
 from collections.abc import Callable
 
 from runtime.errors import SandboxError
@@ -146,7 +145,7 @@ def compile_default_filter() -> bytes:
     try:
         if lib.seccomp_attr_set(ctx, SCMP_FLTATR_CTL_NNP, 0) != 0:
             raise SandboxError("libseccomp refused to leave no_new_privs alone")
-        for arch in _ARCHES.get(platform.machine(), ())[1:]:
+        for arch in _ARCHES.get(os.uname().machine, ())[1:]:  # platform.machine()
             lib.seccomp_arch_add(ctx, arch)  # unsupported: native only, which is stricter
         _add_rules(lib, ctx)
         return _export(lib, ctx)

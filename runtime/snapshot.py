@@ -32,11 +32,9 @@ from fstree import whiteout
 from fstree.tree import remove_tree, short_path, walk
 from runtime import warmcopies
 from runtime.errors import SandboxError, os_error_hint
+from runtime.snapshotter import is_opaque, is_whiteout, visible_lowers
 from runtime.spec import Rootfs
 
-SNAPSHOTTER_ENV = "PYBUILD_SNAPSHOTTER"
-SNAPSHOTTERS = ("auto", "overlay", "copy")
-OPAQUE_XATTRS = ("trusted.overlay.opaque", "user.overlay.opaque")
 OVERLAY_XATTR_PREFIXES = ("trusted.overlay.", "user.overlay.")
 MERGED_NAME = "merged"
 CLOCK_TICK = 0.02  # seconds; above a 250 Hz jiffy
@@ -67,38 +65,6 @@ class CopyRoot:
     # Paths (relative) the diff leaves out with all below them: what a sandbox without
     # mounts puts in the copy in place of its mounts (/dev, /etc/hosts, ...).
     private: frozenset[str] = frozenset()
-
-
-def visible_lowers(lowers: Iterable[Path]) -> tuple[Path, ...]:
-    """``lowers`` (top-most first) down to the first one whose root dir is opaque.
-
-    A layer with ``.wh..wh..opq`` at its root hides every layer below it (image-spec
-    layer.md, "Opaque Whiteout"); overlayfs honours the opaque mark on subdirectories
-    only, never on a lower's root, so the layers it hides are left out of the stack.
-    """
-    kept: list[Path] = []
-    for lower in lowers:
-        kept.append(lower)
-        if is_opaque(str(lower)):
-            break
-    return tuple(kept)
-
-
-def choose(value: str | None, *, overlay_usable: bool) -> str:
-    """``overlay`` or ``copy`` for the ``PYBUILD_SNAPSHOTTER`` value ``value``.
-
-    ``auto`` (or unset) picks overlay when ``overlay_usable``; raises SandboxError for
-    an unknown value.
-    """
-    choice = (value or "auto").strip().lower()
-    if choice not in SNAPSHOTTERS:
-        raise SandboxError(
-            f"{SNAPSHOTTER_ENV}={value!r} is not one of {', '.join(SNAPSHOTTERS)}",
-            hint=f"unset {SNAPSHOTTER_ENV}, or set it to overlay or copy",
-        )
-    if choice == "auto":
-        return "overlay" if overlay_usable else "copy"
-    return choice
 
 
 def prepare(
@@ -289,22 +255,6 @@ def _scan(root: str) -> Iterator[tuple[str, os.stat_result]]:
     """Every entry below ``root`` as (relative path, lstat), parents before children,
     siblings sorted; iterative and fd-relative, so any depth is walked."""
     return walk(root)
-
-
-def is_whiteout(path: str | Path, st: os.stat_result) -> bool:
-    """A deletion in a layer dir: an overlayfs whiteout, in either of its forms."""
-    return whiteout.is_whiteout(path, st)
-
-
-def is_opaque(path: str | Path) -> bool:
-    """An overlayfs opaque directory (either xattr namespace)."""
-    for name in OPAQUE_XATTRS:
-        try:
-            if os.getxattr(path, name, follow_symlinks=False) == b"y":
-                return True
-        except OSError:
-            continue
-    return False
 
 
 def _apply(src: str, dst: str) -> None:

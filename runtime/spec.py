@@ -11,9 +11,12 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 from runtime.errors import SandboxError
+
+TYPE_CHECKING = False  # typing.TYPE_CHECKING, without loading typing (the fork server's start)
+if TYPE_CHECKING:
+    from typing import Any
 
 SPEC_FORMAT = 2
 # host: the caller's network namespace; none: a new one with only loopback; netns: join
@@ -58,6 +61,11 @@ class Resources:
     memory: int | None = None
     pids: int | None = None
     cpus: float | None = None
+
+    @property
+    def limited(self) -> bool:
+        """True when any limit is set (the container then gets a cgroup of its own)."""
+        return self.memory is not None or self.pids is not None or self.cpus is not None
 
 
 @dataclass(frozen=True)

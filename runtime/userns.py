@@ -19,9 +19,6 @@ from __future__ import annotations
 import errno
 import os
 import pwd
-import shutil
-import subprocess
-import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -96,6 +93,8 @@ def plan_mappings(
     uid_ranges = subordinate_ranges(subuid, user, uid)
     gid_ranges = subordinate_ranges(subgid, user, uid)
     if helpers is None:
+        import shutil  # rootless start-up only: not in every sandbox
+
         helpers = all(shutil.which(h) for h in ("newuidmap", "newgidmap"))
     if not (uid_ranges and gid_ranges and helpers):
         return UserNsPlan((IdMap(0, uid, 1),), (IdMap(0, gid, 1),), full=False)
@@ -192,6 +191,8 @@ def map_child(pid: int, plan: UserNsPlan) -> None:
             except OSError as exc:
                 raise SandboxError(f"cannot write /proc/{pid}/{name}: {exc.strerror}") from exc
         return
+    import subprocess  # the full mapping only: not in every sandbox
+
     for command in map_commands(pid, plan):
         try:
             done = subprocess.run(command, capture_output=True, text=True, check=False)
@@ -208,6 +209,8 @@ def _unshare_user() -> None:
     try:
         linux.unshare(CLONE_NEWUSER)
     except SyscallError as exc:
+        import threading
+
         if exc.errno == errno.EINVAL and threading.active_count() > 1:
             raise SandboxError(
                 "cannot enter a user namespace: pybuild already runs several threads",
@@ -233,6 +236,8 @@ def _enter_single(plan: UserNsPlan) -> None:
 
 
 def _enter_full(plan: UserNsPlan) -> None:
+    import subprocess  # rootless start-up only: not in every sandbox
+
     # The helper must start before we unshare: newuidmap needs to run in the parent
     # namespace (it is setuid root there) and write maps for our pid.
     try:

@@ -18,7 +18,7 @@ from pathlib import Path
 
 from builder.errors import BuildError
 from cache.layers import OWNER_XATTR
-from runtime.snapshot import is_opaque, is_whiteout, visible_lowers
+from runtime.snapshotter import is_opaque, is_whiteout, visible_lowers
 
 _MAX_LINKS = 40
 

@@ -96,10 +96,15 @@ def _ready(box_out: int) -> None:
         assert out.readline() == "ready\n"
 
 
-def _started(lower: Path, tmp: Path, server: ForkServer, script: str) -> Sandbox:
-    """A sandbox running ``script`` after it printed "ready" (waited for here)."""
+def _started(
+    lower: Path, tmp: Path, server: ForkServer, script: str, *, setup: str = ""
+) -> Sandbox:
+    """A sandbox running ``script`` after ``setup`` and printing "ready" (waited for
+    here): a trap in ``setup`` is set before the test signals (a signal PID 1 has no
+    handler for is dropped, not delivered later)."""
     read_end, write_end = os.pipe()
-    box = start(_sh(lower, tmp, f"echo ready; {script}"), stdout=write_end, server=server)
+    script = f"{setup}echo ready; {script}"
+    box = start(_sh(lower, tmp, script), stdout=write_end, server=server)
     os.close(write_end)
     _ready(read_end)
     return box
@@ -161,7 +166,7 @@ def test_sigterm_is_forwarded_and_kill_kills(
     lower: Path, tmp_path: Path, server: ForkServer
 ) -> None:
     trapped = _started(
-        lower, tmp_path / "a", server, "trap 'exit 42' TERM; while :; do sleep 0.05; done"
+        lower, tmp_path / "a", server, "while :; do sleep 0.05; done", setup="trap 'exit 42' TERM; "
     )
     trapped.send_signal(signal.SIGTERM)
     assert trapped.wait().exit_code == 42

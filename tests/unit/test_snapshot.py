@@ -6,7 +6,7 @@ import os
 import stat
 from pathlib import Path
 
-from runtime import snapshot
+from runtime import snapshot, snapshotter
 from runtime.spec import Rootfs
 
 
@@ -35,7 +35,7 @@ def _upper(rootfs: Rootfs) -> dict[str, str]:
             if stat.S_ISCHR(st.st_mode) and st.st_rdev == 0:
                 out[rel] = "whiteout"
             elif stat.S_ISDIR(st.st_mode):
-                out[rel] = "opaque dir" if snapshot.is_opaque(str(path)) else "dir"
+                out[rel] = "opaque dir" if snapshotter.is_opaque(str(path)) else "dir"
             else:
                 out[rel] = "file"
     return out

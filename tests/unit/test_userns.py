@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from runtime.errors import SandboxError
-from runtime.snapshot import choose
+from runtime.snapshotter import choose
 from runtime.userns import IdMap, in_initial_namespace, plan_mappings, subordinate_ranges
 
 

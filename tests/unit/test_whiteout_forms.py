@@ -22,7 +22,7 @@ from cache.layers import Compression, write_layer
 from cache.store import BlobStore
 from fstree import whiteout
 from runtime import rootfs as rootfs_module
-from runtime import snapshot
+from runtime import snapshot, snapshotter
 from runtime.spec import Rootfs
 
 pytestmark = pytest.mark.requires_root  # 0/0 char devices need CAP_MKNOD
@@ -84,7 +84,7 @@ def test_a_refused_device_records_the_deletion_in_the_xattr_form(
     assert stat.S_ISREG(st.st_mode) and st.st_size == 0 and stat.S_IMODE(st.st_mode) == 0
     assert os.getxattr(entry, whiteout.XATTR) == b"y"
     assert os.getxattr(rootfs.upper / "etc", whiteout.PARENT_XATTR) == b"y"
-    assert snapshot.is_whiteout(entry, st)
+    assert snapshotter.is_whiteout(entry, st)
     assert whiteout.marked(rootfs.upper)
 
 
@@ -138,5 +138,5 @@ def test_a_run_cannot_forge_the_xattr_form(tmp_path: Path) -> None:
     snapshot.finish(rootfs, copy)
     kept = rootfs.upper / "etc" / "forged"
     assert not whiteout.has_xattr(kept)
-    assert not snapshot.is_whiteout(kept, kept.lstat())
+    assert not snapshotter.is_whiteout(kept, kept.lstat())
     assert not whiteout.marked(rootfs.upper)
