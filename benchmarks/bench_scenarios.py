@@ -13,7 +13,9 @@ oci``, ``buildah push oci-archive:``, ``docker save``). With ``--runs-true N`` (
 0 skips it) a Dockerfile of N ``RUN true`` is also built with ``--no-cache``. One table
 follows: per scenario and metric the median seconds of each tool, pybuild's cache hit rate
 (``--metadata-file`` totals) and pybuild/peer ratios of the medians. Peers not installed
-are skipped with a line saying so. The figures are never a test assertion.
+are skipped with a line saying so. The figures are never a test assertion. Each timed
+command starts after ``sync`` (``peers.timed``), so none pays for the writeback of what
+the command before it (another tool's build or store reset) wrote.
 """
 
 from __future__ import annotations
