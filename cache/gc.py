@@ -5,14 +5,14 @@ unpacked layers, and the step records whose layer is one of its layers. Everythi
 is held by step records; pruning removes records, then every blob and unpacked layer no
 remaining record or tag refers to.
 
-Builds hold ``build_guard`` (a shared flock on ``<root>/locks/gc``) from their first
-lookup to their tag, and ``prune`` takes it exclusively, so a prune never deletes a blob
-a running build has written but not yet recorded. ``pybuild load`` and ``pybuild pull``
-hold it too (their blobs are unreferenced until the tag is written last), and ``pybuild
-run`` while it unpacks its image's layers. A container then holds a lease on what its
-image needs (cache/leases.py) instead: prune and repair keep what live leases name (an
-image run by digest, or untagged meanwhile, has layers no tag keeps) and never wait for a
-container.
+Builds hold ``build_guard`` (``cache.gclock``: a shared flock on ``<root>/locks/gc``)
+from their first lookup to their tag, and ``prune`` takes it exclusively, so a prune
+never deletes a blob a running build has written but not yet recorded. ``pybuild load``
+and ``pybuild pull`` hold it too (their blobs are unreferenced until the tag is written
+last), and ``pybuild run`` while it unpacks its image's layers. A container then holds a
+lease on what its image needs (cache/leases.py) instead: prune and repair keep what live
+leases name (an image run by digest, or untagged meanwhile, has layers no tag keeps) and
+never wait for a container.
 """
 
 from __future__ import annotations

@@ -306,9 +306,7 @@ class _TarWriter:
             return
         st = entry.st
         info.mode = stat.S_IMODE(st.st_mode)
-        info.uid, info.gid = st.st_uid, st.st_gid
-        if entry.owner is not None and (st.st_uid, st.st_gid) == (0, 0):
-            info.uid, info.gid = entry.owner  # ids the single-id user namespace lacks
+        info.uid, info.gid = _owner(entry, st)
         info.mtime = _clamp(st.st_mtime, self._epoch)
         info.pax_headers = {
             PAX_XATTR + name: value.decode("utf-8", "surrogateescape")
@@ -343,9 +341,7 @@ class _TarWriter:
             kind, size = tarfile.DIRTYPE, 0
         else:
             return False
-        uid, gid = st.st_uid, st.st_gid
-        if entry.owner is not None and (uid, gid) == (0, 0):
-            uid, gid = entry.owner
+        uid, gid = _owner(entry, st)
         mtime = _clamp(st.st_mtime, self._epoch)
         header = ustar_block(entry.arc, mode, uid, gid, size, mtime, kind, "")
         if header is None:
@@ -395,6 +391,14 @@ class _TarWriter:
             os.close(fd)
         self._stream.write(content_padding(size))
         return hasher.value() if hasher is not None else ""
+
+
+def _owner(entry: Entry, st: os.stat_result) -> tuple[int, int]:
+    """The entry's uid and gid in the tar: its recorded owner (OWNER_XATTR) where the
+    single-id user namespace left it root-owned, else its stat's."""
+    if entry.owner is not None and (st.st_uid, st.st_gid) == (0, 0):
+        return entry.owner
+    return st.st_uid, st.st_gid
 
 
 def _clamp(mtime: float, epoch: int | None) -> int:
