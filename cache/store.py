@@ -32,6 +32,7 @@ from cache.errors import (
     disk_full,
     is_disk_full,
 )
+from fstree.spread import spread_children
 from fstree.tree import remove_tree
 
 if TYPE_CHECKING:
@@ -184,6 +185,9 @@ class BlobStore:
                 f"cannot create the store at {root}: {exc.strerror}",
                 hint="set PYBUILD_ROOT to a writable directory",
             ) from None
+        # Every step's upper dir and every unpacked layer is made here: spread them
+        # over the disk, off the groups a removed layer or store just emptied.
+        spread_children(self.tmp_dir)
 
     def _blob_path(self, digest: Digest) -> Path:
         return self._blob_dir / digest.hex
