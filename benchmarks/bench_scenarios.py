@@ -2,20 +2,22 @@
 """The product benchmark: cold, warm, edit and export times of pybuild beside BuildKit and Buildah.
 
 Usage (as root): ``python3 -m benchmarks.bench_scenarios [--scenarios a,b] [--repeat N]
-[--tools pybuild,buildkit,buildah] [--runs-true N] [--json OUT]``.
+[--tools pybuild,buildkit,buildah] [--runs-true N] [--settle S] [--json OUT]``.
 
 Renders ``../shared/bench/scenarios`` with its ``gen.py`` (busybox base from
 ``fixtures/make_base.py``) and a 2,000-file Python app (``pyapp2k``: 40 packages x 50
-modules) into a temporary directory. Per scenario, run by run, each tool in turn builds
-cold (empty store or build cache, base present), warm (nothing changed), edit (one line
-appended to the scenario's edit file) and exports the image (pybuild ``save --format
-oci``, ``buildah push oci-archive:``, ``docker save``). With ``--runs-true N`` (default 10,
-0 skips it) a Dockerfile of N ``RUN true`` is also built with ``--no-cache``. One table
-follows: per scenario and metric the median seconds of each tool, pybuild's cache hit rate
-(``--metadata-file`` totals) and pybuild/peer ratios of the medians. Peers not installed
-are skipped with a line saying so. The figures are never a test assertion. Each timed
-command starts after ``sync`` (``peers.timed``), so none pays for the writeback of what
-the command before it (another tool's build or store reset) wrote.
+modules) into a temporary directory. Per scenario, run by run, every tool's store or
+build cache is emptied, then (after ``--settle`` seconds, 31 by default: see ``fresh``)
+each tool in turn builds cold (empty store or build cache, base present), warm (nothing
+changed), edit (one line appended to the scenario's edit file) and exports the image
+(pybuild ``save --format oci``, ``buildah push oci-archive:``, ``docker save``). With
+``--runs-true N`` (default 10, 0 skips it) a Dockerfile of N ``RUN true`` is also built
+with ``--no-cache``. One table follows: per scenario and metric the median seconds of
+each tool, pybuild's cache hit rate (``--metadata-file`` totals) and pybuild/peer ratios
+of the medians. Peers not installed are skipped with a line saying so. The figures are
+never a test assertion. Each timed command starts after ``sync`` (``peers.timed``), so
+none pays for the writeback of what the command before it (another tool's build or store
+reset) wrote.
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ import os
 import subprocess
 import sys
 import tempfile
+import time
 from pathlib import Path
 
 BENCH = Path(__file__).resolve().parent
@@ -43,6 +46,8 @@ PYAPP2K = "pyapp2k"
 SCENARIOS = (*SHARED, PYAPP2K)
 Figure = tuple[str, float | None, float | None]  # metric, seconds (None: failed), hit rate
 STEPS = ("cold", "warm", "edit", "export")
+# ext4 skips inodes freed within 30 s of now (after writeback) when it places new ones.
+SETTLE = 31.0
 PYAPP2K_EDIT = "src/app/pkg07/mod_013.py"
 PYAPP2K_DOCKERFILE = f"""\
 FROM {BASE}
@@ -157,7 +162,6 @@ def measure(tool: Tool, ctx: Path, edit: Path, export: Path) -> list[Figure]:
     """
     out: list[Figure] = []
     try:
-        tool.reset()
         for metric in STEPS[:3]:
             if metric == "edit":
                 with edit.open("a") as f:
@@ -186,15 +190,44 @@ def _failed(tool: Tool, error: subprocess.CalledProcessError) -> None:
     print(f"  {tool.name}: failed: {' '.join(map(str, error.cmd))}: {detail}", file=sys.stderr)
 
 
+def fresh(tools: list[Tool], settle: float) -> set[str]:
+    """Empty every tool's store or build cache, then sync and wait ``settle`` seconds.
+
+    Each run starts with all the resets, not with its own: on ext4 without a journal a
+    file created among inodes freed less than 30 s ago (after writeback) costs up to 50
+    times more, so a cold build right after its own reset's deletions would measure the
+    reset. Returns the names of the tools whose reset failed.
+    """
+    failed = set()
+    for tool in tools:
+        try:
+            tool.reset()
+        except subprocess.CalledProcessError as error:
+            _failed(tool, error)
+            failed.add(tool.name)
+    if settle > 0:
+        os.sync()
+        time.sleep(settle)
+    return failed
+
+
 def run_scenarios(
-    tools: list[Tool], contexts: dict[str, tuple[Path, str]], repeat: int, work: Path
+    tools: list[Tool],
+    contexts: dict[str, tuple[Path, str]],
+    repeat: int,
+    work: Path,
+    settle: float = SETTLE,
 ) -> list[Run]:
     runs: list[Run] = []
     for scenario, (ctx, edit) in contexts.items():
         for n in range(1, repeat + 1):
+            failed = fresh(tools, settle)
             for tool in tools:
                 load = os.getloadavg()[0]
-                figures = measure(tool, ctx, ctx / edit, work / f"{tool.name}-export.tar")
+                if tool.name in failed:
+                    figures: list[Figure] = [(metric, None, None) for metric in STEPS]
+                else:
+                    figures = measure(tool, ctx, ctx / edit, work / f"{tool.name}-export.tar")
                 _record(runs, (scenario, tool.name, n, load), figures)
     return runs
 
@@ -205,8 +238,7 @@ def run_true(tools: list[Tool], steps: int, repeat: int, work: Path) -> list[Run
     ctx.mkdir()
     (ctx / "Dockerfile").write_text(f"FROM {BASE}\n" + "RUN true\n" * steps)
     runs: list[Run] = []
-    for tool in tools:
-        tool.reset()
+    fresh(tools, 0)
     for n in range(1, repeat + 1):
         for tool in tools:
             load = os.getloadavg()[0]
@@ -226,6 +258,12 @@ def main() -> int:
     parser.add_argument("--tools", default=",".join(TOOLS), help="comma-separated")
     parser.add_argument("--repeat", type=int, default=3, help="runs per figure; median shown (3)")
     parser.add_argument("--runs-true", type=int, default=10, help="RUN true steps (10; 0: skip)")
+    parser.add_argument(
+        "--settle",
+        type=float,
+        default=SETTLE,
+        help=f"seconds to wait after the resets before each run ({SETTLE:g}; 0: none)",
+    )
     parser.add_argument("--json", type=Path, help="also write every run as JSON here")
     args = parser.parse_args()
     scenarios = select(args.scenarios, SCENARIOS, "scenario")
@@ -237,7 +275,7 @@ def main() -> int:
         for line in skipped:
             print(line)
         contexts = render(scenarios, work / "contexts")
-        runs = run_scenarios(tools, contexts, args.repeat, work)
+        runs = run_scenarios(tools, contexts, args.repeat, work, args.settle)
         if args.runs_true > 0:
             runs += run_true(tools, args.runs_true, args.repeat, work)
     names = [t.name for t in tools]

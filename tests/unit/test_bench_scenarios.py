@@ -179,3 +179,45 @@ def test_the_bytecode_note_appears_only_when_runs_compiled(
     assert (
         bench_scenarios.bytecode_note(tmp_path, ("pkg",)) is None
     )  # complete __pycache__: no note
+
+
+class _Logged:
+    def __init__(self, name: str, log: list[str]) -> None:
+        self.name, self.log = name, log
+
+    def reset(self) -> None:
+        self.log.append(f"{self.name} reset")
+
+    def build(self, ctx: Path, no_cache: bool = False) -> peers.Build:
+        self.log.append(f"{self.name} build")
+        return peers.Build(0.5, 1.0)
+
+    def export(self, dest: Path) -> float:
+        self.log.append(f"{self.name} export")
+        return 0.1
+
+
+def test_every_tool_is_reset_before_any_tool_builds_in_each_run(tmp_path: Path) -> None:
+    (tmp_path / "edit.txt").write_text("x\n")
+    log: list[str] = []
+    tools: Any = [_Logged("a", log), _Logged("b", log)]
+    contexts = {"s": (tmp_path, "edit.txt")}
+    runs = bench_scenarios.run_scenarios(tools, contexts, 2, tmp_path, settle=0)
+    one_run = ["a reset", "b reset"] + ["a build"] * 3 + ["a export"]
+    one_run += ["b build"] * 3 + ["b export"]
+    assert log == one_run * 2
+    assert len(runs) == 2 * 2 * 4
+
+
+class _ResetFails(_Logged):
+    def reset(self) -> None:
+        raise subprocess.CalledProcessError(1, ["fake", "reset"], stderr=b"busy\n")
+
+
+def test_a_tool_whose_reset_failed_gets_no_figures_and_the_others_run(tmp_path: Path) -> None:
+    (tmp_path / "edit.txt").write_text("x\n")
+    log: list[str] = []
+    tools: Any = [_ResetFails("a", log), _Logged("b", log)]
+    runs = bench_scenarios.run_scenarios(tools, {"s": (tmp_path, "edit.txt")}, 1, tmp_path, 0)
+    assert "a build" not in log and log.count("b build") == 3
+    assert [r["seconds"] for r in runs if r["tool"] == "a"] == [None] * 4
