@@ -28,6 +28,7 @@ def write_rootfs_tar(blobs: BlobStore, manifest: Digest, dest: Path) -> None:
     Raises BuildError when the image is damaged or ``dest`` cannot be written."""
     work = Path(tempfile.mkdtemp(prefix="rootfs-tar-", dir=blobs.tmp_dir))
     tmp = dest.with_name(f".{dest.name}.{uuid.uuid4().hex[:12]}.tmp")
+    replacing = os.path.lexists(dest)
     try:
         root = work / "rootfs"
         write_rootfs(blobs, manifest, root)
@@ -39,8 +40,9 @@ def write_rootfs_tar(blobs: BlobStore, manifest: Digest, dest: Path) -> None:
                     recursive=False,
                     filter=_anonymous,
                 )
-        with open(tmp, "rb") as f:
-            os.fsync(f.fileno())
+        if replacing:  # never a torn file where the user's old one was (images/save.py)
+            with open(tmp, "rb") as f:
+                os.fsync(f.fileno())
         os.replace(tmp, dest)
     except OSError as exc:
         raise BuildError(

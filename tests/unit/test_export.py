@@ -361,3 +361,40 @@ def test_tar_entries_are_readable_by_tarfile_streaming(tmp_path: Path, blobs: Bl
     write_oci_archive(blobs, [("x:1", store_image(blobs, [BASE]))], out)
     with tarfile.open(fileobj=io.BytesIO(out.read_bytes()), mode="r|") as tar:
         assert sum(1 for _ in tar) == 7  # 2 dirs, manifest, config, layer, index, layout
+
+
+def _count_fsyncs(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    synced: list[int] = []
+    real = os.fsync
+
+    def counting(fd: int) -> None:
+        synced.append(fd)
+        real(fd)
+
+    monkeypatch.setattr("builder.images.save.os.fsync", counting)
+    return synced
+
+
+def test_an_archive_replacing_a_file_is_fsynced_before_it_takes_its_place(
+    tmp_path: Path, blobs: BlobStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    digest = store_image(blobs, [BASE], "zstd")
+    out = tmp_path / "out.tar"
+    out.write_bytes(b"the user's old archive")
+    synced = _count_fsyncs(monkeypatch)
+    write_oci_archive(blobs, [("app:1", digest)], out)
+    assert len(synced) == 1
+    assert "index.json" in members(out)
+    assert not [p for p in tmp_path.iterdir() if p.name.endswith(".tmp")]
+
+
+def test_a_new_archive_is_left_to_writeback_as_docker_save_leaves_it(
+    tmp_path: Path, blobs: BlobStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    digest = store_image(blobs, [BASE], "zstd")
+    out = tmp_path / "new.tar"
+    synced = _count_fsyncs(monkeypatch)
+    write_oci_archive(blobs, [("app:1", digest)], out)
+    assert synced == []
+    assert "index.json" in members(out)
+    assert not [p for p in tmp_path.iterdir() if p.name.endswith(".tmp")]
