@@ -465,7 +465,11 @@ class Solver:
             for d in (upper, overlay_work, scratch):
                 d.mkdir()
             self._run_spec(
-                step, spec, Rootfs(below, upper, overlay_work), replace(ctx, scratch=scratch)
+                step,
+                spec,
+                # volatile: the layer blob written below is what must last
+                Rootfs(below, upper, overlay_work, volatile=True),
+                replace(ctx, scratch=scratch),
             )
             from cache.layers import write_layer  # here: a build that hits writes none
 

@@ -73,11 +73,17 @@ class Rootfs:
     """An overlay root: ``lowers`` top-most first (may be empty), ``upper`` gets every change.
 
     ``work`` is overlayfs's scratch dir: empty, on the same filesystem as ``upper``.
+    ``volatile``: the caller makes the upper's content durable another way (a build
+    step's layer blob, fsynced) or throws it away, so overlayfs may skip every sync of
+    the upper filesystem (its ``volatile`` option): the whole-filesystem sync at unmount
+    and the container's own fsync calls. Never for a container whose upper is its data
+    (``pybuild run``).
     """
 
     lowers: tuple[Path, ...]
     upper: Path
     work: Path
+    volatile: bool = False
 
 
 @dataclass(frozen=True)
@@ -198,6 +204,7 @@ def spec_to_json(spec: ContainerSpec) -> str:
             "lowers": [str(p) for p in spec.rootfs.lowers],
             "upper": str(spec.rootfs.upper),
             "work": str(spec.rootfs.work),
+            "volatile": spec.rootfs.volatile,
         },
         "args": list(spec.args),
         "env": list(spec.env),
@@ -242,6 +249,7 @@ def spec_from_json(text: str) -> ContainerSpec:
                 lowers=tuple(Path(_str(p)) for p in root["lowers"]),
                 upper=Path(_str(root["upper"])),
                 work=Path(_str(root["work"])),
+                volatile=root.get("volatile", False) is True,
             ),
             args=tuple(_str(a) for a in body["args"]),
             env=tuple(_str(e) for e in body["env"]),

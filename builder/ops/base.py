@@ -79,6 +79,7 @@ def stage_view(ctx: ExecContext, stage: int, name: str = "") -> Iterator[Path]:
     view = ctx.scratch / (name or f"from-{stage}")
     for name in ("upper", "work", "merged"):
         (view / name).mkdir(parents=True, exist_ok=True)
-    rootfs = Rootfs(ctx.stage_roots[stage], view / "upper", view / "work")
+    # volatile: the upper is thrown away
+    rootfs = Rootfs(ctx.stage_roots[stage], view / "upper", view / "work", volatile=True)
     with mounted_overlay(rootfs, view / "merged", mounts=ctx.mounts) as root:
         yield root

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import errno
 import os
 from pathlib import Path
+from typing import cast
 
 import pytest
 
-from runtime.errors import SandboxError, UserNotFound
+from runtime import rootfs as rootfs_mod
+from runtime.errors import SandboxError, SyscallError, UserNotFound
 from runtime.init import failure_from_dict, failure_to_dict
 from runtime.rootfs import make_mountpoint, remove_stubs, resolve_in_root
 from runtime.spec import Rootfs
@@ -123,3 +126,76 @@ def test_failures_cross_the_process_boundary_with_their_type() -> None:
     for error in (SandboxError("m1", hint="h1"), UserNotFound("m2")):
         back = failure_from_dict(failure_to_dict(error))
         assert (type(back), back.message, back.hint) == (type(error), error.message, error.hint)
+
+
+class _Mounts:
+    """linux.mount stand-in: records option strings, refuses those containing ``refused``."""
+
+    def __init__(self, *refused: str) -> None:
+        self.refused: tuple[str, ...] = refused
+        self.tried: list[str] = []
+
+    def __call__(self, source: str, target: str, fstype: str, flags: int, data: str) -> None:
+        self.tried.append(data)
+        if any(word in data.split(",") for word in self.refused):
+            raise SyscallError("mount: invalid argument", call="mount", errno=errno.EINVAL)
+
+
+def _mount_with(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, mounts: _Mounts, **kw: bool
+) -> None:
+    monkeypatch.setattr(rootfs_mod.linux, "mount", mounts)
+    monkeypatch.setattr(rootfs_mod, "in_initial_namespace", lambda: True)
+    lower = tmp_path / "lower"
+    lower.mkdir()
+    spec = Rootfs((lower,), tmp_path / "upper", tmp_path / "work", **kw)
+    rootfs_mod.mount_overlay(spec, tmp_path / "merged", empty_lower=tmp_path / "empty")
+
+
+def test_a_volatile_rootfs_is_mounted_volatile(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    mounts = _Mounts()
+    _mount_with(tmp_path, monkeypatch, mounts, volatile=True)
+    assert len(mounts.tried) == 1
+    assert mounts.tried[0].split(",")[-1] == "volatile"
+    assert "index=off" in mounts.tried[0].split(",")
+
+
+def test_a_rootfs_that_is_a_containers_data_is_never_mounted_volatile(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    mounts = _Mounts()
+    _mount_with(tmp_path, monkeypatch, mounts)
+    assert len(mounts.tried) == 1
+    assert "volatile" not in mounts.tried[0].split(",")
+
+
+def test_a_kernel_without_volatile_keeps_the_other_options(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    mounts = _Mounts("volatile")
+    _mount_with(tmp_path, monkeypatch, mounts, volatile=True)
+    assert len(mounts.tried) == 2
+    options = mounts.tried[1].split(",")
+    assert "volatile" not in options and "index=off" in options
+
+
+def test_a_kernel_refusing_every_extra_option_gets_the_plain_mount(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    mounts = _Mounts("volatile", "index=off")
+    _mount_with(tmp_path, monkeypatch, mounts, volatile=True)
+    assert len(mounts.tried) == 3
+    assert mounts.tried[2].startswith("lowerdir=") and "index=off" not in mounts.tried[2]
+
+
+def test_an_overlay_refused_for_another_reason_is_not_retried(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def denied(*args: object) -> None:
+        raise SyscallError("mount: not permitted", call="mount", errno=errno.EPERM)
+
+    with pytest.raises(SyscallError) as caught:
+        _mount_with(tmp_path, monkeypatch, cast(_Mounts, denied), volatile=True)
+    assert caught.value.errno == errno.EPERM and caught.value.hint

@@ -25,7 +25,13 @@ paths = st.builds(Path, st.from_regex(r"/[a-z0-9/_.-]{0,30}", fullmatch=True))
 
 specs = st.builds(
     ContainerSpec,
-    rootfs=st.builds(Rootfs, lowers=st.tuples(paths, paths) | st.just(()), upper=paths, work=paths),
+    rootfs=st.builds(
+        Rootfs,
+        lowers=st.tuples(paths, paths) | st.just(()),
+        upper=paths,
+        work=paths,
+        volatile=st.booleans(),
+    ),
     args=st.lists(texts, min_size=1, max_size=4).map(tuple),
     env=st.lists(texts.map(lambda t: f"K={t}"), max_size=3).map(tuple),
     cwd=texts.map(lambda t: "/" + t),
