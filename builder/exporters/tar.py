@@ -12,11 +12,10 @@ from __future__ import annotations
 import os
 import tarfile
 import tempfile
-import uuid
 from pathlib import Path
 
 from builder.errors import BuildError
-from builder.images.save import write_rootfs
+from builder.images.save import atomic_file, write_rootfs
 from cache.digest import Digest
 from cache.store import BlobStore, force_rmtree
 from fstree.tree import walk
@@ -27,12 +26,14 @@ def write_rootfs_tar(blobs: BlobStore, manifest: Digest, dest: Path) -> None:
 
     Raises BuildError when the image is damaged or ``dest`` cannot be written."""
     work = Path(tempfile.mkdtemp(prefix="rootfs-tar-", dir=blobs.tmp_dir))
-    tmp = dest.with_name(f".{dest.name}.{uuid.uuid4().hex[:12]}.tmp")
-    replacing = os.path.lexists(dest)
     try:
         root = work / "rootfs"
         write_rootfs(blobs, manifest, root)
-        with tarfile.open(tmp, "w", format=tarfile.PAX_FORMAT) as tar:
+        with (
+            atomic_file(dest) as fd,
+            os.fdopen(fd, "wb", closefd=False) as out,
+            tarfile.open(fileobj=out, mode="w", format=tarfile.PAX_FORMAT) as tar,
+        ):
             for rel, _st in walk(root):  # parents first, names sorted: deterministic
                 tar.add(
                     root / rel,
@@ -40,17 +41,12 @@ def write_rootfs_tar(blobs: BlobStore, manifest: Digest, dest: Path) -> None:
                     recursive=False,
                     filter=_anonymous,
                 )
-        if replacing:  # never a torn file where the user's old one was (images/save.py)
-            with open(tmp, "rb") as f:
-                os.fsync(f.fileno())
-        os.replace(tmp, dest)
     except OSError as exc:
         raise BuildError(
             f"cannot write the root filesystem tar {dest}: {exc.strerror or exc}",
             hint="check that its directory exists and is writable, and free space",
         ) from None
     finally:
-        tmp.unlink(missing_ok=True)
         force_rmtree(work)
 
 

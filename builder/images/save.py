@@ -325,7 +325,7 @@ def _write_archive(
     if docker_manifest is not None:
         files["manifest.json"] = docker_manifest
     try:
-        with _atomic_file(dest) as fd:
+        with atomic_file(dest) as fd:
             tar = TarOut(fd)
             tar.add_bytes(_info("blobs", directory=True))
             tar.add_bytes(_info("blobs/sha256", directory=True))
@@ -357,7 +357,7 @@ def _info(name: str, *, directory: bool = False) -> tarfile.TarInfo:
 
 
 @contextmanager
-def _atomic_file(dest: Path) -> Iterator[int]:
+def atomic_file(dest: Path) -> Iterator[int]:
     """A new file (its descriptor) that becomes ``dest`` only once complete.
 
     It is fsynced before it replaces a file already at ``dest``, so that a crash never
