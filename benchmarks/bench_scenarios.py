@@ -30,11 +30,13 @@ import subprocess
 import sys
 import tempfile
 import time
+from contextlib import nullcontext
 from pathlib import Path
 
 BENCH = Path(__file__).resolve().parent
 sys.path[:0] = [str(BENCH), str(BENCH.parent / "fixtures")]
 
+import emulators  # noqa: E402
 from bench_table import Run, format_table, table_rows  # noqa: E402
 from make_base import make_base  # noqa: E402
 from peers import TOOLS, Tool, available_tools  # noqa: E402
@@ -264,6 +266,12 @@ def main() -> int:
         default=SETTLE,
         help=f"seconds to wait after the resets before each run ({SETTLE:g}; 0: none)",
     )
+    parser.add_argument(
+        "--keep-emulators",
+        action="store_true",
+        help="leave binfmt_misc on during the run (dockerd 20.10's BuildKit then probes "
+        "every registered emulator at each build; see benchmarks/emulators.py)",
+    )
     parser.add_argument("--json", type=Path, help="also write every run as JSON here")
     args = parser.parse_args()
     scenarios = select(args.scenarios, SCENARIOS, "scenario")
@@ -275,9 +283,16 @@ def main() -> int:
         for line in skipped:
             print(line)
         contexts = render(scenarios, work / "contexts")
-        runs = run_scenarios(tools, contexts, args.repeat, work, args.settle)
-        if args.runs_true > 0:
-            runs += run_true(tools, args.runs_true, args.repeat, work)
+        pause = any(t.name == "buildkit" for t in tools) and not args.keep_emulators
+        with emulators.paused() if pause else nullcontext(False) as off:
+            if off:
+                print(
+                    "binfmt_misc: off for the run (dockerd 20.10's BuildKit would probe each "
+                    "registered emulator at every build; current BuildKit probes once)"
+                )
+            runs = run_scenarios(tools, contexts, args.repeat, work, args.settle)
+            if args.runs_true > 0:
+                runs += run_true(tools, args.runs_true, args.repeat, work)
     names = [t.name for t in tools]
     print(f"seconds, median of {args.repeat}; /peer: pybuild median over the peer's")
     print(format_table(table_rows(runs, names)))
