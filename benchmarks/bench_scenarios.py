@@ -37,7 +37,7 @@ BENCH = Path(__file__).resolve().parent
 sys.path[:0] = [str(BENCH), str(BENCH.parent / "fixtures")]
 
 import emulators  # noqa: E402
-from bench_table import Run, format_table, table_rows  # noqa: E402
+from bench_table import Run, format_table, is_pybuild, table_rows  # noqa: E402
 from make_base import make_base  # noqa: E402
 from peers import TOOLS, Tool, available_tools  # noqa: E402
 
@@ -294,9 +294,12 @@ def main() -> int:
             if args.runs_true > 0:
                 runs += run_true(tools, args.runs_true, args.repeat, work)
     names = [t.name for t in tools]
-    print(f"seconds, median of {args.repeat}; /peer: pybuild median over the peer's")
-    print(format_table(table_rows(runs, names)))
-    note = bytecode_note(BENCH.parent) if "pybuild" in names else None
+    subjects = [name for name in names if is_pybuild(name)] or names[:1]
+    for subject in subjects:
+        head = f"{subject}: seconds, median of {args.repeat}"
+        print(f"\n{head}; /peer: {subject}'s median over the peer's")
+        print(format_table(table_rows(runs, names, subject)))
+    note = bytecode_note(BENCH.parent) if subjects and is_pybuild(subjects[0]) else None
     if note:
         print(note)
     loads = [r["load"] for r in runs]

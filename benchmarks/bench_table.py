@@ -57,29 +57,38 @@ def _times(value: float | None) -> str:
     return "-" if value is None else f"{value:.2f}x"
 
 
-def table_rows(runs: Sequence[Run], tools: Sequence[str]) -> list[list[str]]:
-    """Header and one row per scenario and metric: medians, pybuild hits, ratios."""
-    peers = [t for t in tools if t != "pybuild"]
+def is_pybuild(tool: str) -> bool:
+    """pybuild itself (``pybuild``, ``pybuild-warm``), not a peer."""
+    return tool == "pybuild" or tool.startswith("pybuild-")
+
+
+def table_rows(
+    runs: Sequence[Run], tools: Sequence[str], subject: str = "pybuild"
+) -> list[list[str]]:
+    """Header and one row per scenario and metric: medians, the subject's (a pybuild
+    tool's) hits, its ratios over each peer. Another pybuild tool is not a peer."""
+    peers = [t for t in tools if not is_pybuild(t)]
+    mine_in = subject in tools
     header = ["scenario", "metric"]
-    header += ["pybuild s", "hits"] if "pybuild" in tools else []
+    header += [f"{subject} s", "hits"] if mine_in else []
     for peer in peers:
-        header += [f"{peer} s"] + ([f"/{peer}"] if "pybuild" in tools else [])
+        header += [f"{peer} s"] + ([f"/{peer}"] if mine_in else [])
     rows = [header]
     for scenario in _ordered(runs, "scenario"):
         for metric in _ordered([r for r in runs if r["scenario"] == scenario], "metric", METRICS):
-            mine = _cell(runs, scenario, metric, "pybuild")
+            mine = _cell(runs, scenario, metric, subject)
             mine_median = median(r["seconds"] for r in mine)
             row = [scenario, metric]
-            if "pybuild" in tools:
+            if mine_in:
                 row += [_secs(mine_median), hit_rates(r["hit_rate"] for r in mine)]
             for peer in peers:
                 theirs = _cell(runs, scenario, metric, peer)
                 if not theirs:
-                    row += ["-"] + (["-"] if "pybuild" in tools else [])
+                    row += ["-"] + (["-"] if mine_in else [])
                     continue
                 peer_median = median(r["seconds"] for r in theirs)
                 row += [_secs(peer_median)]
-                row += [_times(ratio(mine_median, peer_median))] if "pybuild" in tools else []
+                row += [_times(ratio(mine_median, peer_median))] if mine_in else []
             rows.append(row)
     return rows
 

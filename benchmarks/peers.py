@@ -1,4 +1,5 @@
-"""The builders a benchmark drives: pybuild, BuildKit through dockerd, Buildah.
+"""The builders a benchmark drives: pybuild (on its own, and with ``pybuild warm``
+serving its store), BuildKit through dockerd, Buildah.
 
 Each driver builds a context with its own store or cache, can empty it (a cold build
 then starts from the base image alone) and can export the last image as an archive.
@@ -7,9 +8,11 @@ A driver times only the command it runs; resets and base loads are not timed.
 
 from __future__ import annotations
 
+import atexit
 import json
 import os
 import shutil
+import socket
 import subprocess
 import sys
 import time
@@ -88,6 +91,44 @@ class Pybuild:
         return timed([*self.cli, "save", "--format", "oci", "-o", str(dest), TAG], self.env)
 
 
+class PybuildWarm(Pybuild):
+    """pybuild with ``pybuild warm`` serving its private store: builds and saves run in a
+    fork of the warm builder (``builder.cli.warm_server``). Started after each reset, so
+    its start-up is never timed; stopped when the benchmark ends."""
+
+    name = "pybuild-warm"
+
+    def __init__(self, work: Path, base: Path) -> None:
+        super().__init__(work / "warm", base)
+        self.work.mkdir(exist_ok=True)
+        self.server: subprocess.Popen[bytes] | None = None
+        atexit.register(self.stop)
+
+    def reset(self) -> None:
+        self.stop()
+        super().reset()
+        self.server = subprocess.Popen(
+            [*self.cli, "warm"], env=self.env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
+        )
+        sock = self.store / "warm.sock"
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and self.server.poll() is None:
+            with socket.socket(socket.AF_UNIX) as probe:
+                try:
+                    probe.connect(str(sock))
+                    return
+                except OSError:
+                    time.sleep(0.05)
+        self.stop()
+        raise subprocess.CalledProcessError(1, [*self.cli, "warm"], stderr=b"did not start")
+
+    def stop(self) -> None:
+        if self.server is not None and self.server.poll() is None:
+            self.server.terminate()
+            self.server.wait(timeout=30)
+        self.server = None
+
+
 class BuildKit:
     """``DOCKER_BUILDKIT=1 docker build`` against the running dockerd."""
 
@@ -139,8 +180,8 @@ class Buildah:
         return timed([*self.cli, "push", "-q", TAG, f"oci-archive:{dest}"])
 
 
-Tool = Pybuild | BuildKit | Buildah
-TOOLS = ("pybuild", "buildkit", "buildah")
+Tool = Pybuild | PybuildWarm | BuildKit | Buildah
+TOOLS = ("pybuild", "pybuild-warm", "buildkit", "buildah")
 
 
 def available_tools(wanted: list[str], work: Path, base: Path) -> tuple[list[Tool], list[str]]:
@@ -150,6 +191,8 @@ def available_tools(wanted: list[str], work: Path, base: Path) -> tuple[list[Too
     for name in wanted:
         if name == "pybuild":
             tools.append(Pybuild(work, base))
+        elif name == "pybuild-warm":
+            tools.append(PybuildWarm(work, base))
         elif name == "buildkit":
             cli = docker_cli()
             if cli is None:

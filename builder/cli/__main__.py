@@ -1,5 +1,5 @@
 """``python -m builder.cli``: the pybuild command."""
 
-from builder.cli.main import main
+from builder.cli.entry import main
 
 raise SystemExit(main())

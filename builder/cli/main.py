@@ -106,6 +106,11 @@ COMMANDS: dict[str, Command] = {
         "builder.cli.serve:cmd_serve",
         "builder.cli.serve:add_serve",
     ),
+    "warm": Command(
+        "keep a warm builder for the store: builds on it skip start-up and imports",
+        "builder.cli.warm_server:cmd_warm",
+        "builder.cli.warm_server:add_warm",
+    ),
     "login": Command(
         "log in to a registry (saved in docker's config.json)",
         f"{_REGISTRY}:cmd_login",

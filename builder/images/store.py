@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING
 
 from builder.errors import BuildError
 from builder.images.names import normalize
+from builder.images.root import default_root as default_root
 from cache.digest import Digest
 from cache.errors import CacheError, InvalidDigest, PlatformNotFound
 from cache.images import StoredImage, read_for_platform, read_image, read_images
@@ -25,14 +26,6 @@ from cache.storeroot import PRIVATE_MODE, prepare_root
 if TYPE_CHECKING:
     from builder.registry.options import RemoteOptions
     from cache.unpacked import UnpackedLayers
-
-
-def default_root() -> Path:
-    """``$PYBUILD_ROOT``, else ``$XDG_DATA_HOME/pybuild``, else ``~/.local/share/pybuild``."""
-    if explicit := os.environ.get("PYBUILD_ROOT"):
-        return Path(explicit)
-    data_home = os.environ.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
-    return Path(data_home) / "pybuild"
 
 
 @dataclass

@@ -61,3 +61,23 @@ def test_parsing_a_build_and_loading_the_api_leaves_unused_features_unloaded() -
         [sys.executable, "-c", script], cwd=REPO, capture_output=True, text=True, check=True
     )
     assert done.stdout.strip() == "[]"
+
+
+def test_the_entry_point_asks_the_warm_builder_before_importing_the_builder(
+    tmp_path: Path,
+) -> None:
+    script = (
+        "import os, sys\n"
+        f"os.environ['PYBUILD_ROOT'] = {str(tmp_path)!r}\n"
+        "from builder.cli.warm_client import try_warm\n"
+        "assert try_warm(['build', '.']) is None\n"
+        "ours = sorted(m for m in sys.modules if m.split('.')[0] in "
+        "('builder', 'cache', 'runtime', 'fstree'))\n"
+        "print(ours, 'argparse' in sys.modules, 'dataclasses' in sys.modules)\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", script], cwd=REPO, capture_output=True, text=True, check=True
+    )
+    expected = ["builder", "builder.cli", "builder.cli.warm_client", "builder.cli.warm_wire"]
+    expected += ["builder.images", "builder.images.root"]
+    assert done.stdout.strip() == f"{sorted(expected)} False False"
