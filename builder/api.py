@@ -147,6 +147,10 @@ def build(
     choice = enter_isolation(request.isolation)
     if choice.note is not None:
         note(choice.note)
+    if choice.isolation != "chroot":
+        from runtime import forkearly
+
+        forkearly.fork_now()  # only in a warm builder's build: see runtime.forkearly
     from builder.interrupt import cancel_on_signals
     from builder.lazysandbox import LazySandboxes
 

@@ -7,6 +7,9 @@ request channel is locked for the send only. Each launch gives a :class:`ServedI
 the part of ``subprocess.Popen`` that :class:`runtime.sandbox.Sandbox` uses (pid, poll,
 wait, send_signal), backed by a pidfd of the init and the request's reply socket.
 
+A process that forked a server at its start (:mod:`runtime.forkearly`, the warm
+builder's builds) has it adopted instead of starting one.
+
 If this process dies, the server sees end of file and kills every init it started; if
 the server dies, its inits die with it (PR_SET_PDEATHSIG) and every wait and launch
 raises :class:`SandboxError` saying so.
@@ -27,6 +30,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
 
+from runtime import forkearly
 from runtime.errors import SandboxError
 
 # The directory holding the ``runtime`` package, so ``-m runtime.init`` (or
@@ -134,7 +138,7 @@ class ForkServer:
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
-        self._proc: subprocess.Popen[bytes] | None = None
+        self._proc: subprocess.Popen[bytes] | forkearly.EarlyProcess | None = None
         self._control: socket.socket | None = None
         self._stderr: IO[bytes] | None = None
 
@@ -185,6 +189,10 @@ class ForkServer:
             if self._proc.poll() is not None:
                 raise self.gone("cannot start the sandbox init")
             return self._control
+        early = forkearly.take()
+        if early is not None:  # forked by this process at its start (the warm builder)
+            self._proc, self._control, self._stderr = early.proc, early.control, early.stderr
+            return early.control
         ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
         stderr = tempfile.TemporaryFile()  # noqa: SIM115 - closed by close()
         command = python_command("runtime.forkserver", f"--socket-fd={theirs.fileno()}")

@@ -5,8 +5,11 @@ protocol).
 A build forked from here is the command the client would have run: the worker takes the
 client's standard streams, working directory, environment, umask and arguments, and runs
 ``builder.cli.main.main`` as a new ``pybuild`` process would; it skips the interpreter's
-start-up and the ~0.15 s of imports. Each build has a process of its own, so nothing one
-build leaves in memory reaches the next; the server itself never builds. What differs
+start-up and the ~0.15 s of imports, and forks its sandbox fork server from itself
+(``runtime.forkearly``, with the seccomp program the server compiled once) instead of
+starting one as a new interpreter at its first RUN. Each build has a process of its own,
+so nothing one build leaves in memory reaches the next; the server itself never builds.
+What differs
 from a command run on its own: the build's parent process, session, cgroup and resource
 limits are the server's, not the client's shell's.
 
@@ -21,6 +24,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import fcntl
 import importlib
 import io
 import os
@@ -29,15 +33,15 @@ import signal
 import socket
 import struct
 import sys
-import threading
 import time
 from collections.abc import Sequence
 from pathlib import Path
 from types import FrameType
 
-from builder.cli.warm_wire import LineReader, receive_request, send_line, socket_path
+from builder.cli.warm_wire import receive_request, send_line, socket_path
 from builder.errors import UsageError
 from builder.images.root import default_root
+from runtime import forkearly
 
 PACKAGES = ("builder", "cache", "runtime", "fstree")
 # Commands that read and write the store and the files they are given, nothing else: a
@@ -72,6 +76,7 @@ def cmd_warm(args: argparse.Namespace) -> int:
         )
     Storage.open(root, warn=_log).close()  # the root exists and is private
     modules = preload()
+    forkearly.compile_filter()
     stamp = fingerprint(modules)
     listener = _listen(path)
     _log(f"pybuild warm: {len(modules)} modules loaded; serving {root} on {path}")
@@ -235,20 +240,17 @@ def _work(conn: socket.socket) -> int:
     _log(f"pybuild warm: build {os.getpid()} started: pybuild {' '.join(argv)}")
     _become_client(request, fds)
     send_line(conn, "ok")
-    done = threading.Event()
-    threading.Thread(target=_relay_signals, args=(conn, done), daemon=True).start()
+    relay = _SignalRelay(conn)
     code = _run_main(argv)
     for stream in (sys.stdout, sys.stderr):
         with contextlib.suppress(OSError):
             stream.flush()
-    done.set()
+    relay.close()
     send_line(conn, f"exit {code}")
     return code
 
 
 def _refusal(request: dict[str, object], fds: list[int]) -> str | None:
-    from builder.cli import main as cli
-
     if len(fds) != 4:
         return "the request did not carry the streams and directory"
     if request.get("package") != str(Path(__file__).resolve().parents[1]):
@@ -256,14 +258,25 @@ def _refusal(request: dict[str, object], fds: list[int]) -> str | None:
     argv = request.get("argv")
     if not isinstance(argv, list):
         return "no arguments"
-    try:
-        words = cli._with_shorthand([str(word) for word in argv])
-    except UsageError:
+    command = _command([str(word) for word in argv])
+    if command is None:
         return "a mistyped command"  # the command itself reports it
-    i = cli._command_index(words)
-    if i >= len(words) or words[i] not in SERVED:
+    if command not in SERVED:
         return "not a command the warm builder runs"
     return None
+
+
+def _command(argv: list[str]) -> str | None:
+    """The command ``argv`` runs ("" for none), as ``builder.cli.main`` reads it; None for
+    a mistyped one."""
+    from builder.cli import main as cli
+
+    try:
+        words = cli._with_shorthand(argv)
+    except UsageError:
+        return None
+    i = cli._command_index(words)
+    return words[i] if i < len(words) else ""
 
 
 def _become_client(request: dict[str, object], fds: list[int]) -> None:
@@ -301,16 +314,50 @@ def _stream(fd: int, mode: str, encoding: object, *, line_buffering: bool) -> io
     )
 
 
-def _relay_signals(conn: socket.socket, done: threading.Event) -> None:
-    """Deliver the signals the client forwards; a client gone mid-build (killed, or its
-    terminal closed) cancels the build as SIGTERM would."""
-    reader = LineReader(conn)
-    while (line := reader.next()) is not None:
-        word, _, value = line.partition(" ")
-        if word == "sig" and value.isdigit() and not done.is_set():
-            os.kill(os.getpid(), int(value))
-    if not done.is_set():
-        os.kill(os.getpid(), signal.SIGTERM)
+class _SignalRelay:
+    """Delivers the signals the client forwards to this process; a client gone mid-build
+    (killed, or its terminal closed) cancels the build as SIGTERM would.
+
+    Driven by SIGIO (the socket is set O_ASYNC), not by a thread: the build forks its
+    sandbox server while it runs a single thread (``runtime.forkearly``)."""
+
+    def __init__(self, conn: socket.socket) -> None:
+        self.conn = conn
+        self.buffer = b""
+        self.open = True
+        signal.signal(signal.SIGIO, self._readable)
+        conn.setblocking(False)
+        fd = conn.fileno()
+        fcntl.fcntl(fd, fcntl.F_SETOWN, os.getpid())
+        fcntl.fcntl(fd, fcntl.F_SETFL, fcntl.fcntl(fd, fcntl.F_GETFL) | os.O_ASYNC)
+        self._readable(signal.SIGIO, None)  # anything sent before O_ASYNC was set
+
+    def _readable(self, signum: int, frame: FrameType | None) -> None:
+        while self.open:
+            try:
+                chunk = self.conn.recv(4096)
+            except (BlockingIOError, InterruptedError):
+                return
+            except OSError:
+                chunk = b""
+            if not chunk:
+                self.close()
+                os.kill(os.getpid(), signal.SIGTERM)
+                return
+            self.buffer += chunk
+            *lines, self.buffer = self.buffer.split(b"\n")
+            for line in lines:
+                word, _, value = line.decode(errors="replace").partition(" ")
+                if word == "sig" and value.isdigit():
+                    os.kill(os.getpid(), int(value))
+
+    def close(self) -> None:
+        """Stop relaying (the command has ended); the socket blocks again."""
+        self.open = False
+        fd = self.conn.fileno()
+        fcntl.fcntl(fd, fcntl.F_SETFL, fcntl.fcntl(fd, fcntl.F_GETFL) & ~os.O_ASYNC)
+        signal.signal(signal.SIGIO, signal.SIG_IGN)
+        self.conn.setblocking(True)
 
 
 def _run_main(argv: list[str]) -> int:

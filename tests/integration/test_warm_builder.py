@@ -11,13 +11,13 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from tests.integration.clihelp import REPO, Pybuild, Result, write_context
+from tests.integration.clihelp import REPO, Pybuild, Result, processes_with, write_context
 
 pytestmark = [pytest.mark.requires_root, pytest.mark.requires_overlay]
 
@@ -151,11 +151,29 @@ def test_warm_builder_leaves_container_commands_and_opted_out_builds_to_the_cli(
     assert warm.served() == ["build", "images"]
 
 
+def _wait_for(found: Callable[[], list[int]], timeout: float = 10.0) -> list[int]:
+    deadline = time.monotonic() + timeout
+    while not (pids := found()) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    return pids
+
+
+def _ancestors(pid: int) -> list[tuple[int, str]]:
+    """(pid, command line) of ``pid``'s parent, its parent, and so on up to init."""
+    chain = []
+    while pid > 1:
+        status = Path(f"/proc/{pid}/status").read_text()
+        pid = int(next(line.split()[1] for line in status.splitlines() if line.startswith("PPid:")))
+        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
+        chain.append((pid, cmdline))
+    return chain
+
+
 def test_ctrl_c_on_the_client_cancels_the_warm_build(
     tmp_path: Path, pybuild: Pybuild, warm: WarmServer
 ) -> None:
     ctx = write_context(
-        tmp_path / "slow", {}, "FROM busybox:latest\nRUN echo step-started && sleep 60\n"
+        tmp_path / "slow", {}, "FROM busybox:latest\nRUN echo step-started && sleep 6061\n"
     )
     proc = subprocess.Popen(
         [sys.executable, "-m", "builder.cli", "build", "--progress", "plain", str(ctx)],
@@ -169,6 +187,12 @@ def test_ctrl_c_on_the_client_cancels_the_warm_build(
     for line in proc.stderr:
         if line.rstrip().endswith("step-started"):
             break
+    (step,) = _wait_for(lambda: processes_with("sleep 6061"))
+    chain = _ancestors(step)
+    # the step's sandbox came from a fork server the build forked from itself, not from
+    # a new `python -m runtime.forkserver`, and the build is a fork of the warm builder
+    assert warm.proc is not None and warm.proc.pid in [pid for pid, _ in chain]
+    assert not [cmd for _, cmd in chain if "runtime.forkserver" in cmd]
     started = time.monotonic()
     os.killpg(proc.pid, signal.SIGINT)
     rest = proc.stderr.read()
