@@ -2,7 +2,8 @@
 """The product benchmark: cold, warm, edit and export times of pybuild beside BuildKit and Buildah.
 
 Usage (as root): ``python3 -m benchmarks.bench_scenarios [--scenarios a,b] [--repeat N]
-[--tools pybuild,buildkit,buildah] [--runs-true N] [--settle S] [--json OUT]``.
+[--tools pybuild,pybuild-warm,buildkit,buildah] [--runs-true N] [--settle S]
+[--keep-emulators] [--json OUT]``.
 
 Renders ``../shared/bench/scenarios`` with its ``gen.py`` (busybox base from
 ``fixtures/make_base.py``) and a 2,000-file Python app (``pyapp2k``: 40 packages x 50
@@ -12,12 +13,13 @@ each tool in turn builds cold (empty store or build cache, base present), warm (
 changed), edit (one line appended to the scenario's edit file) and exports the image
 (pybuild ``save --format oci``, ``buildah push oci-archive:``, ``docker save``). With
 ``--runs-true N`` (default 10, 0 skips it) a Dockerfile of N ``RUN true`` is also built
-with ``--no-cache``. One table follows: per scenario and metric the median seconds of
-each tool, pybuild's cache hit rate (``--metadata-file`` totals) and pybuild/peer ratios
-of the medians. Peers not installed are skipped with a line saying so. The figures are
-never a test assertion. Each timed command starts after ``sync`` (``peers.timed``), so
-none pays for the writeback of what the command before it (another tool's build or store
-reset) wrote.
+with ``--no-cache``. One table per pybuild tool follows (``pybuild``, and
+``pybuild-warm``: the same CLI with ``pybuild warm`` serving its store): per scenario and
+metric its median seconds, its cache hit rate (``--metadata-file`` totals), and each
+peer's median with the pybuild tool's ratio over it. Peers not installed are skipped
+with a line saying so. The figures are never a test assertion. Each timed command
+starts after ``sync`` (``peers.timed``), so none pays for the writeback of what the
+command before it (another tool's build or store reset) wrote.
 """
 
 from __future__ import annotations
