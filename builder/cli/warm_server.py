@@ -25,6 +25,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import fcntl
+import gc
 import importlib
 import io
 import os
@@ -78,6 +79,10 @@ def cmd_warm(args: argparse.Namespace) -> int:
     modules = preload()
     forkearly.compile_filter()
     stamp = fingerprint(modules)
+    # What the imports made lives as long as the server: out of the collector's way, so a
+    # build's full collections do not walk it and its pages stay shared with the server.
+    gc.collect()
+    gc.freeze()
     listener = _listen(path)
     _log(f"pybuild warm: {len(modules)} modules loaded; serving {root} on {path}")
     signal.signal(signal.SIGTERM, _stop)
