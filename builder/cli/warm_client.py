@@ -23,7 +23,13 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from types import FrameType
 
-from builder.cli.warm_wire import LineReader, send_line, send_request, socket_path
+from builder.cli.warm_wire import (
+    LineReader,
+    mount_namespace,
+    send_line,
+    send_request,
+    socket_path,
+)
 from builder.images.root import default_root
 
 FORWARDED_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
@@ -72,6 +78,7 @@ def _ask(sock: socket.socket, argv: Sequence[str], fds: list[int]) -> int | None
         "env": dict(os.environ),
         "umask": umask,
         "package": str(Path(__file__).resolve().parents[1]),
+        "mount_namespace": mount_namespace(),
         "streams": [
             [getattr(s, "encoding", None), getattr(s, "errors", None)]
             for s in (sys.stdin, sys.stdout, sys.stderr)

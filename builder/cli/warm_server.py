@@ -16,7 +16,8 @@ limits are the server's, not the client's shell's.
 Only the user serving it may connect (the socket is mode 0600 in the private store root,
 and the peer's uid is checked), and only the image commands run here (``SERVED``:
 build, save, load, images, tag, rmi); every other command, and a client of another
-pybuild install, is told ``no`` and runs on its own. When the
+pybuild install or of another mount namespace (where the paths it names may be other
+files), is told ``no`` and runs on its own. When the
 installed code changes under it, the server stops rather than build with the old code.
 """
 
@@ -39,7 +40,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from types import FrameType
 
-from builder.cli.warm_wire import receive_request, send_line, socket_path
+from builder.cli.warm_wire import mount_namespace, receive_request, send_line, socket_path
 from builder.errors import UsageError
 from builder.images.root import default_root
 from runtime import forkearly
@@ -260,6 +261,9 @@ def _refusal(request: dict[str, object], fds: list[int]) -> str | None:
         return "the request did not carry the streams and directory"
     if request.get("package") != str(Path(__file__).resolve().parents[1]):
         return "another pybuild install"
+    mine = mount_namespace()
+    if mine is None or request.get("mount_namespace") != mine:
+        return "another mount namespace"  # its paths may name other files here
     argv = request.get("argv")
     if not isinstance(argv, list):
         return "no arguments"

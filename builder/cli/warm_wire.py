@@ -14,6 +14,7 @@ instead of) the builder.
 from __future__ import annotations
 
 import json
+import os
 import socket
 import struct
 from pathlib import Path
@@ -27,6 +28,15 @@ MAX_REQUEST = 16 << 20
 def socket_path(root: Path) -> Path:
     """The warm builder's socket for the store at ``root``."""
     return root / SOCKET_NAME
+
+
+def mount_namespace() -> int | None:
+    """This process's mount namespace (its inode): the paths a command names are
+    resolved in it, so only a server in the same one may run the command."""
+    try:
+        return os.stat("/proc/self/ns/mnt").st_ino
+    except OSError:
+        return None
 
 
 def send_request(sock: socket.socket, request: dict[str, object], fds: list[int]) -> None:

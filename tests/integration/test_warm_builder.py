@@ -210,3 +210,23 @@ def test_a_second_warm_builder_for_a_store_is_refused(pybuild: Pybuild, warm: Wa
     assert "Traceback" not in second.err
     assert warm.stop() == 0
     assert not (pybuild.root / "warm.sock").exists()
+
+
+def test_a_client_in_another_mount_namespace_builds_on_its_own(
+    tmp_path: Path, pybuild: Pybuild, warm: WarmServer
+) -> None:
+    """Paths a command names are resolved where the client runs: a server in another
+    mount namespace could see other files there, so it says no."""
+    ctx = write_context(tmp_path / "ctx", {"app.txt": "one\n"}, DOCKERFILE)
+    isolated = ["unshare", "--mount", "--propagation", "private"]
+    done = subprocess.run(
+        [*isolated, sys.executable, "-m", "builder.cli", "build", "-q", "-t", "app", str(ctx)],
+        cwd=REPO,
+        env={**os.environ, "PYBUILD_ROOT": str(pybuild.root)},
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.startswith("sha256:")
+    assert warm.served() == []
