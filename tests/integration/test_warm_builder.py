@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -18,6 +19,7 @@ from typing import Any
 import pytest
 
 from tests.integration.clihelp import REPO, Pybuild, Result, processes_with, write_context
+from tests.integration.rootless_users import make_user, remove_user
 
 pytestmark = [pytest.mark.requires_root, pytest.mark.requires_overlay]
 
@@ -230,3 +232,41 @@ def test_a_client_in_another_mount_namespace_builds_on_its_own(
     assert done.returncode == 0, done.stderr
     assert done.stdout.startswith("sha256:")
     assert warm.served() == []
+
+
+@pytest.mark.skipif(
+    any(shutil.which(t) is None for t in ("useradd", "userdel", "setpriv", "unshare")),
+    reason="needs useradd, userdel, setpriv and unshare (util-linux, passwd)",
+)
+def test_a_rootless_users_warm_builder_runs_their_builds_with_run_steps(
+    base_archive: Path,
+) -> None:
+    user = make_user(True)
+    try:
+        base = user.home / "base.tar"
+        shutil.copyfile(base_archive, base)
+        user.pybuild("load", "-i", user.give(base))
+        ctx = user.give(write_context(user.home / "ctx", {"app.txt": "one\n"}, DOCKERFILE))
+        log, sock = user.home / "warm.log", user.home / ".local/share/pybuild/warm.sock"
+        # The server and its client in one mount namespace: one script run as the user.
+        script = user.home / "both.sh"
+        script.write_text(
+            f"{sys.executable} -m builder.cli warm > {log} 2>&1 &\n"
+            "server=$!\n"
+            f"n=0; while [ ! -S {sock} ] && [ $n -lt 600 ]; do sleep 0.05; n=$((n+1)); done\n"
+            f"{sys.executable} -m builder.cli build -q -t app {ctx}\n"
+            "code=$?\n"
+            "kill $server; wait $server\n"
+            "exit $code\n"
+        )
+        user.give(script)
+        command, env = user.command("--version")
+        command = [*command[: command.index(sys.executable)], "sh", str(script)]
+        done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=120)
+        assert done.returncode == 0, f"{done.stderr}\n{log.read_text()}"
+        assert done.stdout.startswith("sha256:")
+        assert f"started: pybuild build -q -t app {ctx}" in log.read_text()
+        alone = user.pybuild("build", "-q", "-t", "app", ctx, env={"PYBUILD_NO_WARM": "1"})
+        assert alone.out == done.stdout  # a full hit: the same image
+    finally:
+        remove_user(user.name)
