@@ -236,6 +236,8 @@ def _work(conn: socket.socket) -> int:
         request, fds = receive_request(conn)
     except (OSError, ValueError):
         return 1
+    if len(fds) == 4:
+        os.fchdir(fds[3])  # relative paths in the arguments are the client's
     reason = _refusal(request, fds)
     if reason is not None:
         for fd in fds:
@@ -243,7 +245,8 @@ def _work(conn: socket.socket) -> int:
         send_line(conn, f"no {reason}")
         return 0
     argv = [str(word) for word in request["argv"]]  # type: ignore[attr-defined]
-    _log(f"pybuild warm: build {os.getpid()} started: pybuild {' '.join(argv)}")
+    command = _command(argv)
+    _log(f"pybuild warm: worker {os.getpid()} runs {command}: pybuild {' '.join(shown(argv))}")
     _become_client(request, fds)
     send_line(conn, "ok")
     relay = _SignalRelay(conn)
@@ -254,6 +257,19 @@ def _work(conn: socket.socket) -> int:
     relay.close()
     send_line(conn, f"exit {code}")
     return code
+
+
+def shown(argv: list[str]) -> list[str]:
+    """``argv`` for the log: a build argument's value is left out (``K=...``), as it may
+    carry a token (``pybuild serve`` leaves build args' values out of its log too)."""
+    out: list[str] = []
+    for word in argv:
+        if out and out[-1] == "--build-arg" and "=" in word:
+            word = word.split("=", 1)[0] + "=..."
+        elif word.startswith("--build-arg=") and word.count("=") > 1:
+            word = "=".join(word.split("=", 2)[:2]) + "=..."
+        out.append(word)
+    return out
 
 
 def _refusal(request: dict[str, object], fds: list[int]) -> str | None:
@@ -291,7 +307,6 @@ def _command(argv: list[str]) -> str | None:
 def _become_client(request: dict[str, object], fds: list[int]) -> None:
     for target, fd in enumerate(fds[:3]):
         os.dup2(fd, target)
-    os.fchdir(fds[3])
     for fd in fds:
         os.close(fd)
     env = request.get("env")

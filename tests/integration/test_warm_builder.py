@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import signal
 import socket
@@ -65,13 +66,8 @@ class WarmServer:
         return self.proc.wait(timeout=30)
 
     def served(self) -> list[str]:
-        """The commands the server has run, from its log ("build N started: pybuild ...")."""
-        marker = " started: pybuild "
-        return [
-            line.split(marker)[1].split()[0]
-            for line in self.log.read_text().splitlines()
-            if marker in line
-        ]
+        """The commands the server has run, from its log ("worker N runs build: ...")."""
+        return re.findall(r" worker \d+ runs (\w+): pybuild ", self.log.read_text())
 
 
 @pytest.fixture
@@ -265,8 +261,24 @@ def test_a_rootless_users_warm_builder_runs_their_builds_with_run_steps(
         done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=120)
         assert done.returncode == 0, f"{done.stderr}\n{log.read_text()}"
         assert done.stdout.startswith("sha256:")
-        assert f"started: pybuild build -q -t app {ctx}" in log.read_text()
+        assert f"runs build: pybuild build -q -t app {ctx}" in log.read_text()
         alone = user.pybuild("build", "-q", "-t", "app", ctx, env={"PYBUILD_NO_WARM": "1"})
         assert alone.out == done.stdout  # a full hit: the same image
     finally:
         remove_user(user.name)
+
+
+def test_relative_paths_are_the_clients(tmp_path: Path, pybuild: Pybuild, warm: WarmServer) -> None:
+    """`pybuild -t app ctx` from the client's directory: the shorthand and the context
+    are read where the client runs, not where the server was started."""
+    write_context(tmp_path / "ctx", {"app.txt": "one\n"}, DOCKERFILE)
+    done = subprocess.run(
+        [sys.executable, "-m", "builder.cli", "-q", "-t", "app", "ctx"],
+        cwd=tmp_path,
+        env={**os.environ, "PYBUILD_ROOT": str(pybuild.root), "PYTHONPATH": str(REPO)},
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    assert warm.served() == ["build"]  # the shorthand

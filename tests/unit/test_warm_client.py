@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from builder.cli.warm_client import store_root, try_warm
-from builder.cli.warm_server import fingerprint
+from builder.cli.warm_server import fingerprint, shown
 
 
 def test_store_root_is_the_last_leading_root_flag(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -45,3 +45,10 @@ def test_fingerprint_changes_when_a_loaded_module_file_changes(
         assert fingerprint(["warm_probe_module"]) != before
     finally:
         sys.modules.pop("warm_probe_module", None)
+
+
+def test_the_warm_builders_log_leaves_build_argument_values_out() -> None:
+    argv = ["build", "--build-arg", "TOKEN=s3cret", "--build-arg=KEY=v=1", "--build-arg", "X", "."]
+    assert shown(argv) == [
+        "build", "--build-arg", "TOKEN=...", "--build-arg=KEY=...", "--build-arg", "X", ".",
+    ]  # fmt: skip
