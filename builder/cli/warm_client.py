@@ -84,30 +84,35 @@ def _ask(sock: socket.socket, argv: Sequence[str], fds: list[int]) -> int | None
             for s in (sys.stdin, sys.stdout, sys.stderr)
         ],
     }
+    # Forwarding starts before the request goes: a Ctrl-C from now on is the build's. If
+    # the server then says no, it is delivered here again, where the command runs.
+    received: list[int] = []
+    previous = {sig: signal.signal(sig, _forward(sock, received)) for sig in FORWARDED_SIGNALS}
     try:
-        send_request(sock, request, [*fds, cwd])
+        try:
+            send_request(sock, request, [*fds, cwd])
+        finally:
+            os.close(cwd)
+        reader = LineReader(sock)
+        if reader.next() == "ok":  # else "no REASON", or the server went away
+            while (line := reader.next()) is not None:
+                word, _, value = line.partition(" ")
+                if word == "exit" and value.lstrip("-").isdigit():
+                    return int(value)
+            return _server_gone()
     except OSError:
-        return None
-    finally:
-        os.close(cwd)
-    reader = LineReader(sock)
-    answer = reader.next()
-    if answer != "ok":  # "no REASON", or the server went away: run the command here
-        return None
-    previous = {sig: signal.signal(sig, _forward(sock)) for sig in FORWARDED_SIGNALS}
-    try:
-        while (line := reader.next()) is not None:
-            word, _, value = line.partition(" ")
-            if word == "exit":
-                return int(value)
+        pass
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
-    return _server_gone()
+    for signum in received:  # not run there: this process gets them, as it would have
+        os.kill(os.getpid(), signum)
+    return None
 
 
-def _forward(sock: socket.socket) -> Callable[[int, FrameType | None], None]:
+def _forward(sock: socket.socket, received: list[int]) -> Callable[[int, FrameType | None], None]:
     def handler(signum: int, frame: FrameType | None) -> None:
+        received.append(signum)
         # OSError: the build has ended or the server is gone; the reply says which
         with contextlib.suppress(OSError):
             send_line(sock, f"sig {signum}")

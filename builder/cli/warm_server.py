@@ -249,12 +249,17 @@ def _work(conn: socket.socket) -> int:
     _log(f"pybuild warm: worker {os.getpid()} runs {command}: pybuild {' '.join(shown(argv))}")
     _become_client(request, fds)
     send_line(conn, "ok")
-    relay = _SignalRelay(conn)
-    code = _run_main(argv)
+    relay = None
+    try:
+        relay = _SignalRelay(conn)  # a Ctrl-C sent before the command began lands here
+        code = _run_main(argv)
+    except KeyboardInterrupt:
+        code = 130
     for stream in (sys.stdout, sys.stderr):
         with contextlib.suppress(OSError):
             stream.flush()
-    relay.close()
+    if relay is not None:
+        relay.close()
     send_line(conn, f"exit {code}")
     return code
 
