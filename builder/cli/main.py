@@ -196,6 +196,17 @@ def _with_shorthand(argv: Sequence[str]) -> list[str]:
     return args
 
 
+def command_of(argv: Sequence[str]) -> str | None:
+    """The command ``argv`` runs, as ``main`` reads it ("" for none: ``--help``,
+    ``--version``); None for a mistyped one (``main`` reports it)."""
+    try:
+        words = _with_shorthand(argv)
+    except UsageError:
+        return None
+    i = _command_index(words)
+    return words[i] if i < len(words) else ""
+
+
 def _command_index(args: Sequence[str]) -> int:
     """Where the command word is: after the global ``--root DIR`` options."""
     i = 0

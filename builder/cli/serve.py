@@ -3,11 +3,8 @@
 from __future__ import annotations
 
 import argparse
-import signal
-import sys
-import time
-from types import FrameType
 
+from builder.cli.foreground import log, stop_on_sigterm
 from builder.images.store import default_root
 
 
@@ -31,16 +28,6 @@ def add_serve(p: argparse.ArgumentParser) -> None:
     )
 
 
-def _log(line: str) -> None:
-    stamp = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime())
-    sys.stderr.write(f"{stamp} {line}\n")
-    sys.stderr.flush()
-
-
-def _stop(signum: int, frame: FrameType | None) -> None:
-    raise KeyboardInterrupt
-
-
 def cmd_serve(args: argparse.Namespace) -> int:
     from builder.engine.server import default_socket, parse_host, serve
     from builder.engine.state import Engine
@@ -48,10 +35,10 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
     path = parse_host(args.host) if args.host else default_socket()
     root = args.root or default_root()
-    Storage.open(root, warn=_log).close()  # made (private) before the first request
-    signal.signal(signal.SIGTERM, _stop)
+    Storage.open(root, warn=log).close()  # made (private) before the first request
+    stop_on_sigterm()
     try:
-        serve(Engine(root.resolve(), _log), path, args.group)
+        serve(Engine(root.resolve(), log), path, args.group)
     except KeyboardInterrupt:
-        _log("pybuild serve: stopped")
+        log("pybuild serve: stopped")
     return 0

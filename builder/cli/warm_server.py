@@ -35,11 +35,12 @@ import signal
 import socket
 import struct
 import sys
-import time
 from collections.abc import Sequence
 from pathlib import Path
 from types import FrameType
 
+from builder.cli.foreground import log, stop_on_sigterm
+from builder.cli.main import command_of
 from builder.cli.warm_wire import mount_namespace, receive_request, send_line, socket_path
 from builder.errors import UsageError
 from builder.images.root import default_root
@@ -50,7 +51,6 @@ PACKAGES = ("builder", "cache", "runtime", "fstree")
 # container (`run`, `exec`...) wants the client's terminal, session and cgroup, so those
 # run on their own.
 SERVED = frozenset({"build", "save", "load", "images", "tag", "rmi"})
-SOCKET_MODE = 0o600
 ACCEPT_TIMEOUT = 1.0  # seconds between reaps of finished workers when no client comes
 MAX_SOCKET_PATH = 107  # sun_path holds 108 bytes with the NUL
 
@@ -76,7 +76,7 @@ def cmd_warm(args: argparse.Namespace) -> int:
             "socket allows",
             hint="use a store root with a shorter path (--root or $PYBUILD_ROOT)",
         )
-    Storage.open(root, warn=_log).close()  # the root exists and is private
+    Storage.open(root, warn=log).close()  # the root exists and is private
     modules = preload()
     forkearly.compile_filter()
     stamp = fingerprint(modules)
@@ -85,8 +85,8 @@ def cmd_warm(args: argparse.Namespace) -> int:
     gc.collect()
     gc.freeze()
     listener = _listen(path)
-    _log(f"pybuild warm: {len(modules)} modules loaded; serving {root} on {path}")
-    signal.signal(signal.SIGTERM, _stop)
+    log(f"pybuild warm: {len(modules)} modules loaded; serving {root} on {path}")
+    stop_on_sigterm()
     workers: set[int] = set()
     try:
         while True:
@@ -100,25 +100,15 @@ def cmd_warm(args: argparse.Namespace) -> int:
                     continue
                 if fingerprint(modules) != stamp:
                     send_line(conn, "no the installed code changed")
-                    _log("pybuild warm: the installed code changed; stopping (start it again)")
+                    log("pybuild warm: the installed code changed; stopping (start it again)")
                     return 0
                 workers.add(_fork_worker(conn, listener))
     except KeyboardInterrupt:
-        _log("pybuild warm: stopped")
+        log("pybuild warm: stopped")
         return 0
     finally:
         _unlink_if_ours(path, listener)
         listener.close()
-
-
-def _log(line: str) -> None:
-    stamp = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime())
-    sys.stderr.write(f"{stamp} {line}\n")
-    sys.stderr.flush()
-
-
-def _stop(signum: int, frame: FrameType | None) -> None:
-    raise KeyboardInterrupt
 
 
 def preload(packages: Sequence[str] = PACKAGES) -> list[str]:
@@ -159,27 +149,13 @@ def fingerprint(modules: Sequence[str]) -> tuple[tuple[str, int, int], ...]:
 
 
 def _listen(path: Path) -> socket.socket:
-    probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    with probe:
-        try:
-            probe.connect(str(path))
-        except OSError:
-            pass  # nobody serves it: a socket left by a server that was killed, or none
-        else:
-            raise UsageError(
-                f"a warm builder already serves this store ({path})",
-                hint="stop that one first, or use another --root",
-            )
-    if path.is_socket():
-        path.unlink()
-    listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    old = os.umask(0o177)
-    try:
-        listener.bind(str(path))
-    finally:
-        os.umask(old)
-    os.chmod(path, SOCKET_MODE)
-    listener.listen(64)
+    from builder.engine.server import bind
+
+    busy = UsageError(
+        f"a warm builder already serves this store ({path})",
+        hint="stop that one first, or use another --root",
+    )
+    listener = bind(path, None, busy=busy)
     listener.settimeout(ACCEPT_TIMEOUT)
     return listener
 
@@ -201,7 +177,7 @@ def _same_user(conn: socket.socket) -> bool:
     pid, uid, _gid = _PEERCRED.unpack(creds)
     if uid == os.geteuid():
         return True
-    _log(f"pybuild warm: refused a client of uid {uid} (pid {pid}): not the serving user")
+    log(f"pybuild warm: refused a client of uid {uid} (pid {pid}): not the serving user")
     return False
 
 
@@ -214,7 +190,7 @@ def _reap(workers: set[int]) -> None:
             continue
         if done:
             workers.discard(pid)
-            _log(f"pybuild warm: worker {pid} ended ({os.waitstatus_to_exitcode(status)})")
+            log(f"pybuild warm: worker {pid} ended ({os.waitstatus_to_exitcode(status)})")
 
 
 def _fork_worker(conn: socket.socket, listener: socket.socket) -> int:
@@ -245,8 +221,8 @@ def _work(conn: socket.socket) -> int:
         send_line(conn, f"no {reason}")
         return 0
     argv = [str(word) for word in request["argv"]]  # type: ignore[attr-defined]
-    command = _command(argv)
-    _log(f"pybuild warm: worker {os.getpid()} runs {command}: pybuild {' '.join(shown(argv))}")
+    command = command_of(argv)
+    log(f"pybuild warm: worker {os.getpid()} runs {command}: pybuild {' '.join(shown(argv))}")
     _become_client(request, fds)
     send_line(conn, "ok")
     relay = None
@@ -288,25 +264,12 @@ def _refusal(request: dict[str, object], fds: list[int]) -> str | None:
     argv = request.get("argv")
     if not isinstance(argv, list):
         return "no arguments"
-    command = _command([str(word) for word in argv])
+    command = command_of([str(word) for word in argv])
     if command is None:
         return "a mistyped command"  # the command itself reports it
     if command not in SERVED:
         return "not a command the warm builder runs"
     return None
-
-
-def _command(argv: list[str]) -> str | None:
-    """The command ``argv`` runs ("" for none), as ``builder.cli.main`` reads it; None for
-    a mistyped one."""
-    from builder.cli import main as cli
-
-    try:
-        words = cli._with_shorthand(argv)
-    except UsageError:
-        return None
-    i = cli._command_index(words)
-    return words[i] if i < len(words) else ""
 
 
 def _become_client(request: dict[str, object], fds: list[int]) -> None:

@@ -130,10 +130,11 @@ class _Handler(BaseHTTPRequestHandler):
         reply.status = reply.status or status
 
 
-def bind(path: Path, group: str | None) -> socket.socket:
+def bind(path: Path, group: str | None, busy: UsageError | None = None) -> socket.socket:
     """A listening socket at ``path``, 0600 (0660 with ``group``) before it listens. A
-    stale socket (nobody listening) is replaced; anything else there is refused."""
-    _clear_stale(path)
+    stale socket (nobody listening) is replaced; anything else there is refused, a live
+    server with ``busy`` when given."""
+    _clear_stale(path, busy)
     path.parent.mkdir(parents=True, exist_ok=True)
     sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     old = os.umask(0o177)
@@ -154,7 +155,7 @@ def bind(path: Path, group: str | None) -> socket.socket:
     return sock
 
 
-def _clear_stale(path: Path) -> None:
+def _clear_stale(path: Path, busy: UsageError | None) -> None:
     try:
         mode = path.lstat().st_mode
     except FileNotFoundError:
@@ -173,7 +174,7 @@ def _clear_stale(path: Path) -> None:
         return
     finally:
         probe.close()
-    raise UsageError(
+    raise busy or UsageError(
         f"{path}: another server is listening there",
         hint="stop it, or pass another -H unix:///path",
     )
